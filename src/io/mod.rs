@@ -1,0 +1,4 @@
+//! Input/output at the edges: atomic files, checkpoints, metrics.
+
+pub mod atomic;
+pub mod safetensors_file;

@@ -1,0 +1,11 @@
+//! hetsyn: spiking neural networks whose synapses each have their own learnable
+//! time constant (HetSyn), trained with exact, memory-lean surrogate gradients.
+//!
+//! The maths is fixed in `shared/design/model.md`; each module names the section
+//! it implements.
+
+pub mod config;
+pub mod io;
+pub mod model;
+pub mod tasks;
+pub mod train;

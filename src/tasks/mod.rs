@@ -1,0 +1,56 @@
+//! Tasks: each task in one file behind the [`Task`] trait. A task makes input
+//! spike trains (or analog inputs) and targets; the trainer is generic over it.
+
+pub mod dms;
+
+use rand_chacha::ChaCha8Rng;
+
+/// What the readout must produce.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TaskKind {
+    /// One label per sample; accuracy is reported.
+    Classification,
+    /// A target time series per readout; mean squared error is reported.
+    Regression,
+}
+
+/// The target of one sample.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Target {
+    /// Class index in `0..outputs`.
+    Class(usize),
+    /// Target values, row-major `[steps, outputs]`.
+    Series(Vec<f32>),
+}
+
+/// One input sample: `input` is row-major `[steps, channels]` (time-major), spikes
+/// as 0/1 or analog values.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sample {
+    pub input: Vec<f32>,
+    pub target: Target,
+}
+
+/// The fixed shape of a task's samples.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TaskShape {
+    /// Input channels per step.
+    pub channels: usize,
+    /// Readout neurons (classes, or target series).
+    pub outputs: usize,
+    /// Time steps per sample.
+    pub steps: usize,
+    pub kind: TaskKind,
+}
+
+/// A task: a source of training samples and fixed held-out validation and test sets.
+pub trait Task: Send + Sync {
+    fn shape(&self) -> TaskShape;
+    /// `n` fresh training samples drawn with `rng` (the training stream of the run).
+    fn train_batch(&mut self, n: usize, rng: &mut ChaCha8Rng) -> Vec<Sample>;
+    /// Held-out samples for model selection; never used for training.
+    fn validation(&self) -> &[Sample];
+    /// Held-out samples for the reported test accuracy; never used for training
+    /// or model selection.
+    fn test(&self) -> &[Sample];
+}
