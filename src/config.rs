@@ -1,1 +1,486 @@
+//! The run configuration: a TOML file parsed with serde, `--set key=value`
+//! overrides, defaults and validation. Every error names the file, the key and
+//! the value at fault. Times are in seconds, rates in Hz.
 
+use std::path::Path;
+
+use anyhow::{anyhow, bail, Context, Result};
+use serde::{Deserialize, Serialize};
+
+use crate::model::{LossKind, Surrogate};
+use crate::tasks::dms::DmsConfig;
+
+/// A whole run: model, task, training and output settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Run name; the run directory is `<output.dir>/<name>-<UTC timestamp>`.
+    #[serde(default = "default_name")]
+    pub name: String,
+    /// Seed of every random draw of the run.
+    #[serde(default)]
+    pub seed: u64,
+    /// Worker threads; 0 = one per core.
+    #[serde(default)]
+    pub threads: usize,
+    pub model: ModelConfig,
+    pub task: TaskConfig,
+    #[serde(default)]
+    pub train: TrainConfig,
+    #[serde(default)]
+    pub output: OutputConfig,
+}
+
+fn default_name() -> String {
+    "run".into()
+}
+
+/// The neuron model family (model.md §2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ModelKind {
+    /// One learnable decay per synapse; fixed reset decay `tau_reset`.
+    Hetsynlif,
+    /// One learnable decay per neuron.
+    Hetneulif,
+    /// One fixed decay per layer.
+    Homneulif,
+    /// One fixed decay per layer, with an adaptation current.
+    Homneualif,
+}
+
+/// Distribution of initial time constants, seconds; decays are `exp(-dt/tau)`.
+/// Models with one fixed decay per layer (HomNeu) use the distribution's mean.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "dist", rename_all = "lowercase", deny_unknown_fields)]
+pub enum TauInit {
+    Constant { value: f64 },
+    /// Redrawn until positive.
+    Normal { mean: f64, std: f64 },
+    Uniform { low: f64, high: f64 },
+}
+
+impl TauInit {
+    pub fn mean(&self) -> f64 {
+        match *self {
+            TauInit::Constant { value } => value,
+            TauInit::Normal { mean, .. } => mean,
+            TauInit::Uniform { low, high } => 0.5 * (low + high),
+        }
+    }
+
+    fn validate(&self, key: &str) -> Result<()> {
+        let positive = |k: &str, v: f64| -> Result<()> {
+            if !(v.is_finite() && v > 0.0) {
+                bail!("{key}.{k} = {v}: a time constant must be a positive number of seconds");
+            }
+            Ok(())
+        };
+        match *self {
+            TauInit::Constant { value } => positive("value", value),
+            TauInit::Normal { mean, std } => {
+                positive("mean", mean)?;
+                if !(std.is_finite() && std >= 0.0) {
+                    bail!("{key}.std = {std}: must be >= 0");
+                }
+                Ok(())
+            }
+            TauInit::Uniform { low, high } => {
+                positive("low", low)?;
+                positive("high", high)?;
+                if high < low {
+                    bail!("{key}.high = {high}: must be >= low ({low})");
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+/// One hidden layer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LayerConfig {
+    pub size: usize,
+    /// Recurrent synapses from the layer's own spikes of the previous step.
+    #[serde(default)]
+    pub recurrent: bool,
+    /// Overrides `model.tau_init` for this layer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tau_init: Option<TauInit>,
+}
+
+/// The leaky readout and its loss.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReadoutConfig {
+    pub loss: LossKind,
+    /// Initial steps left out of the `softmax_sum` readout (authors' SHD: 11).
+    #[serde(default)]
+    pub skip_steps: usize,
+    /// Overrides `model.tau_init` for the readout.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tau_init: Option<TauInit>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelConfig {
+    pub kind: ModelKind,
+    /// Step length, seconds.
+    #[serde(default = "default_dt")]
+    pub dt: f64,
+    /// Firing threshold `theta`.
+    #[serde(default = "one")]
+    pub threshold: f64,
+    #[serde(default = "default_surrogate")]
+    pub surrogate: Surrogate,
+    /// Time constant of the reset current (HetSynLIF), seconds.
+    #[serde(default = "default_tau_reset")]
+    pub tau_reset: f64,
+    /// Initial time constants of hidden layers (and of the readout unless it sets its own).
+    pub tau_init: TauInit,
+    /// Adaptation time constant (HomNeuALIF), seconds.
+    #[serde(default = "default_adaptation_tau")]
+    pub adaptation_tau: f64,
+    /// Adaptation strength `a` (HomNeuALIF).
+    #[serde(default = "default_adaptation_strength")]
+    pub adaptation_strength: f64,
+    /// Dropout probability on hidden spikes fed to the next layer (training only).
+    #[serde(default)]
+    pub dropout: f64,
+    /// Weights are drawn `N(0, weight_scale^2 / fan_in)`.
+    #[serde(default = "one")]
+    pub weight_scale: f64,
+    /// Learnable decays are clamped to `[decay_min, decay_max]` after every step.
+    #[serde(default)]
+    pub decay_min: f64,
+    #[serde(default = "one")]
+    pub decay_max: f64,
+    pub layers: Vec<LayerConfig>,
+    pub readout: ReadoutConfig,
+}
+
+fn default_dt() -> f64 {
+    1e-3
+}
+fn one() -> f64 {
+    1.0
+}
+fn default_surrogate() -> Surrogate {
+    Surrogate::MultiGaussian
+}
+fn default_tau_reset() -> f64 {
+    0.02
+}
+fn default_adaptation_tau() -> f64 {
+    0.5
+}
+fn default_adaptation_strength() -> f64 {
+    0.01
+}
+
+/// The task and its settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum TaskConfig {
+    /// Delayed match-to-sample (paper §4.2).
+    Dms(DmsConfig),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OptimizerKind {
+    /// Adam; `weight_decay` is an L2 term added to the gradient.
+    Adam,
+    /// AdamW; `weight_decay` is decoupled.
+    Adamw,
+}
+
+/// Learning-rate schedule, a factor of the base rates per optimizer step.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ScheduleConfig {
+    Constant,
+    /// Multiply by `gamma` every `every` optimizer steps.
+    Step { every: u64, gamma: f64 },
+    /// Linear warm-up over `warmup_fraction` of `span` steps, cosine to the end of
+    /// the span, held from `hold_fraction` of the span on (the authors' SHD schedule).
+    WarmupCosine {
+        span: u64,
+        #[serde(default = "default_warmup")]
+        warmup_fraction: f64,
+        #[serde(default = "default_hold")]
+        hold_fraction: f64,
+    },
+}
+
+fn default_warmup() -> f64 {
+    0.05
+}
+fn default_hold() -> f64 {
+    0.95
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrainConfig {
+    /// Optimizer steps (trial-based tasks draw a fresh batch each).
+    pub iterations: u64,
+    pub batch_size: usize,
+    pub optimizer: OptimizerKind,
+    /// Learning rate of the weights.
+    pub lr: f64,
+    /// Learning rate of the decays.
+    pub decay_lr: f64,
+    pub weight_decay: f64,
+    pub beta1: f64,
+    pub beta2: f64,
+    pub eps: f64,
+    pub schedule: ScheduleConfig,
+    /// Largest global gradient norm; 0 = no clipping.
+    pub grad_clip: f64,
+    /// Evaluate on the validation and test sets every this many iterations.
+    pub eval_every: u64,
+    /// Weight `lambda` of the firing-rate regulariser; 0 = off.
+    pub rate_reg: f64,
+    /// Target firing rate of the regulariser, Hz.
+    pub rate_target_hz: f64,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        TrainConfig {
+            iterations: 1000,
+            batch_size: 32,
+            optimizer: OptimizerKind::Adam,
+            lr: 1e-3,
+            decay_lr: 1e-3,
+            weight_decay: 0.0,
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            schedule: ScheduleConfig::Constant,
+            grad_clip: 0.0,
+            eval_every: 50,
+            rate_reg: 0.0,
+            rate_target_hz: 10.0,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OutputConfig {
+    /// Parent directory of run directories.
+    pub dir: String,
+}
+
+impl Default for OutputConfig {
+    fn default() -> Self {
+        OutputConfig { dir: "results".into() }
+    }
+}
+
+impl Config {
+    /// Reads `path`, applies `overrides` (`key=value`, dotted keys) and validates.
+    pub fn load(path: &Path, overrides: &[String]) -> Result<Config> {
+        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read config file {}", path.display()))?;
+        Config::from_toml(&text, overrides).with_context(|| format!("invalid config file {}", path.display()))
+    }
+
+    /// Parses TOML text, applies `overrides` and validates.
+    pub fn from_toml(text: &str, overrides: &[String]) -> Result<Config> {
+        let mut table: toml::Table = text.parse().map_err(|e: toml::de::Error| anyhow!("{}", e.to_string().trim_end()))?;
+        for o in overrides {
+            apply_override(&mut table, o)?;
+        }
+        let value = toml::Value::Table(table);
+        let config: Config = serde_path_to_error::deserialize(value).map_err(|e| {
+            let path = e.path().to_string();
+            let inner = e.into_inner().to_string();
+            if path == "." || path.is_empty() {
+                anyhow!("{inner}")
+            } else {
+                anyhow!("key `{path}`: {inner}")
+            }
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// The fully resolved config as TOML (re-runnable as is).
+    pub fn to_toml(&self) -> Result<String> {
+        toml::to_string(self).context("cannot serialise the config")
+    }
+
+    /// Ranges and consistency; messages name the key and the value.
+    pub fn validate(&self) -> Result<()> {
+        let m = &self.model;
+        let positive = |key: &str, v: f64| -> Result<()> {
+            if !(v.is_finite() && v > 0.0) {
+                bail!("{key} = {v}: must be a positive number");
+            }
+            Ok(())
+        };
+        let fraction = |key: &str, v: f64| -> Result<()> {
+            if !(0.0..=1.0).contains(&v) {
+                bail!("{key} = {v}: must be in [0, 1]");
+            }
+            Ok(())
+        };
+        if self.name.is_empty() || self.name.contains(['/', '\\']) {
+            bail!("name = {:?}: must be non-empty and contain no path separator", self.name);
+        }
+        positive("model.dt", m.dt)?;
+        positive("model.threshold", m.threshold)?;
+        positive("model.tau_reset", m.tau_reset)?;
+        positive("model.adaptation_tau", m.adaptation_tau)?;
+        if !m.adaptation_strength.is_finite() {
+            bail!("model.adaptation_strength = {}: must be finite", m.adaptation_strength);
+        }
+        positive("model.weight_scale", m.weight_scale)?;
+        if !(0.0..1.0).contains(&m.dropout) {
+            bail!("model.dropout = {}: must be in [0, 1)", m.dropout);
+        }
+        fraction("model.decay_min", m.decay_min)?;
+        fraction("model.decay_max", m.decay_max)?;
+        if m.decay_max < m.decay_min {
+            bail!("model.decay_max = {}: must be >= model.decay_min ({})", m.decay_max, m.decay_min);
+        }
+        m.tau_init.validate("model.tau_init")?;
+        if m.layers.is_empty() {
+            bail!("model.layers = []: at least one hidden layer is needed");
+        }
+        for (i, l) in m.layers.iter().enumerate() {
+            if l.size == 0 {
+                bail!("model.layers[{i}].size = 0: must be at least 1");
+            }
+            if let Some(t) = &l.tau_init {
+                t.validate(&format!("model.layers[{i}].tau_init"))?;
+            }
+        }
+        if let Some(t) = &m.readout.tau_init {
+            t.validate("model.readout.tau_init")?;
+        }
+
+        let t = &self.train;
+        if t.iterations == 0 {
+            bail!("train.iterations = 0: must be at least 1");
+        }
+        if t.batch_size == 0 {
+            bail!("train.batch_size = 0: must be at least 1");
+        }
+        positive("train.lr", t.lr)?;
+        positive("train.decay_lr", t.decay_lr)?;
+        if !(t.weight_decay.is_finite() && t.weight_decay >= 0.0) {
+            bail!("train.weight_decay = {}: must be >= 0", t.weight_decay);
+        }
+        if !(0.0..1.0).contains(&t.beta1) {
+            bail!("train.beta1 = {}: must be in [0, 1)", t.beta1);
+        }
+        if !(0.0..1.0).contains(&t.beta2) {
+            bail!("train.beta2 = {}: must be in [0, 1)", t.beta2);
+        }
+        positive("train.eps", t.eps)?;
+        if !(t.grad_clip.is_finite() && t.grad_clip >= 0.0) {
+            bail!("train.grad_clip = {}: must be >= 0 (0 = off)", t.grad_clip);
+        }
+        if t.eval_every == 0 {
+            bail!("train.eval_every = 0: must be at least 1");
+        }
+        if !(t.rate_reg.is_finite() && t.rate_reg >= 0.0) {
+            bail!("train.rate_reg = {}: must be >= 0", t.rate_reg);
+        }
+        positive("train.rate_target_hz", t.rate_target_hz)?;
+        match t.schedule {
+            ScheduleConfig::Constant => {}
+            ScheduleConfig::Step { every, gamma } => {
+                if every == 0 {
+                    bail!("train.schedule.every = 0: must be at least 1");
+                }
+                positive("train.schedule.gamma", gamma)?;
+            }
+            ScheduleConfig::WarmupCosine { span, warmup_fraction, hold_fraction } => {
+                if span == 0 {
+                    bail!("train.schedule.span = 0: must be at least 1");
+                }
+                fraction("train.schedule.warmup_fraction", warmup_fraction)?;
+                fraction("train.schedule.hold_fraction", hold_fraction)?;
+            }
+        }
+
+        match &self.task {
+            TaskConfig::Dms(d) => {
+                d.validate(m.dt)?;
+                if m.readout.loss == LossKind::Mse {
+                    bail!("model.readout.loss = \"mse\": the dms task is a classification; use \"last\" or \"softmax_sum\"");
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Applies one `key=value` override to the parsed table. The value is read as a
+/// TOML value (`3`, `1e-3`, `true`, `"x"`, `[1, 2]`, `{ dist = "constant", value = 0.02 }`)
+/// or, failing that, as a bare string. A numeric key segment indexes an array
+/// (`model.layers.0.size=64`).
+pub fn apply_override(table: &mut toml::Table, assignment: &str) -> Result<()> {
+    let (key, raw) = assignment
+        .split_once('=')
+        .ok_or_else(|| anyhow!("--set {assignment:?}: expected key=value, e.g. --set train.lr=1e-3"))?;
+    let key = key.trim();
+    let raw = raw.trim();
+    if key.is_empty() || key.split('.').any(str::is_empty) {
+        bail!("--set {assignment:?}: the key {key:?} is not a dotted key like model.kind");
+    }
+    let value: toml::Value = match format!("v = {raw}").parse::<toml::Table>() {
+        Ok(mut t) => t.remove("v").unwrap_or_else(|| toml::Value::String(raw.to_string())),
+        Err(_) => toml::Value::String(raw.to_string()),
+    };
+    let parts: Vec<&str> = key.split('.').collect();
+    let mut node = TableOrArray::Table(table);
+    for (depth, part) in parts.iter().enumerate() {
+        let last = depth + 1 == parts.len();
+        let here = parts[..=depth].join(".");
+        node = match node {
+            TableOrArray::Table(t) => {
+                if last {
+                    t.insert(part.to_string(), value);
+                    return Ok(());
+                }
+                let entry = t.entry(part.to_string()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
+                match entry {
+                    toml::Value::Table(t) => TableOrArray::Table(t),
+                    toml::Value::Array(a) => TableOrArray::Array(a),
+                    other => bail!("--set {assignment:?}: `{here}` is a {} , not a table", other.type_str()),
+                }
+            }
+            TableOrArray::Array(a) => {
+                let index: usize = part
+                    .parse()
+                    .map_err(|_| anyhow!("--set {assignment:?}: `{here}`: an array needs a numeric index"))?;
+                let len = a.len();
+                let item = a
+                    .get_mut(index)
+                    .ok_or_else(|| anyhow!("--set {assignment:?}: `{here}`: index {index} is past the end ({len} entries)"))?;
+                if last {
+                    *item = value;
+                    return Ok(());
+                }
+                match item {
+                    toml::Value::Table(t) => TableOrArray::Table(t),
+                    toml::Value::Array(a) => TableOrArray::Array(a),
+                    other => bail!("--set {assignment:?}: `{here}` is a {}, not a table", other.type_str()),
+                }
+            }
+        };
+    }
+    Ok(())
+}
+
+enum TableOrArray<'a> {
+    Table(&'a mut toml::Table),
+    Array(&'a mut Vec<toml::Value>),
+}

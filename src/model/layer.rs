@@ -1,0 +1,370 @@
+//! One layer of the network (model.md §1–§2, §5): a hidden layer of spiking
+//! neurons or the leaky readout, with per-synapse (HetSyn) or per-neuron
+//! (collapsed) decays. The model kind is data: one forward step and one reverse
+//! sweep serve all four models and the readout.
+
+use super::activation::Activation;
+use super::kernels::{active_indices, axpy, sparse_dot, synapse_row_backward, synapse_row_forward};
+use super::Float;
+
+/// How the currents of a layer decay.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Decays<F> {
+    /// HetSynLIF: every synapse has its own current and decay,
+    /// `I_ji^t = r_ji I_ji^{t-1} + w_ji x_i^t`, `R_jk^t = q_jk R_jk^{t-1} + u_jk z_k^{t-1}`;
+    /// the reset current decays with the fixed `reset` (kappa):
+    /// `J_j^t = kappa J_j^{t-1} + theta z_j^{t-1}`.
+    Synapse {
+        /// `r_ji`, `[size, inputs]`
+        input: Vec<F>,
+        /// `q_jk`, `[size, size]` (recurrent layers only)
+        recurrent: Option<Vec<F>>,
+        /// `kappa` (unused by the readout)
+        reset: F,
+    },
+    /// Neuron-level models in the collapsed form (model.md §2): one state per neuron,
+    /// `S_j^t = rho_j S_j^{t-1} + sum_i w_ji x_i^t + sum_k u_jk z_k^{t-1} - theta z_j^{t-1}`.
+    /// `rho` has one entry per neuron; all equal and fixed for HomNeu models.
+    Neuron { rho: Vec<F>, learnable: bool },
+}
+
+/// Spike-frequency adaptation current (HomNeuALIF): `A_j^t = rho_a A_j^{t-1} + a z_j^{t-1}`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Adaptation<F> {
+    /// `rho_a`
+    pub decay: F,
+    /// `a`
+    pub strength: F,
+}
+
+/// What makes a layer spike: `z_j^t = H(V_j^t - theta)`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Spiking<F> {
+    pub threshold: F,
+    pub activation: Activation,
+    pub adaptation: Option<Adaptation<F>>,
+}
+
+/// A layer: hidden (`spiking` is `Some`) or the leaky readout (`None`, output `y^t = V^t`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Layer<F> {
+    pub inputs: usize,
+    pub size: usize,
+    /// `w_ji`, `[size, inputs]`
+    pub input_weight: Vec<F>,
+    /// `u_jk`, `[size, size]`, recurrent layers only
+    pub recurrent_weight: Option<Vec<F>>,
+    pub decays: Decays<F>,
+    pub spiking: Option<Spiking<F>>,
+}
+
+/// What the forward pass of one sample keeps of a layer: per-neuron history only.
+#[derive(Debug, Clone, Default)]
+pub struct LayerTape<F> {
+    /// `V^t`, `[steps, size]` (the readout's output `y^t`)
+    pub potential: Vec<F>,
+    /// `z^t`, `[steps, size]` (spiking layers only)
+    pub spikes: Vec<F>,
+    /// `S^t` of the collapsed form, `[steps, size]` (learnable per-neuron decays only)
+    pub membrane: Vec<F>,
+}
+
+impl<F: Float> Layer<F> {
+    pub fn is_recurrent(&self) -> bool {
+        self.recurrent_weight.is_some()
+    }
+
+    /// A layer of the same shape with every number zero (gradient accumulator).
+    pub fn zeros_like(&self) -> Self {
+        let zero = |v: &Vec<F>| vec![F::zero(); v.len()];
+        Layer {
+            inputs: self.inputs,
+            size: self.size,
+            input_weight: zero(&self.input_weight),
+            recurrent_weight: self.recurrent_weight.as_ref().map(zero),
+            decays: match &self.decays {
+                Decays::Synapse { input, recurrent, .. } => Decays::Synapse {
+                    input: zero(input),
+                    recurrent: recurrent.as_ref().map(zero),
+                    reset: F::zero(),
+                },
+                Decays::Neuron { rho, learnable } => Decays::Neuron { rho: zero(rho), learnable: *learnable },
+            },
+            spiking: self.spiking,
+        }
+    }
+
+    /// Runs the layer over `steps` steps of `input` (`[steps, inputs]`), filling `tape`
+    /// (model.md §1): `V_j^t = sum_i I_ji^t + sum_k R_jk^t - J_j^t - A_j^t`, or in the
+    /// collapsed form `V_j^t = S_j^t - A_j^t`; `z_j^t = H(V_j^t - theta)`.
+    pub fn forward(&self, input: &[F], steps: usize, tape: &mut LayerTape<F>) {
+        let (n, m) = (self.size, self.inputs);
+        assert_eq!(input.len(), steps * m, "layer input must be [steps, inputs]");
+        tape.potential.clear();
+        tape.potential.resize(steps * n, F::zero());
+        tape.spikes.clear();
+        if self.spiking.is_some() {
+            tape.spikes.resize(steps * n, F::zero());
+        }
+        let keep_membrane = matches!(self.decays, Decays::Neuron { learnable: true, .. });
+        tape.membrane.clear();
+        if keep_membrane {
+            tape.membrane.resize(steps * n, F::zero());
+        }
+
+        let zeros = vec![F::zero(); n];
+        let mut current_in = Vec::new();
+        let mut current_rec = Vec::new();
+        if let Decays::Synapse { recurrent, .. } = &self.decays {
+            current_in = vec![F::zero(); n * m];
+            if recurrent.is_some() {
+                current_rec = vec![F::zero(); n * n];
+            }
+        }
+        // per-neuron states: reset current J (HetSyn) or collapsed S; adaptation A
+        let mut neuron_state = vec![F::zero(); n];
+        let mut adaptation_current = vec![F::zero(); n];
+        let mut active = Vec::with_capacity(m.max(n));
+
+        for t in 0..steps {
+            let x = &input[t * m..(t + 1) * m];
+            let split = (t * n).min(tape.spikes.len());
+            let (past, now) = tape.spikes.split_at_mut(split);
+            let z_prev: &[F] = if t == 0 || past.is_empty() { &zeros } else { &past[(t - 1) * n..] };
+            let v = &mut tape.potential[t * n..(t + 1) * n];
+            let theta = self.spiking.map(|s| s.threshold);
+
+            match &self.decays {
+                Decays::Synapse { input: r, recurrent: q, reset: kappa } => {
+                    for j in 0..n {
+                        let row = j * m..(j + 1) * m;
+                        v[j] = synapse_row_forward(&self.input_weight[row.clone()], &r[row.clone()], x, &mut current_in[row]);
+                    }
+                    if let (Some(u), Some(q)) = (&self.recurrent_weight, q) {
+                        for j in 0..n {
+                            let row = j * n..(j + 1) * n;
+                            v[j] += synapse_row_forward(&u[row.clone()], &q[row.clone()], z_prev, &mut current_rec[row]);
+                        }
+                    }
+                    if let Some(theta) = theta {
+                        for j in 0..n {
+                            neuron_state[j] = *kappa * neuron_state[j] + theta * z_prev[j];
+                            v[j] -= neuron_state[j];
+                        }
+                    }
+                }
+                Decays::Neuron { rho, .. } => {
+                    active_indices(x, &mut active);
+                    for j in 0..n {
+                        neuron_state[j] = rho[j] * neuron_state[j] + sparse_dot(&self.input_weight[j * m..(j + 1) * m], x, &active);
+                    }
+                    if let Some(u) = &self.recurrent_weight {
+                        active_indices(z_prev, &mut active);
+                        for j in 0..n {
+                            neuron_state[j] += sparse_dot(&u[j * n..(j + 1) * n], z_prev, &active);
+                        }
+                    }
+                    if let Some(theta) = theta {
+                        for j in 0..n {
+                            neuron_state[j] -= theta * z_prev[j];
+                        }
+                    }
+                    v.copy_from_slice(&neuron_state);
+                    if keep_membrane {
+                        tape.membrane[t * n..(t + 1) * n].copy_from_slice(&neuron_state);
+                    }
+                }
+            }
+
+            if let Some(spiking) = &self.spiking {
+                if let Some(adaptation) = spiking.adaptation {
+                    for j in 0..n {
+                        adaptation_current[j] = adaptation.decay * adaptation_current[j] + adaptation.strength * z_prev[j];
+                        v[j] -= adaptation_current[j];
+                    }
+                }
+                let theta = spiking.threshold.f64();
+                let z = &mut now[..n];
+                for j in 0..n {
+                    z[j] = F::of(spiking.activation.output(v[j].f64() - theta));
+                }
+            }
+        }
+    }
+
+    /// The reverse sweep of model.md §5 for one sample, `t = steps-1 .. 0`.
+    ///
+    /// `d_output` is `dL/dz^t` from the layer above (or `dL/dy^t` for the readout),
+    /// `[steps, size]`; `rate_grad` a per-neuron `dL/dz_j^t` constant over time
+    /// (the firing-rate regulariser). With `g_j^t = Z_j^t sigma'(V_j^t - theta)`:
+    ///
+    ///     lam_ji^t = g_j^t + r_ji lam_ji^{t+1},   K_ji^t = lam_ji^{t+1} + r_ji K_ji^{t+1}
+    ///     dL/dw_ji += x_i^t lam_ji^t,             dL/dr_ji += w_ji x_i^t K_ji^t
+    ///     dL/dx_i^t = sum_j w_ji lam_ji^t
+    ///
+    /// `sum_t x^t K^t` equals `sum_t g^t P^t` of model.md's forward re-sweep
+    /// (`P^t = dE^t/dr`), so no state is rebuilt by division and no second sweep is
+    /// needed. The decay gradients are accumulated without the factor `w_ji`;
+    /// [`Layer::finish_gradient`] applies it once per batch.
+    /// The collapsed form uses per-neuron adjoints `mu_j^t = g_j^t + rho_j mu_j^{t+1}`.
+    /// `d_input` (`[steps, inputs]`), when given, receives `dL/dx^t`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn backward(
+        &self,
+        input: &[F],
+        steps: usize,
+        tape: &LayerTape<F>,
+        d_output: &[F],
+        rate_grad: Option<&[F]>,
+        grad: &mut Layer<F>,
+        mut d_input: Option<&mut [F]>,
+    ) {
+        let (n, m) = (self.size, self.inputs);
+        assert_eq!(d_output.len(), steps * n);
+        let mut g = vec![F::zero(); n];
+        // dL/dz_j^{t} arriving from step t+1 (recurrence, reset, adaptation)
+        let mut carry = vec![F::zero(); n];
+        let mut next_carry = vec![F::zero(); n];
+        let mut lam_in = Vec::new();
+        let mut k_in = Vec::new();
+        let mut lam_rec = Vec::new();
+        let mut k_rec = Vec::new();
+        if let Decays::Synapse { recurrent, .. } = &self.decays {
+            lam_in = vec![F::zero(); n * m];
+            k_in = vec![F::zero(); n * m];
+            if recurrent.is_some() {
+                lam_rec = vec![F::zero(); n * n];
+                k_rec = vec![F::zero(); n * n];
+            }
+        }
+        let mut mu = vec![F::zero(); n]; // adjoint of J (HetSyn reset) or of S (collapsed)
+        let mut nu = vec![F::zero(); n]; // adjoint of A
+        let mut active = Vec::with_capacity(m.max(n));
+
+        for t in (0..steps).rev() {
+            let potential = &tape.potential[t * n..(t + 1) * n];
+            let dz = &d_output[t * n..(t + 1) * n];
+            match &self.spiking {
+                Some(spiking) => {
+                    let theta = spiking.threshold.f64();
+                    for j in 0..n {
+                        let mut total = dz[j] + carry[j];
+                        if let Some(r) = rate_grad {
+                            total += r[j];
+                        }
+                        g[j] = total * F::of(spiking.activation.derivative(potential[j].f64() - theta, theta));
+                    }
+                }
+                None => g.copy_from_slice(dz),
+            }
+            next_carry.fill(F::zero());
+            let x = &input[t * m..(t + 1) * m];
+            let z_prev = (t > 0 && self.spiking.is_some()).then(|| &tape.spikes[(t - 1) * n..t * n]);
+            let mut dx = d_input.as_deref_mut().map(|d| &mut d[t * m..(t + 1) * m]);
+
+            match (&self.decays, &mut grad.decays) {
+                (Decays::Synapse { input: r, recurrent: q, reset: kappa }, Decays::Synapse { input: dr, recurrent: dq, .. }) => {
+                    active_indices(x, &mut active);
+                    for j in 0..n {
+                        let row = j * m..(j + 1) * m;
+                        synapse_row_backward(
+                            g[j],
+                            &self.input_weight[row.clone()],
+                            &r[row.clone()],
+                            &mut lam_in[row.clone()],
+                            &mut k_in[row.clone()],
+                            dx.as_deref_mut(),
+                        );
+                        accumulate_sparse(x, &active, &lam_in[row.clone()], &k_in[row.clone()], &mut grad.input_weight[row.clone()], &mut dr[row]);
+                    }
+                    if let (Some(u), Some(q), Some(du), Some(dq), Some(z_prev)) =
+                        (&self.recurrent_weight, q, grad.recurrent_weight.as_mut(), dq.as_mut(), z_prev)
+                    {
+                        active_indices(z_prev, &mut active);
+                        for j in 0..n {
+                            let row = j * n..(j + 1) * n;
+                            synapse_row_backward(g[j], &u[row.clone()], &q[row.clone()], &mut lam_rec[row.clone()], &mut k_rec[row.clone()], Some(&mut next_carry));
+                            accumulate_sparse(z_prev, &active, &lam_rec[row.clone()], &k_rec[row.clone()], &mut du[row.clone()], &mut dq[row]);
+                        }
+                    }
+                    if let Some(spiking) = &self.spiking {
+                        // J = kappa J + theta z^{t-1}, V -= J:  mu^t = -g^t + kappa mu^{t+1}
+                        for j in 0..n {
+                            mu[j] = *kappa * mu[j] - g[j];
+                            next_carry[j] += spiking.threshold * mu[j];
+                        }
+                    }
+                }
+                (Decays::Neuron { rho, learnable }, Decays::Neuron { rho: drho, .. }) => {
+                    for j in 0..n {
+                        mu[j] = g[j] + rho[j] * mu[j];
+                    }
+                    if *learnable && t > 0 {
+                        let s_prev = &tape.membrane[(t - 1) * n..t * n];
+                        for j in 0..n {
+                            drho[j] += mu[j] * s_prev[j];
+                        }
+                    }
+                    active_indices(x, &mut active);
+                    for j in 0..n {
+                        let dw = &mut grad.input_weight[j * m..(j + 1) * m];
+                        for &i in &active {
+                            dw[i] += mu[j] * x[i];
+                        }
+                        if let Some(dx) = dx.as_deref_mut() {
+                            axpy(mu[j], &self.input_weight[j * m..(j + 1) * m], dx);
+                        }
+                    }
+                    if let (Some(u), Some(du), Some(z_prev)) = (&self.recurrent_weight, grad.recurrent_weight.as_mut(), z_prev) {
+                        active_indices(z_prev, &mut active);
+                        for j in 0..n {
+                            let du = &mut du[j * n..(j + 1) * n];
+                            for &k in &active {
+                                du[k] += mu[j] * z_prev[k];
+                            }
+                            axpy(mu[j], &u[j * n..(j + 1) * n], &mut next_carry);
+                        }
+                    }
+                    if let Some(spiking) = &self.spiking {
+                        for j in 0..n {
+                            next_carry[j] -= spiking.threshold * mu[j];
+                        }
+                    }
+                }
+                _ => unreachable!("gradient layer has the shape of the layer"),
+            }
+
+            if let Some(Spiking { adaptation: Some(adaptation), .. }) = &self.spiking {
+                for j in 0..n {
+                    nu[j] = adaptation.decay * nu[j] - g[j];
+                    next_carry[j] += adaptation.strength * nu[j];
+                }
+            }
+            std::mem::swap(&mut carry, &mut next_carry);
+        }
+    }
+
+    /// Completes a summed gradient: the reverse sweep leaves `sum_t x K` in the
+    /// per-synapse decay gradients, and `dL/dr_ji = w_ji * sum_t x_i^t K_ji^t`.
+    pub fn finish_gradient(&self, grad: &mut Layer<F>) {
+        if let Decays::Synapse { input: dr, recurrent: dq, .. } = &mut grad.decays {
+            for (d, w) in dr.iter_mut().zip(&self.input_weight) {
+                *d *= *w;
+            }
+            if let (Some(dq), Some(u)) = (dq.as_mut(), &self.recurrent_weight) {
+                for (d, w) in dq.iter_mut().zip(u) {
+                    *d *= *w;
+                }
+            }
+        }
+    }
+}
+
+/// `dw_i += x_i lam_i`, `dr_i += x_i K_i` over the active inputs of one row.
+#[inline]
+fn accumulate_sparse<F: Float>(x: &[F], active: &[usize], lam: &[F], k: &[F], dw: &mut [F], dr: &mut [F]) {
+    for &i in active {
+        dw[i] += x[i] * lam[i];
+        dr[i] += x[i] * k[i];
+    }
+}
