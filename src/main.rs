@@ -1,1 +1,171 @@
-fn main() {}
+//! `hetsyn`: the command line. Parses arguments, sets up logging and threads,
+//! calls the library, and turns errors into a message and a non-zero exit code.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::{Args, Parser, Subcommand};
+
+use hetsyn::config::Config;
+use hetsyn::io::atomic::write_atomic;
+use hetsyn::io::checkpoint;
+use hetsyn::tasks;
+use hetsyn::train::{self, TrainOptions};
+
+/// Spiking neural networks with heterogeneous, learnable synaptic time constants (HetSyn).
+#[derive(Parser)]
+#[command(name = "hetsyn", version, about, propagate_version = true)]
+struct Cli {
+    /// Only print errors.
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    quiet: bool,
+    /// More log output (-v: debug, -vv: trace).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Train a model described by a TOML config; writes results/<run>/.
+    Train(TrainArgs),
+    /// Re-evaluate a saved checkpoint on its task's test set.
+    Eval(EvalArgs),
+}
+
+#[derive(Args)]
+struct TrainArgs {
+    /// The run's config file (see README: config reference).
+    #[arg(long)]
+    config: PathBuf,
+    /// Overrides `seed`.
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Worker threads (overrides `threads`; 0 = one per core).
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Run directory (default: <output.dir>/<name>-<UTC timestamp>).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Override a config key, e.g. --set model.kind=homneulif --set train.lr=1e-3 (repeatable).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    set: Vec<String>,
+    /// No progress bar.
+    #[arg(long)]
+    no_progress: bool,
+}
+
+#[derive(Args)]
+struct EvalArgs {
+    /// A checkpoint written by `hetsyn train` (e.g. results/<run>/checkpoints/best.safetensors).
+    #[arg(long)]
+    checkpoint: PathBuf,
+    /// Worker threads (0 = one per core).
+    #[arg(long, default_value_t = 0)]
+    threads: usize,
+    /// Where to write the CSV (default: next to the checkpoint, `<name>.eval.csv`).
+    #[arg(long)]
+    csv: Option<PathBuf>,
+}
+
+fn init_logging(quiet: bool, verbose: u8) {
+    let level = match (quiet, verbose) {
+        (true, _) => tracing::Level::ERROR,
+        (false, 0) => tracing::Level::INFO,
+        (false, 1) => tracing::Level::DEBUG,
+        _ => tracing::Level::TRACE,
+    };
+    tracing_subscriber::fmt().with_max_level(level).with_writer(std::io::stderr).with_target(false).init();
+}
+
+fn init_threads(threads: usize) -> Result<()> {
+    rayon::ThreadPoolBuilder::new().num_threads(threads).build_global().context("cannot start the worker threads")
+}
+
+fn run_train(args: TrainArgs, quiet: bool) -> Result<()> {
+    let mut overrides = args.set.clone();
+    if let Some(seed) = args.seed {
+        overrides.push(format!("seed={seed}"));
+    }
+    if let Some(threads) = args.threads {
+        overrides.push(format!("threads={threads}"));
+    }
+    let config = Config::load(&args.config, &overrides)?;
+    init_threads(config.threads)?;
+    let run_dir = args.out.unwrap_or_else(|| train::trainer::new_run_dir(&config));
+    tracing::info!(run_dir = %run_dir.display(), model = ?config.model.kind, "training");
+    let summary = train::train(&config, &run_dir, &TrainOptions { progress: !quiet && !args.no_progress })?;
+    println!(
+        "{}: test accuracy {:.2}% at best validation (step {}), last {:.2}%, best on test {:.2}%; {:.1} s",
+        run_dir.display(),
+        100.0 * summary.test_accuracy_at_best_validation,
+        summary.best_validation_step,
+        100.0 * summary.last_test_accuracy,
+        100.0 * summary.best_test_accuracy,
+        summary.elapsed_s
+    );
+    Ok(())
+}
+
+fn run_eval(args: EvalArgs) -> Result<()> {
+    init_threads(args.threads)?;
+    let ckpt = checkpoint::load(&args.checkpoint)?;
+    let task = tasks::build(&ckpt.config)?;
+    let shape = task.shape();
+    if shape.channels != ckpt.network.inputs() || shape.outputs != ckpt.network.outputs() {
+        anyhow::bail!(
+            "checkpoint {}: the network has {} inputs and {} outputs, its task needs {} and {}",
+            args.checkpoint.display(),
+            ckpt.network.inputs(),
+            ckpt.network.outputs(),
+            shape.channels,
+            shape.outputs
+        );
+    }
+    let objective = train::objective(&ckpt.config);
+    let test = train::evaluate(&ckpt.network, task.test(), shape.steps, &objective);
+    let logged = ckpt.metrics.get("test_accuracy").and_then(|v| v.as_f64());
+    println!(
+        "{}: step {}, test accuracy {:.4} ({} of {}), test loss {:.6}{}",
+        args.checkpoint.display(),
+        ckpt.step,
+        test.accuracy(),
+        test.correct,
+        test.samples,
+        test.loss,
+        logged.map(|l| format!(", logged at training: {l:.4}")).unwrap_or_default()
+    );
+    let csv_path = args.csv.unwrap_or_else(|| args.checkpoint.with_extension("eval.csv"));
+    let mut writer = csv::Writer::from_writer(Vec::new());
+    writer.write_record(["checkpoint", "step", "condition", "samples", "correct", "test_accuracy", "test_loss", "logged_test_accuracy"])?;
+    writer.write_record([
+        args.checkpoint.display().to_string(),
+        ckpt.step.to_string(),
+        "clean".into(),
+        test.samples.to_string(),
+        test.correct.to_string(),
+        test.accuracy().to_string(),
+        test.loss.to_string(),
+        logged.map(|l| l.to_string()).unwrap_or_default(),
+    ])?;
+    write_atomic(&csv_path, &writer.into_inner().context("cannot format the CSV")?)?;
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.quiet, cli.verbose);
+    let result = match cli.command {
+        Command::Train(args) => run_train(args, cli.quiet),
+        Command::Eval(args) => run_eval(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

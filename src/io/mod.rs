@@ -1,4 +1,5 @@
 //! Input/output at the edges: atomic files, checkpoints, metrics.
 
 pub mod atomic;
+pub mod checkpoint;
 pub mod safetensors_file;

@@ -33,9 +33,11 @@ pub fn synapse_row_forward<F: Float>(weight: &[F], decay: &[F], x: &[F], current
 /// One row of the reverse sweep of per-synapse currents (model.md §5), with
 /// `g` the adjoint of the neuron's potential at step t:
 ///
-///     K_i   = lam_i + r_i * K_i        (K^t = lam^{t+1} + r K^{t+1})
-///     lam_i = g + r_i * lam_i          (lam^t = g^t + r lam^{t+1})
-///     dx_i += w_i * lam_i              (only when the input needs a gradient)
+/// ```text
+/// K_i   = lam_i + r_i * K_i        (K^t = lam^{t+1} + r K^{t+1})
+/// lam_i = g + r_i * lam_i          (lam^t = g^t + r lam^{t+1})
+/// dx_i += w_i * lam_i              (only when the input needs a gradient)
+/// ```
 #[inline]
 pub fn synapse_row_backward<F: Float>(
     g: F,

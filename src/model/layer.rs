@@ -198,9 +198,11 @@ impl<F: Float> Layer<F> {
     /// `[steps, size]`; `rate_grad` a per-neuron `dL/dz_j^t` constant over time
     /// (the firing-rate regulariser). With `g_j^t = Z_j^t sigma'(V_j^t - theta)`:
     ///
-    ///     lam_ji^t = g_j^t + r_ji lam_ji^{t+1},   K_ji^t = lam_ji^{t+1} + r_ji K_ji^{t+1}
-    ///     dL/dw_ji += x_i^t lam_ji^t,             dL/dr_ji += w_ji x_i^t K_ji^t
-    ///     dL/dx_i^t = sum_j w_ji lam_ji^t
+    /// ```text
+    /// lam_ji^t = g_j^t + r_ji lam_ji^{t+1},   K_ji^t = lam_ji^{t+1} + r_ji K_ji^{t+1}
+    /// dL/dw_ji += x_i^t lam_ji^t,             dL/dr_ji += w_ji x_i^t K_ji^t
+    /// dL/dx_i^t = sum_j w_ji lam_ji^t
+    /// ```
     ///
     /// `sum_t x^t K^t` equals `sum_t g^t P^t` of model.md's forward re-sweep
     /// (`P^t = dE^t/dr`), so no state is rebuilt by division and no second sweep is

@@ -54,3 +54,11 @@ pub trait Task: Send + Sync {
     /// or model selection.
     fn test(&self) -> &[Sample];
 }
+
+/// The task a config describes, with its fixed validation and test sets drawn
+/// from the run's seed.
+pub fn build(config: &crate::config::Config) -> anyhow::Result<Box<dyn Task>> {
+    match &config.task {
+        crate::config::TaskConfig::Dms(dms) => Ok(Box::new(dms::Dms::new(dms.clone(), config.model.dt, config.seed)?)),
+    }
+}

@@ -2,3 +2,6 @@
 
 pub mod optim;
 pub mod schedule;
+pub mod trainer;
+
+pub use trainer::{evaluate, objective, train, RunSummary, TrainOptions};
