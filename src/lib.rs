@@ -4,6 +4,7 @@
 //! The maths is fixed in `shared/design/model.md`; each module names the section
 //! it implements.
 
+pub mod bench;
 pub mod config;
 pub mod io;
 pub mod model;

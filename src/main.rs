@@ -33,6 +33,34 @@ enum Command {
     Train(TrainArgs),
     /// Re-evaluate a saved checkpoint on its task's test set.
     Eval(EvalArgs),
+    /// Time a training step and an inference batch of an SHD-sized network; print peak memory.
+    Bench(BenchArgs),
+}
+
+#[derive(Args)]
+struct BenchArgs {
+    /// Neuron model.
+    #[arg(long, default_value = "hetsynlif")]
+    model: String,
+    /// Layer sizes, inputs-hidden-...-outputs; `R` marks a recurrent layer.
+    #[arg(long, default_value = "700-128R-64R-20")]
+    layers: String,
+    #[arg(long, default_value_t = 32)]
+    batch: usize,
+    /// Time steps per sample.
+    #[arg(long, default_value_t = 250)]
+    steps: usize,
+    /// Fraction of input bins with a spike.
+    #[arg(long, default_value_t = 0.02)]
+    density: f64,
+    /// Thread counts to measure, comma separated.
+    #[arg(long, default_value = "1,2", value_delimiter = ',')]
+    threads: Vec<usize>,
+    /// Timed repetitions after one warm-up (median reported).
+    #[arg(long, default_value_t = 5)]
+    repeats: usize,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
 }
 
 #[derive(Args)]
@@ -154,12 +182,31 @@ fn run_eval(args: EvalArgs) -> Result<()> {
     Ok(())
 }
 
+fn run_bench(args: BenchArgs) -> Result<()> {
+    let model = toml::Value::String(args.model.clone())
+        .try_into()
+        .map_err(|_| anyhow::anyhow!("--model {:?}: expected hetsynlif, hetneulif, homneulif or homneualif", args.model))?;
+    let options = hetsyn::bench::BenchOptions {
+        model,
+        layers: args.layers,
+        batch: args.batch,
+        steps: args.steps,
+        density: args.density,
+        threads: args.threads,
+        repeats: args.repeats,
+        seed: args.seed,
+    };
+    hetsyn::bench::run(&options)?;
+    Ok(())
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.quiet, cli.verbose);
     let result = match cli.command {
         Command::Train(args) => run_train(args, cli.quiet),
         Command::Eval(args) => run_eval(args),
+        Command::Bench(args) => run_bench(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -11,20 +11,24 @@ const LANES: usize = 8;
 #[inline]
 pub fn synapse_row_forward<F: Float>(weight: &[F], decay: &[F], x: &[F], current: &mut [F]) -> F {
     let n = current.len();
-    let (weight, decay, x) = (&weight[..n], &decay[..n], &x[..n]);
+    let body = n - n % LANES;
     let mut acc = [F::zero(); LANES];
-    let mut chunks = current.chunks_exact_mut(LANES);
-    let mut i = 0;
-    for chunk in &mut chunks {
+    let (c_body, c_tail) = current.split_at_mut(body);
+    for (((c, w), r), x) in c_body
+        .chunks_exact_mut(LANES)
+        .zip(weight[..body].chunks_exact(LANES))
+        .zip(decay[..body].chunks_exact(LANES))
+        .zip(x[..body].chunks_exact(LANES))
+    {
         for l in 0..LANES {
-            let c = decay[i + l] * chunk[l] + weight[i + l] * x[i + l];
-            chunk[l] = c;
-            acc[l] += c;
+            let v = r[l] * c[l] + w[l] * x[l];
+            c[l] = v;
+            acc[l] += v;
         }
-        i += LANES;
     }
-    for (l, c) in chunks.into_remainder().iter_mut().enumerate() {
-        *c = decay[i + l] * *c + weight[i + l] * x[i + l];
+    for (l, c) in c_tail.iter_mut().enumerate() {
+        let i = body + l;
+        *c = decay[i] * *c + weight[i] * x[i];
         acc[l] += *c;
     }
     lane_sum(&acc)

@@ -58,6 +58,76 @@ pub struct Layer<F> {
     pub spiking: Option<Spiking<F>>,
 }
 
+/// The input of a layer over all steps.
+#[derive(Debug, Clone, Copy)]
+pub enum LayerInput<'a, F> {
+    /// `[steps, inputs]`, time-major.
+    Dense(&'a [F]),
+    /// Binary spikes held as events: the inputs active (value 1) at step `t` are
+    /// `active[offsets[t]..offsets[t + 1]]`.
+    Spikes { offsets: &'a [u32], active: &'a [u32] },
+}
+
+impl<'a, F> From<&'a [F]> for LayerInput<'a, F> {
+    fn from(x: &'a [F]) -> Self {
+        LayerInput::Dense(x)
+    }
+}
+
+impl<'a, F> From<&'a Vec<F>> for LayerInput<'a, F> {
+    fn from(x: &'a Vec<F>) -> Self {
+        LayerInput::Dense(x)
+    }
+}
+
+/// Reads a [`LayerInput`] one step at a time as a dense row plus the indices of
+/// its non-zero entries.
+struct RowReader<'a, F> {
+    input: LayerInput<'a, F>,
+    width: usize,
+    row: Vec<F>,
+    active: Vec<usize>,
+}
+
+impl<'a, F: Float> RowReader<'a, F> {
+    fn new(input: LayerInput<'a, F>, steps: usize, width: usize) -> Self {
+        let row = match input {
+            LayerInput::Dense(x) => {
+                assert_eq!(x.len(), steps * width, "layer input must be [steps, inputs]");
+                Vec::new()
+            }
+            LayerInput::Spikes { offsets, active } => {
+                assert!(offsets.len() > steps, "spike input must have steps + 1 offsets");
+                assert!(active.iter().all(|&i| (i as usize) < width), "spike input channel out of range");
+                vec![F::zero(); width]
+            }
+        };
+        RowReader { input, width, row, active: Vec::with_capacity(width) }
+    }
+
+    /// Row `t` and its active (non-zero) entries.
+    fn read(&mut self, t: usize) -> (&[F], &[usize]) {
+        match self.input {
+            LayerInput::Dense(x) => {
+                let row = &x[t * self.width..(t + 1) * self.width];
+                active_indices(row, &mut self.active);
+                (row, &self.active)
+            }
+            LayerInput::Spikes { offsets, active } => {
+                for &i in &self.active {
+                    self.row[i] = F::zero();
+                }
+                self.active.clear();
+                for &i in &active[offsets[t] as usize..offsets[t + 1] as usize] {
+                    self.row[i as usize] = F::one();
+                    self.active.push(i as usize);
+                }
+                (&self.row, &self.active)
+            }
+        }
+    }
+}
+
 /// What the forward pass of one sample keeps of a layer: per-neuron history only.
 #[derive(Debug, Clone, Default)]
 pub struct LayerTape<F> {
@@ -97,9 +167,9 @@ impl<F: Float> Layer<F> {
     /// Runs the layer over `steps` steps of `input` (`[steps, inputs]`), filling `tape`
     /// (model.md §1): `V_j^t = sum_i I_ji^t + sum_k R_jk^t - J_j^t - A_j^t`, or in the
     /// collapsed form `V_j^t = S_j^t - A_j^t`; `z_j^t = H(V_j^t - theta)`.
-    pub fn forward(&self, input: &[F], steps: usize, tape: &mut LayerTape<F>) {
+    pub fn forward(&self, input: LayerInput<'_, F>, steps: usize, tape: &mut LayerTape<F>) {
         let (n, m) = (self.size, self.inputs);
-        assert_eq!(input.len(), steps * m, "layer input must be [steps, inputs]");
+        let mut reader = RowReader::new(input, steps, m);
         tape.potential.clear();
         tape.potential.resize(steps * n, F::zero());
         tape.spikes.clear();
@@ -124,10 +194,10 @@ impl<F: Float> Layer<F> {
         // per-neuron states: reset current J (HetSyn) or collapsed S; adaptation A
         let mut neuron_state = vec![F::zero(); n];
         let mut adaptation_current = vec![F::zero(); n];
-        let mut active = Vec::with_capacity(m.max(n));
+        let mut active = Vec::with_capacity(n);
 
         for t in 0..steps {
-            let x = &input[t * m..(t + 1) * m];
+            let (x, x_active) = reader.read(t);
             let split = (t * n).min(tape.spikes.len());
             let (past, now) = tape.spikes.split_at_mut(split);
             let z_prev: &[F] = if t == 0 || past.is_empty() { &zeros } else { &past[(t - 1) * n..] };
@@ -154,9 +224,8 @@ impl<F: Float> Layer<F> {
                     }
                 }
                 Decays::Neuron { rho, .. } => {
-                    active_indices(x, &mut active);
                     for j in 0..n {
-                        neuron_state[j] = rho[j] * neuron_state[j] + sparse_dot(&self.input_weight[j * m..(j + 1) * m], x, &active);
+                        neuron_state[j] = rho[j] * neuron_state[j] + sparse_dot(&self.input_weight[j * m..(j + 1) * m], x, x_active);
                     }
                     if let Some(u) = &self.recurrent_weight {
                         active_indices(z_prev, &mut active);
@@ -213,7 +282,7 @@ impl<F: Float> Layer<F> {
     #[allow(clippy::too_many_arguments)]
     pub fn backward(
         &self,
-        input: &[F],
+        input: LayerInput<'_, F>,
         steps: usize,
         tape: &LayerTape<F>,
         d_output: &[F],
@@ -241,7 +310,8 @@ impl<F: Float> Layer<F> {
         }
         let mut mu = vec![F::zero(); n]; // adjoint of J (HetSyn reset) or of S (collapsed)
         let mut nu = vec![F::zero(); n]; // adjoint of A
-        let mut active = Vec::with_capacity(m.max(n));
+        let mut active = Vec::with_capacity(n);
+        let mut reader = RowReader::new(input, steps, m);
 
         for t in (0..steps).rev() {
             let potential = &tape.potential[t * n..(t + 1) * n];
@@ -260,13 +330,12 @@ impl<F: Float> Layer<F> {
                 None => g.copy_from_slice(dz),
             }
             next_carry.fill(F::zero());
-            let x = &input[t * m..(t + 1) * m];
+            let (x, x_active) = reader.read(t);
             let z_prev = (t > 0 && self.spiking.is_some()).then(|| &tape.spikes[(t - 1) * n..t * n]);
             let mut dx = d_input.as_deref_mut().map(|d| &mut d[t * m..(t + 1) * m]);
 
             match (&self.decays, &mut grad.decays) {
                 (Decays::Synapse { input: r, recurrent: q, reset: kappa }, Decays::Synapse { input: dr, recurrent: dq, .. }) => {
-                    active_indices(x, &mut active);
                     for j in 0..n {
                         let row = j * m..(j + 1) * m;
                         synapse_row_backward(
@@ -277,7 +346,7 @@ impl<F: Float> Layer<F> {
                             &mut k_in[row.clone()],
                             dx.as_deref_mut(),
                         );
-                        accumulate_sparse(x, &active, &lam_in[row.clone()], &k_in[row.clone()], &mut grad.input_weight[row.clone()], &mut dr[row]);
+                        accumulate_sparse(x, x_active, &lam_in[row.clone()], &k_in[row.clone()], &mut grad.input_weight[row.clone()], &mut dr[row]);
                     }
                     if let (Some(u), Some(q), Some(du), Some(dq), Some(z_prev)) =
                         (&self.recurrent_weight, q, grad.recurrent_weight.as_mut(), dq.as_mut(), z_prev)
@@ -307,10 +376,9 @@ impl<F: Float> Layer<F> {
                             drho[j] += mu[j] * s_prev[j];
                         }
                     }
-                    active_indices(x, &mut active);
                     for j in 0..n {
                         let dw = &mut grad.input_weight[j * m..(j + 1) * m];
-                        for &i in &active {
+                        for &i in x_active {
                             dw[i] += mu[j] * x[i];
                         }
                         if let Some(dx) = dx.as_deref_mut() {

@@ -7,13 +7,28 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 
-use super::layer::{Decays, Layer, LayerTape};
-use super::loss::{LossKind, RateRegulariser};
+use super::layer::{Decays, Layer, LayerInput, LayerTape};
+use super::loss::{LossKind, RateRegulariser, SampleLoss};
 use super::Float;
-use crate::tasks::Target;
+use crate::tasks::{Sample, Target};
 
 /// Samples whose gradients are summed by one task before the ordered reduction.
 const GRADIENT_CHUNK: usize = 4;
+
+/// Forward records of a whole batch are kept for the regulariser's second pass
+/// while they take at most this much memory; beyond it they are recomputed.
+pub const TAPE_BUDGET_BYTES: usize = 64 << 20;
+
+/// Per-neuron spike counts summed over samples, in sample order.
+fn sum_counts<'a>(counts: impl Iterator<Item = &'a Vec<f64>>, neurons: usize) -> Vec<f64> {
+    let mut total = vec![0.0; neurons];
+    for c in counts {
+        for (t, v) in total.iter_mut().zip(c) {
+            *t += v;
+        }
+    }
+    total
+}
 
 /// A stack of layers: `layers[..L-1]` hidden, `layers[L-1]` the leaky readout.
 #[derive(Debug, Clone, PartialEq)]
@@ -78,6 +93,31 @@ impl BatchStats {
         } else {
             self.correct as f64 / self.samples as f64
         }
+    }
+}
+
+/// One sample as the network reads it: its input over all steps (dense, or
+/// spike events) and its target.
+pub trait SampleSource<F>: Sync {
+    fn input(&self) -> LayerInput<'_, F>;
+    fn target(&self) -> &Target;
+}
+
+impl<F: Float> SampleSource<F> for (&[F], &Target) {
+    fn input(&self) -> LayerInput<'_, F> {
+        LayerInput::Dense(self.0)
+    }
+    fn target(&self) -> &Target {
+        self.1
+    }
+}
+
+impl SampleSource<f32> for Sample {
+    fn input(&self) -> LayerInput<'_, f32> {
+        LayerInput::Dense(&self.input)
+    }
+    fn target(&self) -> &Target {
+        &self.target
     }
 }
 
@@ -191,17 +231,18 @@ impl<F: Float> Network<F> {
             .collect()
     }
 
-    /// Runs one sample (`input`: `[steps, inputs]`) through every layer.
-    pub fn forward(&self, input: &[F], steps: usize, masks: Vec<Vec<F>>) -> Tape<F> {
+    /// Runs one sample (`input`: e.g. `&[F]`, `[steps, inputs]`) through every layer.
+    pub fn forward<'a>(&self, input: impl Into<LayerInput<'a, F>>, steps: usize, masks: Vec<Vec<F>>) -> Tape<F> {
+        let input = input.into();
         let mut tape = Tape { layers: vec![LayerTape::default(); self.layers.len()], masks, emitted: Vec::new() };
         for (l, layer) in self.layers.iter().enumerate() {
             let (below, rest) = tape.layers.split_at_mut(l);
-            let x: &[F] = if l == 0 {
+            let x = if l == 0 {
                 input
             } else if tape.masks.is_empty() {
-                &below[l - 1].spikes
+                LayerInput::Dense(&below[l - 1].spikes)
             } else {
-                &tape.emitted[l - 1]
+                LayerInput::Dense(&tape.emitted[l - 1])
             };
             layer.forward(x, steps, &mut rest[0]);
             if !tape.masks.is_empty() && l + 1 < self.layers.len() {
@@ -220,16 +261,25 @@ impl<F: Float> Network<F> {
     /// Accumulates one sample's gradient into `grad` (decay gradients still without
     /// their weight factor, see [`Network::finish_gradient`]), layer by layer from
     /// the readout down (model.md §5).
-    pub fn backward(&self, input: &[F], steps: usize, tape: &Tape<F>, d_output: Vec<F>, rate_grad: Option<&[Vec<F>]>, grad: &mut Network<F>) {
+    pub fn backward<'a>(
+        &self,
+        input: impl Into<LayerInput<'a, F>>,
+        steps: usize,
+        tape: &Tape<F>,
+        d_output: Vec<F>,
+        rate_grad: Option<&[Vec<F>]>,
+        grad: &mut Network<F>,
+    ) {
+        let input = input.into();
         let mut d_out = d_output;
         for l in (0..self.layers.len()).rev() {
             let layer = &self.layers[l];
-            let x: &[F] = if l == 0 {
+            let x = if l == 0 {
                 input
             } else if tape.masks.is_empty() {
-                &tape.layers[l - 1].spikes
+                LayerInput::Dense(&tape.layers[l - 1].spikes)
             } else {
-                &tape.emitted[l - 1]
+                LayerInput::Dense(&tape.emitted[l - 1])
             };
             let mut d_input = (l > 0).then(|| vec![F::zero(); steps * layer.inputs]);
             let rate = rate_grad.and_then(|r| r.get(l)).map(|v| &v[..]);
@@ -274,10 +324,17 @@ impl<F: Float> Network<F> {
     }
 
     /// Batch loss (mean over samples, plus the regulariser) and, when `with_grad`,
-    /// its exact gradient. `samples` are `(input [steps, inputs], target)`.
-    pub fn loss_and_grad(
+    /// its exact gradient. `samples` are e.g. `(input [steps, inputs], target)` pairs.
+    ///
+    /// Each sample's forward record is dropped as soon as its reverse sweep is
+    /// done, so memory holds the records of the samples in flight only. The
+    /// firing-rate regulariser couples the samples through the batch's rates: its
+    /// gradient needs every sample's forward pass first, so records are kept
+    /// while they fit [`TAPE_BUDGET_BYTES`] and recomputed otherwise (the same
+    /// numbers either way).
+    pub fn loss_and_grad<S: SampleSource<F>>(
         &self,
-        samples: &[(&[F], &Target)],
+        samples: &[S],
         steps: usize,
         objective: &Objective,
         dropout: Dropout<'_, F>,
@@ -285,67 +342,101 @@ impl<F: Float> Network<F> {
     ) -> (BatchStats, Option<Network<F>>) {
         let batch = samples.len();
         let outputs = self.outputs();
-        let tapes: Vec<Tape<F>> = (0..batch)
-            .into_par_iter()
-            .map(|b| self.forward(samples[b].0, steps, self.masks_for(&dropout, b, steps)))
-            .collect();
-        let losses: Vec<_> = (0..batch)
-            .into_par_iter()
-            .map(|b| objective.loss.sample_loss::<F>(self.output(&tapes[b]), steps, outputs, objective.skip_steps, samples[b].1))
-            .collect();
+        let run = |b: usize| -> (Tape<F>, SampleLoss<F>) {
+            let tape = self.forward(samples[b].input(), steps, self.masks_for(&dropout, b, steps));
+            let loss = objective.loss.sample_loss::<F>(self.output(&tape), steps, outputs, objective.skip_steps, samples[b].target());
+            (tape, loss)
+        };
+        let couple = with_grad && objective.rate_regulariser.is_some();
+        let keep = couple && batch * steps * self.hidden_neurons() * 4 * std::mem::size_of::<F>() <= TAPE_BUDGET_BYTES;
 
-        let mut counts = vec![0.0; self.hidden_neurons()];
-        for tape in &tapes {
-            for (c, s) in counts.iter_mut().zip(self.spike_counts(tape, steps)) {
-                *c += s;
+        // first pass (only when the regulariser needs the batch's rates first)
+        let mut kept: Vec<Option<(Tape<F>, SampleLoss<F>)>> = Vec::new();
+        let mut per_sample: Vec<(f64, Option<bool>, Vec<f64>)> = Vec::new();
+        if couple {
+            let first: Vec<_> = (0..batch)
+                .into_par_iter()
+                .map(|b| {
+                    let (tape, loss) = run(b);
+                    let summary = (loss.loss, loss.correct, self.spike_counts(&tape, steps));
+                    (summary, keep.then_some((tape, loss)))
+                })
+                .collect();
+            for (summary, tape) in first {
+                per_sample.push(summary);
+                kept.push(tape);
             }
         }
-        let total_spikes: f64 = counts.iter().sum();
-        let duration = (batch * steps) as f64 * self.dt;
-        let mut stats = BatchStats {
-            samples: batch,
-            correct: losses.iter().filter(|l| l.correct == Some(true)).count(),
-            task_loss: losses.iter().map(|l| l.loss).sum::<f64>() / batch.max(1) as f64,
-            mean_rate_hz: total_spikes / (counts.len().max(1) as f64 * duration.max(f64::MIN_POSITIVE)),
-            ..BatchStats::default()
-        };
-        let mut rate_grad = None;
-        if let Some(reg) = &objective.rate_regulariser {
+        let rate_grad: Option<(f64, Vec<Vec<F>>)> = objective.rate_regulariser.filter(|_| couple).map(|reg| {
+            let counts = sum_counts(per_sample.iter().map(|p| &p.2), self.hidden_neurons());
             let (loss, grad) = reg.loss_and_grad(&counts, batch, steps, self.dt);
-            stats.regulariser_loss = loss;
             let mut per_layer = Vec::new();
             let mut offset = 0;
             for layer in self.hidden() {
                 per_layer.push(grad[offset..offset + layer.size].iter().map(|g| F::of(*g)).collect::<Vec<F>>());
                 offset += layer.size;
             }
-            rate_grad = Some(per_layer);
-        }
-        stats.loss = stats.task_loss + stats.regulariser_loss;
-        if !with_grad {
-            return (stats, None);
-        }
+            (loss, per_layer)
+        });
 
+        // main pass: forward (unless kept), loss, reverse sweep, in fixed chunks
         let scale = F::of(1.0 / batch.max(1) as f64);
-        let partial: Vec<Network<F>> = (0..batch)
+        let kept = std::sync::Mutex::new(kept);
+        let chunks: Vec<(Option<Network<F>>, Vec<(f64, Option<bool>, Vec<f64>)>)> = (0..batch)
             .collect::<Vec<_>>()
             .par_chunks(GRADIENT_CHUNK)
             .map(|chunk| {
-                let mut grad = self.zeros_like();
+                let mut grad = with_grad.then(|| self.zeros_like());
+                let mut summaries = Vec::new();
                 for &b in chunk {
-                    let d_output = losses[b].d_output.iter().map(|d| *d * scale).collect();
-                    self.backward(samples[b].0, steps, &tapes[b], d_output, rate_grad.as_deref(), &mut grad);
+                    let stored = if keep { kept.lock().map(|mut k| k[b].take()).unwrap_or(None) } else { None };
+                    let (tape, loss) = stored.unwrap_or_else(|| run(b));
+                    if !couple {
+                        summaries.push((loss.loss, loss.correct, self.spike_counts(&tape, steps)));
+                    }
+                    if let Some(grad) = grad.as_mut() {
+                        let d_output = loss.d_output.iter().map(|d| *d * scale).collect();
+                        let rate = rate_grad.as_ref().map(|(_, r)| &r[..]);
+                        self.backward(samples[b].input(), steps, &tape, d_output, rate, grad);
+                    }
                 }
-                grad
+                (grad, summaries)
             })
             .collect();
-        let mut partial = partial.into_iter();
-        let mut grad = partial.next().unwrap_or_else(|| self.zeros_like());
-        for p in partial {
-            grad.add_assign(&p);
+
+        let mut grad: Option<Network<F>> = None;
+        for (g, summaries) in chunks {
+            per_sample.extend(summaries);
+            if let Some(g) = g {
+                match grad.as_mut() {
+                    None => grad = Some(g),
+                    Some(total) => total.add_assign(&g),
+                }
+            }
         }
-        self.finish_gradient(&mut grad);
-        (stats, Some(grad))
+        if let Some(grad) = grad.as_mut() {
+            self.finish_gradient(grad);
+        }
+        if with_grad && grad.is_none() {
+            grad = Some(self.zeros_like());
+        }
+
+        let counts = sum_counts(per_sample.iter().map(|p| &p.2), self.hidden_neurons());
+        let duration = (batch * steps) as f64 * self.dt;
+        let mut stats = BatchStats {
+            samples: batch,
+            correct: per_sample.iter().filter(|p| p.1 == Some(true)).count(),
+            task_loss: per_sample.iter().map(|p| p.0).sum::<f64>() / batch.max(1) as f64,
+            mean_rate_hz: counts.iter().sum::<f64>() / (counts.len().max(1) as f64 * duration.max(f64::MIN_POSITIVE)),
+            ..BatchStats::default()
+        };
+        stats.regulariser_loss = match (&rate_grad, objective.rate_regulariser) {
+            (Some((loss, _)), _) => *loss,
+            (None, Some(reg)) => reg.loss_and_grad(&counts, batch, steps, self.dt).0,
+            (None, None) => 0.0,
+        };
+        stats.loss = stats.task_loss + stats.regulariser_loss;
+        (stats, grad)
     }
 
     /// `self += other`, element by element (same shapes).

@@ -97,8 +97,7 @@ pub fn evaluate(net: &Network<f32>, samples: &[Sample], steps: usize, objective:
     let mut total = BatchStats::default();
     let (mut loss, mut rate) = (0.0, 0.0);
     for chunk in samples.chunks(EVAL_CHUNK) {
-        let batch: Vec<(&[f32], &tasks::Target)> = chunk.iter().map(|s| (&s.input[..], &s.target)).collect();
-        let (stats, _) = net.loss_and_grad(&batch, steps, &objective, Dropout::None, false);
+        let (stats, _) = net.loss_and_grad(chunk, steps, &objective, Dropout::None, false);
         loss += stats.loss * stats.samples as f64;
         rate += stats.mean_rate_hz * stats.samples as f64;
         total.samples += stats.samples;
@@ -210,9 +209,8 @@ pub fn train(config: &Config, run_dir: &Path, options: &TrainOptions) -> Result<
 
     for iteration in 0..train.iterations {
         let samples = task.train_batch(train.batch_size, &mut train_rng);
-        let batch: Vec<(&[f32], &tasks::Target)> = samples.iter().map(|s| (&s.input[..], &s.target)).collect();
         let dropout = Dropout::Random { p: config.model.dropout, seed: dropout_seed(config.seed, iteration) };
-        let (stats, grad) = net.loss_and_grad(&batch, shape.steps, &objective, dropout, true);
+        let (stats, grad) = net.loss_and_grad(&samples, shape.steps, &objective, dropout, true);
         if !stats.loss.is_finite() {
             bail!("iteration {iteration}: the training loss is {} (try a lower train.lr)", stats.loss);
         }
