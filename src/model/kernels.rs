@@ -94,11 +94,15 @@ pub fn axpy<F: Float>(a: F, x: &[F], y: &mut [F]) {
     }
 }
 
-
 /// Indices of the non-zero entries of `x`.
 pub fn active_indices<F: Float>(x: &[F], active: &mut Vec<usize>) {
     active.clear();
-    active.extend(x.iter().enumerate().filter(|(_, v)| **v != F::zero()).map(|(i, _)| i));
+    active.extend(
+        x.iter()
+            .enumerate()
+            .filter(|(_, v)| **v != F::zero())
+            .map(|(i, _)| i),
+    );
 }
 
 #[inline]

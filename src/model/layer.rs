@@ -65,7 +65,10 @@ pub enum LayerInput<'a, F> {
     Dense(&'a [F]),
     /// Binary spikes held as events: the inputs active (value 1) at step `t` are
     /// `active[offsets[t]..offsets[t + 1]]`.
-    Spikes { offsets: &'a [u32], active: &'a [u32] },
+    Spikes {
+        offsets: &'a [u32],
+        active: &'a [u32],
+    },
 }
 
 impl<'a, F> From<&'a [F]> for LayerInput<'a, F> {
@@ -93,16 +96,31 @@ impl<'a, F: Float> RowReader<'a, F> {
     fn new(input: LayerInput<'a, F>, steps: usize, width: usize) -> Self {
         let row = match input {
             LayerInput::Dense(x) => {
-                assert_eq!(x.len(), steps * width, "layer input must be [steps, inputs]");
+                assert_eq!(
+                    x.len(),
+                    steps * width,
+                    "layer input must be [steps, inputs]"
+                );
                 Vec::new()
             }
             LayerInput::Spikes { offsets, active } => {
-                assert!(offsets.len() > steps, "spike input must have steps + 1 offsets");
-                assert!(active.iter().all(|&i| (i as usize) < width), "spike input channel out of range");
+                assert!(
+                    offsets.len() > steps,
+                    "spike input must have steps + 1 offsets"
+                );
+                assert!(
+                    active.iter().all(|&i| (i as usize) < width),
+                    "spike input channel out of range"
+                );
                 vec![F::zero(); width]
             }
         };
-        RowReader { input, width, row, active: Vec::with_capacity(width) }
+        RowReader {
+            input,
+            width,
+            row,
+            active: Vec::with_capacity(width),
+        }
     }
 
     /// Row `t` and its active (non-zero) entries.
@@ -153,12 +171,17 @@ impl<F: Float> Layer<F> {
             input_weight: zero(&self.input_weight),
             recurrent_weight: self.recurrent_weight.as_ref().map(zero),
             decays: match &self.decays {
-                Decays::Synapse { input, recurrent, .. } => Decays::Synapse {
+                Decays::Synapse {
+                    input, recurrent, ..
+                } => Decays::Synapse {
                     input: zero(input),
                     recurrent: recurrent.as_ref().map(zero),
                     reset: F::zero(),
                 },
-                Decays::Neuron { rho, learnable } => Decays::Neuron { rho: zero(rho), learnable: *learnable },
+                Decays::Neuron { rho, learnable } => Decays::Neuron {
+                    rho: zero(rho),
+                    learnable: *learnable,
+                },
             },
             spiking: self.spiking,
         }
@@ -176,7 +199,13 @@ impl<F: Float> Layer<F> {
         if self.spiking.is_some() {
             tape.spikes.resize(steps * n, F::zero());
         }
-        let keep_membrane = matches!(self.decays, Decays::Neuron { learnable: true, .. });
+        let keep_membrane = matches!(
+            self.decays,
+            Decays::Neuron {
+                learnable: true,
+                ..
+            }
+        );
         tape.membrane.clear();
         if keep_membrane {
             tape.membrane.resize(steps * n, F::zero());
@@ -200,20 +229,38 @@ impl<F: Float> Layer<F> {
             let (x, x_active) = reader.read(t);
             let split = (t * n).min(tape.spikes.len());
             let (past, now) = tape.spikes.split_at_mut(split);
-            let z_prev: &[F] = if t == 0 || past.is_empty() { &zeros } else { &past[(t - 1) * n..] };
+            let z_prev: &[F] = if t == 0 || past.is_empty() {
+                &zeros
+            } else {
+                &past[(t - 1) * n..]
+            };
             let v = &mut tape.potential[t * n..(t + 1) * n];
             let theta = self.spiking.map(|s| s.threshold);
 
             match &self.decays {
-                Decays::Synapse { input: r, recurrent: q, reset: kappa } => {
+                Decays::Synapse {
+                    input: r,
+                    recurrent: q,
+                    reset: kappa,
+                } => {
                     for j in 0..n {
                         let row = j * m..(j + 1) * m;
-                        v[j] = synapse_row_forward(&self.input_weight[row.clone()], &r[row.clone()], x, &mut current_in[row]);
+                        v[j] = synapse_row_forward(
+                            &self.input_weight[row.clone()],
+                            &r[row.clone()],
+                            x,
+                            &mut current_in[row],
+                        );
                     }
                     if let (Some(u), Some(q)) = (&self.recurrent_weight, q) {
                         for j in 0..n {
                             let row = j * n..(j + 1) * n;
-                            v[j] += synapse_row_forward(&u[row.clone()], &q[row.clone()], z_prev, &mut current_rec[row]);
+                            v[j] += synapse_row_forward(
+                                &u[row.clone()],
+                                &q[row.clone()],
+                                z_prev,
+                                &mut current_rec[row],
+                            );
                         }
                     }
                     if let Some(theta) = theta {
@@ -225,7 +272,8 @@ impl<F: Float> Layer<F> {
                 }
                 Decays::Neuron { rho, .. } => {
                     for j in 0..n {
-                        neuron_state[j] = rho[j] * neuron_state[j] + sparse_dot(&self.input_weight[j * m..(j + 1) * m], x, x_active);
+                        neuron_state[j] = rho[j] * neuron_state[j]
+                            + sparse_dot(&self.input_weight[j * m..(j + 1) * m], x, x_active);
                     }
                     if let Some(u) = &self.recurrent_weight {
                         active_indices(z_prev, &mut active);
@@ -248,7 +296,8 @@ impl<F: Float> Layer<F> {
             if let Some(spiking) = &self.spiking {
                 if let Some(adaptation) = spiking.adaptation {
                     for j in 0..n {
-                        adaptation_current[j] = adaptation.decay * adaptation_current[j] + adaptation.strength * z_prev[j];
+                        adaptation_current[j] = adaptation.decay * adaptation_current[j]
+                            + adaptation.strength * z_prev[j];
                         v[j] -= adaptation_current[j];
                     }
                 }
@@ -324,18 +373,35 @@ impl<F: Float> Layer<F> {
                         if let Some(r) = rate_grad {
                             total += r[j];
                         }
-                        g[j] = total * F::of(spiking.activation.derivative(potential[j].f64() - theta, theta));
+                        g[j] = total
+                            * F::of(
+                                spiking
+                                    .activation
+                                    .derivative(potential[j].f64() - theta, theta),
+                            );
                     }
                 }
                 None => g.copy_from_slice(dz),
             }
             next_carry.fill(F::zero());
             let (x, x_active) = reader.read(t);
-            let z_prev = (t > 0 && self.spiking.is_some()).then(|| &tape.spikes[(t - 1) * n..t * n]);
+            let z_prev =
+                (t > 0 && self.spiking.is_some()).then(|| &tape.spikes[(t - 1) * n..t * n]);
             let mut dx = d_input.as_deref_mut().map(|d| &mut d[t * m..(t + 1) * m]);
 
             match (&self.decays, &mut grad.decays) {
-                (Decays::Synapse { input: r, recurrent: q, reset: kappa }, Decays::Synapse { input: dr, recurrent: dq, .. }) => {
+                (
+                    Decays::Synapse {
+                        input: r,
+                        recurrent: q,
+                        reset: kappa,
+                    },
+                    Decays::Synapse {
+                        input: dr,
+                        recurrent: dq,
+                        ..
+                    },
+                ) => {
                     for j in 0..n {
                         let row = j * m..(j + 1) * m;
                         synapse_row_backward(
@@ -346,16 +412,41 @@ impl<F: Float> Layer<F> {
                             &mut k_in[row.clone()],
                             dx.as_deref_mut(),
                         );
-                        accumulate_sparse(x, x_active, &lam_in[row.clone()], &k_in[row.clone()], &mut grad.input_weight[row.clone()], &mut dr[row]);
+                        accumulate_sparse(
+                            x,
+                            x_active,
+                            &lam_in[row.clone()],
+                            &k_in[row.clone()],
+                            &mut grad.input_weight[row.clone()],
+                            &mut dr[row],
+                        );
                     }
-                    if let (Some(u), Some(q), Some(du), Some(dq), Some(z_prev)) =
-                        (&self.recurrent_weight, q, grad.recurrent_weight.as_mut(), dq.as_mut(), z_prev)
-                    {
+                    if let (Some(u), Some(q), Some(du), Some(dq), Some(z_prev)) = (
+                        &self.recurrent_weight,
+                        q,
+                        grad.recurrent_weight.as_mut(),
+                        dq.as_mut(),
+                        z_prev,
+                    ) {
                         active_indices(z_prev, &mut active);
                         for j in 0..n {
                             let row = j * n..(j + 1) * n;
-                            synapse_row_backward(g[j], &u[row.clone()], &q[row.clone()], &mut lam_rec[row.clone()], &mut k_rec[row.clone()], Some(&mut next_carry));
-                            accumulate_sparse(z_prev, &active, &lam_rec[row.clone()], &k_rec[row.clone()], &mut du[row.clone()], &mut dq[row]);
+                            synapse_row_backward(
+                                g[j],
+                                &u[row.clone()],
+                                &q[row.clone()],
+                                &mut lam_rec[row.clone()],
+                                &mut k_rec[row.clone()],
+                                Some(&mut next_carry),
+                            );
+                            accumulate_sparse(
+                                z_prev,
+                                &active,
+                                &lam_rec[row.clone()],
+                                &k_rec[row.clone()],
+                                &mut du[row.clone()],
+                                &mut dq[row],
+                            );
                         }
                     }
                     if let Some(spiking) = &self.spiking {
@@ -385,7 +476,11 @@ impl<F: Float> Layer<F> {
                             axpy(mu[j], &self.input_weight[j * m..(j + 1) * m], dx);
                         }
                     }
-                    if let (Some(u), Some(du), Some(z_prev)) = (&self.recurrent_weight, grad.recurrent_weight.as_mut(), z_prev) {
+                    if let (Some(u), Some(du), Some(z_prev)) = (
+                        &self.recurrent_weight,
+                        grad.recurrent_weight.as_mut(),
+                        z_prev,
+                    ) {
                         active_indices(z_prev, &mut active);
                         for j in 0..n {
                             let du = &mut du[j * n..(j + 1) * n];
@@ -404,7 +499,11 @@ impl<F: Float> Layer<F> {
                 _ => unreachable!("gradient layer has the shape of the layer"),
             }
 
-            if let Some(Spiking { adaptation: Some(adaptation), .. }) = &self.spiking {
+            if let Some(Spiking {
+                adaptation: Some(adaptation),
+                ..
+            }) = &self.spiking
+            {
                 for j in 0..n {
                     nu[j] = adaptation.decay * nu[j] - g[j];
                     next_carry[j] += adaptation.strength * nu[j];
@@ -417,7 +516,12 @@ impl<F: Float> Layer<F> {
     /// Completes a summed gradient: the reverse sweep leaves `sum_t x K` in the
     /// per-synapse decay gradients, and `dL/dr_ji = w_ji * sum_t x_i^t K_ji^t`.
     pub fn finish_gradient(&self, grad: &mut Layer<F>) {
-        if let Decays::Synapse { input: dr, recurrent: dq, .. } = &mut grad.decays {
+        if let Decays::Synapse {
+            input: dr,
+            recurrent: dq,
+            ..
+        } = &mut grad.decays
+        {
             for (d, w) in dr.iter_mut().zip(&self.input_weight) {
                 *d *= *w;
             }
@@ -432,7 +536,14 @@ impl<F: Float> Layer<F> {
 
 /// `dw_i += x_i lam_i`, `dr_i += x_i K_i` over the active inputs of one row.
 #[inline]
-fn accumulate_sparse<F: Float>(x: &[F], active: &[usize], lam: &[F], k: &[F], dw: &mut [F], dr: &mut [F]) {
+fn accumulate_sparse<F: Float>(
+    x: &[F],
+    active: &[usize],
+    lam: &[F],
+    k: &[F],
+    dw: &mut [F],
+    dr: &mut [F],
+) {
     for &i in active {
         dw[i] += x[i] * lam[i];
         dr[i] += x[i] * k[i];
