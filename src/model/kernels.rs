@@ -4,34 +4,34 @@
 
 use super::Float;
 
-const LANES: usize = 8;
+/// Accumulator lanes of the sums: one AVX-512 register of f32. The sum is the
+/// same whatever vector width the code runs with (no fused multiply-add).
+const LANES: usize = 16;
 
 /// One row of per-synapse currents (model.md §1), returning their sum:
-/// `I_i = r_i * I_i + w_i * x_i`, `sum_i I_i`.
-#[inline]
-pub fn synapse_row_forward<F: Float>(weight: &[F], decay: &[F], x: &[F], current: &mut [F]) -> F {
+/// `I_i = r_i * I_i + w_i * x_i`, `sum_i I_i`. The decay runs over the whole
+/// row; the input term only over the `active` (non-zero) inputs.
+#[inline(always)]
+pub fn synapse_row_forward<F: Float>(
+    weight: &[F],
+    decay: &[F],
+    x: &[F],
+    active: &[usize],
+    current: &mut [F],
+) -> F {
     let n = current.len();
-    let body = n - n % LANES;
-    let mut acc = [F::zero(); LANES];
-    let (c_body, c_tail) = current.split_at_mut(body);
-    for (((c, w), r), x) in c_body
-        .chunks_exact_mut(LANES)
-        .zip(weight[..body].chunks_exact(LANES))
-        .zip(decay[..body].chunks_exact(LANES))
-        .zip(x[..body].chunks_exact(LANES))
-    {
-        for l in 0..LANES {
-            let v = r[l] * c[l] + w[l] * x[l];
-            c[l] = v;
-            acc[l] += v;
-        }
+    let decay = &decay[..n];
+    // a plain loop, which the loop vectoriser versions against aliasing
+    for i in 0..n {
+        current[i] = decay[i] * current[i];
     }
-    for (l, c) in c_tail.iter_mut().enumerate() {
-        let i = body + l;
-        *c = decay[i] * *c + weight[i] * x[i];
-        acc[l] += *c;
+    let mut sum = lane_sum(current);
+    for &i in active {
+        let drive = weight[i] * x[i];
+        current[i] += drive;
+        sum += drive;
     }
-    lane_sum(&acc)
+    sum
 }
 
 /// One row of the reverse sweep of per-synapse currents (model.md §5), with
@@ -42,7 +42,7 @@ pub fn synapse_row_forward<F: Float>(weight: &[F], decay: &[F], x: &[F], current
 /// lam_i = g + r_i * lam_i          (lam^t = g^t + r lam^{t+1})
 /// dx_i += w_i * lam_i              (only when the input needs a gradient)
 /// ```
-#[inline]
+#[inline(always)]
 pub fn synapse_row_backward<F: Float>(
     g: F,
     weight: &[F],
@@ -105,9 +105,28 @@ pub fn active_indices<F: Float>(x: &[F], active: &mut Vec<usize>) {
     );
 }
 
-#[inline]
-fn lane_sum<F: Float>(acc: &[F; LANES]) -> F {
-    ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]))
+/// `sum_i v_i` with `LANES` partial sums combined in a fixed tree.
+#[inline(always)]
+pub fn lane_sum<F: Float>(values: &[F]) -> F {
+    let (body, tail) = values.as_chunks::<LANES>();
+    let mut acc = [F::zero(); LANES];
+    for chunk in body {
+        for l in 0..LANES {
+            acc[l] += chunk[l];
+        }
+    }
+    for (l, v) in tail.iter().enumerate() {
+        acc[l] += *v;
+    }
+    let mut half = [F::zero(); LANES / 2];
+    for l in 0..LANES / 2 {
+        half[l] = acc[l] + acc[l + LANES / 2];
+    }
+    let mut quarter = [F::zero(); LANES / 4];
+    for l in 0..LANES / 4 {
+        quarter[l] = half[l] + half[l + LANES / 4];
+    }
+    (quarter[0] + quarter[2]) + (quarter[1] + quarter[3])
 }
 
 #[cfg(test)]
@@ -116,7 +135,7 @@ mod tests {
 
     #[test]
     fn forward_row_matches_plain_loop() {
-        for n in [0usize, 1, 7, 8, 9, 23] {
+        for n in [0usize, 1, 7, 8, 9, 23, 40] {
             let w: Vec<f64> = (0..n).map(|i| (i as f64 * 0.37).sin()).collect();
             let r: Vec<f64> = (0..n).map(|i| 0.5 + 0.4 * (i as f64).cos()).collect();
             let x: Vec<f64> = (0..n).map(|i| (i % 3) as f64).collect();
@@ -127,8 +146,12 @@ mod tests {
                 want[i] = r[i] * want[i] + w[i] * x[i];
                 want_sum += want[i];
             }
-            let sum = synapse_row_forward(&w, &r, &x, &mut cur);
-            assert_eq!(cur, want);
+            let mut active = Vec::new();
+            active_indices(&x, &mut active);
+            let sum = synapse_row_forward(&w, &r, &x, &active, &mut cur);
+            for (a, b) in cur.iter().zip(&want) {
+                assert!((a - b).abs() < 1e-14);
+            }
             assert!((sum - want_sum).abs() < 1e-12);
         }
     }

@@ -191,6 +191,23 @@ impl<F: Float> Layer<F> {
     /// (model.md §1): `V_j^t = sum_i I_ji^t + sum_k R_jk^t - J_j^t - A_j^t`, or in the
     /// collapsed form `V_j^t = S_j^t - A_j^t`; `z_j^t = H(V_j^t - theta)`.
     pub fn forward(&self, input: LayerInput<'_, F>, steps: usize, tape: &mut LayerTape<F>) {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::arch::is_x86_feature_detected!("avx512f") {
+                // SAFETY: the CPU has the features the function is compiled for.
+                return unsafe { simd::forward_avx512(self, input, steps, tape) };
+            }
+            if std::arch::is_x86_feature_detected!("avx2") {
+                // SAFETY: as above.
+                return unsafe { simd::forward_avx2(self, input, steps, tape) };
+            }
+        }
+        self.forward_body(input, steps, tape)
+    }
+
+    /// The body of [`Layer::forward`], compiled once per instruction set.
+    #[inline(always)]
+    fn forward_body(&self, input: LayerInput<'_, F>, steps: usize, tape: &mut LayerTape<F>) {
         let (n, m) = (self.size, self.inputs);
         let mut reader = RowReader::new(input, steps, m);
         tape.potential.clear();
@@ -249,16 +266,19 @@ impl<F: Float> Layer<F> {
                             &self.input_weight[row.clone()],
                             &r[row.clone()],
                             x,
+                            x_active,
                             &mut current_in[row],
                         );
                     }
                     if let (Some(u), Some(q)) = (&self.recurrent_weight, q) {
+                        active_indices(z_prev, &mut active);
                         for j in 0..n {
                             let row = j * n..(j + 1) * n;
                             v[j] += synapse_row_forward(
                                 &u[row.clone()],
                                 &q[row.clone()],
                                 z_prev,
+                                &active,
                                 &mut current_rec[row],
                             );
                         }
@@ -330,6 +350,41 @@ impl<F: Float> Layer<F> {
     /// `d_input` (`[steps, inputs]`), when given, receives `dL/dx^t`.
     #[allow(clippy::too_many_arguments)]
     pub fn backward(
+        &self,
+        input: LayerInput<'_, F>,
+        steps: usize,
+        tape: &LayerTape<F>,
+        d_output: &[F],
+        rate_grad: Option<&[F]>,
+        grad: &mut Layer<F>,
+        d_input: Option<&mut [F]>,
+    ) {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::arch::is_x86_feature_detected!("avx512f") {
+                // SAFETY: the CPU has the features the function is compiled for.
+                return unsafe {
+                    simd::backward_avx512(
+                        self, input, steps, tape, d_output, rate_grad, grad, d_input,
+                    )
+                };
+            }
+            if std::arch::is_x86_feature_detected!("avx2") {
+                // SAFETY: as above.
+                return unsafe {
+                    simd::backward_avx2(
+                        self, input, steps, tape, d_output, rate_grad, grad, d_input,
+                    )
+                };
+            }
+        }
+        self.backward_body(input, steps, tape, d_output, rate_grad, grad, d_input)
+    }
+
+    /// The body of [`Layer::backward`], compiled once per instruction set.
+    #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
+    fn backward_body(
         &self,
         input: LayerInput<'_, F>,
         steps: usize,
@@ -548,4 +603,45 @@ fn accumulate_sparse<F: Float>(
         dw[i] += x[i] * lam[i];
         dr[i] += x[i] * k[i];
     }
+}
+
+/// The layer's forward and reverse sweeps compiled for wider vector instructions,
+/// chosen at run time. Without fused multiply-add every lane computes exactly
+/// what the portable code does, so results are identical on every path.
+#[cfg(target_arch = "x86_64")]
+mod simd {
+    use super::{Layer, LayerInput, LayerTape};
+    use crate::model::Float;
+
+    macro_rules! compiled_for {
+        ($features:literal, $forward:ident, $backward:ident) => {
+            #[target_feature(enable = $features)]
+            pub(super) unsafe fn $forward<F: Float>(
+                layer: &Layer<F>,
+                input: LayerInput<'_, F>,
+                steps: usize,
+                tape: &mut LayerTape<F>,
+            ) {
+                layer.forward_body(input, steps, tape)
+            }
+
+            #[allow(clippy::too_many_arguments)]
+            #[target_feature(enable = $features)]
+            pub(super) unsafe fn $backward<F: Float>(
+                layer: &Layer<F>,
+                input: LayerInput<'_, F>,
+                steps: usize,
+                tape: &LayerTape<F>,
+                d_output: &[F],
+                rate_grad: Option<&[F]>,
+                grad: &mut Layer<F>,
+                d_input: Option<&mut [F]>,
+            ) {
+                layer.backward_body(input, steps, tape, d_output, rate_grad, grad, d_input)
+            }
+        };
+    }
+
+    compiled_for!("avx512f", forward_avx512, backward_avx512);
+    compiled_for!("avx2", forward_avx2, backward_avx2);
 }
