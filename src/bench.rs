@@ -41,13 +41,7 @@ pub struct SpikeSample {
 
 impl SpikeSample {
     /// Random spikes with the given density and a random class label.
-    pub fn random(
-        steps: usize,
-        channels: usize,
-        density: f64,
-        classes: usize,
-        rng: &mut ChaCha8Rng,
-    ) -> Self {
+    pub fn random(steps: usize, channels: usize, density: f64, classes: usize, rng: &mut ChaCha8Rng) -> Self {
         let mut offsets = vec![0u32];
         let mut active = Vec::new();
         for _ in 0..steps {
@@ -58,20 +52,13 @@ impl SpikeSample {
             }
             offsets.push(active.len() as u32);
         }
-        SpikeSample {
-            offsets,
-            active,
-            target: Target::Class(rng.gen_range(0..classes)),
-        }
+        SpikeSample { offsets, active, target: Target::Class(rng.gen_range(0..classes)) }
     }
 }
 
 impl SampleSource<f32> for SpikeSample {
     fn input(&self) -> LayerInput<'_, f32> {
-        LayerInput::Spikes {
-            offsets: &self.offsets,
-            active: &self.active,
-        }
+        LayerInput::Spikes { offsets: &self.offsets, active: &self.active }
     }
     fn target(&self) -> &Target {
         &self.target
@@ -98,23 +85,14 @@ pub fn parse_layers(spec: &str) -> Result<(usize, Vec<LayerConfig>, usize)> {
     let outputs = number(parts[parts.len() - 1])?;
     let hidden = parts[1..parts.len() - 1]
         .iter()
-        .map(|p| {
-            Ok(LayerConfig {
-                size: number(p)?,
-                recurrent: p.ends_with(['R', 'r']),
-                tau_init: None,
-            })
-        })
+        .map(|p| Ok(LayerConfig { size: number(p)?, recurrent: p.ends_with(['R', 'r']), tau_init: None }))
         .collect::<Result<Vec<_>>>()?;
     Ok((inputs, hidden, outputs))
 }
 
 /// Synapses of a network (input, recurrent and readout).
 pub fn synapse_count<F: crate::model::Float>(net: &Network<F>) -> usize {
-    net.layers
-        .iter()
-        .map(|l| l.size * l.inputs + l.recurrent_weight.as_ref().map_or(0, |u| u.len()))
-        .sum()
+    net.layers.iter().map(|l| l.size * l.inputs + l.recurrent_weight.as_ref().map_or(0, |u| u.len())).sum()
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -146,10 +124,7 @@ pub fn run(options: &BenchOptions) -> Result<Vec<BenchResult>> {
         threshold: 1.0,
         surrogate: Surrogate::MultiGaussian,
         tau_reset: 0.02,
-        tau_init: TauInit::Uniform {
-            low: 0.005,
-            high: 0.02,
-        },
+        tau_init: TauInit::Uniform { low: 0.005, high: 0.02 },
         adaptation_tau: 0.5,
         adaptation_strength: 0.01,
         dropout: 0.2,
@@ -157,22 +132,14 @@ pub fn run(options: &BenchOptions) -> Result<Vec<BenchResult>> {
         decay_min: 0.0,
         decay_max: 1.0,
         layers,
-        readout: ReadoutConfig {
-            loss: LossKind::SoftmaxSum,
-            skip_steps: 11,
-            tau_init: None,
-        },
+        readout: ReadoutConfig { loss: LossKind::SoftmaxSum, skip_steps: 11, tau_init: None },
     };
     let mut rng = ChaCha8Rng::seed_from_u64(options.seed);
     let mut net: Network<f32> = init::build(&model, inputs, outputs, &mut rng);
     let samples: Vec<SpikeSample> = (0..options.batch)
         .map(|_| SpikeSample::random(options.steps, inputs, options.density, outputs, &mut rng))
         .collect();
-    let objective = Objective {
-        loss: LossKind::SoftmaxSum,
-        skip_steps: 11,
-        rate_regulariser: None,
-    };
+    let objective = Objective { loss: LossKind::SoftmaxSum, skip_steps: 11, rate_regulariser: None };
     let synapses = synapse_count(&net);
     let synapse_steps = (synapses * options.steps * options.batch) as f64;
     println!(
@@ -182,20 +149,10 @@ pub fn run(options: &BenchOptions) -> Result<Vec<BenchResult>> {
     let sizes: Vec<usize> = net.params().iter().map(|(_, d)| d.len()).collect();
     let mut results = Vec::new();
     for &threads in &options.threads {
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
-            .build()
-            .context("cannot start worker threads")?;
-        let mut adam = Adam::new(
-            AdamConfig {
-                beta1: 0.9,
-                beta2: 0.999,
-                eps: 1e-8,
-                weight_decay: 4e-3,
-                decoupled: true,
-            },
-            &sizes,
-        );
+        let pool =
+            rayon::ThreadPoolBuilder::new().num_threads(threads).build().context("cannot start worker threads")?;
+        let mut adam =
+            Adam::new(AdamConfig { beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 4e-3, decoupled: true }, &sizes);
         let (train_times, infer_times) = pool.install(|| {
             let mut train_times = Vec::new();
             let mut infer_times = Vec::new();
@@ -205,10 +162,7 @@ pub fn run(options: &BenchOptions) -> Result<Vec<BenchResult>> {
                     &samples,
                     options.steps,
                     &objective,
-                    Dropout::Random {
-                        p: 0.2,
-                        seed: r as u64,
-                    },
+                    Dropout::Random { p: 0.2, seed: r as u64 },
                     true,
                 );
                 let mut grad = grad.expect("gradient requested");
@@ -217,8 +171,7 @@ pub fn run(options: &BenchOptions) -> Result<Vec<BenchResult>> {
                 adam.step(&mut net.params_mut(), &grads, &lrs);
                 let train = start.elapsed().as_secs_f64();
                 let start = Instant::now();
-                let _ =
-                    net.loss_and_grad(&samples, options.steps, &objective, Dropout::None, false);
+                let _ = net.loss_and_grad(&samples, options.steps, &objective, Dropout::None, false);
                 let infer = start.elapsed().as_secs_f64();
                 if r > 0 {
                     train_times.push(train);
@@ -233,10 +186,7 @@ pub fn run(options: &BenchOptions) -> Result<Vec<BenchResult>> {
             inference_s: median(infer_times),
             synapse_steps_per_s: 0.0,
         };
-        let result = BenchResult {
-            synapse_steps_per_s: synapse_steps / result.inference_s,
-            ..result
-        };
+        let result = BenchResult { synapse_steps_per_s: synapse_steps / result.inference_s, ..result };
         println!(
             "threads {}: training step {:.4} s, inference batch {:.4} s, inference {:.2} G synapse-steps/s ({:.2} G per thread)",
             threads,

@@ -289,26 +289,22 @@ pub struct OutputConfig {
 
 impl Default for OutputConfig {
     fn default() -> Self {
-        OutputConfig {
-            dir: "results".into(),
-        }
+        OutputConfig { dir: "results".into() }
     }
 }
 
 impl Config {
     /// Reads `path`, applies `overrides` (`key=value`, dotted keys) and validates.
     pub fn load(path: &Path, overrides: &[String]) -> Result<Config> {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("cannot read config file {}", path.display()))?;
-        Config::from_toml(&text, overrides)
-            .with_context(|| format!("invalid config file {}", path.display()))
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("cannot read config file {}", path.display()))?;
+        Config::from_toml(&text, overrides).with_context(|| format!("invalid config file {}", path.display()))
     }
 
     /// Parses TOML text, applies `overrides` and validates.
     pub fn from_toml(text: &str, overrides: &[String]) -> Result<Config> {
-        let mut table: toml::Table = text
-            .parse()
-            .map_err(|e: toml::de::Error| anyhow!("{}", e.to_string().trim_end()))?;
+        let mut table: toml::Table =
+            text.parse().map_err(|e: toml::de::Error| anyhow!("{}", e.to_string().trim_end()))?;
         for o in overrides {
             apply_override(&mut table, o)?;
         }
@@ -317,12 +313,7 @@ impl Config {
             let path = e.path().to_string();
             let inner = e.into_inner().to_string();
             // toml repeats the key on a line of its own; the path is given already
-            let inner = inner
-                .lines()
-                .next()
-                .unwrap_or_default()
-                .trim_end()
-                .to_string();
+            let inner = inner.lines().next().unwrap_or_default().trim_end().to_string();
             if path == "." || path.is_empty() {
                 anyhow!("{inner}")
             } else {
@@ -354,20 +345,14 @@ impl Config {
             Ok(())
         };
         if self.name.is_empty() || self.name.contains(['/', '\\']) {
-            bail!(
-                "name = {:?}: must be non-empty and contain no path separator",
-                self.name
-            );
+            bail!("name = {:?}: must be non-empty and contain no path separator", self.name);
         }
         positive("model.dt", m.dt)?;
         positive("model.threshold", m.threshold)?;
         positive("model.tau_reset", m.tau_reset)?;
         positive("model.adaptation_tau", m.adaptation_tau)?;
         if !m.adaptation_strength.is_finite() {
-            bail!(
-                "model.adaptation_strength = {}: must be finite",
-                m.adaptation_strength
-            );
+            bail!("model.adaptation_strength = {}: must be finite", m.adaptation_strength);
         }
         positive("model.weight_scale", m.weight_scale)?;
         if !(0.0..1.0).contains(&m.dropout) {
@@ -376,11 +361,7 @@ impl Config {
         fraction("model.decay_min", m.decay_min)?;
         fraction("model.decay_max", m.decay_max)?;
         if m.decay_max < m.decay_min {
-            bail!(
-                "model.decay_max = {}: must be >= model.decay_min ({})",
-                m.decay_max,
-                m.decay_min
-            );
+            bail!("model.decay_max = {}: must be >= model.decay_min ({})", m.decay_max, m.decay_min);
         }
         m.tau_init.validate("model.tau_init")?;
         if m.layers.is_empty() {
@@ -435,11 +416,7 @@ impl Config {
                 }
                 positive("train.schedule.gamma", gamma)?;
             }
-            ScheduleConfig::WarmupCosine {
-                span,
-                warmup_fraction,
-                hold_fraction,
-            } => {
+            ScheduleConfig::WarmupCosine { span, warmup_fraction, hold_fraction } => {
                 if span == 0 {
                     bail!("train.schedule.span = 0: must be at least 1");
                 }
@@ -468,18 +445,16 @@ impl Config {
 /// or, failing that, as a bare string. A numeric key segment indexes an array
 /// (`model.layers.0.size=64`).
 pub fn apply_override(table: &mut toml::Table, assignment: &str) -> Result<()> {
-    let (key, raw) = assignment.split_once('=').ok_or_else(|| {
-        anyhow!("--set {assignment:?}: expected key=value, e.g. --set train.lr=1e-3")
-    })?;
+    let (key, raw) = assignment
+        .split_once('=')
+        .ok_or_else(|| anyhow!("--set {assignment:?}: expected key=value, e.g. --set train.lr=1e-3"))?;
     let key = key.trim();
     let raw = raw.trim();
     if key.is_empty() || key.split('.').any(str::is_empty) {
         bail!("--set {assignment:?}: the key {key:?} is not a dotted key like model.kind");
     }
     let value: toml::Value = match format!("v = {raw}").parse::<toml::Table>() {
-        Ok(mut t) => t
-            .remove("v")
-            .unwrap_or_else(|| toml::Value::String(raw.to_string())),
+        Ok(mut t) => t.remove("v").unwrap_or_else(|| toml::Value::String(raw.to_string())),
         Err(_) => toml::Value::String(raw.to_string()),
     };
     let parts: Vec<&str> = key.split('.').collect();
@@ -493,26 +468,21 @@ pub fn apply_override(table: &mut toml::Table, assignment: &str) -> Result<()> {
                     t.insert(part.to_string(), value);
                     return Ok(());
                 }
-                let entry = t
-                    .entry(part.to_string())
-                    .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+                let entry = t.entry(part.to_string()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
                 match entry {
                     toml::Value::Table(t) => TableOrArray::Table(t),
                     toml::Value::Array(a) => TableOrArray::Array(a),
-                    other => bail!(
-                        "--set {assignment:?}: `{here}` is a {} , not a table",
-                        other.type_str()
-                    ),
+                    other => bail!("--set {assignment:?}: `{here}` is a {} , not a table", other.type_str()),
                 }
             }
             TableOrArray::Array(a) => {
-                let index: usize = part.parse().map_err(|_| {
-                    anyhow!("--set {assignment:?}: `{here}`: an array needs a numeric index")
-                })?;
+                let index: usize = part
+                    .parse()
+                    .map_err(|_| anyhow!("--set {assignment:?}: `{here}`: an array needs a numeric index"))?;
                 let len = a.len();
-                let item = a
-                    .get_mut(index)
-                    .ok_or_else(|| anyhow!("--set {assignment:?}: `{here}`: index {index} is past the end ({len} entries)"))?;
+                let item = a.get_mut(index).ok_or_else(|| {
+                    anyhow!("--set {assignment:?}: `{here}`: index {index} is past the end ({len} entries)")
+                })?;
                 if last {
                     *item = value;
                     return Ok(());
@@ -520,10 +490,7 @@ pub fn apply_override(table: &mut toml::Table, assignment: &str) -> Result<()> {
                 match item {
                     toml::Value::Table(t) => TableOrArray::Table(t),
                     toml::Value::Array(a) => TableOrArray::Array(a),
-                    other => bail!(
-                        "--set {assignment:?}: `{here}` is a {}, not a table",
-                        other.type_str()
-                    ),
+                    other => bail!("--set {assignment:?}: `{here}` is a {}, not a table", other.type_str()),
                 }
             }
         };

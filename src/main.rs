@@ -105,18 +105,11 @@ fn init_logging(quiet: bool, verbose: u8) {
         (false, 1) => tracing::Level::DEBUG,
         _ => tracing::Level::TRACE,
     };
-    tracing_subscriber::fmt()
-        .with_max_level(level)
-        .with_writer(std::io::stderr)
-        .with_target(false)
-        .init();
+    tracing_subscriber::fmt().with_max_level(level).with_writer(std::io::stderr).with_target(false).init();
 }
 
 fn init_threads(threads: usize) -> Result<()> {
-    rayon::ThreadPoolBuilder::new()
-        .num_threads(threads)
-        .build_global()
-        .context("cannot start the worker threads")
+    rayon::ThreadPoolBuilder::new().num_threads(threads).build_global().context("cannot start the worker threads")
 }
 
 fn run_train(args: TrainArgs, quiet: bool) -> Result<()> {
@@ -129,17 +122,9 @@ fn run_train(args: TrainArgs, quiet: bool) -> Result<()> {
     }
     let config = Config::load(&args.config, &overrides)?;
     init_threads(config.threads)?;
-    let run_dir = args
-        .out
-        .unwrap_or_else(|| train::trainer::new_run_dir(&config));
+    let run_dir = args.out.unwrap_or_else(|| train::trainer::new_run_dir(&config));
     tracing::info!(run_dir = %run_dir.display(), model = ?config.model.kind, "training");
-    let summary = train::train(
-        &config,
-        &run_dir,
-        &TrainOptions {
-            progress: !quiet && !args.no_progress,
-        },
-    )?;
+    let summary = train::train(&config, &run_dir, &TrainOptions { progress: !quiet && !args.no_progress })?;
     println!(
         "{}: test accuracy {:.2}% at best validation (step {}), last {:.2}%, best on test {:.2}%; {:.1} s",
         run_dir.display(),
@@ -178,13 +163,9 @@ fn run_eval(args: EvalArgs) -> Result<()> {
         test.correct,
         test.samples,
         test.loss,
-        logged
-            .map(|l| format!(", logged at training: {l:.4}"))
-            .unwrap_or_default()
+        logged.map(|l| format!(", logged at training: {l:.4}")).unwrap_or_default()
     );
-    let csv_path = args
-        .csv
-        .unwrap_or_else(|| args.checkpoint.with_extension("eval.csv"));
+    let csv_path = args.csv.unwrap_or_else(|| args.checkpoint.with_extension("eval.csv"));
     let mut writer = csv::Writer::from_writer(Vec::new());
     writer.write_record([
         "checkpoint",
@@ -206,22 +187,14 @@ fn run_eval(args: EvalArgs) -> Result<()> {
         test.loss.to_string(),
         logged.map(|l| l.to_string()).unwrap_or_default(),
     ])?;
-    write_atomic(
-        &csv_path,
-        &writer.into_inner().context("cannot format the CSV")?,
-    )?;
+    write_atomic(&csv_path, &writer.into_inner().context("cannot format the CSV")?)?;
     Ok(())
 }
 
 fn run_bench(args: BenchArgs) -> Result<()> {
-    let model = toml::Value::String(args.model.clone())
-        .try_into()
-        .map_err(|_| {
-            anyhow::anyhow!(
-                "--model {:?}: expected hetsynlif, hetneulif, homneulif or homneualif",
-                args.model
-            )
-        })?;
+    let model = toml::Value::String(args.model.clone()).try_into().map_err(|_| {
+        anyhow::anyhow!("--model {:?}: expected hetsynlif, hetneulif, homneulif or homneualif", args.model)
+    })?;
     let options = hetsyn::bench::BenchOptions {
         model,
         layers: args.layers,

@@ -45,11 +45,7 @@ fn write_config(dir: &Path, name: &str, text: &str) -> std::path::PathBuf {
 
 fn stderr_of(cmd: &mut Command) -> String {
     let out = cmd.output().unwrap();
-    assert!(
-        !out.status.success(),
-        "expected failure, got success: {}",
-        String::from_utf8_lossy(&out.stdout)
-    );
+    assert!(!out.status.success(), "expected failure, got success: {}", String::from_utf8_lossy(&out.stdout));
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr).to_string();
     assert!(!err.contains("panicked"), "panic: {err}");
@@ -69,20 +65,13 @@ fn train_then_eval_reproduces_logged_accuracy() {
         .args(["--threads", "2", "--set", "train.iterations=6"])
         .assert()
         .success();
-    for file in [
-        "config.toml",
-        "metrics.csv",
-        "summary.json",
-        "checkpoints/last.safetensors",
-        "checkpoints/best.safetensors",
-    ] {
+    for file in
+        ["config.toml", "metrics.csv", "summary.json", "checkpoints/last.safetensors", "checkpoints/best.safetensors"]
+    {
         assert!(run.join(file).is_file(), "{file} missing");
     }
     // no temp files left behind
-    for entry in fs::read_dir(&run)
-        .unwrap()
-        .chain(fs::read_dir(run.join("checkpoints")).unwrap())
-    {
+    for entry in fs::read_dir(&run).unwrap().chain(fs::read_dir(run.join("checkpoints")).unwrap()) {
         let name = entry.unwrap().file_name().to_string_lossy().to_string();
         assert!(!name.starts_with('.'), "temp file {name} left behind");
     }
@@ -96,48 +85,29 @@ fn train_then_eval_reproduces_logged_accuracy() {
     assert!(resolved.contains("iterations = 6"));
     let summary: serde_json::Value =
         serde_json::from_str(&fs::read_to_string(run.join("summary.json")).unwrap()).unwrap();
-    for key in [
-        "test_accuracy_at_best_validation",
-        "last_test_accuracy",
-        "best_test_accuracy",
-        "best_validation_accuracy",
-    ] {
+    for key in
+        ["test_accuracy_at_best_validation", "last_test_accuracy", "best_test_accuracy", "best_validation_accuracy"]
+    {
         assert!(summary[key].is_number(), "{key} missing in summary");
     }
 
     for which in ["best", "last"] {
         let ckpt = run.join(format!("checkpoints/{which}.safetensors"));
         let csv = dir.path().join(format!("{which}.csv"));
-        let out = hetsyn()
-            .args(["-q", "eval", "--checkpoint"])
-            .arg(&ckpt)
-            .arg("--csv")
-            .arg(&csv)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let out = hetsyn().args(["-q", "eval", "--checkpoint"]).arg(&ckpt).arg("--csv").arg(&csv).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         let text = fs::read_to_string(&csv).unwrap();
         let mut reader = csv::Reader::from_reader(text.as_bytes());
         let headers = reader.headers().unwrap().clone();
         let row = reader.records().next().unwrap().unwrap();
         let get = |k: &str| row[headers.iter().position(|h| h == k).unwrap()].to_string();
-        assert_eq!(
-            get("test_accuracy"),
-            get("logged_test_accuracy"),
-            "{which}: eval differs from the logged value"
-        );
+        assert_eq!(get("test_accuracy"), get("logged_test_accuracy"), "{which}: eval differs from the logged value");
         let acc: f64 = get("test_accuracy").parse().unwrap();
         assert!((0.0..=1.0).contains(&acc));
     }
     // the best checkpoint's logged metrics are the ones of its step in metrics.csv
     let last_summary_step = summary["best_validation_step"].as_u64().unwrap();
-    assert!(metrics
-        .lines()
-        .any(|l| l.starts_with(&format!("{last_summary_step},"))));
+    assert!(metrics.lines().any(|l| l.starts_with(&format!("{last_summary_step},"))));
 
     // a truncated checkpoint is refused with the file named
     let ckpt = run.join("checkpoints/best.safetensors");
@@ -156,17 +126,10 @@ fn train_then_eval_reproduces_logged_accuracy() {
 fn bad_configs_are_refused_with_file_key_and_value() {
     let dir = tempfile::tempdir().unwrap();
     let cases: Vec<(&str, String, Vec<&str>)> = vec![
-        (
-            "unknown key",
-            SHORT_DMS.replace("seed = 3", "seed = 3\nsede = 4"),
-            vec!["sede"],
-        ),
+        ("unknown key", SHORT_DMS.replace("seed = 3", "seed = 3\nsede = 4"), vec!["sede"]),
         (
             "unknown nested key",
-            SHORT_DMS.replace(
-                "surrogate = \"triangle\"",
-                "surrogate = \"triangle\"\nthreshhold = 2",
-            ),
+            SHORT_DMS.replace("surrogate = \"triangle\"", "surrogate = \"triangle\"\nthreshhold = 2"),
             vec!["threshhold"],
         ),
         (
@@ -174,22 +137,11 @@ fn bad_configs_are_refused_with_file_key_and_value() {
             SHORT_DMS.replace("batch_size = 8", "batch_size = \"eight\""),
             vec!["train.batch_size", "eight"],
         ),
-        (
-            "negative tau",
-            SHORT_DMS.replace("tau_reset = 0.04", "tau_reset = -0.04"),
-            vec!["model.tau_reset", "-0.04"],
-        ),
-        (
-            "negative tau init",
-            SHORT_DMS.replace("mean = 0.04", "mean = -1.0"),
-            vec!["model.tau_init.mean", "-1"],
-        ),
+        ("negative tau", SHORT_DMS.replace("tau_reset = 0.04", "tau_reset = -0.04"), vec!["model.tau_reset", "-0.04"]),
+        ("negative tau init", SHORT_DMS.replace("mean = 0.04", "mean = -1.0"), vec!["model.tau_init.mean", "-1"]),
         (
             "decay range",
-            SHORT_DMS.replace(
-                "surrogate = \"triangle\"",
-                "surrogate = \"triangle\"\ndecay_max = 1.5",
-            ),
+            SHORT_DMS.replace("surrogate = \"triangle\"", "surrogate = \"triangle\"\ndecay_max = 1.5"),
             vec!["model.decay_max", "1.5"],
         ),
         (
@@ -197,35 +149,18 @@ fn bad_configs_are_refused_with_file_key_and_value() {
             SHORT_DMS.replace("layers = [{ size = 20, recurrent = true }]", "layers = []"),
             vec!["model.layers"],
         ),
-        (
-            "unknown model",
-            SHORT_DMS.replace("kind = \"hetsynlif\"", "kind = \"lif\""),
-            vec!["model.kind", "lif"],
-        ),
+        ("unknown model", SHORT_DMS.replace("kind = \"hetsynlif\"", "kind = \"lif\""), vec!["model.kind", "lif"]),
         ("bad toml", "name = ".to_string(), vec!["bad toml.toml"]),
     ];
     for (what, text, needles) in cases {
         let path = write_config(dir.path(), &format!("{what}.toml"), &text);
-        let err = stderr_of(
-            hetsyn()
-                .args(["train", "--config"])
-                .arg(&path)
-                .arg("--out")
-                .arg(dir.path().join("x")),
-        );
-        assert!(
-            err.contains(&format!("{what}.toml")),
-            "{what}: file not named: {err}"
-        );
+        let err = stderr_of(hetsyn().args(["train", "--config"]).arg(&path).arg("--out").arg(dir.path().join("x")));
+        assert!(err.contains(&format!("{what}.toml")), "{what}: file not named: {err}");
         for n in needles {
             assert!(err.contains(n), "{what}: `{n}` not in: {err}");
         }
     }
-    let err = stderr_of(
-        hetsyn()
-            .args(["train", "--config"])
-            .arg(dir.path().join("missing.toml")),
-    );
+    let err = stderr_of(hetsyn().args(["train", "--config"]).arg(dir.path().join("missing.toml")));
     assert!(err.contains("missing.toml"), "{err}");
 }
 
@@ -256,19 +191,9 @@ fn set_overrides_the_file() {
     assert!(resolved.contains("kind = \"homneulif\""), "{resolved}");
     assert!(resolved.contains("seed = 9"));
     assert!(resolved.contains("size = 7"));
-    let err = stderr_of(
-        hetsyn()
-            .args(["train", "--config"])
-            .arg(&config)
-            .args(["--set", "train.lr=-1"]),
-    );
+    let err = stderr_of(hetsyn().args(["train", "--config"]).arg(&config).args(["--set", "train.lr=-1"]));
     assert!(err.contains("train.lr") && err.contains("-1"), "{err}");
-    let err = stderr_of(
-        hetsyn()
-            .args(["train", "--config"])
-            .arg(&config)
-            .args(["--set", "nonsense"]),
-    );
+    let err = stderr_of(hetsyn().args(["train", "--config"]).arg(&config).args(["--set", "nonsense"]));
     assert!(err.contains("nonsense"), "{err}");
 }
 
@@ -295,33 +220,21 @@ fn checkpoint_of_another_architecture_is_refused() {
     write_file(&other, &tensors, &metadata).unwrap();
     let err = stderr_of(hetsyn().args(["eval", "--checkpoint"]).arg(&other));
     assert!(
-        err.contains("other.safetensors")
-            && err.contains("hidden.0.input.weight")
-            && err.contains("shape"),
+        err.contains("other.safetensors") && err.contains("hidden.0.input.weight") && err.contains("shape"),
         "{err}"
     );
     // a model kind whose tensors differ (per-neuron decays instead of per-synapse)
     let (tensors, mut metadata) = read_file(&run.join("checkpoints/best.safetensors")).unwrap();
-    metadata.insert(
-        "config".into(),
-        metadata["config"].replace("kind = \"hetsynlif\"", "kind = \"hetneulif\""),
-    );
+    metadata.insert("config".into(), metadata["config"].replace("kind = \"hetsynlif\"", "kind = \"hetneulif\""));
     write_file(&other, &tensors, &metadata).unwrap();
     let err = stderr_of(hetsyn().args(["eval", "--checkpoint"]).arg(&other));
-    assert!(
-        err.contains("other.safetensors") && err.contains("decay"),
-        "{err}"
-    );
+    assert!(err.contains("other.safetensors") && err.contains("decay"), "{err}");
 }
 
 #[test]
 fn results_do_not_depend_on_the_thread_count() {
     let dir = tempfile::tempdir().unwrap();
-    let config = write_config(
-        dir.path(),
-        "c.toml",
-        &SHORT_DMS.replace("[model]", "[model]\ndropout = 0.1"),
-    );
+    let config = write_config(dir.path(), "c.toml", &SHORT_DMS.replace("[model]", "[model]\ndropout = 0.1"));
     let mut outputs = Vec::new();
     for threads in ["1", "2"] {
         let run = dir.path().join(format!("run{threads}"));
@@ -335,21 +248,10 @@ fn results_do_not_depend_on_the_thread_count() {
             .success();
         let metrics = fs::read_to_string(run.join("metrics.csv")).unwrap();
         // all columns but the elapsed time
-        let metrics: Vec<String> = metrics
-            .lines()
-            .map(|l| l.rsplit_once(',').unwrap().0.to_string())
-            .collect();
-        let (tensors, _) =
-            hetsyn::io::safetensors_file::read_file(&run.join("checkpoints/last.safetensors"))
-                .unwrap();
+        let metrics: Vec<String> = metrics.lines().map(|l| l.rsplit_once(',').unwrap().0.to_string()).collect();
+        let (tensors, _) = hetsyn::io::safetensors_file::read_file(&run.join("checkpoints/last.safetensors")).unwrap();
         outputs.push((metrics, tensors));
     }
-    assert_eq!(
-        outputs[0].0, outputs[1].0,
-        "metrics differ between 1 and 2 threads"
-    );
-    assert!(
-        outputs[0].1 == outputs[1].1,
-        "parameters differ between 1 and 2 threads"
-    );
+    assert_eq!(outputs[0].0, outputs[1].0, "metrics differ between 1 and 2 threads");
+    assert!(outputs[0].1 == outputs[1].1, "parameters differ between 1 and 2 threads");
 }

@@ -77,8 +77,7 @@ use std::time::Instant;
 
 use hetsyn::model::network::{Objective, Tape};
 use hetsyn::model::{
-    Activation, Adaptation, Decays, Dropout, Float, Layer, LossKind, Network, RateRegulariser,
-    Spiking, Surrogate,
+    Activation, Adaptation, Decays, Dropout, Float, Layer, LossKind, Network, RateRegulariser, Spiking, Surrogate,
 };
 use hetsyn::tasks::Target;
 use rand::{Rng, SeedableRng};
@@ -96,12 +95,7 @@ enum Kind {
     HomNeuAlif,
 }
 
-const KINDS: [Kind; 4] = [
-    Kind::HetSynLif,
-    Kind::HetNeuLif,
-    Kind::HomNeuLif,
-    Kind::HomNeuAlif,
-];
+const KINDS: [Kind; 4] = [Kind::HetSynLif, Kind::HetNeuLif, Kind::HomNeuLif, Kind::HomNeuAlif];
 
 /// Spike function and `dz/dV`, written from model.md §1 and §4.
 #[derive(Clone, Copy, Debug)]
@@ -136,9 +130,7 @@ impl Act {
         match self {
             Act::Triangle => f64::max(0.0, 1.0 - (x / theta).abs()),
             Act::MultiGaussian => {
-                0.5 * (1.15 * gauss(x, 0.0, 0.5)
-                    - 0.15 * gauss(x, 0.5, 3.0)
-                    - 0.15 * gauss(x, -0.5, 3.0))
+                0.5 * (1.15 * gauss(x, 0.0, 0.5) - 0.15 * gauss(x, 0.5, 3.0) - 0.15 * gauss(x, -0.5, 3.0))
             }
             Act::Sigmoid(beta) => {
                 let s = self.z(x);
@@ -160,11 +152,7 @@ impl Act {
 #[derive(Clone, Debug)]
 enum Share {
     /// one decay per synapse, fixed reset decay `kappa`
-    Synapse {
-        r: Vec<f64>,
-        q: Option<Vec<f64>>,
-        kappa: f64,
-    },
+    Synapse { r: Vec<f64>, q: Option<Vec<f64>>, kappa: f64 },
     /// one state per neuron: `S = rho S + W x + U z' - theta z'`
     Neuron { rho: Vec<f64>, learnable: bool },
 }
@@ -210,15 +198,8 @@ impl RNet {
                     w: z(&l.w),
                     u: l.u.as_ref().map(z),
                     share: match &l.share {
-                        Share::Synapse { r, q, .. } => Share::Synapse {
-                            r: z(r),
-                            q: q.as_ref().map(z),
-                            kappa: 0.0,
-                        },
-                        Share::Neuron { rho, learnable } => Share::Neuron {
-                            rho: z(rho),
-                            learnable: *learnable,
-                        },
+                        Share::Synapse { r, q, .. } => Share::Synapse { r: z(r), q: q.as_ref().map(z), kappa: 0.0 },
+                        Share::Neuron { rho, learnable } => Share::Neuron { rho: z(rho), learnable: *learnable },
                     },
                     spike: l.spike,
                 })
@@ -249,27 +230,14 @@ struct Rec {
 impl Rec {
     fn new(steps: usize, n: usize, m: usize) -> Rec {
         let z = |k: usize| vec![vec![0.0; k]; steps];
-        Rec {
-            x: z(m),
-            i: z(n * m),
-            rc: z(n * n),
-            j: z(n),
-            s: z(n),
-            a: z(n),
-            v: z(n),
-            z: z(n),
-        }
+        Rec { x: z(m), i: z(n * m), rc: z(n * n), j: z(n), s: z(n), a: z(n), v: z(n), z: z(n) }
     }
 }
 
 /// The forward pass of model.md §1–§3, storing every state. `masks[l]` (`[T*n_l]`)
 /// multiplies the spikes of hidden layer `l` fed to layer `l + 1`.
 fn ref_forward(net: &RNet, input: &[f64], steps: usize, masks: Option<&Vec<Vec<f64>>>) -> Vec<Rec> {
-    let mut recs: Vec<Rec> = net
-        .layers
-        .iter()
-        .map(|l| Rec::new(steps, l.n, l.m))
-        .collect();
+    let mut recs: Vec<Rec> = net.layers.iter().map(|l| Rec::new(steps, l.n, l.m)).collect();
     for t in 0..steps {
         for l in 0..net.layers.len() {
             let layer = &net.layers[l];
@@ -284,26 +252,20 @@ fn ref_forward(net: &RNet, input: &[f64], steps: usize, masks: Option<&Vec<Vec<f
                 }
             };
             let rec = &mut recs[l];
-            let zp: Vec<f64> = if t == 0 {
-                vec![0.0; n]
-            } else {
-                rec.z[t - 1].clone()
-            };
+            let zp: Vec<f64> = if t == 0 { vec![0.0; n] } else { rec.z[t - 1].clone() };
             let prev = |v: &Vec<Vec<f64>>, k: usize| if t == 0 { 0.0 } else { v[t - 1][k] };
             for j in 0..n {
                 let mut v = 0.0;
                 match &layer.share {
                     Share::Synapse { r, q, kappa } => {
                         for i in 0..m {
-                            let c =
-                                r[j * m + i] * prev(&rec.i, j * m + i) + layer.w[j * m + i] * x[i];
+                            let c = r[j * m + i] * prev(&rec.i, j * m + i) + layer.w[j * m + i] * x[i];
                             rec.i[t][j * m + i] = c;
                             v += c;
                         }
                         if let (Some(u), Some(q)) = (&layer.u, q) {
                             for k in 0..n {
-                                let c =
-                                    q[j * n + k] * prev(&rec.rc, j * n + k) + u[j * n + k] * zp[k];
+                                let c = q[j * n + k] * prev(&rec.rc, j * n + k) + u[j * n + k] * zp[k];
                                 rec.rc[t][j * n + k] = c;
                                 v += c;
                             }
@@ -331,11 +293,7 @@ fn ref_forward(net: &RNet, input: &[f64], steps: usize, masks: Option<&Vec<Vec<f
                         v += c;
                     }
                 }
-                if let Some(Spike {
-                    adapt: Some((rho_a, a)),
-                    ..
-                }) = layer.spike
-                {
+                if let Some(Spike { adapt: Some((rho_a, a)), .. }) = layer.spike {
                     let c = rho_a * prev(&rec.a, j) + a * zp[j];
                     rec.a[t][j] = c;
                     v -= c;
@@ -362,12 +320,7 @@ fn softmax(v: &[f64]) -> Vec<f64> {
 }
 
 /// Loss of one sample and `dL/dy^t` from the readout trace `y` (`[T][C]`), model.md §3.
-fn ref_sample_loss(
-    kind: LossKind,
-    skip: usize,
-    y: &[Vec<f64>],
-    target: &Target,
-) -> (f64, Vec<Vec<f64>>) {
+fn ref_sample_loss(kind: LossKind, skip: usize, y: &[Vec<f64>], target: &Target) -> (f64, Vec<Vec<f64>>) {
     let steps = y.len();
     let c_out = y[0].len();
     let mut dy = vec![vec![0.0; c_out]; steps];
@@ -391,9 +344,7 @@ fn ref_sample_loss(
             }
             let loss = log_sum_exp(&big_p) - big_p[*label];
             let q = softmax(&big_p);
-            let d_big_p: Vec<f64> = (0..c_out)
-                .map(|c| q[c] - if c == *label { 1.0 } else { 0.0 })
-                .collect();
+            let d_big_p: Vec<f64> = (0..c_out).map(|c| q[c] - if c == *label { 1.0 } else { 0.0 }).collect();
             // full Jacobian of the softmax: dp_k/dy_c = p_k (delta_kc - p_c)
             for (p, t) in probs.iter().zip(skip..steps) {
                 for c in 0..c_out {
@@ -450,14 +401,7 @@ fn ref_backward(
         .iter()
         .map(|l| {
             let z = |k: usize| vec![vec![0.0; k]; steps];
-            Adj {
-                i: z(l.n * l.m),
-                rc: z(l.n * l.n),
-                j: z(l.n),
-                s: z(l.n),
-                a: z(l.n),
-                z: z(l.n),
-            }
+            Adj { i: z(l.n * l.m), rc: z(l.n * l.n), j: z(l.n), s: z(l.n), a: z(l.n), z: z(l.n) }
         })
         .collect();
     for t in (0..steps).rev() {
@@ -496,9 +440,7 @@ fn ref_backward(
                             }
                         }
                     }
-                    if let (Some(u), Some(q), Some(du), Some(dq)) =
-                        (&layer.u, q, g.u.as_mut(), dq.as_mut())
-                    {
+                    if let (Some(u), Some(q), Some(du), Some(dq)) = (&layer.u, q, g.u.as_mut(), dq.as_mut()) {
                         for j in 0..n {
                             for k in 0..n {
                                 let jk = j * n + k;
@@ -549,11 +491,7 @@ fn ref_backward(
                 }
                 _ => unreachable!(),
             }
-            if let Some(Spike {
-                adapt: Some((rho_a, a)),
-                ..
-            }) = layer.spike
-            {
+            if let Some(Spike { adapt: Some((rho_a, a)), .. }) = layer.spike {
                 for j in 0..n {
                     ad.a[t][j] -= dv[j];
                     let d = ad.a[t][j];
@@ -593,15 +531,11 @@ fn ref_loss_and_grad(
     masks: Option<&[Vec<Vec<f64>>]>,
 ) -> RefResult {
     let batch = samples.len();
-    let recs: Vec<Vec<Rec>> = samples
-        .iter()
-        .enumerate()
-        .map(|(b, s)| ref_forward(net, &s.0, steps, masks.map(|m| &m[b])))
-        .collect();
+    let recs: Vec<Vec<Rec>> =
+        samples.iter().enumerate().map(|(b, s)| ref_forward(net, &s.0, steps, masks.map(|m| &m[b]))).collect();
     let nl = net.layers.len();
-    let per_sample: Vec<(f64, Vec<Vec<f64>>)> = (0..batch)
-        .map(|b| ref_sample_loss(kind, skip, &recs[b][nl - 1].v, &samples[b].1))
-        .collect();
+    let per_sample: Vec<(f64, Vec<Vec<f64>>)> =
+        (0..batch).map(|b| ref_sample_loss(kind, skip, &recs[b][nl - 1].v, &samples[b].1)).collect();
     let task_loss = per_sample.iter().map(|p| p.0).sum::<f64>() / batch as f64;
 
     let mut reg_loss = 0.0;
@@ -615,9 +549,7 @@ fn ref_loss_and_grad(
         for (l, layer) in hidden.iter().enumerate() {
             let mut d = vec![0.0; layer.n];
             for j in 0..layer.n {
-                let count: f64 = (0..batch)
-                    .map(|b| (0..steps).map(|t| recs[b][l].z[t][j]).sum::<f64>())
-                    .sum();
+                let count: f64 = (0..batch).map(|b| (0..steps).map(|t| recs[b][l].z[t][j]).sum::<f64>()).sum();
                 let rate = count / duration;
                 let e = (rate - f0) / f0;
                 reg_loss += reg.lambda * e * e / neurons as f64;
@@ -631,27 +563,10 @@ fn ref_loss_and_grad(
 
     let mut grad = net.zeros_like();
     for b in 0..batch {
-        let dy: Vec<Vec<f64>> = per_sample[b]
-            .1
-            .iter()
-            .map(|r| r.iter().map(|d| d / batch as f64).collect())
-            .collect();
-        ref_backward(
-            net,
-            &recs[b],
-            &dy,
-            rate_grad.as_deref(),
-            masks.map(|m| &m[b]),
-            &mut grad,
-        );
+        let dy: Vec<Vec<f64>> = per_sample[b].1.iter().map(|r| r.iter().map(|d| d / batch as f64).collect()).collect();
+        ref_backward(net, &recs[b], &dy, rate_grad.as_deref(), masks.map(|m| &m[b]), &mut grad);
     }
-    RefResult {
-        loss: task_loss + reg_loss,
-        task_loss,
-        reg_loss,
-        grad,
-        recs,
-    }
+    RefResult { loss: task_loss + reg_loss, task_loss, reg_loss, grad, recs }
 }
 
 // ===================================================================================
@@ -671,23 +586,15 @@ fn to_crate<F: Float>(net: &RNet) -> Network<F> {
                 input_weight: c(&l.w),
                 recurrent_weight: l.u.as_ref().map(c),
                 decays: match &l.share {
-                    Share::Synapse { r, q, kappa } => Decays::Synapse {
-                        input: c(r),
-                        recurrent: q.as_ref().map(c),
-                        reset: F::of(*kappa),
-                    },
-                    Share::Neuron { rho, learnable } => Decays::Neuron {
-                        rho: c(rho),
-                        learnable: *learnable,
-                    },
+                    Share::Synapse { r, q, kappa } => {
+                        Decays::Synapse { input: c(r), recurrent: q.as_ref().map(c), reset: F::of(*kappa) }
+                    }
+                    Share::Neuron { rho, learnable } => Decays::Neuron { rho: c(rho), learnable: *learnable },
                 },
                 spiking: l.spike.map(|s| Spiking {
                     threshold: F::of(s.theta),
                     activation: s.act.to_crate(),
-                    adaptation: s.adapt.map(|(d, a)| Adaptation {
-                        decay: F::of(d),
-                        strength: F::of(a),
-                    }),
+                    adaptation: s.adapt.map(|(d, a)| Adaptation { decay: F::of(d), strength: F::of(a) }),
                 }),
             })
             .collect(),
@@ -728,9 +635,7 @@ fn crate_tensors(net: &Network<f64>) -> Vec<(String, Vec<f64>)> {
             out.push((format!("l{l}.u"), u.clone()));
         }
         match &layer.decays {
-            Decays::Synapse {
-                input, recurrent, ..
-            } => {
+            Decays::Synapse { input, recurrent, .. } => {
                 out.push((format!("l{l}.r"), input.clone()));
                 if let Some(q) = recurrent {
                     out.push((format!("l{l}.q"), q.clone()));
@@ -778,13 +683,7 @@ fn decay(rng: &mut ChaCha8Rng) -> f64 {
 
 /// A random network `sizes[0] -> sizes[1] -> .. -> readout`, hidden layer `l`
 /// recurrent when `recurrent[l]`.
-fn random_net(
-    kind: Kind,
-    recurrent: &[bool],
-    act: Act,
-    sizes: &[usize],
-    rng: &mut ChaCha8Rng,
-) -> RNet {
+fn random_net(kind: Kind, recurrent: &[bool], act: Act, sizes: &[usize], rng: &mut ChaCha8Rng) -> RNet {
     let hidden = sizes.len() - 2;
     let mut layers = Vec::new();
     for l in 0..=hidden {
@@ -794,10 +693,7 @@ fn random_net(
         let w: Vec<f64> = if is_readout {
             uniform(rng, -1.0, 1.0, n * m)
         } else {
-            uniform(rng, -0.4, 1.0, n * m)
-                .into_iter()
-                .map(|x| x * gain / (m as f64).sqrt())
-                .collect()
+            uniform(rng, -0.4, 1.0, n * m).into_iter().map(|x| x * gain / (m as f64).sqrt()).collect()
         };
         let rec = !is_readout && recurrent[l];
         let u = rec.then(|| uniform(rng, -1.0, 0.7, n * n));
@@ -807,29 +703,15 @@ fn random_net(
                 q: rec.then(|| (0..n * n).map(|_| decay(rng)).collect()),
                 kappa: decay(rng),
             },
-            Kind::HetNeuLif => Share::Neuron {
-                rho: (0..n).map(|_| decay(rng)).collect(),
-                learnable: true,
-            },
-            Kind::HomNeuLif | Kind::HomNeuAlif => Share::Neuron {
-                rho: vec![decay(rng); n],
-                learnable: false,
-            },
+            Kind::HetNeuLif => Share::Neuron { rho: (0..n).map(|_| decay(rng)).collect(), learnable: true },
+            Kind::HomNeuLif | Kind::HomNeuAlif => Share::Neuron { rho: vec![decay(rng); n], learnable: false },
         };
         let spike = (!is_readout).then(|| Spike {
             theta: if l == 0 { 0.9 } else { 1.1 },
             act,
-            adapt: (kind == Kind::HomNeuAlif)
-                .then(|| (rng.gen_range(0.8..0.95), rng.gen_range(0.1..0.4))),
+            adapt: (kind == Kind::HomNeuAlif).then(|| (rng.gen_range(0.8..0.95), rng.gen_range(0.1..0.4))),
         });
-        layers.push(RLayer {
-            n,
-            m,
-            w,
-            u,
-            share,
-            spike,
-        });
+        layers.push(RLayer { n, m, w, u, share, spike });
     }
     RNet { layers, dt: 0.01 }
 }
@@ -852,38 +734,19 @@ fn random_input(channels: usize, steps: usize, rng: &mut ChaCha8Rng) -> Vec<f64>
 
 fn random_target(kind: LossKind, outputs: usize, steps: usize, rng: &mut ChaCha8Rng) -> Target {
     match kind {
-        LossKind::Mse => Target::Series(
-            (0..steps * outputs)
-                .map(|_| rng.gen_range(-1.0f32..1.0))
-                .collect(),
-        ),
+        LossKind::Mse => Target::Series((0..steps * outputs).map(|_| rng.gen_range(-1.0f32..1.0)).collect()),
         _ => Target::Class(rng.gen_range(0..outputs)),
     }
 }
 
 /// Dropout masks `[sample][hidden layer][steps * size]`, entries 0 or `1/(1-p)`.
-fn random_masks(
-    net: &RNet,
-    batch: usize,
-    steps: usize,
-    rng: &mut ChaCha8Rng,
-) -> Vec<Vec<Vec<f64>>> {
+fn random_masks(net: &RNet, batch: usize, steps: usize, rng: &mut ChaCha8Rng) -> Vec<Vec<Vec<f64>>> {
     let keep = 1.0 / (1.0 - DROPOUT_P);
     (0..batch)
         .map(|_| {
             net.layers[..net.layers.len() - 1]
                 .iter()
-                .map(|l| {
-                    (0..steps * l.n)
-                        .map(|_| {
-                            if rng.gen::<f64>() < DROPOUT_P {
-                                0.0
-                            } else {
-                                keep
-                            }
-                        })
-                        .collect()
-                })
+                .map(|l| (0..steps * l.n).map(|_| if rng.gen::<f64>() < DROPOUT_P { 0.0 } else { keep }).collect())
                 .collect()
         })
         .collect()
@@ -913,21 +776,9 @@ struct Variant {
 /// with 9 samples (three gradient chunks of the crate are summed); seeded random
 /// dropout with 5 samples.
 const VARIANTS: [Variant; 3] = [
-    Variant {
-        batch: 3,
-        drop: Drop::Fixed,
-        regulariser: true,
-    },
-    Variant {
-        batch: 9,
-        drop: Drop::Off,
-        regulariser: false,
-    },
-    Variant {
-        batch: 5,
-        drop: Drop::Random(77),
-        regulariser: true,
-    },
+    Variant { batch: 3, drop: Drop::Fixed, regulariser: true },
+    Variant { batch: 9, drop: Drop::Off, regulariser: false },
+    Variant { batch: 5, drop: Drop::Random(77), regulariser: true },
 ];
 
 const MAIN: Variant = VARIANTS[0];
@@ -952,10 +803,7 @@ impl Problem {
 
     /// The masks of sample `b` in the form `Network::forward` takes.
     fn sample_masks(&self, b: usize) -> Vec<Vec<f64>> {
-        self.masks
-            .as_ref()
-            .map(|m| m[b].clone())
-            .unwrap_or_default()
+        self.masks.as_ref().map(|m| m[b].clone()).unwrap_or_default()
     }
 }
 
@@ -964,10 +812,7 @@ fn spike_fractions(net: &RNet, recs: &[Vec<Rec>]) -> Vec<f64> {
     (0..net.layers.len() - 1)
         .map(|l| {
             let total = recs.len() * recs[0][l].z.len() * net.layers[l].n;
-            recs.iter()
-                .map(|r| r[l].z.iter().flatten().sum::<f64>())
-                .sum::<f64>()
-                / total as f64
+            recs.iter().map(|r| r[l].z.iter().flatten().sum::<f64>()).sum::<f64>() / total as f64
         })
         .collect()
 }
@@ -975,35 +820,19 @@ fn spike_fractions(net: &RNet, recs: &[Vec<Rec>]) -> Vec<f64> {
 /// A random problem. For spiking networks the draw is repeated (seeds
 /// `seed * 1000 + attempt`, so still deterministic) until every hidden layer spikes on
 /// 5 %–60 % of its steps, so that the comparison is not vacuous.
-fn problem(
-    kind: Kind,
-    recurrent: &[bool],
-    act: Act,
-    loss: LossKind,
-    variant: Variant,
-    seed: u64,
-) -> Problem {
+fn problem(kind: Kind, recurrent: &[bool], act: Act, loss: LossKind, variant: Variant, seed: u64) -> Problem {
     for attempt in 0..1000 {
         let mut rng = ChaCha8Rng::seed_from_u64(seed * 1000 + attempt);
         let net = random_net(kind, recurrent, act, &SIZES, &mut rng);
         let samples: Vec<(Vec<f64>, Target)> = (0..variant.batch)
-            .map(|_| {
-                (
-                    random_input(SIZES[0], STEPS, &mut rng),
-                    random_target(loss, SIZES[3], STEPS, &mut rng),
-                )
-            })
+            .map(|_| (random_input(SIZES[0], STEPS, &mut rng), random_target(loss, SIZES[3], STEPS, &mut rng)))
             .collect();
         let masks = match variant.drop {
             Drop::Fixed => Some(random_masks(&net, variant.batch, STEPS, &mut rng)),
             Drop::Off => None,
             Drop::Random(seed) => {
                 let crate_net = to_crate::<f64>(&net);
-                Some(
-                    (0..variant.batch)
-                        .map(|b| crate_net.dropout_masks(DROPOUT_P, seed, b, STEPS))
-                        .collect(),
-                )
+                Some((0..variant.batch).map(|b| crate_net.dropout_masks(DROPOUT_P, seed, b, STEPS)).collect())
             }
         };
         if !matches!(act, Act::Sigmoid(_)) {
@@ -1012,28 +841,16 @@ fn problem(
                 .enumerate()
                 .map(|(b, (x, _))| ref_forward(&net, x, STEPS, masks.as_ref().map(|m| &m[b])))
                 .collect();
-            if spike_fractions(&net, &recs)
-                .iter()
-                .any(|f| !(0.05..=0.6).contains(f))
-            {
+            if spike_fractions(&net, &recs).iter().any(|f| !(0.05..=0.6).contains(f)) {
                 continue;
             }
         }
         let objective = Objective {
             loss,
             skip_steps: SKIP,
-            rate_regulariser: variant.regulariser.then_some(RateRegulariser {
-                lambda: 0.3,
-                target_hz: 15.0,
-            }),
+            rate_regulariser: variant.regulariser.then_some(RateRegulariser { lambda: 0.3, target_hz: 15.0 }),
         };
-        return Problem {
-            net,
-            samples,
-            masks,
-            drop: variant.drop,
-            objective,
-        };
+        return Problem { net, samples, masks, drop: variant.drop, objective };
     }
     panic!("no active network found for seed {seed}");
 }
@@ -1075,16 +892,8 @@ fn compare_tensors(
     floor_of_max: f64,
     failures: &mut Vec<String>,
 ) -> f64 {
-    let names = |v: &[(String, Vec<f64>)]| {
-        v.iter()
-            .map(|(n, t)| (n.clone(), t.len()))
-            .collect::<Vec<_>>()
-    };
-    assert_eq!(
-        names(got),
-        names(want),
-        "{what}: tensor names/shapes differ"
-    );
+    let names = |v: &[(String, Vec<f64>)]| v.iter().map(|(n, t)| (n.clone(), t.len())).collect::<Vec<_>>();
+    assert_eq!(names(got), names(want), "{what}: tensor names/shapes differ");
     let mut worst = 0.0f64;
     for ((name, a), (_, b)) in got.iter().zip(want) {
         let scale = b.iter().fold(0.0f64, |m, x| m.max(x.abs()));
@@ -1107,11 +916,7 @@ fn fail_if_any(failures: &[String]) {
         panic!(
             "{} mismatches; first ones:\n{}",
             failures.len(),
-            shown
-                .iter()
-                .map(|s| s.as_str())
-                .collect::<Vec<_>>()
-                .join("\n")
+            shown.iter().map(|s| s.as_str()).collect::<Vec<_>>().join("\n")
         );
     }
 }
@@ -1138,9 +943,7 @@ fn reference_matches_fast_path() {
                         seed += 1;
                         configs += 1;
                         let p = problem(kind, &recurrent, act, loss, variant, seed);
-                        let tag = format!(
-                            "{kind:?} rec={recurrent:?} {act:?} {loss:?} {variant:?} seed={seed}"
-                        );
+                        let tag = format!("{kind:?} rec={recurrent:?} {act:?} {loss:?} {variant:?} seed={seed}");
                         let net = to_crate::<f64>(&p.net);
                         let r = reference(&p);
 
@@ -1151,10 +954,7 @@ fn reference_matches_fast_path() {
                                 let n = layer.n;
                                 for t in 0..STEPS {
                                     for j in 0..n {
-                                        let (got, want) = (
-                                            tape.layers[l].potential[t * n + j],
-                                            r.recs[b][l].v[t][j],
-                                        );
+                                        let (got, want) = (tape.layers[l].potential[t * n + j], r.recs[b][l].v[t][j]);
                                         let e = (got - want).abs() / want.abs().max(1.0);
                                         worst_potential = worst_potential.max(e);
                                         if e > 1e-12 {
@@ -1163,12 +963,9 @@ fn reference_matches_fast_path() {
                                             ));
                                         }
                                         if layer.spike.is_some()
-                                            && tape.layers[l].spikes[t * n + j]
-                                                != r.recs[b][l].z[t][j]
+                                            && tape.layers[l].spikes[t * n + j] != r.recs[b][l].z[t][j]
                                         {
-                                            failures.push(format!(
-                                                "{tag}: z sample {b} layer {l} t {t} j {j} differs"
-                                            ));
+                                            failures.push(format!("{tag}: z sample {b} layer {l} t {t} j {j} differs"));
                                         }
                                     }
                                 }
@@ -1177,13 +974,7 @@ fn reference_matches_fast_path() {
 
                         // not vacuous: every hidden layer spikes, not always, and is often
                         // within theta of its threshold (where the triangle is non-zero)
-                        for (l, layer) in p
-                            .net
-                            .layers
-                            .iter()
-                            .enumerate()
-                            .filter(|(_, l)| l.spike.is_some())
-                        {
+                        for (l, layer) in p.net.layers.iter().enumerate().filter(|(_, l)| l.spike.is_some()) {
                             let sp = layer.spike.unwrap();
                             let (mut spikes, mut live, mut total) = (0usize, 0usize, 0usize);
                             for recs in &r.recs {
@@ -1192,9 +983,7 @@ fn reference_matches_fast_path() {
                                         total += 1;
                                         spikes += (recs[l].z[t][j] != 0.0) as usize;
                                         let x = recs[l].v[t][j] - sp.theta;
-                                        live += (sp.act.dz(x, sp.theta) != 0.0
-                                            && x.abs() < sp.theta)
-                                            as usize;
+                                        live += (sp.act.dz(x, sp.theta) != 0.0 && x.abs() < sp.theta) as usize;
                                     }
                                 }
                             }
@@ -1209,10 +998,8 @@ fn reference_matches_fast_path() {
                         }
 
                         // loss
-                        let samples: Vec<(&[f64], &Target)> =
-                            p.samples.iter().map(|(x, t)| (&x[..], t)).collect();
-                        let (stats, grad) =
-                            net.loss_and_grad(&samples, STEPS, &p.objective, p.dropout(), true);
+                        let samples: Vec<(&[f64], &Target)> = p.samples.iter().map(|(x, t)| (&x[..], t)).collect();
+                        let (stats, grad) = net.loss_and_grad(&samples, STEPS, &p.objective, p.dropout(), true);
                         for (what, got, want) in [
                             ("loss", stats.loss, r.loss),
                             ("task loss", stats.task_loss, r.task_loss),
@@ -1225,10 +1012,7 @@ fn reference_matches_fast_path() {
                             }
                         }
                         if variant.regulariser {
-                            assert!(
-                                r.reg_loss > 1e-2 * r.loss,
-                                "{tag}: regulariser too small to be tested"
-                            );
+                            assert!(r.reg_loss > 1e-2 * r.loss, "{tag}: regulariser too small to be tested");
                         }
 
                         // gradients, every entry of every learnable tensor
@@ -1236,30 +1020,16 @@ fn reference_matches_fast_path() {
                         let got = crate_tensors(&grad);
                         let want = ref_tensors(&r.grad);
                         for (name, t) in &want {
-                            assert!(
-                                t.iter().any(|v| *v != 0.0),
-                                "{tag}: reference gradient {name} is all zero"
-                            );
+                            assert!(t.iter().any(|v| *v != 0.0), "{tag}: reference gradient {name} is all zero");
                         }
                         let params = net.params();
-                        assert_eq!(
-                            params.len(),
-                            want.len(),
-                            "{tag}: params() lists another set of tensors"
-                        );
+                        assert_eq!(params.len(), want.len(), "{tag}: params() lists another set of tensors");
                         assert_eq!(
                             params.iter().map(|(_, v)| v.len()).sum::<usize>(),
                             want.iter().map(|(_, v)| v.len()).sum::<usize>(),
                             "{tag}: params() sizes"
                         );
-                        worst_grad = worst_grad.max(compare_tensors(
-                            &tag,
-                            &got,
-                            &want,
-                            1e-9,
-                            1e-6,
-                            &mut failures,
-                        ));
+                        worst_grad = worst_grad.max(compare_tensors(&tag, &got, &want, 1e-9, 1e-6, &mut failures));
                     }
                 }
             }
@@ -1283,8 +1053,7 @@ const FD_STEP: f64 = 1e-4;
 fn gradients_match_finite_differences() {
     let start = Instant::now();
     let mut failures = Vec::new();
-    let (mut worst_crate, mut worst_ref, mut worst_loss, mut worst_cr) =
-        (0.0f64, 0.0f64, 0.0f64, 0.0f64);
+    let (mut worst_crate, mut worst_ref, mut worst_loss, mut worst_cr) = (0.0f64, 0.0f64, 0.0f64, 0.0f64);
     let mut checked = 0usize;
     let mut seed = 2000;
     for kind in KINDS {
@@ -1315,18 +1084,14 @@ fn gradients_match_finite_differences() {
                             crate_loss(&moved, &p, false).0
                         };
                         // fourth-order central difference
-                        d[k] = (loss_at(-2.0 * h) - 8.0 * loss_at(-h) + 8.0 * loss_at(h)
-                            - loss_at(2.0 * h))
-                            / (12.0 * h);
+                        d[k] =
+                            (loss_at(-2.0 * h) - 8.0 * loss_at(-h) + 8.0 * loss_at(h) - loss_at(2.0 * h)) / (12.0 * h);
                         checked += 1;
                     }
                     fd.push((name, d));
                 }
                 for (name, t) in &fd {
-                    assert!(
-                        t.iter().any(|v| v.abs() > 1e-8),
-                        "{tag}: finite-difference gradient {name} is ~zero"
-                    );
+                    assert!(t.iter().any(|v| v.abs() > 1e-8), "{tag}: finite-difference gradient {name} is ~zero");
                 }
                 worst_crate = worst_crate.max(compare_tensors(
                     &format!("{tag} crate vs fd"),
@@ -1371,12 +1136,7 @@ fn gradients_match_finite_differences() {
 /// (one value per hidden layer, one per readout neuron), its collapsed twin with
 /// `Decays::Neuron { rho }`, and an input of `steps` steps. Draws are repeated (seeds
 /// `seed * 1000 + attempt`) until every hidden layer spikes on 3 %–60 % of its steps.
-fn twin_networks(
-    recurrent: bool,
-    adaptation: bool,
-    steps: usize,
-    seed: u64,
-) -> (RNet, RNet, Vec<f64>) {
+fn twin_networks(recurrent: bool, adaptation: bool, steps: usize, seed: u64) -> (RNet, RNet, Vec<f64>) {
     for attempt in 0..1000 {
         let mut rng = ChaCha8Rng::seed_from_u64(seed * 1000 + attempt);
         let sizes = [8usize, 10, 7, 4];
@@ -1388,64 +1148,29 @@ fn twin_networks(
             let w: Vec<f64> = if readout {
                 uniform(&mut rng, -1.0, 1.0, n * m)
             } else {
-                uniform(&mut rng, -0.4, 1.0, n * m)
-                    .into_iter()
-                    .map(|x| x * 1.4 / (m as f64).sqrt())
-                    .collect()
+                uniform(&mut rng, -0.4, 1.0, n * m).into_iter().map(|x| x * 1.4 / (m as f64).sqrt()).collect()
             };
             let u = (!readout && recurrent).then(|| uniform(&mut rng, -0.8, 0.6, n * n));
             // kappa is one scalar per layer, so a hidden layer has one rho; readouts differ
-            let rho: Vec<f64> = if readout {
-                (0..n).map(|_| decay(&mut rng)).collect()
-            } else {
-                vec![decay(&mut rng); n]
-            };
-            let spike = (!readout).then(|| Spike {
-                theta: 1.0,
-                act: Act::Triangle,
-                adapt: adaptation.then_some((0.9, 0.2)),
-            });
+            let rho: Vec<f64> =
+                if readout { (0..n).map(|_| decay(&mut rng)).collect() } else { vec![decay(&mut rng); n] };
+            let spike =
+                (!readout).then(|| Spike { theta: 1.0, act: Act::Triangle, adapt: adaptation.then_some((0.9, 0.2)) });
             let per_row = |k: usize| (0..n * k).map(|idx| rho[idx / k]).collect::<Vec<f64>>();
             syn.push(RLayer {
                 n,
                 m,
                 w: w.clone(),
                 u: u.clone(),
-                share: Share::Synapse {
-                    r: per_row(m),
-                    q: u.as_ref().map(|_| per_row(n)),
-                    kappa: rho[0],
-                },
+                share: Share::Synapse { r: per_row(m), q: u.as_ref().map(|_| per_row(n)), kappa: rho[0] },
                 spike,
             });
-            neu.push(RLayer {
-                n,
-                m,
-                w,
-                u,
-                share: Share::Neuron {
-                    rho,
-                    learnable: true,
-                },
-                spike,
-            });
+            neu.push(RLayer { n, m, w, u, share: Share::Neuron { rho, learnable: true }, spike });
         }
-        let (syn, neu) = (
-            RNet {
-                layers: syn,
-                dt: 1e-3,
-            },
-            RNet {
-                layers: neu,
-                dt: 1e-3,
-            },
-        );
+        let (syn, neu) = (RNet { layers: syn, dt: 1e-3 }, RNet { layers: neu, dt: 1e-3 });
         let input = random_input(sizes[0], steps, &mut rng);
         let recs = vec![ref_forward(&syn, &input, steps, None)];
-        if spike_fractions(&syn, &recs)
-            .iter()
-            .all(|f| (0.03..=0.6).contains(f))
-        {
+        if spike_fractions(&syn, &recs).iter().all(|f| (0.03..=0.6).contains(f)) {
             return (syn, neu, input);
         }
     }
@@ -1460,24 +1185,16 @@ fn hetsyn_with_neuron_decays_equals_collapsed_form() {
     let mut f32_equal = 0;
     let mut cases = 0;
     for (case, (recurrent, adaptation)) in
-        [(false, false), (true, false), (false, true), (true, true)]
-            .into_iter()
-            .enumerate()
+        [(false, false), (true, false), (false, true), (true, true)].into_iter().enumerate()
     {
         let (syn, neu, input) = twin_networks(recurrent, adaptation, steps, 3000 + case as u64);
         let tag = format!("recurrent={recurrent} adaptation={adaptation}");
 
         // the reference says the two are the same model ...
-        let (rs, rn) = (
-            ref_forward(&syn, &input, steps, None),
-            ref_forward(&neu, &input, steps, None),
-        );
+        let (rs, rn) = (ref_forward(&syn, &input, steps, None), ref_forward(&neu, &input, steps, None));
         // ... and so must the crate
         let (a, b) = (to_crate::<f64>(&syn), to_crate::<f64>(&neu));
-        let (ta, tb) = (
-            a.forward(&input, steps, Vec::new()),
-            b.forward(&input, steps, Vec::new()),
-        );
+        let (ta, tb) = (a.forward(&input, steps, Vec::new()), b.forward(&input, steps, Vec::new()));
         for (l, layer) in syn.layers.iter().enumerate() {
             let n = layer.n;
             if layer.spike.is_some() {
@@ -1486,17 +1203,11 @@ fn hetsyn_with_neuron_decays_equals_collapsed_form() {
                     count > (steps * n / 50) as f64 && count < (steps * n * 3 / 4) as f64,
                     "{tag}: layer {l}: {count} spikes"
                 );
-                assert_eq!(
-                    ta.layers[l].spikes, tb.layers[l].spikes,
-                    "{tag}: layer {l}: spikes differ (f64)"
-                );
+                assert_eq!(ta.layers[l].spikes, tb.layers[l].spikes, "{tag}: layer {l}: spikes differ (f64)");
             }
             for t in 0..steps {
                 for j in 0..n {
-                    let (x, y) = (
-                        ta.layers[l].potential[t * n + j],
-                        tb.layers[l].potential[t * n + j],
-                    );
+                    let (x, y) = (ta.layers[l].potential[t * n + j], tb.layers[l].potential[t * n + j]);
                     let e = (x - y).abs() / y.abs().max(1.0);
                     worst = worst.max(e);
                     assert!(e <= 1e-9, "{tag}: layer {l} t {t} j {j}: V {x} vs {y}");
@@ -1515,10 +1226,7 @@ fn hetsyn_with_neuron_decays_equals_collapsed_form() {
         // f32: the same spikes unless a potential lies within rounding of the threshold
         let input32: Vec<f32> = input.iter().map(|x| *x as f32).collect();
         let (a32, b32) = (to_crate::<f32>(&syn), to_crate::<f32>(&neu));
-        let (ta32, tb32) = (
-            a32.forward(&input32, steps, Vec::new()),
-            b32.forward(&input32, steps, Vec::new()),
-        );
+        let (ta32, tb32) = (a32.forward(&input32, steps, Vec::new()), b32.forward(&input32, steps, Vec::new()));
         cases += 1;
         if (0..syn.layers.len() - 1).all(|l| ta32.layers[l].spikes == tb32.layers[l].spikes) {
             f32_equal += 1;

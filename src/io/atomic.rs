@@ -15,9 +15,8 @@ static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 /// over `path`, then fsync the directory (best effort). A reader never sees
 /// a partial file. Errors carry context naming the path.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    let file_name = path
-        .file_name()
-        .with_context(|| format!("cannot write {}: path has no file name", path.display()))?;
+    let file_name =
+        path.file_name().with_context(|| format!("cannot write {}: path has no file name", path.display()))?;
     let dir = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
@@ -27,14 +26,11 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
         .with_context(|| format!("cannot write {}: cannot create temp file", path.display()))?;
 
     let result = (|| -> anyhow::Result<()> {
-        file.write_all(bytes)
-            .with_context(|| format!("cannot write {}", tmp_path.display()))?;
-        file.sync_all()
-            .with_context(|| format!("cannot fsync {}", tmp_path.display()))?;
+        file.write_all(bytes).with_context(|| format!("cannot write {}", tmp_path.display()))?;
+        file.sync_all().with_context(|| format!("cannot fsync {}", tmp_path.display()))?;
         drop(file);
-        fs::rename(&tmp_path, path).with_context(|| {
-            format!("cannot rename {} to {}", tmp_path.display(), path.display())
-        })?;
+        fs::rename(&tmp_path, path)
+            .with_context(|| format!("cannot rename {} to {}", tmp_path.display(), path.display()))?;
         Ok(())
     })();
     if let Err(e) = result {
@@ -65,10 +61,7 @@ fn create_temp(dir: &Path, name: &str) -> std::io::Result<(PathBuf, File)> {
 
 /// UTC timestamp "YYYYMMDD-HHMMSS" of the current time, for run directory names.
 pub fn utc_timestamp() -> String {
-    let secs = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
+    let secs = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
     format_utc(secs)
 }
 
@@ -77,12 +70,7 @@ fn format_utc(unix_seconds: u64) -> String {
     let days = unix_seconds / 86_400;
     let rem = unix_seconds % 86_400;
     let (y, m, d) = civil_from_days(days);
-    format!(
-        "{y:04}{m:02}{d:02}-{:02}{:02}{:02}",
-        rem / 3600,
-        (rem % 3600) / 60,
-        rem % 60
-    )
+    format!("{y:04}{m:02}{d:02}-{:02}{:02}{:02}", rem / 3600, (rem % 3600) / 60, rem % 60)
 }
 
 /// Days since 1970-01-01 to (year, month, day); Howard Hinnant's `civil_from_days`.
@@ -149,12 +137,7 @@ mod tests {
         let t = utc_timestamp();
         assert_eq!(t.len(), 15, "{t}");
         assert_eq!(&t[8..9], "-");
-        assert!(
-            t.chars()
-                .enumerate()
-                .all(|(i, c)| i == 8 || c.is_ascii_digit()),
-            "{t}"
-        );
+        assert!(t.chars().enumerate().all(|(i, c)| i == 8 || c.is_ascii_digit()), "{t}");
         assert!(t.as_str() >= "20240101-000000", "{t}");
     }
 
@@ -166,10 +149,8 @@ mod tests {
     }
 
     fn dir_entries(dir: &Path) -> Vec<String> {
-        let mut v: Vec<String> = fs::read_dir(dir)
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .collect();
+        let mut v: Vec<String> =
+            fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
         v.sort();
         v
     }

@@ -39,22 +39,10 @@ pub fn network_tensors(net: &Network<f32>) -> Vec<NamedTensor> {
     let mut out = Vec::new();
     let last = net.layers.len() - 1;
     for (l, layer) in net.layers.iter().enumerate() {
-        let prefix = if l == last {
-            "readout".to_string()
-        } else {
-            format!("hidden.{l}.input")
-        };
+        let prefix = if l == last { "readout".to_string() } else { format!("hidden.{l}.input") };
         let rec = format!("hidden.{l}.recurrent");
-        let t = |name: String, shape: Vec<usize>, data: &[f32]| NamedTensor {
-            name,
-            shape,
-            data: data.to_vec(),
-        };
-        out.push(t(
-            format!("{prefix}.weight"),
-            vec![layer.size, layer.inputs],
-            &layer.input_weight,
-        ));
+        let t = |name: String, shape: Vec<usize>, data: &[f32]| NamedTensor { name, shape, data: data.to_vec() };
+        out.push(t(format!("{prefix}.weight"), vec![layer.size, layer.inputs], &layer.input_weight));
         let neuron_decay = |rho: &[f32], learnable: bool| {
             if learnable {
                 (vec![rho.len()], rho.to_vec())
@@ -63,14 +51,8 @@ pub fn network_tensors(net: &Network<f32>) -> Vec<NamedTensor> {
             }
         };
         match &layer.decays {
-            Decays::Synapse {
-                input, recurrent, ..
-            } => {
-                out.push(t(
-                    format!("{prefix}.decay"),
-                    vec![layer.size, layer.inputs],
-                    input,
-                ));
+            Decays::Synapse { input, recurrent, .. } => {
+                out.push(t(format!("{prefix}.decay"), vec![layer.size, layer.inputs], input));
                 if let (Some(u), Some(q)) = (&layer.recurrent_weight, recurrent) {
                     out.push(t(format!("{rec}.weight"), vec![layer.size, layer.size], u));
                     out.push(t(format!("{rec}.decay"), vec![layer.size, layer.size], q));
@@ -106,10 +88,7 @@ pub fn save(
     metadata.insert("step".to_string(), step.to_string());
     metadata.insert("epoch".to_string(), epoch.to_string());
     metadata.insert("metrics".to_string(), metrics.to_string());
-    metadata.insert(
-        "hetsyn_version".to_string(),
-        env!("CARGO_PKG_VERSION").to_string(),
-    );
+    metadata.insert("hetsyn_version".to_string(), env!("CARGO_PKG_VERSION").to_string());
     if let Some(adam) = optimizer {
         let (m, v) = adam.moments();
         metadata.insert("adam_step".to_string(), adam.steps_taken().to_string());
@@ -126,8 +105,7 @@ pub fn save(
             });
         }
     }
-    write_file(path, &tensors, &metadata)
-        .with_context(|| format!("cannot write checkpoint {}", path.display()))
+    write_file(path, &tensors, &metadata).with_context(|| format!("cannot write checkpoint {}", path.display()))
 }
 
 /// Reads a checkpoint and rebuilds its network from the config it carries,
@@ -136,51 +114,32 @@ pub fn load(path: &Path) -> Result<Checkpoint> {
     let (tensors, metadata) = read_file(path)?;
     let at = || format!("checkpoint {}", path.display());
     let meta = |key: &str| {
-        metadata.get(key).ok_or_else(|| {
-            anyhow!(
-                "{}: metadata key `{key}` is missing (not a hetsyn checkpoint?)",
-                at()
-            )
-        })
+        metadata.get(key).ok_or_else(|| anyhow!("{}: metadata key `{key}` is missing (not a hetsyn checkpoint?)", at()))
     };
     let format = meta("format")?;
     if format != FORMAT {
         bail!("{}: format {format:?} is not {FORMAT:?}", at());
     }
-    let config = Config::from_toml(meta("config")?, &[])
-        .with_context(|| format!("{}: the stored config is invalid", at()))?;
+    let config =
+        Config::from_toml(meta("config")?, &[]).with_context(|| format!("{}: the stored config is invalid", at()))?;
     let number = |key: &str| -> Result<u64> {
         let v = meta(key)?;
-        v.parse()
-            .map_err(|_| anyhow!("{}: metadata `{key}` = {v:?} is not a whole number", at()))
+        v.parse().map_err(|_| anyhow!("{}: metadata `{key}` = {v:?} is not a whole number", at()))
     };
     let step = number("step")?;
     let epoch = number("epoch")?;
     let metrics = match metadata.get("metrics") {
-        Some(m) => serde_json::from_str(m)
-            .with_context(|| format!("{}: metadata `metrics` is not JSON", at()))?,
+        Some(m) => serde_json::from_str(m).with_context(|| format!("{}: metadata `metrics` is not JSON", at()))?,
         None => serde_json::Value::Null,
     };
 
-    let mut by_name: BTreeMap<String, NamedTensor> =
-        tensors.into_iter().map(|t| (t.name.clone(), t)).collect();
-    let take = |name: &str,
-                shape: &[usize],
-                by_name: &mut BTreeMap<String, NamedTensor>|
-     -> Result<Vec<f32>> {
-        let t = by_name.remove(name).ok_or_else(|| {
-            anyhow!(
-                "{}: tensor `{name}` is missing (another architecture?)",
-                at()
-            )
-        })?;
+    let mut by_name: BTreeMap<String, NamedTensor> = tensors.into_iter().map(|t| (t.name.clone(), t)).collect();
+    let take = |name: &str, shape: &[usize], by_name: &mut BTreeMap<String, NamedTensor>| -> Result<Vec<f32>> {
+        let t = by_name
+            .remove(name)
+            .ok_or_else(|| anyhow!("{}: tensor `{name}` is missing (another architecture?)", at()))?;
         if t.shape != shape {
-            bail!(
-                "{}: tensor `{name}` has shape {:?}, but the config's architecture needs {:?}",
-                at(),
-                t.shape,
-                shape
-            );
+            bail!("{}: tensor `{name}` has shape {:?}, but the config's architecture needs {:?}", at(), t.shape, shape);
         }
         Ok(t.data)
     };
@@ -188,78 +147,39 @@ pub fn load(path: &Path) -> Result<Checkpoint> {
     let first = by_name
         .get("hidden.0.input.weight")
         .ok_or_else(|| anyhow!("{}: tensor `hidden.0.input.weight` is missing", at()))?;
-    let readout = by_name
-        .get("readout.weight")
-        .ok_or_else(|| anyhow!("{}: tensor `readout.weight` is missing", at()))?;
+    let readout =
+        by_name.get("readout.weight").ok_or_else(|| anyhow!("{}: tensor `readout.weight` is missing", at()))?;
     let (inputs, outputs) = match (first.shape.as_slice(), readout.shape.as_slice()) {
         ([_, i], [o, _]) => (*i, *o),
-        _ => bail!(
-            "{}: weights must be matrices, found shapes {:?} and {:?}",
-            at(),
-            first.shape,
-            readout.shape
-        ),
+        _ => bail!("{}: weights must be matrices, found shapes {:?} and {:?}", at(), first.shape, readout.shape),
     };
     if inputs == 0 || outputs == 0 || inputs > 1 << 24 || outputs > 1 << 24 {
-        bail!(
-            "{}: implausible network size: {inputs} inputs, {outputs} outputs",
-            at()
-        );
+        bail!("{}: implausible network size: {inputs} inputs, {outputs} outputs", at());
     }
-    let mut network: Network<f32> = init::build(
-        &config.model,
-        inputs,
-        outputs,
-        &mut ChaCha8Rng::seed_from_u64(0),
-    );
+    let mut network: Network<f32> = init::build(&config.model, inputs, outputs, &mut ChaCha8Rng::seed_from_u64(0));
     for expected in network_tensors(&network) {
         let data = take(&expected.name, &expected.shape, &mut by_name)?;
         if data.iter().any(|v| !v.is_finite()) {
-            bail!(
-                "{}: tensor `{}` holds non-finite values",
-                at(),
-                expected.name
-            );
+            bail!("{}: tensor `{}` holds non-finite values", at(), expected.name);
         }
         set_tensor(&mut network, &expected.name, data).with_context(at)?;
     }
     let mut optimizer = None;
     if let Some(adam_step) = metadata.get("adam_step") {
-        let adam_step: u64 = adam_step.parse().map_err(|_| {
-            anyhow!(
-                "{}: metadata `adam_step` = {adam_step:?} is not a whole number",
-                at()
-            )
-        })?;
+        let adam_step: u64 = adam_step
+            .parse()
+            .map_err(|_| anyhow!("{}: metadata `adam_step` = {adam_step:?} is not a whole number", at()))?;
         let (mut m, mut v) = (Vec::new(), Vec::new());
         for (info, _) in network.params() {
-            m.push(take(
-                &format!("adam.m.{}", info.name),
-                &info.shape,
-                &mut by_name,
-            )?);
-            v.push(take(
-                &format!("adam.v.{}", info.name),
-                &info.shape,
-                &mut by_name,
-            )?);
+            m.push(take(&format!("adam.m.{}", info.name), &info.shape, &mut by_name)?);
+            v.push(take(&format!("adam.v.{}", info.name), &info.shape, &mut by_name)?);
         }
         optimizer = Some((adam_step, m, v));
     }
     if let Some(name) = by_name.keys().next() {
-        bail!(
-            "{}: unexpected tensor `{name}` (another architecture?)",
-            at()
-        );
+        bail!("{}: unexpected tensor `{name}` (another architecture?)", at());
     }
-    Ok(Checkpoint {
-        config,
-        network,
-        step,
-        epoch,
-        metrics,
-        optimizer,
-    })
+    Ok(Checkpoint { config, network, step, epoch, metrics, optimizer })
 }
 
 /// Puts a checkpoint tensor into the network (names of [`network_tensors`]).
@@ -268,17 +188,9 @@ fn set_tensor(net: &mut Network<f32>, name: &str, data: Vec<f32>) -> Result<()> 
     let (l, part) = if let Some(rest) = name.strip_prefix("readout.") {
         (last, format!("input.{rest}"))
     } else {
-        let rest = name
-            .strip_prefix("hidden.")
-            .ok_or_else(|| anyhow!("unknown tensor `{name}`"))?;
-        let (l, part) = rest
-            .split_once('.')
-            .ok_or_else(|| anyhow!("unknown tensor `{name}`"))?;
-        (
-            l.parse::<usize>()
-                .map_err(|_| anyhow!("unknown tensor `{name}`"))?,
-            part.to_string(),
-        )
+        let rest = name.strip_prefix("hidden.").ok_or_else(|| anyhow!("unknown tensor `{name}`"))?;
+        let (l, part) = rest.split_once('.').ok_or_else(|| anyhow!("unknown tensor `{name}`"))?;
+        (l.parse::<usize>().map_err(|_| anyhow!("unknown tensor `{name}`"))?, part.to_string())
     };
     let layer = &mut net.layers[l];
     match (part.as_str(), &mut layer.decays) {
@@ -288,18 +200,10 @@ fn set_tensor(net: &mut Network<f32>, name: &str, data: Vec<f32>) -> Result<()> 
         ("recurrent.decay", Decays::Synapse { recurrent, .. }) => *recurrent = Some(data),
         ("input.decay", Decays::Neuron { rho, .. }) => {
             let n = rho.len();
-            *rho = if data.len() == 1 {
-                vec![data[0]; n]
-            } else {
-                data
-            };
+            *rho = if data.len() == 1 { vec![data[0]; n] } else { data };
         }
         ("recurrent.decay", Decays::Neuron { rho, .. }) => {
-            let same = if data.len() == 1 {
-                rho.iter().all(|r| *r == data[0])
-            } else {
-                *rho == data
-            };
+            let same = if data.len() == 1 { rho.iter().all(|r| *r == data[0]) } else { *rho == data };
             if !same {
                 bail!("tensor `{name}` differs from `hidden.{l}.input.decay`; a neuron-level model has one decay per neuron");
             }

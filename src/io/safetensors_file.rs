@@ -31,10 +31,7 @@ fn numel(shape: &[usize]) -> Option<usize> {
 
 /// Serialises tensors (float32, little endian, row-major) with a `__metadata__`
 /// string map. Errors if `data.len() != product(shape)` or names repeat.
-pub fn encode(
-    tensors: &[NamedTensor],
-    metadata: &BTreeMap<String, String>,
-) -> anyhow::Result<Vec<u8>> {
+pub fn encode(tensors: &[NamedTensor], metadata: &BTreeMap<String, String>) -> anyhow::Result<Vec<u8>> {
     let mut seen = BTreeSet::new();
     for t in tensors {
         if t.name == METADATA_KEY {
@@ -43,58 +40,34 @@ pub fn encode(
         if !seen.insert(t.name.as_str()) {
             bail!("duplicate tensor name {:?}", t.name);
         }
-        let n = numel(&t.shape)
-            .with_context(|| format!("tensor {:?}: shape {:?} overflows", t.name, t.shape))?;
+        let n = numel(&t.shape).with_context(|| format!("tensor {:?}: shape {:?} overflows", t.name, t.shape))?;
         if n != t.data.len() {
-            bail!(
-                "tensor {:?}: shape {:?} needs {n} elements but data has {}",
-                t.name,
-                t.shape,
-                t.data.len()
-            );
+            bail!("tensor {:?}: shape {:?} needs {n} elements but data has {}", t.name, t.shape, t.data.len());
         }
     }
 
-    let bytes: Vec<Vec<u8>> = tensors
-        .iter()
-        .map(|t| t.data.iter().flat_map(|x| x.to_le_bytes()).collect())
-        .collect();
+    let bytes: Vec<Vec<u8>> = tensors.iter().map(|t| t.data.iter().flat_map(|x| x.to_le_bytes()).collect()).collect();
     let mut views = Vec::with_capacity(tensors.len());
     for (t, b) in tensors.iter().zip(&bytes) {
-        let view = TensorView::new(Dtype::F32, t.shape.clone(), b)
-            .map_err(|e| anyhow!("tensor {:?}: {e}", t.name))?;
+        let view = TensorView::new(Dtype::F32, t.shape.clone(), b).map_err(|e| anyhow!("tensor {:?}: {e}", t.name))?;
         views.push((t.name.as_str(), view));
     }
-    let info: Option<HashMap<String, String>> = if metadata.is_empty() {
-        None
-    } else {
-        Some(
-            metadata
-                .iter()
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect(),
-        )
-    };
+    let info: Option<HashMap<String, String>> =
+        if metadata.is_empty() { None } else { Some(metadata.iter().map(|(k, v)| (k.clone(), v.clone())).collect()) };
     safetensors::serialize(views, info).map_err(|e| anyhow!("cannot encode safetensors: {e}"))
 }
 
 /// Parses safetensors bytes; `origin` (e.g. the file path) is named in every
 /// error. Never panics. Only F32 tensors are accepted. Tensors are returned
 /// sorted by name.
-pub fn decode(
-    bytes: &[u8],
-    origin: &str,
-) -> anyhow::Result<(Vec<NamedTensor>, BTreeMap<String, String>)> {
+pub fn decode(bytes: &[u8], origin: &str) -> anyhow::Result<(Vec<NamedTensor>, BTreeMap<String, String>)> {
     decode_inner(bytes).map_err(|e| anyhow!("invalid safetensors file {origin}: {e:#}"))
 }
 
 fn decode_inner(bytes: &[u8]) -> anyhow::Result<(Vec<NamedTensor>, BTreeMap<String, String>)> {
     // Validate the declared header length ourselves before the library sees it.
     let Some(prefix) = bytes.get(..N_LEN) else {
-        bail!(
-            "file is {} bytes, too short for the 8-byte header length",
-            bytes.len()
-        );
+        bail!("file is {} bytes, too short for the 8-byte header length", bytes.len());
     };
     let mut len_bytes = [0u8; N_LEN];
     len_bytes.copy_from_slice(prefix);
@@ -102,9 +75,7 @@ fn decode_inner(bytes: &[u8]) -> anyhow::Result<(Vec<NamedTensor>, BTreeMap<Stri
     let available = bytes.len() - N_LEN;
     let header_len = match usize::try_from(declared) {
         Ok(n) if n <= available => n,
-        _ => bail!(
-            "declared header length {declared} exceeds the {available} bytes after the prefix"
-        ),
+        _ => bail!("declared header length {declared} exceeds the {available} bytes after the prefix"),
     };
 
     let data_len = available - header_len;
@@ -117,52 +88,31 @@ fn decode_inner(bytes: &[u8]) -> anyhow::Result<(Vec<NamedTensor>, BTreeMap<Stri
     if n != header_len {
         bail!("header length mismatch ({n} vs {header_len})");
     }
-    let data = bytes
-        .get(N_LEN + header_len..)
-        .context("data section out of range")?;
+    let data = bytes.get(N_LEN + header_len..).context("data section out of range")?;
 
     let mut tensors = Vec::new();
     for name in meta.offset_keys() {
-        let info = meta
-            .info(&name)
-            .with_context(|| format!("tensor {name:?} missing from header"))?;
+        let info = meta.info(&name).with_context(|| format!("tensor {name:?} missing from header"))?;
         if info.dtype != Dtype::F32 {
-            bail!(
-                "tensor {name:?} has dtype {:?}, only F32 is supported",
-                info.dtype
-            );
+            bail!("tensor {name:?} has dtype {:?}, only F32 is supported", info.dtype);
         }
         let (start, end) = info.data_offsets;
-        let raw = data.get(start..end).with_context(|| {
-            format!("tensor {name:?}: data offsets {start}..{end} out of range")
-        })?;
+        let raw = data
+            .get(start..end)
+            .with_context(|| format!("tensor {name:?}: data offsets {start}..{end} out of range"))?;
         let expected = numel(&info.shape)
             .and_then(|n| n.checked_mul(4))
             .with_context(|| format!("tensor {name:?}: shape {:?} overflows", info.shape))?;
         if raw.len() != expected {
-            bail!(
-                "tensor {name:?}: shape {:?} needs {expected} bytes but has {}",
-                info.shape,
-                raw.len()
-            );
+            bail!("tensor {name:?}: shape {:?} needs {expected} bytes but has {}", info.shape, raw.len());
         }
-        let values = raw
-            .chunks_exact(4)
-            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-            .collect();
-        tensors.push(NamedTensor {
-            name,
-            shape: info.shape.clone(),
-            data: values,
-        });
+        let values = raw.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+        tensors.push(NamedTensor { name, shape: info.shape.clone(), data: values });
     }
     tensors.sort_by(|a, b| a.name.cmp(&b.name));
 
-    let metadata = meta
-        .metadata()
-        .as_ref()
-        .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
-        .unwrap_or_default();
+    let metadata =
+        meta.metadata().as_ref().map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect()).unwrap_or_default();
     Ok((tensors, metadata))
 }
 
@@ -174,10 +124,7 @@ fn check_offsets_in_range(header: &[u8], data_len: usize) -> anyhow::Result<()> 
         return Ok(());
     };
     for (name, entry) in &map {
-        let end = entry
-            .get("data_offsets")
-            .and_then(|o| o.get(1))
-            .and_then(serde_json::Value::as_u64);
+        let end = entry.get("data_offsets").and_then(|o| o.get(1)).and_then(serde_json::Value::as_u64);
         if let Some(end) = end {
             if end > data_len as u64 {
                 bail!("tensor {name:?}: data end offset {end} exceeds the {data_len}-byte data section");
@@ -189,19 +136,13 @@ fn check_offsets_in_range(header: &[u8], data_len: usize) -> anyhow::Result<()> 
 
 /// Reads and decodes a safetensors file; errors name the path.
 pub fn read_file(path: &Path) -> anyhow::Result<(Vec<NamedTensor>, BTreeMap<String, String>)> {
-    let bytes = std::fs::read(path)
-        .with_context(|| format!("cannot read checkpoint {}", path.display()))?;
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read checkpoint {}", path.display()))?;
     decode(&bytes, &path.display().to_string())
 }
 
 /// Encodes tensors and metadata and writes them to `path` atomically.
-pub fn write_file(
-    path: &Path,
-    tensors: &[NamedTensor],
-    metadata: &BTreeMap<String, String>,
-) -> anyhow::Result<()> {
-    let bytes = encode(tensors, metadata)
-        .with_context(|| format!("cannot write checkpoint {}", path.display()))?;
+pub fn write_file(path: &Path, tensors: &[NamedTensor], metadata: &BTreeMap<String, String>) -> anyhow::Result<()> {
+    let bytes = encode(tensors, metadata).with_context(|| format!("cannot write checkpoint {}", path.display()))?;
     write_atomic(path, &bytes)
 }
 
@@ -211,20 +152,12 @@ mod tests {
     use proptest::prelude::*;
 
     fn t(name: &str, shape: &[usize], data: &[f32]) -> NamedTensor {
-        NamedTensor {
-            name: name.into(),
-            shape: shape.to_vec(),
-            data: data.to_vec(),
-        }
+        NamedTensor { name: name.into(), shape: shape.to_vec(), data: data.to_vec() }
     }
 
     fn sample_tensors() -> Vec<NamedTensor> {
         vec![
-            t(
-                "w_in",
-                &[2, 3],
-                &[1.0, -2.5, 3.25, f32::MIN_POSITIVE, -0.0, 1e30],
-            ),
+            t("w_in", &[2, 3], &[1.0, -2.5, 3.25, f32::MIN_POSITIVE, -0.0, 1e30]),
             t("tau", &[4], &[0.1, 0.2, 0.3, 0.4]),
             t("bias", &[], &[7.5]),
             t("empty", &[0, 3], &[]),
@@ -334,18 +267,13 @@ mod tests {
         for i in 0..8 {
             let elems = (1usize << 59) - 1; // largest count whose bit size fits usize
             let end = start + elems * 4;
-            entries.push(format!(
-                "\"t{i}\":{{\"dtype\":\"F32\",\"shape\":[{elems}],\"data_offsets\":[{start},{end}]}}"
-            ));
+            entries
+                .push(format!("\"t{i}\":{{\"dtype\":\"F32\",\"shape\":[{elems}],\"data_offsets\":[{start},{end}]}}"));
             start = end;
         }
         assert_eq!(start, usize::MAX - 31);
         let header = format!("{{{}}}", entries.join(","));
-        let bytes = [
-            (header.len() as u64).to_le_bytes().to_vec(),
-            header.into_bytes(),
-        ]
-        .concat();
+        let bytes = [(header.len() as u64).to_le_bytes().to_vec(), header.into_bytes()].concat();
         let err = decode(&bytes, "crafted").unwrap_err();
         assert!(err.to_string().contains("crafted"), "{err}");
         assert!(err.to_string().contains("exceeds"), "{err}");
@@ -366,10 +294,8 @@ mod tests {
     }
 
     fn dir_entries(dir: &Path) -> Vec<String> {
-        let mut v: Vec<String> = std::fs::read_dir(dir)
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .collect();
+        let mut v: Vec<String> =
+            std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
         v.sort();
         v
     }
@@ -380,18 +306,12 @@ mod tests {
         let p = dir.path().join("model.safetensors");
         std::fs::write(&p, b"old junk that is not safetensors").unwrap();
         write_file(&p, &sample_tensors(), &sample_meta()).unwrap();
-        assert_eq!(
-            read_file(&p).unwrap(),
-            (sorted(sample_tensors()), sample_meta())
-        );
+        assert_eq!(read_file(&p).unwrap(), (sorted(sample_tensors()), sample_meta()));
 
         let second = vec![t("only", &[1], &[42.0])];
         write_file(&p, &second, &BTreeMap::new()).unwrap();
         assert_eq!(read_file(&p).unwrap(), (second, BTreeMap::new()));
-        assert_eq!(
-            dir_entries(dir.path()),
-            vec!["model.safetensors".to_string()]
-        );
+        assert_eq!(dir_entries(dir.path()), vec!["model.safetensors".to_string()]);
     }
 
     #[test]
@@ -408,14 +328,9 @@ mod tests {
         assert!(err.contains(&garbage.display().to_string()), "{err}");
 
         let bad = dir.path().join("bad.safetensors");
-        let err = format!(
-            "{:#}",
-            write_file(&bad, &[t("x", &[3], &[1.0])], &BTreeMap::new()).unwrap_err()
-        );
+        let err = format!("{:#}", write_file(&bad, &[t("x", &[3], &[1.0])], &BTreeMap::new()).unwrap_err());
         assert!(err.contains(&bad.display().to_string()), "{err}");
-        assert!(dir_entries(dir.path())
-            .iter()
-            .all(|n| n == "garbage.safetensors"));
+        assert!(dir_entries(dir.path()).iter().all(|n| n == "garbage.safetensors"));
     }
 
     proptest! {

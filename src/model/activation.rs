@@ -102,8 +102,7 @@ mod tests {
     fn multi_gaussian_matches_formula() {
         // value at 0: 0.5 * (1.15 / (0.5 sqrt(2 pi)) - 2 * 0.15 * exp(-1/72) / (3 sqrt(2 pi)))
         let s2pi = (2.0 * std::f64::consts::PI).sqrt();
-        let want = 0.5
-            * (1.15 / (0.5 * s2pi) - 0.3 * (-0.5f64 * (0.5f64 / 3.0).powi(2)).exp() / (3.0 * s2pi));
+        let want = 0.5 * (1.15 / (0.5 * s2pi) - 0.3 * (-0.5f64 * (0.5f64 / 3.0).powi(2)).exp() / (3.0 * s2pi));
         assert!((Surrogate::MultiGaussian.derivative(0.0, 1.0) - want).abs() < 1e-14);
         // symmetric
         let a = Surrogate::MultiGaussian.derivative(0.3, 1.0);

@@ -17,8 +17,7 @@ pub fn draw_tau(init: &TauInit, rng: &mut ChaCha8Rng) -> f64 {
     match *init {
         TauInit::Constant { value } => value,
         TauInit::Normal { mean, std } => {
-            let normal = Normal::new(mean, std)
-                .unwrap_or_else(|_| Normal::new(mean, 0.0).expect("zero std is valid"));
+            let normal = Normal::new(mean, std).unwrap_or_else(|_| Normal::new(mean, 0.0).expect("zero std is valid"));
             loop {
                 let tau = normal.sample(rng);
                 if tau > 0.0 {
@@ -38,9 +37,7 @@ pub fn draw_tau(init: &TauInit, rng: &mut ChaCha8Rng) -> f64 {
 
 /// `exp(-dt / tau)` clamped to `[decay_min, decay_max]`.
 pub fn decay_of(tau: f64, model: &ModelConfig) -> f64 {
-    (-model.dt / tau)
-        .exp()
-        .clamp(model.decay_min, model.decay_max)
+    (-model.dt / tau).exp().clamp(model.decay_min, model.decay_max)
 }
 
 fn weights<F: Float>(count: usize, fan_in: usize, scale: f64, rng: &mut ChaCha8Rng) -> Vec<F> {
@@ -48,15 +45,8 @@ fn weights<F: Float>(count: usize, fan_in: usize, scale: f64, rng: &mut ChaCha8R
     (0..count).map(|_| F::of(normal.sample(rng))).collect()
 }
 
-fn synapse_decays<F: Float>(
-    count: usize,
-    init: &TauInit,
-    model: &ModelConfig,
-    rng: &mut ChaCha8Rng,
-) -> Vec<F> {
-    (0..count)
-        .map(|_| F::of(decay_of(draw_tau(init, rng), model)))
-        .collect()
+fn synapse_decays<F: Float>(count: usize, init: &TauInit, model: &ModelConfig, rng: &mut ChaCha8Rng) -> Vec<F> {
+    (0..count).map(|_| F::of(decay_of(draw_tau(init, rng), model))).collect()
 }
 
 /// Decays of one layer (or the readout) of `size` neurons with `inputs` inputs.
@@ -74,24 +64,15 @@ fn layer_decays<F: Float>(
             recurrent: recurrent.then(|| synapse_decays(size * size, init, model, rng)),
             reset: F::of(decay_of(model.tau_reset, model)),
         },
-        ModelKind::Hetneulif => Decays::Neuron {
-            rho: synapse_decays(size, init, model, rng),
-            learnable: true,
-        },
-        ModelKind::Homneulif | ModelKind::Homneualif => Decays::Neuron {
-            rho: vec![F::of(decay_of(init.mean(), model)); size],
-            learnable: false,
-        },
+        ModelKind::Hetneulif => Decays::Neuron { rho: synapse_decays(size, init, model, rng), learnable: true },
+        ModelKind::Homneulif | ModelKind::Homneualif => {
+            Decays::Neuron { rho: vec![F::of(decay_of(init.mean(), model)); size], learnable: false }
+        }
     }
 }
 
 /// A fresh network for `inputs` channels and `outputs` readout neurons.
-pub fn build<F: Float>(
-    model: &ModelConfig,
-    inputs: usize,
-    outputs: usize,
-    rng: &mut ChaCha8Rng,
-) -> Network<F> {
+pub fn build<F: Float>(model: &ModelConfig, inputs: usize, outputs: usize, rng: &mut ChaCha8Rng) -> Network<F> {
     let activation = Activation::Step(model.surrogate);
     let adaptation = (model.kind == ModelKind::Homneualif).then(|| Adaptation {
         decay: F::of((-model.dt / model.adaptation_tau).exp()),
@@ -102,9 +83,8 @@ pub fn build<F: Float>(
     for spec in &model.layers {
         let init = spec.tau_init.as_ref().unwrap_or(&model.tau_init);
         let input_weight = weights(spec.size * fan_in, fan_in, model.weight_scale, rng);
-        let recurrent_weight = spec
-            .recurrent
-            .then(|| weights(spec.size * spec.size, spec.size, model.weight_scale, rng));
+        let recurrent_weight =
+            spec.recurrent.then(|| weights(spec.size * spec.size, spec.size, model.weight_scale, rng));
         let decays = layer_decays(model, init, spec.size, fan_in, spec.recurrent, rng);
         layers.push(Layer {
             inputs: fan_in,
@@ -112,27 +92,13 @@ pub fn build<F: Float>(
             input_weight,
             recurrent_weight,
             decays,
-            spiking: Some(Spiking {
-                threshold: F::of(model.threshold),
-                activation,
-                adaptation,
-            }),
+            spiking: Some(Spiking { threshold: F::of(model.threshold), activation, adaptation }),
         });
         fan_in = spec.size;
     }
     let init = model.readout.tau_init.as_ref().unwrap_or(&model.tau_init);
     let input_weight = weights(outputs * fan_in, fan_in, model.weight_scale, rng);
     let decays = layer_decays(model, init, outputs, fan_in, false, rng);
-    layers.push(Layer {
-        inputs: fan_in,
-        size: outputs,
-        input_weight,
-        recurrent_weight: None,
-        decays,
-        spiking: None,
-    });
-    Network {
-        layers,
-        dt: model.dt,
-    }
+    layers.push(Layer { inputs: fan_in, size: outputs, input_weight, recurrent_weight: None, decays, spiking: None });
+    Network { layers, dt: model.dt }
 }

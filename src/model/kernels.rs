@@ -12,13 +12,7 @@ const LANES: usize = 16;
 /// `I_i = r_i * I_i + w_i * x_i`, `sum_i I_i`. The decay runs over the whole
 /// row; the input term only over the `active` (non-zero) inputs.
 #[inline(always)]
-pub fn synapse_row_forward<F: Float>(
-    weight: &[F],
-    decay: &[F],
-    x: &[F],
-    active: &[usize],
-    current: &mut [F],
-) -> F {
+pub fn synapse_row_forward<F: Float>(weight: &[F], decay: &[F], x: &[F], active: &[usize], current: &mut [F]) -> F {
     let n = current.len();
     let decay = &decay[..n];
     // a plain loop, which the loop vectoriser versions against aliasing
@@ -97,12 +91,7 @@ pub fn axpy<F: Float>(a: F, x: &[F], y: &mut [F]) {
 /// Indices of the non-zero entries of `x`.
 pub fn active_indices<F: Float>(x: &[F], active: &mut Vec<usize>) {
     active.clear();
-    active.extend(
-        x.iter()
-            .enumerate()
-            .filter(|(_, v)| **v != F::zero())
-            .map(|(i, _)| i),
-    );
+    active.extend(x.iter().enumerate().filter(|(_, v)| **v != F::zero()).map(|(i, _)| i));
 }
 
 /// `sum_i v_i` with `LANES` partial sums combined in a fixed tree.

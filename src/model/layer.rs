@@ -65,10 +65,7 @@ pub enum LayerInput<'a, F> {
     Dense(&'a [F]),
     /// Binary spikes held as events: the inputs active (value 1) at step `t` are
     /// `active[offsets[t]..offsets[t + 1]]`.
-    Spikes {
-        offsets: &'a [u32],
-        active: &'a [u32],
-    },
+    Spikes { offsets: &'a [u32], active: &'a [u32] },
 }
 
 impl<'a, F> From<&'a [F]> for LayerInput<'a, F> {
@@ -83,65 +80,59 @@ impl<'a, F> From<&'a Vec<F>> for LayerInput<'a, F> {
     }
 }
 
-/// Reads a [`LayerInput`] one step at a time as a dense row plus the indices of
-/// its non-zero entries.
-struct RowReader<'a, F> {
-    input: LayerInput<'a, F>,
+/// A [`LayerInput`] with random access to each step: the row of values and the
+/// indices of its non-zero entries. Spike events read as a row of ones, of which
+/// only the active entries are ever used.
+struct StepInputs<'a, F> {
+    rows: Rows<'a, F>,
     width: usize,
-    row: Vec<F>,
+    /// `active[offsets[t]..offsets[t + 1]]` are the non-zero inputs of step `t`.
+    offsets: Vec<usize>,
     active: Vec<usize>,
 }
 
-impl<'a, F: Float> RowReader<'a, F> {
+enum Rows<'a, F> {
+    Dense(&'a [F]),
+    Ones(Vec<F>),
+}
+
+impl<'a, F: Float> StepInputs<'a, F> {
     fn new(input: LayerInput<'a, F>, steps: usize, width: usize) -> Self {
-        let row = match input {
+        let mut offsets = Vec::with_capacity(steps + 1);
+        offsets.push(0);
+        let mut active = Vec::new();
+        let rows = match input {
             LayerInput::Dense(x) => {
-                assert_eq!(
-                    x.len(),
-                    steps * width,
-                    "layer input must be [steps, inputs]"
-                );
-                Vec::new()
+                assert_eq!(x.len(), steps * width, "layer input must be [steps, inputs]");
+                for row in x.chunks_exact(width.max(1)).take(steps) {
+                    active.extend(row.iter().enumerate().filter(|(_, v)| **v != F::zero()).map(|(i, _)| i));
+                    offsets.push(active.len());
+                }
+                offsets.resize(steps + 1, active.len());
+                Rows::Dense(x)
             }
-            LayerInput::Spikes { offsets, active } => {
-                assert!(
-                    offsets.len() > steps,
-                    "spike input must have steps + 1 offsets"
-                );
-                assert!(
-                    active.iter().all(|&i| (i as usize) < width),
-                    "spike input channel out of range"
-                );
-                vec![F::zero(); width]
+            LayerInput::Spikes { offsets: spike_offsets, active: spikes } => {
+                assert!(spike_offsets.len() > steps, "spike input must have steps + 1 offsets");
+                for t in 0..steps {
+                    for &i in &spikes[spike_offsets[t] as usize..spike_offsets[t + 1] as usize] {
+                        assert!((i as usize) < width, "spike input channel {i} out of range");
+                        active.push(i as usize);
+                    }
+                    offsets.push(active.len());
+                }
+                Rows::Ones(vec![F::one(); width])
             }
         };
-        RowReader {
-            input,
-            width,
-            row,
-            active: Vec::with_capacity(width),
-        }
+        StepInputs { rows, width, offsets, active }
     }
 
     /// Row `t` and its active (non-zero) entries.
-    fn read(&mut self, t: usize) -> (&[F], &[usize]) {
-        match self.input {
-            LayerInput::Dense(x) => {
-                let row = &x[t * self.width..(t + 1) * self.width];
-                active_indices(row, &mut self.active);
-                (row, &self.active)
-            }
-            LayerInput::Spikes { offsets, active } => {
-                for &i in &self.active {
-                    self.row[i] = F::zero();
-                }
-                self.active.clear();
-                for &i in &active[offsets[t] as usize..offsets[t + 1] as usize] {
-                    self.row[i as usize] = F::one();
-                    self.active.push(i as usize);
-                }
-                (&self.row, &self.active)
-            }
+    #[inline(always)]
+    fn at(&self, t: usize) -> (&[F], &[usize]) {
+        let active = &self.active[self.offsets[t]..self.offsets[t + 1]];
+        match &self.rows {
+            Rows::Dense(x) => (&x[t * self.width..(t + 1) * self.width], active),
+            Rows::Ones(ones) => (ones, active),
         }
     }
 }
@@ -171,17 +162,10 @@ impl<F: Float> Layer<F> {
             input_weight: zero(&self.input_weight),
             recurrent_weight: self.recurrent_weight.as_ref().map(zero),
             decays: match &self.decays {
-                Decays::Synapse {
-                    input, recurrent, ..
-                } => Decays::Synapse {
-                    input: zero(input),
-                    recurrent: recurrent.as_ref().map(zero),
-                    reset: F::zero(),
-                },
-                Decays::Neuron { rho, learnable } => Decays::Neuron {
-                    rho: zero(rho),
-                    learnable: *learnable,
-                },
+                Decays::Synapse { input, recurrent, .. } => {
+                    Decays::Synapse { input: zero(input), recurrent: recurrent.as_ref().map(zero), reset: F::zero() }
+                }
+                Decays::Neuron { rho, learnable } => Decays::Neuron { rho: zero(rho), learnable: *learnable },
             },
             spiking: self.spiking,
         }
@@ -209,30 +193,37 @@ impl<F: Float> Layer<F> {
     #[inline(always)]
     fn forward_body(&self, input: LayerInput<'_, F>, steps: usize, tape: &mut LayerTape<F>) {
         let (n, m) = (self.size, self.inputs);
-        let mut reader = RowReader::new(input, steps, m);
+        let inputs = StepInputs::new(input, steps, m);
         tape.potential.clear();
         tape.potential.resize(steps * n, F::zero());
         tape.spikes.clear();
         if self.spiking.is_some() {
             tape.spikes.resize(steps * n, F::zero());
         }
-        let keep_membrane = matches!(
-            self.decays,
-            Decays::Neuron {
-                learnable: true,
-                ..
-            }
-        );
+        let keep_membrane = matches!(self.decays, Decays::Neuron { learnable: true, .. });
         tape.membrane.clear();
         if keep_membrane {
             tape.membrane.resize(steps * n, F::zero());
         }
 
         let zeros = vec![F::zero(); n];
-        let mut current_in = Vec::new();
+        // Input synapses do not depend on the layer's own spikes: their summed
+        // currents are swept one neuron at a time over all steps, with that
+        // neuron's row of currents staying in the L1 cache.
+        let mut input_drive = Vec::new();
         let mut current_rec = Vec::new();
-        if let Decays::Synapse { recurrent, .. } = &self.decays {
-            current_in = vec![F::zero(); n * m];
+        if let Decays::Synapse { input: r, recurrent, .. } = &self.decays {
+            input_drive = vec![F::zero(); steps * n];
+            let mut current = vec![F::zero(); m];
+            for j in 0..n {
+                let row = j * m..(j + 1) * m;
+                current.fill(F::zero());
+                for t in 0..steps {
+                    let (x, active) = inputs.at(t);
+                    input_drive[t * n + j] =
+                        synapse_row_forward(&self.input_weight[row.clone()], &r[row.clone()], x, active, &mut current);
+                }
+            }
             if recurrent.is_some() {
                 current_rec = vec![F::zero(); n * n];
             }
@@ -243,33 +234,16 @@ impl<F: Float> Layer<F> {
         let mut active = Vec::with_capacity(n);
 
         for t in 0..steps {
-            let (x, x_active) = reader.read(t);
+            let (x, x_active) = inputs.at(t);
             let split = (t * n).min(tape.spikes.len());
             let (past, now) = tape.spikes.split_at_mut(split);
-            let z_prev: &[F] = if t == 0 || past.is_empty() {
-                &zeros
-            } else {
-                &past[(t - 1) * n..]
-            };
+            let z_prev: &[F] = if t == 0 || past.is_empty() { &zeros } else { &past[(t - 1) * n..] };
             let v = &mut tape.potential[t * n..(t + 1) * n];
             let theta = self.spiking.map(|s| s.threshold);
 
             match &self.decays {
-                Decays::Synapse {
-                    input: r,
-                    recurrent: q,
-                    reset: kappa,
-                } => {
-                    for j in 0..n {
-                        let row = j * m..(j + 1) * m;
-                        v[j] = synapse_row_forward(
-                            &self.input_weight[row.clone()],
-                            &r[row.clone()],
-                            x,
-                            x_active,
-                            &mut current_in[row],
-                        );
-                    }
+                Decays::Synapse { recurrent: q, reset: kappa, .. } => {
+                    v.copy_from_slice(&input_drive[t * n..(t + 1) * n]);
                     if let (Some(u), Some(q)) = (&self.recurrent_weight, q) {
                         active_indices(z_prev, &mut active);
                         for j in 0..n {
@@ -292,8 +266,8 @@ impl<F: Float> Layer<F> {
                 }
                 Decays::Neuron { rho, .. } => {
                     for j in 0..n {
-                        neuron_state[j] = rho[j] * neuron_state[j]
-                            + sparse_dot(&self.input_weight[j * m..(j + 1) * m], x, x_active);
+                        neuron_state[j] =
+                            rho[j] * neuron_state[j] + sparse_dot(&self.input_weight[j * m..(j + 1) * m], x, x_active);
                     }
                     if let Some(u) = &self.recurrent_weight {
                         active_indices(z_prev, &mut active);
@@ -316,8 +290,8 @@ impl<F: Float> Layer<F> {
             if let Some(spiking) = &self.spiking {
                 if let Some(adaptation) = spiking.adaptation {
                     for j in 0..n {
-                        adaptation_current[j] = adaptation.decay * adaptation_current[j]
-                            + adaptation.strength * z_prev[j];
+                        adaptation_current[j] =
+                            adaptation.decay * adaptation_current[j] + adaptation.strength * z_prev[j];
                         v[j] -= adaptation_current[j];
                     }
                 }
@@ -363,19 +337,11 @@ impl<F: Float> Layer<F> {
         {
             if std::arch::is_x86_feature_detected!("avx512f") {
                 // SAFETY: the CPU has the features the function is compiled for.
-                return unsafe {
-                    simd::backward_avx512(
-                        self, input, steps, tape, d_output, rate_grad, grad, d_input,
-                    )
-                };
+                return unsafe { simd::backward_avx512(self, input, steps, tape, d_output, rate_grad, grad, d_input) };
             }
             if std::arch::is_x86_feature_detected!("avx2") {
                 // SAFETY: as above.
-                return unsafe {
-                    simd::backward_avx2(
-                        self, input, steps, tape, d_output, rate_grad, grad, d_input,
-                    )
-                };
+                return unsafe { simd::backward_avx2(self, input, steps, tape, d_output, rate_grad, grad, d_input) };
             }
         }
         self.backward_body(input, steps, tape, d_output, rate_grad, grad, d_input)
@@ -400,13 +366,12 @@ impl<F: Float> Layer<F> {
         // dL/dz_j^{t} arriving from step t+1 (recurrence, reset, adaptation)
         let mut carry = vec![F::zero(); n];
         let mut next_carry = vec![F::zero(); n];
-        let mut lam_in = Vec::new();
-        let mut k_in = Vec::new();
+        // g^t of every step, for the input synapses' sweep after the time loop
+        let mut g_history = Vec::new();
         let mut lam_rec = Vec::new();
         let mut k_rec = Vec::new();
         if let Decays::Synapse { recurrent, .. } = &self.decays {
-            lam_in = vec![F::zero(); n * m];
-            k_in = vec![F::zero(); n * m];
+            g_history = vec![F::zero(); steps * n];
             if recurrent.is_some() {
                 lam_rec = vec![F::zero(); n * n];
                 k_rec = vec![F::zero(); n * n];
@@ -415,7 +380,7 @@ impl<F: Float> Layer<F> {
         let mut mu = vec![F::zero(); n]; // adjoint of J (HetSyn reset) or of S (collapsed)
         let mut nu = vec![F::zero(); n]; // adjoint of A
         let mut active = Vec::with_capacity(n);
-        let mut reader = RowReader::new(input, steps, m);
+        let inputs = StepInputs::new(input, steps, m);
 
         for t in (0..steps).rev() {
             let potential = &tape.potential[t * n..(t + 1) * n];
@@ -428,61 +393,22 @@ impl<F: Float> Layer<F> {
                         if let Some(r) = rate_grad {
                             total += r[j];
                         }
-                        g[j] = total
-                            * F::of(
-                                spiking
-                                    .activation
-                                    .derivative(potential[j].f64() - theta, theta),
-                            );
+                        g[j] = total * F::of(spiking.activation.derivative(potential[j].f64() - theta, theta));
                     }
                 }
                 None => g.copy_from_slice(dz),
             }
             next_carry.fill(F::zero());
-            let (x, x_active) = reader.read(t);
-            let z_prev =
-                (t > 0 && self.spiking.is_some()).then(|| &tape.spikes[(t - 1) * n..t * n]);
+            let (x, x_active) = inputs.at(t);
+            let z_prev = (t > 0 && self.spiking.is_some()).then(|| &tape.spikes[(t - 1) * n..t * n]);
             let mut dx = d_input.as_deref_mut().map(|d| &mut d[t * m..(t + 1) * m]);
 
             match (&self.decays, &mut grad.decays) {
-                (
-                    Decays::Synapse {
-                        input: r,
-                        recurrent: q,
-                        reset: kappa,
-                    },
-                    Decays::Synapse {
-                        input: dr,
-                        recurrent: dq,
-                        ..
-                    },
-                ) => {
-                    for j in 0..n {
-                        let row = j * m..(j + 1) * m;
-                        synapse_row_backward(
-                            g[j],
-                            &self.input_weight[row.clone()],
-                            &r[row.clone()],
-                            &mut lam_in[row.clone()],
-                            &mut k_in[row.clone()],
-                            dx.as_deref_mut(),
-                        );
-                        accumulate_sparse(
-                            x,
-                            x_active,
-                            &lam_in[row.clone()],
-                            &k_in[row.clone()],
-                            &mut grad.input_weight[row.clone()],
-                            &mut dr[row],
-                        );
-                    }
-                    if let (Some(u), Some(q), Some(du), Some(dq), Some(z_prev)) = (
-                        &self.recurrent_weight,
-                        q,
-                        grad.recurrent_weight.as_mut(),
-                        dq.as_mut(),
-                        z_prev,
-                    ) {
+                (Decays::Synapse { recurrent: q, reset: kappa, .. }, Decays::Synapse { recurrent: dq, .. }) => {
+                    g_history[t * n..(t + 1) * n].copy_from_slice(&g);
+                    if let (Some(u), Some(q), Some(du), Some(dq), Some(z_prev)) =
+                        (&self.recurrent_weight, q, grad.recurrent_weight.as_mut(), dq.as_mut(), z_prev)
+                    {
                         active_indices(z_prev, &mut active);
                         for j in 0..n {
                             let row = j * n..(j + 1) * n;
@@ -531,11 +457,9 @@ impl<F: Float> Layer<F> {
                             axpy(mu[j], &self.input_weight[j * m..(j + 1) * m], dx);
                         }
                     }
-                    if let (Some(u), Some(du), Some(z_prev)) = (
-                        &self.recurrent_weight,
-                        grad.recurrent_weight.as_mut(),
-                        z_prev,
-                    ) {
+                    if let (Some(u), Some(du), Some(z_prev)) =
+                        (&self.recurrent_weight, grad.recurrent_weight.as_mut(), z_prev)
+                    {
                         active_indices(z_prev, &mut active);
                         for j in 0..n {
                             let du = &mut du[j * n..(j + 1) * n];
@@ -554,11 +478,7 @@ impl<F: Float> Layer<F> {
                 _ => unreachable!("gradient layer has the shape of the layer"),
             }
 
-            if let Some(Spiking {
-                adaptation: Some(adaptation),
-                ..
-            }) = &self.spiking
-            {
+            if let Some(Spiking { adaptation: Some(adaptation), .. }) = &self.spiking {
                 for j in 0..n {
                     nu[j] = adaptation.decay * nu[j] - g[j];
                     next_carry[j] += adaptation.strength * nu[j];
@@ -566,17 +486,33 @@ impl<F: Float> Layer<F> {
             }
             std::mem::swap(&mut carry, &mut next_carry);
         }
+
+        // The input synapses, one neuron at a time over all steps (their adjoints
+        // do not feed back into g): lam and K of one row stay in the L1 cache.
+        if let (Decays::Synapse { input: r, .. }, Decays::Synapse { input: dr, .. }) = (&self.decays, &mut grad.decays)
+        {
+            let mut lam = vec![F::zero(); m];
+            let mut k = vec![F::zero(); m];
+            for j in 0..n {
+                let row = j * m..(j + 1) * m;
+                let (weight, decay) = (&self.input_weight[row.clone()], &r[row.clone()]);
+                let (dw, dr) = (&mut grad.input_weight[row.clone()], &mut dr[row]);
+                lam.fill(F::zero());
+                k.fill(F::zero());
+                for t in (0..steps).rev() {
+                    let (x, active) = inputs.at(t);
+                    let dx = d_input.as_deref_mut().map(|d| &mut d[t * m..(t + 1) * m]);
+                    synapse_row_backward(g_history[t * n + j], weight, decay, &mut lam, &mut k, dx);
+                    accumulate_sparse(x, active, &lam, &k, dw, dr);
+                }
+            }
+        }
     }
 
     /// Completes a summed gradient: the reverse sweep leaves `sum_t x K` in the
     /// per-synapse decay gradients, and `dL/dr_ji = w_ji * sum_t x_i^t K_ji^t`.
     pub fn finish_gradient(&self, grad: &mut Layer<F>) {
-        if let Decays::Synapse {
-            input: dr,
-            recurrent: dq,
-            ..
-        } = &mut grad.decays
-        {
+        if let Decays::Synapse { input: dr, recurrent: dq, .. } = &mut grad.decays {
             for (d, w) in dr.iter_mut().zip(&self.input_weight) {
                 *d *= *w;
             }
@@ -591,14 +527,7 @@ impl<F: Float> Layer<F> {
 
 /// `dw_i += x_i lam_i`, `dr_i += x_i K_i` over the active inputs of one row.
 #[inline]
-fn accumulate_sparse<F: Float>(
-    x: &[F],
-    active: &[usize],
-    lam: &[F],
-    k: &[F],
-    dw: &mut [F],
-    dr: &mut [F],
-) {
+fn accumulate_sparse<F: Float>(x: &[F], active: &[usize], lam: &[F], k: &[F], dw: &mut [F], dr: &mut [F]) {
     for &i in active {
         dw[i] += x[i] * lam[i];
         dr[i] += x[i] * k[i];

@@ -73,12 +73,7 @@ impl LossKind {
         target: &Target,
     ) -> SampleLoss<F> {
         assert_eq!(y.len(), steps * outputs);
-        let row = |t: usize| -> Vec<f64> {
-            y[t * outputs..(t + 1) * outputs]
-                .iter()
-                .map(|v| v.f64())
-                .collect()
-        };
+        let row = |t: usize| -> Vec<f64> { y[t * outputs..(t + 1) * outputs].iter().map(|v| v.f64()).collect() };
         let mut d_output = vec![F::zero(); steps * outputs];
         match (self, target) {
             (LossKind::Last, Target::Class(label)) => {
@@ -86,15 +81,10 @@ impl LossKind {
                 for (d, g) in d_output[(steps - 1) * outputs..].iter_mut().zip(grad) {
                     *d = F::of(g);
                 }
-                SampleLoss {
-                    loss,
-                    correct: Some(correct),
-                    d_output,
-                }
+                SampleLoss { loss, correct: Some(correct), d_output }
             }
             (LossKind::SoftmaxSum, Target::Class(label)) => {
-                let probs: Vec<Vec<f64>> =
-                    (skip.min(steps)..steps).map(|t| softmax(&row(t))).collect();
+                let probs: Vec<Vec<f64>> = (skip.min(steps)..steps).map(|t| softmax(&row(t))).collect();
                 let mut summed = vec![0.0; outputs];
                 for p in &probs {
                     for (s, v) in summed.iter_mut().zip(p) {
@@ -109,18 +99,10 @@ impl LossKind {
                         d_output[t * outputs + c] = F::of(p[c] * (d_summed[c] - mean));
                     }
                 }
-                SampleLoss {
-                    loss,
-                    correct: Some(correct),
-                    d_output,
-                }
+                SampleLoss { loss, correct: Some(correct), d_output }
             }
             (LossKind::Mse, Target::Series(series)) => {
-                assert_eq!(
-                    series.len(),
-                    steps * outputs,
-                    "target series must be [steps, outputs]"
-                );
+                assert_eq!(series.len(), steps * outputs, "target series must be [steps, outputs]");
                 let count = (steps * outputs) as f64;
                 let mut loss = 0.0;
                 for ((d, v), s) in d_output.iter_mut().zip(y).zip(series) {
@@ -128,15 +110,9 @@ impl LossKind {
                     loss += e * e / count;
                     *d = F::of(2.0 * e / count);
                 }
-                SampleLoss {
-                    loss,
-                    correct: None,
-                    d_output,
-                }
+                SampleLoss { loss, correct: None, d_output }
             }
-            (kind, target) => panic!(
-                "loss {kind:?} does not fit target {target:?} (checked at config validation)"
-            ),
+            (kind, target) => panic!("loss {kind:?} does not fit target {target:?} (checked at config validation)"),
         }
     }
 }
@@ -153,13 +129,7 @@ pub struct RateRegulariser {
 impl RateRegulariser {
     /// Loss and `dL/dz_j^{b,t}` (the same for every sample and step) for per-neuron
     /// spike counts summed over `samples * steps` steps of `dt` seconds.
-    pub fn loss_and_grad(
-        &self,
-        counts: &[f64],
-        samples: usize,
-        steps: usize,
-        dt: f64,
-    ) -> (f64, Vec<f64>) {
+    pub fn loss_and_grad(&self, counts: &[f64], samples: usize, steps: usize, dt: f64) -> (f64, Vec<f64>) {
         let n = counts.len().max(1) as f64;
         let duration = samples as f64 * steps as f64 * dt;
         let f0 = self.target_hz;
@@ -181,9 +151,7 @@ mod tests {
     use super::*;
 
     fn check_fd(kind: LossKind, target: Target, steps: usize, outputs: usize, skip: usize) {
-        let y: Vec<f64> = (0..steps * outputs)
-            .map(|i| ((i * 7 % 11) as f64 - 5.0) * 0.3)
-            .collect();
+        let y: Vec<f64> = (0..steps * outputs).map(|i| ((i * 7 % 11) as f64 - 5.0) * 0.3).collect();
         let got = kind.sample_loss(&y, steps, outputs, skip, &target);
         for i in 0..y.len() {
             let h = 1e-6;
@@ -194,11 +162,7 @@ mod tests {
             let fd = (kind.sample_loss(&a, steps, outputs, skip, &target).loss
                 - kind.sample_loss(&b, steps, outputs, skip, &target).loss)
                 / (2.0 * h);
-            assert!(
-                (fd - got.d_output[i]).abs() < 1e-7,
-                "{kind:?} element {i}: fd {fd} vs {}",
-                got.d_output[i]
-            );
+            assert!((fd - got.d_output[i]).abs() < 1e-7, "{kind:?} element {i}: fd {fd} vs {}", got.d_output[i]);
         }
     }
 
@@ -206,13 +170,7 @@ mod tests {
     fn gradients_match_finite_differences() {
         check_fd(LossKind::Last, Target::Class(1), 4, 3, 0);
         check_fd(LossKind::SoftmaxSum, Target::Class(2), 6, 3, 2);
-        check_fd(
-            LossKind::Mse,
-            Target::Series((0..8).map(|i| i as f32 * 0.1).collect()),
-            4,
-            2,
-            0,
-        );
+        check_fd(LossKind::Mse, Target::Series((0..8).map(|i| i as f32 * 0.1).collect()), 4, 2, 0);
     }
 
     #[test]
@@ -226,10 +184,7 @@ mod tests {
 
     #[test]
     fn rate_regulariser_gradient() {
-        let reg = RateRegulariser {
-            lambda: 0.5,
-            target_hz: 10.0,
-        };
+        let reg = RateRegulariser { lambda: 0.5, target_hz: 10.0 };
         let counts = vec![3.0, 0.0, 12.0];
         let (_, grad) = reg.loss_and_grad(&counts, 2, 50, 0.01);
         for i in 0..3 {
@@ -238,8 +193,7 @@ mod tests {
             a[i] += h;
             let mut b = counts.clone();
             b[i] -= h;
-            let fd = (reg.loss_and_grad(&a, 2, 50, 0.01).0 - reg.loss_and_grad(&b, 2, 50, 0.01).0)
-                / (2.0 * h);
+            let fd = (reg.loss_and_grad(&a, 2, 50, 0.01).0 - reg.loss_and_grad(&b, 2, 50, 0.01).0) / (2.0 * h);
             assert!((fd - grad[i]).abs() < 1e-9);
         }
     }

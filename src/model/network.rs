@@ -152,10 +152,7 @@ impl<F: Float> Network<F> {
     }
 
     pub fn zeros_like(&self) -> Self {
-        Network {
-            layers: self.layers.iter().map(Layer::zeros_like).collect(),
-            dt: self.dt,
-        }
+        Network { layers: self.layers.iter().map(Layer::zeros_like).collect(), dt: self.dt }
     }
 
     /// Number of hidden neurons.
@@ -179,62 +176,33 @@ impl<F: Float> Network<F> {
             let rec_prefix = format!("hidden.{l}.recurrent");
             let info = |name: String, kind, shape: Vec<usize>| ParamInfo { name, kind, shape };
             out.push((
-                info(
-                    format!("{prefix}.weight"),
-                    ParamKind::Weight,
-                    vec![layer.size, layer.inputs],
-                ),
+                info(format!("{prefix}.weight"), ParamKind::Weight, vec![layer.size, layer.inputs]),
                 &layer.input_weight[..],
             ));
             match &layer.decays {
-                Decays::Synapse {
-                    input, recurrent, ..
-                } => {
+                Decays::Synapse { input, recurrent, .. } => {
                     out.push((
-                        info(
-                            format!("{prefix}.decay"),
-                            ParamKind::Decay,
-                            vec![layer.size, layer.inputs],
-                        ),
+                        info(format!("{prefix}.decay"), ParamKind::Decay, vec![layer.size, layer.inputs]),
                         &input[..],
                     ));
                     if let (Some(u), Some(q)) = (&layer.recurrent_weight, recurrent) {
                         out.push((
-                            info(
-                                format!("{rec_prefix}.weight"),
-                                ParamKind::Weight,
-                                vec![layer.size, layer.size],
-                            ),
+                            info(format!("{rec_prefix}.weight"), ParamKind::Weight, vec![layer.size, layer.size]),
                             &u[..],
                         ));
                         out.push((
-                            info(
-                                format!("{rec_prefix}.decay"),
-                                ParamKind::Decay,
-                                vec![layer.size, layer.size],
-                            ),
+                            info(format!("{rec_prefix}.decay"), ParamKind::Decay, vec![layer.size, layer.size]),
                             &q[..],
                         ));
                     }
                 }
                 Decays::Neuron { rho, learnable } => {
                     if *learnable {
-                        out.push((
-                            info(
-                                format!("{prefix}.decay"),
-                                ParamKind::Decay,
-                                vec![layer.size],
-                            ),
-                            &rho[..],
-                        ));
+                        out.push((info(format!("{prefix}.decay"), ParamKind::Decay, vec![layer.size]), &rho[..]));
                     }
                     if let Some(u) = &layer.recurrent_weight {
                         out.push((
-                            info(
-                                format!("{rec_prefix}.weight"),
-                                ParamKind::Weight,
-                                vec![layer.size, layer.size],
-                            ),
+                            info(format!("{rec_prefix}.weight"), ParamKind::Weight, vec![layer.size, layer.size]),
                             &u[..],
                         ));
                     }
@@ -250,13 +218,9 @@ impl<F: Float> Network<F> {
         for layer in &mut self.layers {
             out.push(&mut layer.input_weight[..]);
             match &mut layer.decays {
-                Decays::Synapse {
-                    input, recurrent, ..
-                } => {
+                Decays::Synapse { input, recurrent, .. } => {
                     out.push(&mut input[..]);
-                    if let (Some(u), Some(q)) =
-                        (layer.recurrent_weight.as_mut(), recurrent.as_mut())
-                    {
+                    if let (Some(u), Some(q)) = (layer.recurrent_weight.as_mut(), recurrent.as_mut()) {
                         out.push(&mut u[..]);
                         out.push(&mut q[..]);
                     }
@@ -281,33 +245,14 @@ impl<F: Float> Network<F> {
         let keep = F::of(1.0 / (1.0 - p));
         self.hidden()
             .iter()
-            .map(|l| {
-                (0..steps * l.size)
-                    .map(|_| {
-                        if rng.gen::<f64>() < p {
-                            F::zero()
-                        } else {
-                            keep
-                        }
-                    })
-                    .collect()
-            })
+            .map(|l| (0..steps * l.size).map(|_| if rng.gen::<f64>() < p { F::zero() } else { keep }).collect())
             .collect()
     }
 
     /// Runs one sample (`input`: e.g. `&[F]`, `[steps, inputs]`) through every layer.
-    pub fn forward<'a>(
-        &self,
-        input: impl Into<LayerInput<'a, F>>,
-        steps: usize,
-        masks: Vec<Vec<F>>,
-    ) -> Tape<F> {
+    pub fn forward<'a>(&self, input: impl Into<LayerInput<'a, F>>, steps: usize, masks: Vec<Vec<F>>) -> Tape<F> {
         let input = input.into();
-        let mut tape = Tape {
-            layers: vec![LayerTape::default(); self.layers.len()],
-            masks,
-            emitted: Vec::new(),
-        };
+        let mut tape = Tape { layers: vec![LayerTape::default(); self.layers.len()], masks, emitted: Vec::new() };
         for (l, layer) in self.layers.iter().enumerate() {
             let (below, rest) = tape.layers.split_at_mut(l);
             let x = if l == 0 {
@@ -319,12 +264,7 @@ impl<F: Float> Network<F> {
             };
             layer.forward(x, steps, &mut rest[0]);
             if !tape.masks.is_empty() && l + 1 < self.layers.len() {
-                let emitted = rest[0]
-                    .spikes
-                    .iter()
-                    .zip(&tape.masks[l])
-                    .map(|(z, m)| *z * *m)
-                    .collect();
+                let emitted = rest[0].spikes.iter().zip(&tape.masks[l]).map(|(z, m)| *z * *m).collect();
                 tape.emitted.push(emitted);
             }
         }
@@ -362,15 +302,7 @@ impl<F: Float> Network<F> {
             let mut d_input = (l > 0).then(|| vec![F::zero(); steps * layer.inputs]);
             let rate = rate_grad.and_then(|r| r.get(l)).map(|v| &v[..]);
             let rate = if layer.spiking.is_some() { rate } else { None };
-            layer.backward(
-                x,
-                steps,
-                &tape.layers[l],
-                &d_out,
-                rate,
-                &mut grad.layers[l],
-                d_input.as_deref_mut(),
-            );
+            layer.backward(x, steps, &tape.layers[l], &d_out, rate, &mut grad.layers[l], d_input.as_deref_mut());
             if let Some(mut d) = d_input {
                 if !tape.masks.is_empty() {
                     for (d, m) in d.iter_mut().zip(&tape.masks[l - 1]) {
@@ -394,11 +326,7 @@ impl<F: Float> Network<F> {
         let mut counts = Vec::with_capacity(self.hidden_neurons());
         for (layer, lt) in self.hidden().iter().zip(&tape.layers) {
             for j in 0..layer.size {
-                counts.push(
-                    (0..steps)
-                        .map(|t| lt.spikes[t * layer.size + j].f64())
-                        .sum(),
-                );
+                counts.push((0..steps).map(|t| lt.spikes[t * layer.size + j].f64()).sum());
             }
         }
         counts
@@ -433,11 +361,7 @@ impl<F: Float> Network<F> {
         let batch = samples.len();
         let outputs = self.outputs();
         let run = |b: usize| -> (Tape<F>, SampleLoss<F>) {
-            let tape = self.forward(
-                samples[b].input(),
-                steps,
-                self.masks_for(&dropout, b, steps),
-            );
+            let tape = self.forward(samples[b].input(), steps, self.masks_for(&dropout, b, steps));
             let loss = objective.loss.sample_loss::<F>(
                 self.output(&tape),
                 steps,
@@ -448,9 +372,7 @@ impl<F: Float> Network<F> {
             (tape, loss)
         };
         let couple = with_grad && objective.rate_regulariser.is_some();
-        let keep = couple
-            && batch * steps * self.hidden_neurons() * 4 * std::mem::size_of::<F>()
-                <= TAPE_BUDGET_BYTES;
+        let keep = couple && batch * steps * self.hidden_neurons() * 4 * std::mem::size_of::<F>() <= TAPE_BUDGET_BYTES;
 
         // first pass (only when the regulariser needs the batch's rates first)
         let mut kept: Vec<Option<(Tape<F>, SampleLoss<F>)>> = Vec::new();
@@ -469,23 +391,17 @@ impl<F: Float> Network<F> {
                 kept.push(tape);
             }
         }
-        let rate_grad: Option<(f64, Vec<Vec<F>>)> =
-            objective.rate_regulariser.filter(|_| couple).map(|reg| {
-                let counts = sum_counts(per_sample.iter().map(|p| &p.2), self.hidden_neurons());
-                let (loss, grad) = reg.loss_and_grad(&counts, batch, steps, self.dt);
-                let mut per_layer = Vec::new();
-                let mut offset = 0;
-                for layer in self.hidden() {
-                    per_layer.push(
-                        grad[offset..offset + layer.size]
-                            .iter()
-                            .map(|g| F::of(*g))
-                            .collect::<Vec<F>>(),
-                    );
-                    offset += layer.size;
-                }
-                (loss, per_layer)
-            });
+        let rate_grad: Option<(f64, Vec<Vec<F>>)> = objective.rate_regulariser.filter(|_| couple).map(|reg| {
+            let counts = sum_counts(per_sample.iter().map(|p| &p.2), self.hidden_neurons());
+            let (loss, grad) = reg.loss_and_grad(&counts, batch, steps, self.dt);
+            let mut per_layer = Vec::new();
+            let mut offset = 0;
+            for layer in self.hidden() {
+                per_layer.push(grad[offset..offset + layer.size].iter().map(|g| F::of(*g)).collect::<Vec<F>>());
+                offset += layer.size;
+            }
+            (loss, per_layer)
+        });
 
         // main pass: forward (unless kept), loss, reverse sweep, in fixed chunks
         let scale = F::of(1.0 / batch.max(1) as f64);
@@ -497,11 +413,7 @@ impl<F: Float> Network<F> {
                 let mut grad = with_grad.then(|| self.zeros_like());
                 let mut summaries = Vec::new();
                 for &b in chunk {
-                    let stored = if keep {
-                        kept.lock().map(|mut k| k[b].take()).unwrap_or(None)
-                    } else {
-                        None
-                    };
+                    let stored = if keep { kept.lock().map(|mut k| k[b].take()).unwrap_or(None) } else { None };
                     let (tape, loss) = stored.unwrap_or_else(|| run(b));
                     if !couple {
                         summaries.push((loss.loss, loss.correct, self.spike_counts(&tape, steps)));
@@ -539,8 +451,7 @@ impl<F: Float> Network<F> {
             samples: batch,
             correct: per_sample.iter().filter(|p| p.1 == Some(true)).count(),
             task_loss: per_sample.iter().map(|p| p.0).sum::<f64>() / batch.max(1) as f64,
-            mean_rate_hz: counts.iter().sum::<f64>()
-                / (counts.len().max(1) as f64 * duration.max(f64::MIN_POSITIVE)),
+            mean_rate_hz: counts.iter().sum::<f64>() / (counts.len().max(1) as f64 * duration.max(f64::MIN_POSITIVE)),
             ..BatchStats::default()
         };
         stats.regulariser_loss = match (&rate_grad, objective.rate_regulariser) {
@@ -565,18 +476,7 @@ impl<F: Float> Network<F> {
                 add(x, y);
             }
             match (&mut a.decays, &b.decays) {
-                (
-                    Decays::Synapse {
-                        input: x,
-                        recurrent: xr,
-                        ..
-                    },
-                    Decays::Synapse {
-                        input: y,
-                        recurrent: yr,
-                        ..
-                    },
-                ) => {
+                (Decays::Synapse { input: x, recurrent: xr, .. }, Decays::Synapse { input: y, recurrent: yr, .. }) => {
                     add(x, y);
                     if let (Some(x), Some(y)) = (xr.as_mut(), yr) {
                         add(x, y);
@@ -602,19 +502,12 @@ impl<F: Float> Network<F> {
                     input_weight: c(&l.input_weight),
                     recurrent_weight: l.recurrent_weight.as_ref().map(c),
                     decays: match &l.decays {
-                        Decays::Synapse {
-                            input,
-                            recurrent,
-                            reset,
-                        } => Decays::Synapse {
+                        Decays::Synapse { input, recurrent, reset } => Decays::Synapse {
                             input: c(input),
                             recurrent: recurrent.as_ref().map(c),
                             reset: G::of(reset.f64()),
                         },
-                        Decays::Neuron { rho, learnable } => Decays::Neuron {
-                            rho: c(rho),
-                            learnable: *learnable,
-                        },
+                        Decays::Neuron { rho, learnable } => Decays::Neuron { rho: c(rho), learnable: *learnable },
                     },
                     spiking: l.spiking.map(|s| super::layer::Spiking {
                         threshold: G::of(s.threshold.f64()),

@@ -104,28 +104,16 @@ impl DmsConfig {
             bail!("task.channels_per_group = 0: must be >= 1");
         }
         let Some(channels) = self.channels_per_group.checked_mul(3) else {
-            bail!(
-                "task.channels_per_group = {}: too large",
-                self.channels_per_group
-            );
+            bail!("task.channels_per_group = {}: too large", self.channels_per_group);
         };
         if !(self.cue_start.is_finite() && self.cue_start >= 0.0) {
-            bail!(
-                "task.cue_start = {}: must be a finite number of seconds >= 0",
-                self.cue_start
-            );
+            bail!("task.cue_start = {}: must be a finite number of seconds >= 0", self.cue_start);
         }
         if !(self.cue_duration.is_finite() && self.cue_duration > 0.0) {
-            bail!(
-                "task.cue_duration = {}: must be a finite number of seconds > 0",
-                self.cue_duration
-            );
+            bail!("task.cue_duration = {}: must be a finite number of seconds > 0", self.cue_duration);
         }
         if !(self.delay.is_finite() && self.delay >= 0.0) {
-            bail!(
-                "task.delay = {}: must be a finite number of seconds >= 0",
-                self.delay
-            );
+            bail!("task.delay = {}: must be a finite number of seconds >= 0", self.delay);
         }
         check_rate("cue_rate", self.cue_rate, dt)?;
         check_rate("noise_rate", self.noise_rate, dt)?;
@@ -165,10 +153,7 @@ impl DmsConfig {
                 self.channels_per_group
             );
         }
-        let held_out = self
-            .validation_trials
-            .saturating_add(self.test_trials)
-            .saturating_mul(per_trial);
+        let held_out = self.validation_trials.saturating_add(self.test_trials).saturating_mul(per_trial);
         if held_out > MAX_HELD_OUT_VALUES {
             bail!(
                 "task.test_trials = {} (task.validation_trials = {}): held-out sets of \
@@ -232,12 +217,7 @@ impl Dms {
     /// [`VALIDATION_STREAM`] and [`TEST_STREAM`], so they are fixed per seed.
     pub fn new(config: DmsConfig, dt: f64, seed: u64) -> Result<Self> {
         config.validate(dt)?;
-        let mut dms = Self {
-            config,
-            dt,
-            validation: Vec::new(),
-            test: Vec::new(),
-        };
+        let mut dms = Self { config, dt, validation: Vec::new(), test: Vec::new() };
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         rng.set_stream(VALIDATION_STREAM);
         dms.validation = dms.draw_trials(dms.config.validation_trials, &mut rng);
@@ -260,10 +240,7 @@ impl Dms {
     /// `n/4 + 1` times and the match and mismatch counts differ by at most 1;
     /// the trial order is shuffled.
     pub fn draw_trials(&self, n: usize, rng: &mut ChaCha8Rng) -> Vec<Sample> {
-        balanced_cues(n, rng)
-            .into_iter()
-            .map(|(first, second)| self.trial(first, second, rng))
-            .collect()
+        balanced_cues(n, rng).into_iter().map(|(first, second)| self.trial(first, second, rng)).collect()
     }
 
     /// One trial with the given cue sides; spikes drawn with `rng`.
@@ -290,10 +267,7 @@ impl Dms {
             }
             bernoulli_fill(&mut row[2 * g..], p_noise, rng);
         }
-        Sample {
-            input,
-            target: Target::Class(label(first, second)),
-        }
+        Sample { input, target: Target::Class(label(first, second)) }
     }
 }
 
@@ -317,11 +291,7 @@ fn balanced_cues(n: usize, rng: &mut ChaCha8Rng) -> Vec<(Cue, Cue)> {
     let mut mismatches = [(Left, Right), (Right, Left)];
     matches.shuffle(rng);
     mismatches.shuffle(rng);
-    let (a, b) = if rng.gen::<bool>() {
-        (matches, mismatches)
-    } else {
-        (mismatches, matches)
-    };
+    let (a, b) = if rng.gen::<bool>() { (matches, mismatches) } else { (mismatches, matches) };
     let cycle = [a[0], b[0], a[1], b[1]];
     let mut cues: Vec<_> = (0..n).map(|k| cycle[k % 4]).collect();
     cues.shuffle(rng);
@@ -360,11 +330,7 @@ mod tests {
     const DT: f64 = 0.005;
 
     fn small(validation_trials: usize, test_trials: usize) -> DmsConfig {
-        DmsConfig {
-            validation_trials,
-            test_trials,
-            ..DmsConfig::default()
-        }
+        DmsConfig { validation_trials, test_trials, ..DmsConfig::default() }
     }
 
     fn rng(seed: u64) -> ChaCha8Rng {
@@ -380,10 +346,7 @@ mod tests {
 
     /// Spike count of channels `chans` over steps `steps`.
     fn count(s: &Sample, channels: usize, steps: Range<usize>, chans: Range<usize>) -> f64 {
-        steps
-            .flat_map(|t| chans.clone().map(move |c| t * channels + c))
-            .map(|i| s.input[i] as f64)
-            .sum()
+        steps.flat_map(|t| chans.clone().map(move |c| t * channels + c)).map(|i| s.input[i] as f64).sum()
     }
 
     /// Cue side read from the spikes in `window`; None if ambiguous.
@@ -401,33 +364,20 @@ mod tests {
     fn default_shape_is_210_steps_by_30_channels() {
         let dms = Dms::new(small(4, 4), DT, 1).unwrap();
         let shape = dms.shape();
-        assert_eq!(
-            shape,
-            TaskShape {
-                channels: 30,
-                outputs: 2,
-                steps: 210,
-                kind: TaskKind::Classification
-            }
-        );
+        assert_eq!(shape, TaskShape { channels: 30, outputs: 2, steps: 210, kind: TaskKind::Classification });
         assert_eq!(dms.config().cue_windows(DT), [10..30, 190..210]);
         for s in dms.validation().iter().chain(dms.test()) {
             assert_eq!(s.input.len(), 210 * 30);
             assert!(s.input.iter().all(|&v| v == 0.0 || v == 1.0));
         }
-        let batch = Dms::new(small(0, 1), DT, 1)
-            .unwrap()
-            .train_batch(3, &mut rng(5));
+        let batch = Dms::new(small(0, 1), DT, 1).unwrap().train_batch(3, &mut rng(5));
         assert_eq!(batch.len(), 3);
         assert!(batch.iter().all(|s| s.input.len() == 210 * 30));
     }
 
     #[test]
     fn long_delay_step_count() {
-        let cfg = DmsConfig {
-            delay: 2.5,
-            ..small(2, 2)
-        };
+        let cfg = DmsConfig { delay: 2.5, ..small(2, 2) };
         // 0.05 + 0.1 + 2.5 + 0.1 = 2.75 s = 550 steps.
         assert_eq!(cfg.steps(DT), 550);
         assert_eq!(cfg.cue_windows(DT), [10..30, 530..550]);
@@ -487,35 +437,22 @@ mod tests {
         let cue_rate = cue_spikes / (cue_bins * DT);
         let noise_rate = noise_spikes / (noise_bins * DT);
         assert!((cue_rate - 40.0).abs() < 4.0, "cue rate {cue_rate} Hz");
-        assert!(
-            (noise_rate - 10.0).abs() < 1.0,
-            "noise rate {noise_rate} Hz"
-        );
+        assert!((noise_rate - 10.0).abs() < 1.0, "noise rate {noise_rate} Hz");
         // Tighter than 10% in practice.
         assert!((cue_rate - 40.0).abs() < 1.5, "cue rate {cue_rate} Hz");
-        assert!(
-            (noise_rate - 10.0).abs() < 0.5,
-            "noise rate {noise_rate} Hz"
-        );
+        assert!((noise_rate - 10.0).abs() < 0.5, "noise rate {noise_rate} Hz");
     }
 
     #[test]
     fn zero_and_full_rates() {
-        let cfg = DmsConfig {
-            cue_rate: 1.0 / DT,
-            noise_rate: 0.0,
-            ..small(1, 1)
-        };
+        let cfg = DmsConfig { cue_rate: 1.0 / DT, noise_rate: 0.0, ..small(1, 1) };
         let dms = Dms::new(cfg, DT, 0).unwrap();
         let [w1, w2] = dms.config().cue_windows(DT);
         let s = dms.trial(Cue::Left, Cue::Right, &mut rng(0));
         assert_eq!(count(&s, 30, 0..210, 20..30), 0.0);
         assert_eq!(count(&s, 30, w1.clone(), 0..10), (w1.len() * 10) as f64);
         assert_eq!(count(&s, 30, w2.clone(), 10..20), (w2.len() * 10) as f64);
-        assert_eq!(
-            count(&s, 30, 0..210, 0..20),
-            ((w1.len() + w2.len()) * 10) as f64
-        );
+        assert_eq!(count(&s, 30, 0..210, 0..20), ((w1.len() + w2.len()) * 10) as f64);
         assert_eq!(s.target, Target::Class(MISMATCH));
     }
 
@@ -554,10 +491,7 @@ mod tests {
                 assert!(counts.values().all(|&c| c == n / 4 || c == n / 4 + 1));
                 let matches = cues.iter().filter(|(a, b)| a == b).count();
                 let mismatches = n - matches;
-                assert!(
-                    matches.abs_diff(mismatches) <= 1,
-                    "n={n}: {matches} vs {mismatches}"
-                );
+                assert!(matches.abs_diff(mismatches) <= 1, "n={n}: {matches} vs {mismatches}");
             }
         }
     }
@@ -574,10 +508,7 @@ mod tests {
     fn label_matches_cues_in_input() {
         // At the full cue rate every cue step is unambiguous.
         for cue_rate in [1.0 / DT, 40.0] {
-            let cfg = DmsConfig {
-                cue_rate,
-                ..small(64, 64)
-            };
+            let cfg = DmsConfig { cue_rate, ..small(64, 64) };
             let dms = Dms::new(cfg, DT, 21).unwrap();
             let [w1, w2] = dms.config().cue_windows(DT);
             let train = dms.draw_trials(64, &mut rng(8));
@@ -613,14 +544,8 @@ mod tests {
     #[test]
     fn same_rng_same_trials() {
         let dms = Dms::new(small(0, 1), DT, 0).unwrap();
-        assert_eq!(
-            dms.draw_trials(8, &mut rng(3)),
-            dms.draw_trials(8, &mut rng(3))
-        );
-        assert_ne!(
-            dms.draw_trials(8, &mut rng(3)),
-            dms.draw_trials(8, &mut rng(4))
-        );
+        assert_eq!(dms.draw_trials(8, &mut rng(3)), dms.draw_trials(8, &mut rng(3)));
+        assert_ne!(dms.draw_trials(8, &mut rng(3)), dms.draw_trials(8, &mut rng(4)));
     }
 
     fn err(cfg: DmsConfig, dt: f64) -> String {
@@ -630,19 +555,8 @@ mod tests {
     #[test]
     fn validate_accepts_defaults() {
         DmsConfig::default().validate(DT).unwrap();
-        DmsConfig {
-            delay: 0.0,
-            cue_start: 0.0,
-            ..DmsConfig::default()
-        }
-        .validate(DT)
-        .unwrap();
-        DmsConfig {
-            validation_trials: 0,
-            ..DmsConfig::default()
-        }
-        .validate(DT)
-        .unwrap();
+        DmsConfig { delay: 0.0, cue_start: 0.0, ..DmsConfig::default() }.validate(DT).unwrap();
+        DmsConfig { validation_trials: 0, ..DmsConfig::default() }.validate(DT).unwrap();
     }
 
     #[test]
@@ -650,123 +564,33 @@ mod tests {
         let d = DmsConfig::default;
         let m = err(DmsConfig { delay: -0.1, ..d() }, DT);
         assert!(m.contains("task.delay = -0.1"), "{m}");
-        let m = err(
-            DmsConfig {
-                cue_rate: -3.0,
-                ..d()
-            },
-            DT,
-        );
+        let m = err(DmsConfig { cue_rate: -3.0, ..d() }, DT);
         assert_eq!(m, "task.cue_rate = -3: must be a finite rate in Hz >= 0");
-        let m = err(
-            DmsConfig {
-                noise_rate: -1.0,
-                ..d()
-            },
-            DT,
-        );
+        let m = err(DmsConfig { noise_rate: -1.0, ..d() }, DT);
         assert!(m.contains("task.noise_rate = -1"), "{m}");
-        let m = err(
-            DmsConfig {
-                cue_rate: 300.0,
-                ..d()
-            },
-            DT,
-        );
-        assert!(
-            m.contains("task.cue_rate = 300") && m.contains("<= 1"),
-            "{m}"
-        );
-        let m = err(
-            DmsConfig {
-                noise_rate: 201.0,
-                ..d()
-            },
-            DT,
-        );
+        let m = err(DmsConfig { cue_rate: 300.0, ..d() }, DT);
+        assert!(m.contains("task.cue_rate = 300") && m.contains("<= 1"), "{m}");
+        let m = err(DmsConfig { noise_rate: 201.0, ..d() }, DT);
         assert!(m.contains("task.noise_rate = 201"), "{m}");
-        let m = err(
-            DmsConfig {
-                test_trials: 0,
-                ..d()
-            },
-            DT,
-        );
+        let m = err(DmsConfig { test_trials: 0, ..d() }, DT);
         assert!(m.contains("task.test_trials = 0"), "{m}");
-        let m = err(
-            DmsConfig {
-                channels_per_group: 0,
-                ..d()
-            },
-            DT,
-        );
+        let m = err(DmsConfig { channels_per_group: 0, ..d() }, DT);
         assert!(m.contains("task.channels_per_group = 0"), "{m}");
-        let m = err(
-            DmsConfig {
-                cue_duration: 0.0,
-                ..d()
-            },
-            DT,
-        );
+        let m = err(DmsConfig { cue_duration: 0.0, ..d() }, DT);
         assert!(m.contains("task.cue_duration = 0"), "{m}");
-        let m = err(
-            DmsConfig {
-                cue_duration: 0.001,
-                ..d()
-            },
-            DT,
-        );
-        assert!(
-            m.contains("task.cue_duration = 0.001") && m.contains("no time step"),
-            "{m}"
-        );
-        let m = err(
-            DmsConfig {
-                cue_start: -0.01,
-                ..d()
-            },
-            DT,
-        );
+        let m = err(DmsConfig { cue_duration: 0.001, ..d() }, DT);
+        assert!(m.contains("task.cue_duration = 0.001") && m.contains("no time step"), "{m}");
+        let m = err(DmsConfig { cue_start: -0.01, ..d() }, DT);
         assert!(m.contains("task.cue_start = -0.01"), "{m}");
-        let m = err(
-            DmsConfig {
-                cue_start: f64::NAN,
-                ..d()
-            },
-            DT,
-        );
+        let m = err(DmsConfig { cue_start: f64::NAN, ..d() }, DT);
         assert!(m.contains("task.cue_start = NaN"), "{m}");
-        let m = err(
-            DmsConfig {
-                delay: f64::INFINITY,
-                ..d()
-            },
-            DT,
-        );
+        let m = err(DmsConfig { delay: f64::INFINITY, ..d() }, DT);
         assert!(m.contains("task.delay = inf"), "{m}");
-        let m = err(
-            DmsConfig {
-                delay: 1e300,
-                ..d()
-            },
-            DT,
-        );
+        let m = err(DmsConfig { delay: 1e300, ..d() }, DT);
         assert!(m.contains("task.delay"), "{m}");
-        let m = err(
-            DmsConfig {
-                channels_per_group: usize::MAX,
-                ..d()
-            },
-            DT,
-        );
+        let m = err(DmsConfig { channels_per_group: usize::MAX, ..d() }, DT);
         assert!(m.contains("task.channels_per_group"), "{m}");
-        let m = err(
-            DmsConfig {
-                test_trials: 1 << 40,
-                ..d()
-            },
-            DT,
-        );
+        let m = err(DmsConfig { test_trials: 1 << 40, ..d() }, DT);
         assert!(m.contains("task.test_trials"), "{m}");
         for dt in [0.0, -0.005, f64::NAN] {
             let m = err(d(), dt);
@@ -778,13 +602,7 @@ mod tests {
     #[test]
     fn config_deserializes_with_defaults_and_rejects_unknown_keys() {
         let cfg: DmsConfig = serde_json::from_str(r#"{"delay": 2.5}"#).unwrap();
-        assert_eq!(
-            cfg,
-            DmsConfig {
-                delay: 2.5,
-                ..DmsConfig::default()
-            }
-        );
+        assert_eq!(cfg, DmsConfig { delay: 2.5, ..DmsConfig::default() });
         assert!(serde_json::from_str::<DmsConfig>(r#"{"dealy": 2.5}"#).is_err());
         let back: DmsConfig = serde_json::from_str(&serde_json::to_string(&cfg).unwrap()).unwrap();
         assert_eq!(back, cfg);

@@ -59,10 +59,6 @@ pub trait Task: Send + Sync {
 /// from the run's seed.
 pub fn build(config: &crate::config::Config) -> anyhow::Result<Box<dyn Task>> {
     match &config.task {
-        crate::config::TaskConfig::Dms(dms) => Ok(Box::new(dms::Dms::new(
-            dms.clone(),
-            config.model.dt,
-            config.seed,
-        )?)),
+        crate::config::TaskConfig::Dms(dms) => Ok(Box::new(dms::Dms::new(dms.clone(), config.model.dt, config.seed)?)),
     }
 }

@@ -38,13 +38,7 @@ pub struct AdamConfig {
 impl Default for AdamConfig {
     /// torch's defaults for `Adam`: betas (0.9, 0.999), eps 1e-8, no weight decay.
     fn default() -> Self {
-        Self {
-            beta1: 0.9,
-            beta2: 0.999,
-            eps: 1e-8,
-            weight_decay: 0.0,
-            decoupled: false,
-        }
+        Self { beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.0, decoupled: false }
     }
 }
 
@@ -53,21 +47,9 @@ impl AdamConfig {
     /// `weight_decay >= 0` (all finite). `Adam` does not call this itself;
     /// whoever builds a config from user input should.
     pub fn validate(&self) -> Result<()> {
-        ensure!(
-            (0.0..1.0).contains(&self.beta1),
-            "adam: beta1 must be in [0, 1), got {}",
-            self.beta1
-        );
-        ensure!(
-            (0.0..1.0).contains(&self.beta2),
-            "adam: beta2 must be in [0, 1), got {}",
-            self.beta2
-        );
-        ensure!(
-            self.eps.is_finite() && self.eps >= 0.0,
-            "adam: eps must be finite and >= 0, got {}",
-            self.eps
-        );
+        ensure!((0.0..1.0).contains(&self.beta1), "adam: beta1 must be in [0, 1), got {}", self.beta1);
+        ensure!((0.0..1.0).contains(&self.beta2), "adam: beta2 must be in [0, 1), got {}", self.beta2);
+        ensure!(self.eps.is_finite() && self.eps >= 0.0, "adam: eps must be finite and >= 0, got {}", self.eps);
         ensure!(
             self.weight_decay.is_finite() && self.weight_decay >= 0.0,
             "adam: weight_decay must be finite and >= 0, got {}",
@@ -140,29 +122,13 @@ impl Adam {
     /// the sizes given to [`Adam::new`] (a programming error).
     pub fn step(&mut self, params: &mut [&mut [f32]], grads: &[&[f32]], lrs: &[f64]) {
         let n_tensors = self.m.len();
-        assert_eq!(
-            params.len(),
-            n_tensors,
-            "Adam::step: number of parameter tensors"
-        );
-        assert_eq!(
-            grads.len(),
-            n_tensors,
-            "Adam::step: number of gradient tensors"
-        );
+        assert_eq!(params.len(), n_tensors, "Adam::step: number of parameter tensors");
+        assert_eq!(grads.len(), n_tensors, "Adam::step: number of gradient tensors");
         assert_eq!(lrs.len(), n_tensors, "Adam::step: number of learning rates");
         for k in 0..n_tensors {
             let n = self.m[k].len();
-            assert_eq!(
-                params[k].len(),
-                n,
-                "Adam::step: length of parameter tensor {k}"
-            );
-            assert_eq!(
-                grads[k].len(),
-                n,
-                "Adam::step: length of gradient tensor {k}"
-            );
+            assert_eq!(params[k].len(), n, "Adam::step: length of parameter tensor {k}");
+            assert_eq!(grads[k].len(), n, "Adam::step: length of gradient tensor {k}");
         }
 
         self.step = self.step.saturating_add(1);
@@ -176,11 +142,7 @@ impl Adam {
         for k in 0..n_tensors {
             let lr = lrs[k];
             let c = Coeffs {
-                decay: if cfg.decoupled {
-                    (1.0 - lr * cfg.weight_decay) as f32
-                } else {
-                    1.0
-                },
+                decay: if cfg.decoupled { (1.0 - lr * cfg.weight_decay) as f32 } else { 1.0 },
                 l2: cfg.weight_decay as f32,
                 beta1: cfg.beta1 as f32,
                 one_minus_beta1: (1.0 - cfg.beta1) as f32,
@@ -240,16 +202,10 @@ impl Adam {
                 vk.len()
             );
             if let Some(i) = mk.iter().position(|x| !x.is_finite()) {
-                bail!(
-                    "adam state: tensor {k}: first moment m[{i}] = {} is not finite",
-                    mk[i]
-                );
+                bail!("adam state: tensor {k}: first moment m[{i}] = {} is not finite", mk[i]);
             }
             if let Some(i) = vk.iter().position(|x| !(x.is_finite() && *x >= 0.0)) {
-                bail!(
-                    "adam state: tensor {k}: second moment v[{i}] = {} is not finite and >= 0",
-                    vk[i]
-                );
+                bail!("adam state: tensor {k}: second moment v[{i}] = {} is not finite and >= 0", vk[i]);
             }
         }
         Ok(Self { config, step, m, v })
@@ -270,10 +226,7 @@ impl Adam {
 /// Panics if `max_norm` is negative or NaN (a programming error; validate the
 /// configuration first). `max_norm = inf` disables clipping.
 pub fn clip_grad_norm(grads: &mut [&mut [f32]], max_norm: f64) -> f64 {
-    assert!(
-        max_norm >= 0.0,
-        "clip_grad_norm: max_norm must be >= 0, got {max_norm}"
-    );
+    assert!(max_norm >= 0.0, "clip_grad_norm: max_norm must be >= 0, got {max_norm}");
     let norm = grads.iter().map(|g| sum_squares(g)).sum::<f64>().sqrt();
     if !norm.is_finite() {
         return norm;
@@ -338,13 +291,7 @@ mod tests {
 
         fn step(&mut self, params: &mut [Vec<f64>], grads: &[Vec<f64>], lrs: &[f64]) {
             self.t += 1;
-            let AdamConfig {
-                beta1,
-                beta2,
-                eps,
-                weight_decay,
-                decoupled,
-            } = self.cfg;
+            let AdamConfig { beta1, beta2, eps, weight_decay, decoupled } = self.cfg;
             for k in 0..params.len() {
                 let lr = lrs[k];
                 for i in 0..params[k].len() {
@@ -383,11 +330,7 @@ mod tests {
         sizes
             .iter()
             .enumerate()
-            .map(|(k, &n)| {
-                (0..n)
-                    .map(|i| ((i as f32) * 0.3 - 1.0) * (k as f32 + 0.5))
-                    .collect()
-            })
+            .map(|(k, &n)| (0..n).map(|i| ((i as f32) * 0.3 - 1.0) * (k as f32 + 0.5)).collect())
             .collect()
     }
 
@@ -398,11 +341,7 @@ mod tests {
     }
 
     fn grads_at(step: usize, sizes: &[usize]) -> Vec<Vec<f32>> {
-        sizes
-            .iter()
-            .enumerate()
-            .map(|(k, &n)| (0..n).map(|i| grad_at(step, k, i)).collect())
-            .collect()
+        sizes.iter().enumerate().map(|(k, &n)| (0..n).map(|i| grad_at(step, k, i)).collect()).collect()
     }
 
     fn compare_with_reference(cfg: AdamConfig) {
@@ -411,38 +350,17 @@ mod tests {
         let mut opt = Adam::new(cfg, &sizes);
         let mut reference = RefAdam::new(cfg, &sizes);
         let mut p32 = init_params(&sizes);
-        let mut p64: Vec<Vec<f64>> = p32
-            .iter()
-            .map(|p| p.iter().map(|&x| f64::from(x)).collect())
-            .collect();
+        let mut p64: Vec<Vec<f64>> = p32.iter().map(|p| p.iter().map(|&x| f64::from(x)).collect()).collect();
         for s in 0..8 {
             let g32 = grads_at(s, &sizes);
-            let g64: Vec<Vec<f64>> = g32
-                .iter()
-                .map(|g| g.iter().map(|&x| f64::from(x)).collect())
-                .collect();
+            let g64: Vec<Vec<f64>> = g32.iter().map(|g| g.iter().map(|&x| f64::from(x)).collect()).collect();
             step_f32(&mut opt, &mut p32, &g32, &lrs);
             reference.step(&mut p64, &g64, &lrs);
             for k in 0..sizes.len() {
                 for i in 0..sizes[k] {
-                    assert_relative_eq!(
-                        f64::from(p32[k][i]),
-                        p64[k][i],
-                        epsilon = 1e-6,
-                        max_relative = 1e-5
-                    );
-                    assert_relative_eq!(
-                        f64::from(opt.m[k][i]),
-                        reference.m[k][i],
-                        epsilon = 1e-7,
-                        max_relative = 1e-5
-                    );
-                    assert_relative_eq!(
-                        f64::from(opt.v[k][i]),
-                        reference.v[k][i],
-                        epsilon = 1e-9,
-                        max_relative = 1e-5
-                    );
+                    assert_relative_eq!(f64::from(p32[k][i]), p64[k][i], epsilon = 1e-6, max_relative = 1e-5);
+                    assert_relative_eq!(f64::from(opt.m[k][i]), reference.m[k][i], epsilon = 1e-7, max_relative = 1e-5);
+                    assert_relative_eq!(f64::from(opt.v[k][i]), reference.v[k][i], epsilon = 1e-9, max_relative = 1e-5);
                 }
             }
         }
@@ -456,19 +374,12 @@ mod tests {
 
     #[test]
     fn adam_l2_matches_f64_reference() {
-        compare_with_reference(AdamConfig {
-            weight_decay: 0.1,
-            ..AdamConfig::default()
-        });
+        compare_with_reference(AdamConfig { weight_decay: 0.1, ..AdamConfig::default() });
     }
 
     #[test]
     fn adamw_matches_f64_reference() {
-        compare_with_reference(AdamConfig {
-            weight_decay: 0.5,
-            decoupled: true,
-            ..AdamConfig::default()
-        });
+        compare_with_reference(AdamConfig { weight_decay: 0.5, decoupled: true, ..AdamConfig::default() });
     }
 
     /// First step by hand: m_hat = g, v_hat = g^2, so p -= lr * g / (|g| + eps).
@@ -483,28 +394,13 @@ mod tests {
             f64::from(p[0][0])
         };
         // Plain Adam: 2 - 0.1 * 0.5 / (0.5 + 1e-8).
-        assert_relative_eq!(
-            run(base),
-            2.0 - 0.1 * 0.5 / (0.5 + 1e-8),
-            max_relative = 1e-7
-        );
+        assert_relative_eq!(run(base), 2.0 - 0.1 * 0.5 / (0.5 + 1e-8), max_relative = 1e-7);
         // L2 (wd 0.25): g = 0.5 + 0.25 * 2 = 1.0, p = 2 - 0.1 * 1 / (1 + 1e-8).
-        let l2 = AdamConfig {
-            weight_decay: 0.25,
-            ..base
-        };
+        let l2 = AdamConfig { weight_decay: 0.25, ..base };
         assert_relative_eq!(run(l2), 2.0 - 0.1 / (1.0 + 1e-8), max_relative = 1e-7);
         // AdamW (wd 0.25): p = 2 * (1 - 0.1 * 0.25) - 0.1 * 0.5 / (0.5 + 1e-8) = 1.85.
-        let w = AdamConfig {
-            weight_decay: 0.25,
-            decoupled: true,
-            ..base
-        };
-        assert_relative_eq!(
-            run(w),
-            2.0 * 0.975 - 0.1 * 0.5 / (0.5 + 1e-8),
-            max_relative = 1e-7
-        );
+        let w = AdamConfig { weight_decay: 0.25, decoupled: true, ..base };
+        assert_relative_eq!(run(w), 2.0 * 0.975 - 0.1 * 0.5 / (0.5 + 1e-8), max_relative = 1e-7);
     }
 
     /// Second step by hand, g1 = 1, g2 = -1 (beta1 0.9, beta2 0.999, eps 0):
@@ -512,10 +408,7 @@ mod tests {
     /// m_hat = -0.01 / 0.19, v_hat = 0.001999 / 0.001999 = 1.
     #[test]
     fn second_step_by_hand() {
-        let cfg = AdamConfig {
-            eps: 0.0,
-            ..AdamConfig::default()
-        };
+        let cfg = AdamConfig { eps: 0.0, ..AdamConfig::default() };
         let mut opt = Adam::new(cfg, &[1]);
         let mut p = vec![vec![0.0f32]];
         step_f32(&mut opt, &mut p, &[vec![1.0]], &[0.1]);
@@ -551,11 +444,7 @@ mod tests {
 
     #[test]
     fn adamw_lr_zero_does_not_decay() {
-        let cfg = AdamConfig {
-            weight_decay: 0.3,
-            decoupled: true,
-            ..AdamConfig::default()
-        };
+        let cfg = AdamConfig { weight_decay: 0.3, decoupled: true, ..AdamConfig::default() };
         let mut opt = Adam::new(cfg, &[3]);
         let mut p = vec![vec![1.0f32, -1.0, 5.0]];
         step_f32(&mut opt, &mut p, &[vec![1.0, 1.0, 1.0]], &[0.0]);
@@ -564,11 +453,7 @@ mod tests {
 
     #[test]
     fn step_is_bitwise_deterministic() {
-        let cfg = AdamConfig {
-            weight_decay: 0.01,
-            decoupled: true,
-            ..AdamConfig::default()
-        };
+        let cfg = AdamConfig { weight_decay: 0.01, decoupled: true, ..AdamConfig::default() };
         let sizes = [100usize, 7];
         let run = || {
             let mut opt = Adam::new(cfg, &sizes);
@@ -580,8 +465,7 @@ mod tests {
         };
         let (p1, o1) = run();
         let (p2, o2) = run();
-        let bits =
-            |p: &[Vec<f32>]| -> Vec<u32> { p.iter().flatten().map(|x| x.to_bits()).collect() };
+        let bits = |p: &[Vec<f32>]| -> Vec<u32> { p.iter().flatten().map(|x| x.to_bits()).collect() };
         assert_eq!(bits(&p1), bits(&p2));
         assert_eq!(bits(o1.moments().0), bits(o2.moments().0));
         assert_eq!(bits(o1.moments().1), bits(o2.moments().1));
@@ -613,11 +497,7 @@ mod tests {
 
     #[test]
     fn from_state_round_trip_continues_identically() {
-        let cfg = AdamConfig {
-            weight_decay: 0.05,
-            decoupled: true,
-            ..AdamConfig::default()
-        };
+        let cfg = AdamConfig { weight_decay: 0.05, decoupled: true, ..AdamConfig::default() };
         let sizes = [9usize, 1, 16];
         let lrs = [1e-2, 1e-1, 1e-3];
         let mut a = Adam::new(cfg, &sizes);
@@ -626,8 +506,7 @@ mod tests {
             step_f32(&mut a, &mut pa, &grads_at(s, &sizes), &lrs);
         }
         let (m, v) = a.moments();
-        let mut b = Adam::from_state(cfg, a.steps_taken(), m.to_vec(), v.to_vec(), &sizes)
-            .expect("valid state");
+        let mut b = Adam::from_state(cfg, a.steps_taken(), m.to_vec(), v.to_vec(), &sizes).expect("valid state");
         assert_eq!(a, b);
         let mut pb = pa.clone();
         for s in 5..12 {
@@ -637,8 +516,7 @@ mod tests {
         }
         assert_eq!(a, b);
         assert_eq!(b.steps_taken(), 12);
-        let bits =
-            |p: &[Vec<f32>]| -> Vec<u32> { p.iter().flatten().map(|x| x.to_bits()).collect() };
+        let bits = |p: &[Vec<f32>]| -> Vec<u32> { p.iter().flatten().map(|x| x.to_bits()).collect() };
         assert_eq!(bits(&pa), bits(&pb));
     }
 
@@ -646,12 +524,7 @@ mod tests {
     fn from_state_rejects_bad_state() {
         let cfg = AdamConfig::default();
         let sizes = [3usize, 2];
-        let ok = || {
-            (
-                vec![vec![0.0f32; 3], vec![0.0; 2]],
-                vec![vec![0.0f32; 3], vec![0.0; 2]],
-            )
-        };
+        let ok = || (vec![vec![0.0f32; 3], vec![0.0; 2]], vec![vec![0.0f32; 3], vec![0.0; 2]]);
         let (m, v) = ok();
         assert!(Adam::from_state(cfg, 4, m, v, &sizes).is_ok());
 
@@ -686,23 +559,14 @@ mod tests {
         let c = [1e-2f32, 1.0, 1e2, 5.0];
         let target = [3.0f32, -1.0, 0.5, 0.0];
         let loss = |p: &[f32]| -> f64 {
-            p.iter()
-                .zip(&c)
-                .zip(&target)
-                .map(|((&p, &c), &t)| f64::from(c * (p - t) * (p - t)))
-                .sum()
+            p.iter().zip(&c).zip(&target).map(|((&p, &c), &t)| f64::from(c * (p - t) * (p - t))).sum()
         };
         let mut p = vec![vec![0.0f32, 2.0, -2.0, 4.0]];
         let initial = loss(&p[0]);
         let mut opt = Adam::new(AdamConfig::default(), &[4]);
         let steps = 3000;
         for s in 0..steps {
-            let g: Vec<f32> = p[0]
-                .iter()
-                .zip(&c)
-                .zip(&target)
-                .map(|((&p, &c), &t)| 2.0 * c * (p - t))
-                .collect();
+            let g: Vec<f32> = p[0].iter().zip(&c).zip(&target).map(|((&p, &c), &t)| 2.0 * c * (p - t)).collect();
             // Linear decay so the iterate settles instead of oscillating at ~lr.
             let lr = 0.05 * (1.0 - s as f64 / steps as f64);
             step_f32(&mut opt, &mut p, &[g], &[lr]);
@@ -773,26 +637,11 @@ mod tests {
     fn config_validation() {
         assert!(AdamConfig::default().validate().is_ok());
         let bad = [
-            AdamConfig {
-                beta1: 1.0,
-                ..AdamConfig::default()
-            },
-            AdamConfig {
-                beta2: -0.1,
-                ..AdamConfig::default()
-            },
-            AdamConfig {
-                beta2: f64::NAN,
-                ..AdamConfig::default()
-            },
-            AdamConfig {
-                eps: -1e-8,
-                ..AdamConfig::default()
-            },
-            AdamConfig {
-                weight_decay: f64::INFINITY,
-                ..AdamConfig::default()
-            },
+            AdamConfig { beta1: 1.0, ..AdamConfig::default() },
+            AdamConfig { beta2: -0.1, ..AdamConfig::default() },
+            AdamConfig { beta2: f64::NAN, ..AdamConfig::default() },
+            AdamConfig { eps: -1e-8, ..AdamConfig::default() },
+            AdamConfig { weight_decay: f64::INFINITY, ..AdamConfig::default() },
         ];
         for cfg in bad {
             assert!(cfg.validate().is_err(), "{cfg:?}");

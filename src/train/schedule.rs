@@ -26,11 +26,7 @@ pub enum Schedule {
     /// fractions are clamped to `[0, 1]` (NaN warm-up -> 0, NaN hold -> 1); past
     /// `span` the cosine stays at 0 rather than rising again; if the warm-up
     /// covers the whole span the factor stays 1 after it.
-    WarmupCosine {
-        span: u64,
-        warmup_fraction: f64,
-        hold_fraction: f64,
-    },
+    WarmupCosine { span: u64, warmup_fraction: f64, hold_fraction: f64 },
 }
 
 impl Schedule {
@@ -48,11 +44,9 @@ impl Schedule {
                     None => 1.0,
                 }
             }
-            Schedule::WarmupCosine {
-                span,
-                warmup_fraction,
-                hold_fraction,
-            } => warmup_cosine(step, span, warmup_fraction, hold_fraction),
+            Schedule::WarmupCosine { span, warmup_fraction, hold_fraction } => {
+                warmup_cosine(step, span, warmup_fraction, hold_fraction)
+            }
         }
     }
 
@@ -63,16 +57,9 @@ impl Schedule {
         match *self {
             Schedule::Constant => {}
             Schedule::Step { gamma, .. } => {
-                ensure!(
-                    (0.0..=1.0).contains(&gamma),
-                    "step schedule: gamma must be in [0, 1], got {gamma}"
-                );
+                ensure!((0.0..=1.0).contains(&gamma), "step schedule: gamma must be in [0, 1], got {gamma}");
             }
-            Schedule::WarmupCosine {
-                warmup_fraction,
-                hold_fraction,
-                ..
-            } => {
+            Schedule::WarmupCosine { warmup_fraction, hold_fraction, .. } => {
                 ensure!(
                     (0.0..=1.0).contains(&warmup_fraction),
                     "warmup-cosine schedule: warmup_fraction must be in [0, 1], got {warmup_fraction}"
@@ -127,11 +114,7 @@ mod tests {
     use proptest::prelude::*;
 
     fn shd(span: u64) -> Schedule {
-        Schedule::WarmupCosine {
-            span,
-            warmup_fraction: 0.05,
-            hold_fraction: 0.95,
-        }
+        Schedule::WarmupCosine { span, warmup_fraction: 0.05, hold_fraction: 0.95 }
     }
 
     #[test]
@@ -143,10 +126,7 @@ mod tests {
 
     #[test]
     fn step_lr_boundaries() {
-        let sch = Schedule::Step {
-            every: 100,
-            gamma: 0.8,
-        };
+        let sch = Schedule::Step { every: 100, gamma: 0.8 };
         assert_eq!(sch.factor(0), 1.0);
         assert_eq!(sch.factor(99), 1.0);
         assert_relative_eq!(sch.factor(100), 0.8, max_relative = 1e-15);
@@ -160,10 +140,7 @@ mod tests {
 
     #[test]
     fn step_every_zero_is_constant() {
-        let sch = Schedule::Step {
-            every: 0,
-            gamma: 0.5,
-        };
+        let sch = Schedule::Step { every: 0, gamma: 0.5 };
         for s in [0, 1, 100, u64::MAX] {
             assert_eq!(sch.factor(s), 1.0);
         }
@@ -219,11 +196,7 @@ mod tests {
     #[test]
     fn hold_at_non_integer_point() {
         // hold_fraction * span = 9.5: steps >= 10 hold the value at step 9.
-        let sch = Schedule::WarmupCosine {
-            span: 10,
-            warmup_fraction: 0.0,
-            hold_fraction: 0.95,
-        };
+        let sch = Schedule::WarmupCosine { span: 10, warmup_fraction: 0.0, hold_fraction: 0.95 };
         let at9 = 0.5 * (1.0 + (PI * 0.9).cos());
         assert_relative_eq!(sch.factor(9), at9, max_relative = 1e-12);
         assert_eq!(sch.factor(10), sch.factor(9));
@@ -234,82 +207,42 @@ mod tests {
     #[test]
     fn warmup_cosine_edge_cases() {
         // span 0: constant 1.
-        let zero = Schedule::WarmupCosine {
-            span: 0,
-            warmup_fraction: 0.05,
-            hold_fraction: 0.95,
-        };
+        let zero = Schedule::WarmupCosine { span: 0, warmup_fraction: 0.05, hold_fraction: 0.95 };
         assert_eq!(zero.factor(0), 1.0);
         assert_eq!(zero.factor(10), 1.0);
         // No warm-up: starts at 1.
-        let no_warm = Schedule::WarmupCosine {
-            span: 100,
-            warmup_fraction: 0.0,
-            hold_fraction: 0.95,
-        };
+        let no_warm = Schedule::WarmupCosine { span: 100, warmup_fraction: 0.0, hold_fraction: 0.95 };
         assert_eq!(no_warm.factor(0), 1.0);
         // span 1, rounding warm-up to 0.
-        let one = Schedule::WarmupCosine {
-            span: 1,
-            warmup_fraction: 0.05,
-            hold_fraction: 0.95,
-        };
+        let one = Schedule::WarmupCosine { span: 1, warmup_fraction: 0.05, hold_fraction: 0.95 };
         assert_eq!(one.factor(0), 1.0);
         assert_eq!(one.factor(7), 1.0);
         // Warm-up over the whole span: then stays at 1.
-        let all_warm = Schedule::WarmupCosine {
-            span: 10,
-            warmup_fraction: 1.0,
-            hold_fraction: 1.0,
-        };
+        let all_warm = Schedule::WarmupCosine { span: 10, warmup_fraction: 1.0, hold_fraction: 1.0 };
         assert_eq!(all_warm.factor(4), 0.5);
         assert_eq!(all_warm.factor(9), 1.0);
         assert_eq!(all_warm.factor(10), 1.0);
         assert_eq!(all_warm.factor(100), 1.0);
         // No hold: reaches 0 at the end of the span and stays there.
-        let no_hold = Schedule::WarmupCosine {
-            span: 100,
-            warmup_fraction: 0.1,
-            hold_fraction: 1.0,
-        };
+        let no_hold = Schedule::WarmupCosine { span: 100, warmup_fraction: 0.1, hold_fraction: 1.0 };
         assert_eq!(no_hold.factor(100), 0.0);
         assert_eq!(no_hold.factor(1000), 0.0);
         // Hold inside the warm-up: held at the warm-up value.
-        let early = Schedule::WarmupCosine {
-            span: 100,
-            warmup_fraction: 0.5,
-            hold_fraction: 0.2,
-        };
+        let early = Schedule::WarmupCosine { span: 100, warmup_fraction: 0.5, hold_fraction: 0.2 };
         assert_eq!(early.factor(20), 21.0 / 50.0);
         assert_eq!(early.factor(99), 21.0 / 50.0);
         // Hold at 0: frozen at the first value.
-        let frozen = Schedule::WarmupCosine {
-            span: 100,
-            warmup_fraction: 0.1,
-            hold_fraction: 0.0,
-        };
+        let frozen = Schedule::WarmupCosine { span: 100, warmup_fraction: 0.1, hold_fraction: 0.0 };
         assert_eq!(frozen.factor(0), 0.1);
         assert_eq!(frozen.factor(50), 0.1);
         // Out-of-range and NaN fractions are clamped, not propagated.
-        let wild = Schedule::WarmupCosine {
-            span: 100,
-            warmup_fraction: f64::NAN,
-            hold_fraction: f64::NAN,
-        };
+        let wild = Schedule::WarmupCosine { span: 100, warmup_fraction: f64::NAN, hold_fraction: f64::NAN };
         assert_eq!(wild.factor(0), 1.0);
         assert_eq!(wild.factor(100), 0.0);
-        let wild = Schedule::WarmupCosine {
-            span: 100,
-            warmup_fraction: 7.0,
-            hold_fraction: -3.0,
-        };
+        let wild = Schedule::WarmupCosine { span: 100, warmup_fraction: 7.0, hold_fraction: -3.0 };
         assert_eq!(wild.factor(0), 0.01);
         // Huge span: no overflow.
-        let huge = Schedule::WarmupCosine {
-            span: u64::MAX,
-            warmup_fraction: 0.05,
-            hold_fraction: 0.95,
-        };
+        let huge = Schedule::WarmupCosine { span: u64::MAX, warmup_fraction: 0.05, hold_fraction: 0.95 };
         assert!(huge.factor(0) > 0.0 && huge.factor(u64::MAX).is_finite());
     }
 
@@ -317,35 +250,12 @@ mod tests {
     fn validation() {
         assert!(Schedule::Constant.validate().is_ok());
         assert!(shd(100).validate().is_ok());
-        assert!(Schedule::Step {
-            every: 0,
-            gamma: 1.0
-        }
-        .validate()
-        .is_ok());
-        assert!(Schedule::Step {
-            every: 10,
-            gamma: 1.5
-        }
-        .validate()
-        .is_err());
-        assert!(Schedule::Step {
-            every: 10,
-            gamma: f64::NAN
-        }
-        .validate()
-        .is_err());
-        let bad = Schedule::WarmupCosine {
-            span: 10,
-            warmup_fraction: -0.1,
-            hold_fraction: 0.9,
-        };
+        assert!(Schedule::Step { every: 0, gamma: 1.0 }.validate().is_ok());
+        assert!(Schedule::Step { every: 10, gamma: 1.5 }.validate().is_err());
+        assert!(Schedule::Step { every: 10, gamma: f64::NAN }.validate().is_err());
+        let bad = Schedule::WarmupCosine { span: 10, warmup_fraction: -0.1, hold_fraction: 0.9 };
         assert!(bad.validate().is_err());
-        let bad = Schedule::WarmupCosine {
-            span: 10,
-            warmup_fraction: 0.1,
-            hold_fraction: f64::NAN,
-        };
+        let bad = Schedule::WarmupCosine { span: 10, warmup_fraction: 0.1, hold_fraction: f64::NAN };
         assert!(bad.validate().is_err());
     }
 
@@ -353,15 +263,9 @@ mod tests {
         prop_oneof![
             Just(Schedule::Constant),
             (0u64..1000, 0.0f64..=1.0).prop_map(|(every, gamma)| Schedule::Step { every, gamma }),
-            (0u64..100_000, 0.0f64..=1.0, 0.0f64..=1.0).prop_map(
-                |(span, warmup_fraction, hold_fraction)| {
-                    Schedule::WarmupCosine {
-                        span,
-                        warmup_fraction,
-                        hold_fraction,
-                    }
-                }
-            ),
+            (0u64..100_000, 0.0f64..=1.0, 0.0f64..=1.0).prop_map(|(span, warmup_fraction, hold_fraction)| {
+                Schedule::WarmupCosine { span, warmup_fraction, hold_fraction }
+            }),
         ]
     }
 

@@ -86,24 +86,14 @@ pub fn objective(config: &Config) -> Objective {
     Objective {
         loss: config.model.readout.loss,
         skip_steps: config.model.readout.skip_steps,
-        rate_regulariser: (config.train.rate_reg > 0.0).then_some(RateRegulariser {
-            lambda: config.train.rate_reg,
-            target_hz: config.train.rate_target_hz,
-        }),
+        rate_regulariser: (config.train.rate_reg > 0.0)
+            .then_some(RateRegulariser { lambda: config.train.rate_reg, target_hz: config.train.rate_target_hz }),
     }
 }
 
 /// Loss and accuracy of `net` on `samples` (no dropout, no regulariser).
-pub fn evaluate(
-    net: &Network<f32>,
-    samples: &[Sample],
-    steps: usize,
-    objective: &Objective,
-) -> BatchStats {
-    let objective = Objective {
-        rate_regulariser: None,
-        ..*objective
-    };
+pub fn evaluate(net: &Network<f32>, samples: &[Sample], steps: usize, objective: &Objective) -> BatchStats {
+    let objective = Objective { rate_regulariser: None, ..*objective };
     let mut total = BatchStats::default();
     let (mut loss, mut rate) = (0.0, 0.0);
     for chunk in samples.chunks(EVAL_CHUNK) {
@@ -124,15 +114,9 @@ fn schedule(config: &Config) -> Schedule {
     match config.train.schedule {
         ScheduleConfig::Constant => Schedule::Constant,
         ScheduleConfig::Step { every, gamma } => Schedule::Step { every, gamma },
-        ScheduleConfig::WarmupCosine {
-            span,
-            warmup_fraction,
-            hold_fraction,
-        } => Schedule::WarmupCosine {
-            span,
-            warmup_fraction,
-            hold_fraction,
-        },
+        ScheduleConfig::WarmupCosine { span, warmup_fraction, hold_fraction } => {
+            Schedule::WarmupCosine { span, warmup_fraction, hold_fraction }
+        }
     }
 }
 
@@ -140,18 +124,10 @@ fn schedule(config: &Config) -> Schedule {
 pub fn clamp_decays(net: &mut Network<f32>, lo: f32, hi: f32) {
     for layer in &mut net.layers {
         match &mut layer.decays {
-            Decays::Synapse {
-                input, recurrent, ..
-            } => {
-                input
-                    .iter_mut()
-                    .chain(recurrent.iter_mut().flatten())
-                    .for_each(|d| *d = d.clamp(lo, hi));
+            Decays::Synapse { input, recurrent, .. } => {
+                input.iter_mut().chain(recurrent.iter_mut().flatten()).for_each(|d| *d = d.clamp(lo, hi));
             }
-            Decays::Neuron {
-                rho,
-                learnable: true,
-            } => rho.iter_mut().for_each(|d| *d = d.clamp(lo, hi)),
+            Decays::Neuron { rho, learnable: true } => rho.iter_mut().for_each(|d| *d = d.clamp(lo, hi)),
             Decays::Neuron { .. } => {}
         }
     }
@@ -160,10 +136,7 @@ pub fn clamp_decays(net: &mut Network<f32>, lo: f32, hi: f32) {
 /// Seed of the dropout masks of one iteration.
 fn dropout_seed(seed: u64, iteration: u64) -> u64 {
     // splitmix64 of (seed, iteration)
-    let mut z = seed
-        ^ iteration
-            .wrapping_mul(0x9E37_79B9_7F4A_7C15)
-            .wrapping_add(0xD1B5_4A32_D192_ED03);
+    let mut z = seed ^ iteration.wrapping_mul(0x9E37_79B9_7F4A_7C15).wrapping_add(0xD1B5_4A32_D192_ED03);
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
     z ^ (z >> 31)
@@ -194,8 +167,7 @@ pub fn train(config: &Config, run_dir: &Path, options: &TrainOptions) -> Result<
     let mut train_rng = ChaCha8Rng::seed_from_u64(config.seed);
     train_rng.set_stream(STREAM_TRAIN);
 
-    let mut net: Network<f32> =
-        init::build(&config.model, shape.channels, shape.outputs, &mut init_rng);
+    let mut net: Network<f32> = init::build(&config.model, shape.channels, shape.outputs, &mut init_rng);
     let train = &config.train;
     let adam_config = AdamConfig {
         beta1: train.beta1,
@@ -210,11 +182,7 @@ pub fn train(config: &Config, run_dir: &Path, options: &TrainOptions) -> Result<
     let schedule = schedule(config);
     let (decay_min, decay_max) = (config.model.decay_min as f32, config.model.decay_max as f32);
 
-    let bar = if options.progress {
-        ProgressBar::new(train.iterations)
-    } else {
-        ProgressBar::hidden()
-    };
+    let bar = if options.progress { ProgressBar::new(train.iterations) } else { ProgressBar::hidden() };
     bar.set_style(
         ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {pos}/{len} {msg}")
             .unwrap_or_else(|_| ProgressStyle::default_bar())
@@ -240,34 +208,20 @@ pub fn train(config: &Config, run_dir: &Path, options: &TrainOptions) -> Result<
         last_test_loss: f64::NAN,
         best_validation_loss: f64::INFINITY,
     };
-    let (
-        mut window_loss,
-        mut window_correct,
-        mut window_samples,
-        mut window_rate,
-        mut window_iters,
-    ) = (0.0, 0usize, 0usize, 0.0, 0u64);
+    let (mut window_loss, mut window_correct, mut window_samples, mut window_rate, mut window_iters) =
+        (0.0, 0usize, 0usize, 0.0, 0u64);
 
     for iteration in 0..train.iterations {
         let samples = task.train_batch(train.batch_size, &mut train_rng);
-        let dropout = Dropout::Random {
-            p: config.model.dropout,
-            seed: dropout_seed(config.seed, iteration),
-        };
+        let dropout = Dropout::Random { p: config.model.dropout, seed: dropout_seed(config.seed, iteration) };
         let (stats, grad) = net.loss_and_grad(&samples, shape.steps, &objective, dropout, true);
         if !stats.loss.is_finite() {
-            bail!(
-                "iteration {iteration}: the training loss is {} (try a lower train.lr)",
-                stats.loss
-            );
+            bail!("iteration {iteration}: the training loss is {} (try a lower train.lr)", stats.loss);
         }
         let mut grad = grad.context("gradient was requested")?;
         let mut grads: Vec<&mut [f32]> = grad.params_mut();
         if let Some(bad) = grads.iter().position(|g| g.iter().any(|v| !v.is_finite())) {
-            bail!(
-                "iteration {iteration}: the gradient of `{}` is not finite",
-                net.params()[bad].0.name
-            );
+            bail!("iteration {iteration}: the gradient of `{}` is not finite", net.params()[bad].0.name);
         }
         if train.grad_clip > 0.0 {
             clip_grad_norm(&mut grads, train.grad_clip);
@@ -308,13 +262,7 @@ pub fn train(config: &Config, run_dir: &Path, options: &TrainOptions) -> Result<
                 mean_rate_hz: window_rate / window_iters as f64,
                 elapsed_s: started.elapsed().as_secs_f64(),
             };
-            (
-                window_loss,
-                window_correct,
-                window_samples,
-                window_rate,
-                window_iters,
-            ) = (0.0, 0, 0, 0.0, 0);
+            (window_loss, window_correct, window_samples, window_rate, window_iters) = (0.0, 0, 0, 0.0, 0);
             let level_info = !options.progress;
             if level_info {
                 tracing::info!(
@@ -342,15 +290,7 @@ pub fn train(config: &Config, run_dir: &Path, options: &TrainOptions) -> Result<
                 summary.best_validation_loss = row.validation_loss;
                 summary.best_validation_step = step;
                 summary.test_accuracy_at_best_validation = row.test_accuracy;
-                checkpoint::save(
-                    &checkpoints.join("best.safetensors"),
-                    &net,
-                    config,
-                    step,
-                    step,
-                    &metrics,
-                    None,
-                )?;
+                checkpoint::save(&checkpoints.join("best.safetensors"), &net, config, step, step, &metrics, None)?;
             }
             if row.test_accuracy > summary.best_test_accuracy {
                 summary.best_test_accuracy = row.test_accuracy;
@@ -360,15 +300,7 @@ pub fn train(config: &Config, run_dir: &Path, options: &TrainOptions) -> Result<
             summary.last_validation_accuracy = row.validation_accuracy;
             summary.last_train_loss = row.train_loss;
             summary.last_test_loss = row.test_loss;
-            checkpoint::save(
-                &checkpoints.join("last.safetensors"),
-                &net,
-                config,
-                step,
-                step,
-                &metrics,
-                Some(&adam),
-            )?;
+            checkpoint::save(&checkpoints.join("last.safetensors"), &net, config, step, step, &metrics, Some(&adam))?;
             rows.push(row);
             write_metrics(&run_dir.join("metrics.csv"), &rows)?;
         }
@@ -376,20 +308,13 @@ pub fn train(config: &Config, run_dir: &Path, options: &TrainOptions) -> Result<
     bar.finish_and_clear();
     summary.steps = train.iterations;
     summary.elapsed_s = started.elapsed().as_secs_f64();
-    write_atomic(
-        &run_dir.join("summary.json"),
-        serde_json::to_string_pretty(&summary)?.as_bytes(),
-    )?;
+    write_atomic(&run_dir.join("summary.json"), serde_json::to_string_pretty(&summary)?.as_bytes())?;
     Ok(summary)
 }
 
 /// `<dir>/<name>-<UTC timestamp>`, with a numeric suffix if that exists already.
 pub fn new_run_dir(config: &Config) -> PathBuf {
-    let base = Path::new(&config.output.dir).join(format!(
-        "{}-{}",
-        config.name,
-        crate::io::atomic::utc_timestamp()
-    ));
+    let base = Path::new(&config.output.dir).join(format!("{}-{}", config.name, crate::io::atomic::utc_timestamp()));
     let mut dir = base.clone();
     let mut k = 1;
     while dir.exists() {
