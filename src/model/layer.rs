@@ -574,3 +574,73 @@ mod simd {
     compiled_for!("avx512f", forward_avx512, backward_avx512);
     compiled_for!("avx2", forward_avx2, backward_avx2);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Surrogate;
+    use rand::{Rng, SeedableRng};
+    use rand_chacha::ChaCha8Rng;
+
+    fn random_layer(rng: &mut ChaCha8Rng, inputs: usize, size: usize) -> Layer<f32> {
+        let mut v = |n: usize, lo: f32, hi: f32| -> Vec<f32> { (0..n).map(|_| rng.gen_range(lo..hi)).collect() };
+        Layer {
+            inputs,
+            size,
+            input_weight: v(size * inputs, -0.5, 0.9),
+            recurrent_weight: Some(v(size * size, -0.3, 0.3)),
+            decays: Decays::Synapse {
+                input: v(size * inputs, 0.5, 0.99),
+                recurrent: Some(v(size * size, 0.5, 0.99)),
+                reset: 0.9,
+            },
+            spiking: Some(Spiking { threshold: 1.0, activation: Activation::Step(Surrogate::MultiGaussian), adaptation: None }),
+        }
+    }
+
+    /// The run-time choice of instruction set changes no bit of any result.
+    #[test]
+    fn every_instruction_set_gives_the_same_bits() {
+        let mut rng = ChaCha8Rng::seed_from_u64(5);
+        let (inputs, size, steps) = (101, 37, 60);
+        let layer = random_layer(&mut rng, inputs, size);
+        let x: Vec<f32> = (0..steps * inputs).map(|_| if rng.gen::<f64>() < 0.1 { 1.0 } else { 0.0 }).collect();
+        let d_out: Vec<f32> = (0..steps * size).map(|_| rng.gen_range(-1.0..1.0)).collect();
+
+        let run = |which: usize| {
+            let mut tape = LayerTape::default();
+            let mut grad = layer.zeros_like();
+            let mut dx = vec![0.0f32; steps * inputs];
+            let input = LayerInput::Dense(&x);
+            match which {
+                0 => {
+                    layer.forward_body(input, steps, &mut tape);
+                    layer.backward_body(input, steps, &tape, &d_out, None, &mut grad, Some(&mut dx));
+                }
+                #[cfg(target_arch = "x86_64")]
+                1 => unsafe {
+                    simd::forward_avx2(&layer, input, steps, &mut tape);
+                    simd::backward_avx2(&layer, input, steps, &tape, &d_out, None, &mut grad, Some(&mut dx));
+                },
+                #[cfg(target_arch = "x86_64")]
+                2 => unsafe {
+                    simd::forward_avx512(&layer, input, steps, &mut tape);
+                    simd::backward_avx512(&layer, input, steps, &tape, &d_out, None, &mut grad, Some(&mut dx));
+                },
+                _ => unreachable!(),
+            }
+            (tape.potential, tape.spikes, grad, dx)
+        };
+        let portable = run(0);
+        assert!(portable.1.iter().any(|z| *z > 0.0), "the layer must spike for the test to mean anything");
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::arch::is_x86_feature_detected!("avx2") {
+                assert!(run(1) == portable, "AVX2 results differ from the portable code");
+            }
+            if std::arch::is_x86_feature_detected!("avx512f") {
+                assert!(run(2) == portable, "AVX-512 results differ from the portable code");
+            }
+        }
+    }
+}
