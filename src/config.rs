@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::model::{LossKind, Surrogate};
 use crate::tasks::dms::DmsConfig;
+use crate::tasks::pattern::PatternConfig;
 
 /// A whole run: model, task, training and output settings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -194,6 +195,18 @@ fn default_adaptation_strength() -> f64 {
 pub enum TaskConfig {
     /// Delayed match-to-sample (paper §4.2).
     Dms(DmsConfig),
+    /// Pattern generation (paper §4.1).
+    Pattern(PatternConfig),
+}
+
+impl TaskConfig {
+    /// Sets the rate of the task's background noise channels, Hz.
+    pub fn set_noise_rate(&mut self, hz: f64) {
+        match self {
+            TaskConfig::Dms(d) => d.noise_rate = hz,
+            TaskConfig::Pattern(p) => p.noise_rate = hz,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -433,6 +446,12 @@ impl Config {
                 }
                 if m.readout.loss == LossKind::Mse {
                     bail!("model.readout.loss = \"mse\": the dms task is a classification; use \"last\" or \"softmax_sum\"");
+                }
+            }
+            TaskConfig::Pattern(p) => {
+                p.validate(m.dt)?;
+                if m.readout.loss != LossKind::Mse {
+                    bail!("model.readout.loss = {:?}: the pattern task is a regression; use \"mse\"", m.readout.loss);
                 }
             }
         }

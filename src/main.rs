@@ -96,6 +96,9 @@ struct EvalArgs {
     /// Where to write the CSV (default: next to the checkpoint, `<name>.eval.csv`).
     #[arg(long)]
     csv: Option<PathBuf>,
+    /// Also evaluate with the task's background noise at these rates (Hz, comma separated); one CSV row each.
+    #[arg(long, value_delimiter = ',')]
+    noise_rates: Vec<f64>,
 }
 
 fn init_logging(quiet: bool, verbose: u8) {
@@ -125,13 +128,16 @@ fn run_train(args: TrainArgs, quiet: bool) -> Result<()> {
     let run_dir = args.out.unwrap_or_else(|| train::trainer::new_run_dir(&config));
     tracing::info!(run_dir = %run_dir.display(), model = ?config.model.kind, "training");
     let summary = train::train(&config, &run_dir, &TrainOptions { progress: !quiet && !args.no_progress })?;
+    let percent = |a: Option<f64>| a.map(|a| format!("{:.2}%", 100.0 * a)).unwrap_or_else(|| "-".into());
     println!(
-        "{}: test accuracy {:.2}% at best validation (step {}), last {:.2}%, best on test {:.2}%; {:.1} s",
+        "{}: at best validation (step {}) test accuracy {}, test loss {:.6}; last test accuracy {}, loss {:.6}; best on test {}; {:.1} s",
         run_dir.display(),
-        100.0 * summary.test_accuracy_at_best_validation,
         summary.best_validation_step,
-        100.0 * summary.last_test_accuracy,
-        100.0 * summary.best_test_accuracy,
+        percent(summary.test_accuracy_at_best_validation),
+        summary.test_loss_at_best_validation,
+        percent(summary.last_test_accuracy),
+        summary.last_test_loss,
+        percent(summary.best_test_accuracy),
         summary.elapsed_s
     );
     Ok(())
@@ -140,54 +146,72 @@ fn run_train(args: TrainArgs, quiet: bool) -> Result<()> {
 fn run_eval(args: EvalArgs) -> Result<()> {
     init_threads(args.threads)?;
     let ckpt = checkpoint::load(&args.checkpoint)?;
-    let task = tasks::build(&ckpt.config)?;
-    let shape = task.shape();
-    if shape.channels != ckpt.network.inputs() || shape.outputs != ckpt.network.outputs() {
-        anyhow::bail!(
-            "checkpoint {}: the network has {} inputs and {} outputs, its task needs {} and {}",
-            args.checkpoint.display(),
-            ckpt.network.inputs(),
-            ckpt.network.outputs(),
-            shape.channels,
-            shape.outputs
-        );
+    let mut conditions = vec![("clean".to_string(), ckpt.config.clone())];
+    for rate in &args.noise_rates {
+        let mut config = ckpt.config.clone();
+        config.task.set_noise_rate(*rate);
+        config.validate().with_context(|| format!("--noise-rates {rate}"))?;
+        conditions.push((format!("noise_rate={rate}"), config));
     }
-    let objective = train::objective(&ckpt.config);
-    let test = train::evaluate(&ckpt.network, task.test(), shape.steps, &objective);
-    let logged = ckpt.metrics.get("test_accuracy").and_then(|v| v.as_f64());
-    println!(
-        "{}: step {}, test accuracy {:.4} ({} of {}), test loss {:.6}{}",
-        args.checkpoint.display(),
-        ckpt.step,
-        test.accuracy(),
-        test.correct,
-        test.samples,
-        test.loss,
-        logged.map(|l| format!(", logged at training: {l:.4}")).unwrap_or_default()
-    );
-    let csv_path = args.csv.unwrap_or_else(|| args.checkpoint.with_extension("eval.csv"));
+    let logged = |key: &str| ckpt.metrics.get(key).and_then(|v| v.as_f64());
     let mut writer = csv::Writer::from_writer(Vec::new());
-    writer.write_record([
-        "checkpoint",
-        "step",
-        "condition",
-        "samples",
-        "correct",
-        "test_accuracy",
-        "test_loss",
-        "logged_test_accuracy",
-    ])?;
-    writer.write_record([
-        args.checkpoint.display().to_string(),
-        ckpt.step.to_string(),
-        "clean".into(),
-        test.samples.to_string(),
-        test.correct.to_string(),
-        test.accuracy().to_string(),
-        test.loss.to_string(),
-        logged.map(|l| l.to_string()).unwrap_or_default(),
-    ])?;
+    for (k, (condition, config)) in conditions.iter().enumerate() {
+        let task = tasks::build(config)?;
+        let shape = task.shape();
+        if shape.channels != ckpt.network.inputs() || shape.outputs != ckpt.network.outputs() {
+            anyhow::bail!(
+                "checkpoint {}: the network has {} inputs and {} outputs, its task needs {} and {}",
+                args.checkpoint.display(),
+                ckpt.network.inputs(),
+                ckpt.network.outputs(),
+                shape.channels,
+                shape.outputs
+            );
+        }
+        let objective = train::objective(config);
+        let test = train::evaluate(&ckpt.network, task.as_ref(), task.test(), &objective);
+        let fmt = |v: Option<f64>| v.map(|v| v.to_string()).unwrap_or_default();
+        if k == 0 {
+            let mut header: Vec<String> = ["checkpoint", "step", "condition", "samples", "test_loss", "test_accuracy"]
+                .iter()
+                .map(|s| s.to_string())
+                .collect();
+            header.extend(test.metrics.iter().map(|(name, _)| format!("test_{name}")));
+            header.extend(["logged_test_loss".to_string(), "logged_test_accuracy".to_string()]);
+            writer.write_record(&header)?;
+        }
+        let metrics: Vec<String> = test.metrics.iter().map(|(name, v)| format!(", {name} {v:.4}")).collect();
+        println!(
+            "{} [{condition}]: step {}, test loss {:.6}{}{} ({} samples)",
+            args.checkpoint.display(),
+            ckpt.step,
+            test.stats.loss,
+            test.accuracy.map(|a| format!(", test accuracy {a:.4}")).unwrap_or_default(),
+            metrics.concat(),
+            test.stats.samples
+        );
+        let mut record = vec![
+            args.checkpoint.display().to_string(),
+            ckpt.step.to_string(),
+            condition.clone(),
+            test.stats.samples.to_string(),
+            test.stats.loss.to_string(),
+            fmt(test.accuracy),
+        ];
+        record.extend(test.metrics.iter().map(|(_, v)| v.to_string()));
+        let clean = k == 0;
+        record.push(if clean { fmt(logged("test_loss")) } else { String::new() });
+        record.push(if clean { fmt(logged("test_accuracy")) } else { String::new() });
+        writer.write_record(&record)?;
+        if clean {
+            if let Some(l) = logged("test_accuracy").or(logged("test_loss")) {
+                println!("  logged at training: {l}");
+            }
+        }
+    }
+    let csv_path = args.csv.unwrap_or_else(|| args.checkpoint.with_extension("eval.csv"));
     write_atomic(&csv_path, &writer.into_inner().context("cannot format the CSV")?)?;
+    println!("wrote {}", csv_path.display());
     Ok(())
 }
 

@@ -2,6 +2,7 @@
 //! spike trains (or analog inputs) and targets; the trainer is generic over it.
 
 pub mod dms;
+pub mod pattern;
 
 use rand_chacha::ChaCha8Rng;
 
@@ -53,6 +54,11 @@ pub trait Task: Send + Sync {
     /// Held-out samples for the reported test accuracy; never used for training
     /// or model selection.
     fn test(&self) -> &[Sample];
+    /// Task-specific figures of one readout trace `[steps, outputs]`, averaged
+    /// over held-out samples by the trainer (named columns of metrics.csv).
+    fn output_metrics(&self, _output: &[f32]) -> Vec<(String, f64)> {
+        Vec::new()
+    }
 }
 
 /// The task a config describes, with its fixed validation and test sets drawn
@@ -60,5 +66,8 @@ pub trait Task: Send + Sync {
 pub fn build(config: &crate::config::Config) -> anyhow::Result<Box<dyn Task>> {
     match &config.task {
         crate::config::TaskConfig::Dms(dms) => Ok(Box::new(dms::Dms::new(dms.clone(), config.model.dt, config.seed)?)),
+        crate::config::TaskConfig::Pattern(p) => {
+            Ok(Box::new(pattern::Pattern::new(p.clone(), config.model.dt, config.seed)?))
+        }
     }
 }

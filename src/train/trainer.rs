@@ -2,6 +2,7 @@
 //! gradients from the network, Adam/AdamW steps, decay clamping, periodic
 //! evaluation on the held-out validation and test sets, metrics, checkpoints.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -9,6 +10,7 @@ use anyhow::{bail, Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
+use rayon::prelude::*;
 use serde::Serialize;
 
 use super::optim::{clip_grad_norm, Adam, AdamConfig};
@@ -18,7 +20,7 @@ use crate::io::atomic::write_atomic;
 use crate::io::checkpoint;
 use crate::model::network::Objective;
 use crate::model::{init, BatchStats, Decays, Dropout, Network, ParamKind, RateRegulariser};
-use crate::tasks::{self, Sample, Task};
+use crate::tasks::{self, Sample, Task, TaskKind};
 
 /// RNG streams of a run, all from `config.seed`.
 const STREAM_INIT: u64 = 10;
@@ -33,7 +35,8 @@ pub struct TrainOptions {
     pub progress: bool,
 }
 
-/// One row of `metrics.csv`.
+/// One row of `metrics.csv`. Accuracies are empty for regression tasks; the
+/// task's own figures (e.g. repeat distances) follow as extra columns.
 #[derive(Debug, Clone, Serialize)]
 pub struct MetricsRow {
     /// Optimizer steps taken.
@@ -42,19 +45,60 @@ pub struct MetricsRow {
     pub iteration: u64,
     /// Mean over the iterations since the previous row.
     pub train_loss: f64,
-    pub train_accuracy: f64,
+    pub train_accuracy: Option<f64>,
     pub validation_loss: f64,
-    pub validation_accuracy: f64,
+    pub validation_accuracy: Option<f64>,
     pub test_loss: f64,
-    pub test_accuracy: f64,
+    pub test_accuracy: Option<f64>,
     /// Learning rate of the weights at the last step.
     pub lr: f64,
     /// Mean hidden firing rate over the training batches since the previous row, Hz.
     pub mean_rate_hz: f64,
     pub elapsed_s: f64,
+    /// Task figures on the test set, e.g. `distance_2_1`.
+    #[serde(skip)]
+    pub test_metrics: Vec<(String, f64)>,
 }
 
-/// `summary.json`: the three honest accuracies, labelled.
+const METRICS_COLUMNS: [&str; 11] = [
+    "step",
+    "iteration",
+    "train_loss",
+    "train_accuracy",
+    "validation_loss",
+    "validation_accuracy",
+    "test_loss",
+    "test_accuracy",
+    "lr",
+    "mean_rate_hz",
+    "elapsed_s",
+];
+
+impl MetricsRow {
+    fn values(&self) -> Vec<String> {
+        let opt = |v: Option<f64>| v.map(|v| v.to_string()).unwrap_or_default();
+        let mut out = vec![
+            self.step.to_string(),
+            self.iteration.to_string(),
+            self.train_loss.to_string(),
+            opt(self.train_accuracy),
+            self.validation_loss.to_string(),
+            opt(self.validation_accuracy),
+            self.test_loss.to_string(),
+            opt(self.test_accuracy),
+            self.lr.to_string(),
+            self.mean_rate_hz.to_string(),
+            self.elapsed_s.to_string(),
+        ];
+        out.extend(self.test_metrics.iter().map(|(_, v)| v.to_string()));
+        out
+    }
+}
+
+/// `summary.json`: the honest figures, labelled. The model is selected on the
+/// validation set (accuracy for classification, ties broken by lower loss; loss
+/// for regression); test figures of the best-on-test evaluation are reported
+/// only because papers do, and are labelled as such.
 #[derive(Debug, Clone, Serialize)]
 pub struct RunSummary {
     pub name: String,
@@ -63,22 +107,36 @@ pub struct RunSummary {
     pub seed: u64,
     pub steps: u64,
     pub elapsed_s: f64,
-    /// Step of the best validation accuracy (ties: lower validation loss); the
-    /// model saved as `best.safetensors`.
+    /// `validation_accuracy` or `validation_loss`.
+    pub selected_on: String,
+    /// Step of the model saved as `best.safetensors`.
     pub best_validation_step: u64,
-    pub best_validation_accuracy: f64,
-    /// Test accuracy of the model selected on validation.
-    pub test_accuracy_at_best_validation: f64,
-    /// Test accuracy after the last step.
-    pub last_test_accuracy: f64,
-    pub last_validation_accuracy: f64,
-    /// Best test accuracy over all evaluations: selected on the test set, so an
-    /// optimistic figure, reported only because papers do.
-    pub best_test_accuracy: f64,
-    pub best_test_step: u64,
-    pub last_train_loss: f64,
-    pub last_test_loss: f64,
+    pub best_validation_accuracy: Option<f64>,
     pub best_validation_loss: f64,
+    /// Test figures of the model selected on validation.
+    pub test_accuracy_at_best_validation: Option<f64>,
+    pub test_loss_at_best_validation: f64,
+    pub test_metrics_at_best_validation: BTreeMap<String, f64>,
+    /// After the last step.
+    pub last_validation_accuracy: Option<f64>,
+    pub last_test_accuracy: Option<f64>,
+    pub last_test_loss: f64,
+    pub last_train_loss: f64,
+    pub last_test_metrics: BTreeMap<String, f64>,
+    /// Best test figure over all evaluations (selected on the test set: optimistic).
+    pub best_test_accuracy: Option<f64>,
+    pub best_test_loss: f64,
+    pub best_test_step: u64,
+}
+
+/// Loss, accuracy and task figures of a model on held-out samples.
+#[derive(Debug, Clone)]
+pub struct Evaluation {
+    pub stats: BatchStats,
+    /// `None` for regression tasks.
+    pub accuracy: Option<f64>,
+    /// Task figures averaged over the samples.
+    pub metrics: Vec<(String, f64)>,
 }
 
 /// The loss of a config.
@@ -91,13 +149,15 @@ pub fn objective(config: &Config) -> Objective {
     }
 }
 
-/// Loss and accuracy of `net` on `samples` (no dropout, no regulariser).
-pub fn evaluate(net: &Network<f32>, samples: &[Sample], steps: usize, objective: &Objective) -> BatchStats {
+/// Loss, accuracy and the task's figures of `net` on `samples` (no dropout,
+/// no regulariser).
+pub fn evaluate(net: &Network<f32>, task: &dyn Task, samples: &[Sample], objective: &Objective) -> Evaluation {
+    let shape = task.shape();
     let objective = Objective { rate_regulariser: None, ..*objective };
     let mut total = BatchStats::default();
     let (mut loss, mut rate) = (0.0, 0.0);
     for chunk in samples.chunks(EVAL_CHUNK) {
-        let (stats, _) = net.loss_and_grad(chunk, steps, &objective, Dropout::None, false);
+        let (stats, _) = net.loss_and_grad(chunk, shape.steps, &objective, Dropout::None, false);
         loss += stats.loss * stats.samples as f64;
         rate += stats.mean_rate_hz * stats.samples as f64;
         total.samples += stats.samples;
@@ -107,7 +167,27 @@ pub fn evaluate(net: &Network<f32>, samples: &[Sample], steps: usize, objective:
     total.loss = loss / n;
     total.task_loss = total.loss;
     total.mean_rate_hz = rate / n;
-    total
+    // task figures need the readout traces (regression tasks have few held-out samples)
+    let mut metrics: Vec<(String, f64)> = Vec::new();
+    if shape.kind == TaskKind::Regression {
+        let per_sample: Vec<Vec<(String, f64)>> = samples
+            .par_iter()
+            .map(|s| {
+                let tape = net.forward(&s.input, shape.steps, Vec::new());
+                task.output_metrics(net.output(&tape))
+            })
+            .collect();
+        for sample in &per_sample {
+            for (k, (name, v)) in sample.iter().enumerate() {
+                match metrics.get_mut(k) {
+                    Some(m) => m.1 += v / n,
+                    None => metrics.push((name.clone(), v / n)),
+                }
+            }
+        }
+    }
+    let accuracy = (shape.kind == TaskKind::Classification).then(|| total.accuracy());
+    Evaluation { stats: total, accuracy, metrics }
 }
 
 fn schedule(config: &Config) -> Schedule {
@@ -144,8 +224,13 @@ fn dropout_seed(seed: u64, iteration: u64) -> u64 {
 
 fn write_metrics(path: &Path, rows: &[MetricsRow]) -> Result<()> {
     let mut writer = csv::Writer::from_writer(Vec::new());
+    let mut header: Vec<String> = METRICS_COLUMNS.iter().map(|c| c.to_string()).collect();
+    if let Some(first) = rows.first() {
+        header.extend(first.test_metrics.iter().map(|(name, _)| format!("test_{name}")));
+    }
+    writer.write_record(&header)?;
     for row in rows {
-        writer.serialize(row)?;
+        writer.write_record(row.values())?;
     }
     let bytes = writer.into_inner().context("cannot format metrics")?;
     write_atomic(path, &bytes)
@@ -190,6 +275,7 @@ pub fn train(config: &Config, run_dir: &Path, options: &TrainOptions) -> Result<
     );
 
     let mut rows: Vec<MetricsRow> = Vec::new();
+    let classification = shape.kind == TaskKind::Classification;
     let mut summary = RunSummary {
         name: config.name.clone(),
         run_dir: run_dir.display().to_string(),
@@ -197,16 +283,21 @@ pub fn train(config: &Config, run_dir: &Path, options: &TrainOptions) -> Result<
         seed: config.seed,
         steps: 0,
         elapsed_s: 0.0,
+        selected_on: if classification { "validation_accuracy" } else { "validation_loss" }.to_string(),
         best_validation_step: 0,
-        best_validation_accuracy: f64::NEG_INFINITY,
-        test_accuracy_at_best_validation: 0.0,
-        last_test_accuracy: 0.0,
-        last_validation_accuracy: 0.0,
-        best_test_accuracy: f64::NEG_INFINITY,
-        best_test_step: 0,
-        last_train_loss: f64::NAN,
-        last_test_loss: f64::NAN,
+        best_validation_accuracy: None,
         best_validation_loss: f64::INFINITY,
+        test_accuracy_at_best_validation: None,
+        test_loss_at_best_validation: f64::NAN,
+        test_metrics_at_best_validation: BTreeMap::new(),
+        last_validation_accuracy: None,
+        last_test_accuracy: None,
+        last_test_loss: f64::NAN,
+        last_train_loss: f64::NAN,
+        last_test_metrics: BTreeMap::new(),
+        best_test_accuracy: None,
+        best_test_loss: f64::INFINITY,
+        best_test_step: 0,
     };
     let (mut window_loss, mut window_correct, mut window_samples, mut window_rate, mut window_iters) =
         (0.0, 0usize, 0usize, 0.0, 0u64);
@@ -247,59 +338,77 @@ pub fn train(config: &Config, run_dir: &Path, options: &TrainOptions) -> Result<
         bar.inc(1);
 
         if step % train.eval_every == 0 || step == train.iterations {
-            let validation = evaluate(&net, task.validation(), shape.steps, &objective);
-            let test = evaluate(&net, task.test(), shape.steps, &objective);
+            let validation = evaluate(&net, task.as_ref(), task.validation(), &objective);
+            let test = evaluate(&net, task.as_ref(), task.test(), &objective);
             let row = MetricsRow {
                 step,
                 iteration: step,
                 train_loss: window_loss / window_iters as f64,
-                train_accuracy: window_correct as f64 / window_samples.max(1) as f64,
-                validation_loss: validation.loss,
-                validation_accuracy: validation.accuracy(),
-                test_loss: test.loss,
-                test_accuracy: test.accuracy(),
+                train_accuracy: classification.then(|| window_correct as f64 / window_samples.max(1) as f64),
+                validation_loss: validation.stats.loss,
+                validation_accuracy: validation.accuracy,
+                test_loss: test.stats.loss,
+                test_accuracy: test.accuracy,
                 lr: train.lr * factor,
                 mean_rate_hz: window_rate / window_iters as f64,
                 elapsed_s: started.elapsed().as_secs_f64(),
+                test_metrics: test.metrics.clone(),
             };
             (window_loss, window_correct, window_samples, window_rate, window_iters) = (0.0, 0, 0, 0.0, 0);
-            let level_info = !options.progress;
-            if level_info {
+            let percent = |a: Option<f64>| a.map(|a| format!("{:.1}%", 100.0 * a)).unwrap_or_else(|| "-".into());
+            if !options.progress {
                 tracing::info!(
                     step,
                     train_loss = row.train_loss,
-                    validation_accuracy = row.validation_accuracy,
-                    test_accuracy = row.test_accuracy,
+                    validation_loss = row.validation_loss,
+                    test_loss = row.test_loss,
+                    validation_accuracy = %percent(row.validation_accuracy),
+                    test_accuracy = %percent(row.test_accuracy),
                     rate_hz = row.mean_rate_hz,
                     "evaluated"
                 );
             }
             bar.set_message(format!(
-                "loss {:.4} val {:.1}% test {:.1}% {:.1} Hz",
+                "loss {:.4} val {} test {} {:.1} Hz",
                 row.train_loss,
-                100.0 * row.validation_accuracy,
-                100.0 * row.test_accuracy,
+                percent(row.validation_accuracy),
+                percent(row.test_accuracy),
                 row.mean_rate_hz
             ));
-            let metrics = serde_json::to_value(&row)?;
-            let better = row.validation_accuracy > summary.best_validation_accuracy
-                || (row.validation_accuracy == summary.best_validation_accuracy
-                    && row.validation_loss < summary.best_validation_loss);
+            let mut metrics = serde_json::to_value(&row)?;
+            for (name, v) in &row.test_metrics {
+                metrics[format!("test_{name}")] = serde_json::json!(v);
+            }
+            let better = match (row.validation_accuracy, summary.best_validation_accuracy) {
+                (Some(a), Some(best)) => a > best || (a == best && row.validation_loss < summary.best_validation_loss),
+                (Some(_), None) => true,
+                (None, _) => row.validation_loss < summary.best_validation_loss,
+            };
+            let test_metrics: BTreeMap<String, f64> = row.test_metrics.iter().cloned().collect();
             if better {
                 summary.best_validation_accuracy = row.validation_accuracy;
                 summary.best_validation_loss = row.validation_loss;
                 summary.best_validation_step = step;
                 summary.test_accuracy_at_best_validation = row.test_accuracy;
+                summary.test_loss_at_best_validation = row.test_loss;
+                summary.test_metrics_at_best_validation = test_metrics.clone();
                 checkpoint::save(&checkpoints.join("best.safetensors"), &net, config, step, step, &metrics, None)?;
             }
-            if row.test_accuracy > summary.best_test_accuracy {
+            let best_test = match (row.test_accuracy, summary.best_test_accuracy) {
+                (Some(a), Some(best)) => a > best,
+                (Some(_), None) => true,
+                (None, _) => row.test_loss < summary.best_test_loss,
+            };
+            if best_test {
                 summary.best_test_accuracy = row.test_accuracy;
+                summary.best_test_loss = row.test_loss;
                 summary.best_test_step = step;
             }
             summary.last_test_accuracy = row.test_accuracy;
             summary.last_validation_accuracy = row.validation_accuracy;
             summary.last_train_loss = row.train_loss;
             summary.last_test_loss = row.test_loss;
+            summary.last_test_metrics = test_metrics;
             checkpoint::save(&checkpoints.join("last.safetensors"), &net, config, step, step, &metrics, Some(&adam))?;
             rows.push(row);
             write_metrics(&run_dir.join("metrics.csv"), &rows)?;
