@@ -298,11 +298,13 @@ impl Default for TrainConfig {
 pub struct OutputConfig {
     /// Parent directory of run directories.
     pub dir: String,
+    /// summary.json reports the fraction of learned time constants above this, s.
+    pub tau_threshold: f64,
 }
 
 impl Default for OutputConfig {
     fn default() -> Self {
-        OutputConfig { dir: "results".into() }
+        OutputConfig { dir: "results".into(), tau_threshold: 0.7 }
     }
 }
 
@@ -392,6 +394,9 @@ impl Config {
             t.validate("model.readout.tau_init")?;
         }
 
+        if !(self.output.tau_threshold.is_finite() && self.output.tau_threshold >= 0.0) {
+            bail!("output.tau_threshold = {}: must be a number of seconds >= 0", self.output.tau_threshold);
+        }
         let t = &self.train;
         if t.iterations == 0 {
             bail!("train.iterations = 0: must be at least 1");

@@ -2,6 +2,7 @@
 
 pub mod optim;
 pub mod schedule;
+pub mod tau_stats;
 pub mod trainer;
 
 pub use trainer::{evaluate, objective, train, RunSummary, TrainOptions};

@@ -15,6 +15,7 @@ use serde::Serialize;
 
 use super::optim::{clip_grad_norm, Adam, AdamConfig};
 use super::schedule::Schedule;
+use super::tau_stats::{tau_stats, TauStats};
 use crate::config::{Config, OptimizerKind, ScheduleConfig};
 use crate::io::atomic::write_atomic;
 use crate::io::checkpoint;
@@ -127,6 +128,10 @@ pub struct RunSummary {
     pub best_test_accuracy: Option<f64>,
     pub best_test_loss: f64,
     pub best_test_step: u64,
+    /// Learned time constants per decay tensor of the model selected on
+    /// validation and of the last model.
+    pub tau_at_best_validation: BTreeMap<String, TauStats>,
+    pub tau_last: BTreeMap<String, TauStats>,
 }
 
 /// Loss, accuracy and task figures of a model on held-out samples.
@@ -298,7 +303,10 @@ pub fn train(config: &Config, run_dir: &Path, options: &TrainOptions) -> Result<
         best_test_accuracy: None,
         best_test_loss: f64::INFINITY,
         best_test_step: 0,
+        tau_at_best_validation: BTreeMap::new(),
+        tau_last: BTreeMap::new(),
     };
+    let tau_threshold_ms = config.output.tau_threshold * 1000.0;
     let (mut window_loss, mut window_correct, mut window_samples, mut window_rate, mut window_iters) =
         (0.0, 0usize, 0usize, 0.0, 0u64);
 
@@ -392,6 +400,7 @@ pub fn train(config: &Config, run_dir: &Path, options: &TrainOptions) -> Result<
                 summary.test_accuracy_at_best_validation = row.test_accuracy;
                 summary.test_loss_at_best_validation = row.test_loss;
                 summary.test_metrics_at_best_validation = test_metrics.clone();
+                summary.tau_at_best_validation = tau_stats(&net, tau_threshold_ms);
                 checkpoint::save(&checkpoints.join("best.safetensors"), &net, config, step, step, &metrics, None)?;
             }
             let best_test = match (row.test_accuracy, summary.best_test_accuracy) {
@@ -416,6 +425,7 @@ pub fn train(config: &Config, run_dir: &Path, options: &TrainOptions) -> Result<
     }
     bar.finish_and_clear();
     summary.steps = train.iterations;
+    summary.tau_last = tau_stats(&net, tau_threshold_ms);
     summary.elapsed_s = started.elapsed().as_secs_f64();
     write_atomic(&run_dir.join("summary.json"), serde_json::to_string_pretty(&summary)?.as_bytes())?;
     Ok(summary)
