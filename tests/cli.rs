@@ -43,6 +43,18 @@ fn write_config(dir: &Path, name: &str, text: &str) -> std::path::PathBuf {
     path
 }
 
+/// Trains `config` quietly into `run` with extra arguments; asserts success.
+fn train_quietly(config: &Path, run: &Path, extra: &[&str]) {
+    hetsyn()
+        .args(["-q", "train", "--no-progress", "--config"])
+        .arg(config)
+        .arg("--out")
+        .arg(run)
+        .args(extra)
+        .assert()
+        .success();
+}
+
 fn stderr_of(cmd: &mut Command) -> String {
     let out = cmd.output().unwrap();
     assert!(!out.status.success(), "expected failure, got success: {}", String::from_utf8_lossy(&out.stdout));
@@ -169,24 +181,12 @@ fn set_overrides_the_file() {
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(dir.path(), "c.toml", SHORT_DMS);
     let run = dir.path().join("run");
-    hetsyn()
-        .args(["-q", "train", "--no-progress", "--config"])
-        .arg(&config)
-        .arg("--out")
-        .arg(&run)
-        .args([
-            "--seed",
-            "9",
-            "--set",
-            "model.kind=homneulif",
-            "--set",
-            "train.iterations=2",
-            "--set",
-            "train.eval_every=2",
-        ])
-        .args(["--set", "model.layers.0.size=7"])
-        .assert()
-        .success();
+    let extra = ["--seed", "9", "--set", "model.kind=homneulif", "--set", "train.iterations=2"];
+    train_quietly(
+        &config,
+        &run,
+        &[&extra[..], &["--set", "train.eval_every=2", "--set", "model.layers.0.size=7"]].concat(),
+    );
     let resolved = fs::read_to_string(run.join("config.toml")).unwrap();
     assert!(resolved.contains("kind = \"homneulif\""), "{resolved}");
     assert!(resolved.contains("seed = 9"));
@@ -203,14 +203,7 @@ fn checkpoint_of_another_architecture_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(dir.path(), "c.toml", SHORT_DMS);
     let run = dir.path().join("run");
-    hetsyn()
-        .args(["-q", "train", "--no-progress", "--config"])
-        .arg(&config)
-        .arg("--out")
-        .arg(&run)
-        .args(["--set", "train.iterations=1", "--set", "train.eval_every=1"])
-        .assert()
-        .success();
+    train_quietly(&config, &run, &["--set", "train.iterations=1", "--set", "train.eval_every=1"]);
     let (tensors, mut metadata) = read_file(&run.join("checkpoints/best.safetensors")).unwrap();
     // the stored config now describes 7 hidden neurons, the tensors 20
     let changed = metadata["config"].replace("size = 20", "size = 7");
@@ -238,14 +231,7 @@ fn results_do_not_depend_on_the_thread_count() {
     let mut outputs = Vec::new();
     for threads in ["1", "2"] {
         let run = dir.path().join(format!("run{threads}"));
-        hetsyn()
-            .args(["-q", "train", "--no-progress", "--config"])
-            .arg(&config)
-            .arg("--out")
-            .arg(&run)
-            .args(["--threads", threads, "--set", "threads=0"])
-            .assert()
-            .success();
+        train_quietly(&config, &run, &["--threads", threads, "--set", "threads=0"]);
         let metrics = fs::read_to_string(run.join("metrics.csv")).unwrap();
         // all columns but the elapsed time
         let metrics: Vec<String> = metrics.lines().map(|l| l.rsplit_once(',').unwrap().0.to_string()).collect();

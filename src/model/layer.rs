@@ -594,7 +594,11 @@ mod tests {
                 recurrent: Some(v(size * size, 0.5, 0.99)),
                 reset: 0.9,
             },
-            spiking: Some(Spiking { threshold: 1.0, activation: Activation::Step(Surrogate::MultiGaussian), adaptation: None }),
+            spiking: Some(Spiking {
+                threshold: 1.0,
+                activation: Activation::Step(Surrogate::MultiGaussian),
+                adaptation: None,
+            }),
         }
     }
 

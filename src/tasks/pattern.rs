@@ -105,7 +105,11 @@ impl PatternConfig {
         }
         let steps = self.steps(dt);
         if steps == 0 || steps.saturating_mul(self.channels) > MAX_VALUES_PER_TRIAL {
-            bail!("task.duration = {}: {steps} steps of {} channels is not a usable trial", self.duration, self.channels);
+            bail!(
+                "task.duration = {}: {steps} steps of {} channels is not a usable trial",
+                self.duration,
+                self.channels
+            );
         }
         Ok(())
     }
@@ -161,10 +165,13 @@ impl Pattern {
         let segment_steps = step(config.segment_duration, dt);
         let p = config.segment_rate * dt;
         let mut rng = stream(SEGMENT_STREAM);
-        let segment = (0..segment_steps * config.channels).map(|_| if rng.gen::<f64>() < p { 1.0 } else { 0.0 }).collect();
+        let segment =
+            (0..segment_steps * config.channels).map(|_| if rng.gen::<f64>() < p { 1.0 } else { 0.0 }).collect();
         let mut rng = stream(TARGET_STREAM);
-        let series: Vec<Vec<f64>> = (0..config.targets).map(|_| cosine_target(&config.frequencies, steps, dt, &mut rng)).collect();
-        let target = (0..steps * config.targets).map(|i| series[i % config.targets][i / config.targets] as f32).collect();
+        let series: Vec<Vec<f64>> =
+            (0..config.targets).map(|_| cosine_target(&config.frequencies, steps, dt, &mut rng)).collect();
+        let target =
+            (0..steps * config.targets).map(|i| series[i % config.targets][i / config.targets] as f32).collect();
         let mut task = Pattern { config, dt, segment, target, validation: Vec::new(), test: Vec::new() };
         task.validation = task.draw_trials(task.config.validation_trials, &mut stream(VALIDATION_STREAM));
         task.test = task.draw_trials(task.config.test_trials, &mut stream(TEST_STREAM));
@@ -248,7 +255,11 @@ impl Task for Pattern {
     }
 
     fn output_metrics(&self, output: &[f32]) -> Vec<(String, f64)> {
-        self.repeat_distances(output).into_iter().enumerate().map(|(k, d)| (format!("distance_{}_{}", k + 2, k + 1), d)).collect()
+        self.repeat_distances(output)
+            .into_iter()
+            .enumerate()
+            .map(|(k, d)| (format!("distance_{}_{}", k + 2, k + 1), d))
+            .collect()
     }
 }
 
@@ -293,7 +304,8 @@ mod tests {
         for d in t.repeat_distances(y) {
             assert!((d - 1.0).abs() < 1e-12);
         }
-        let periodic: Vec<f32> = (0..2000).map(|n| if n < 750 { (n % 750) as f32 } else { ((n - 750) % 750) as f32 }).collect();
+        let periodic: Vec<f32> =
+            (0..2000).map(|n| if n < 750 { (n % 750) as f32 } else { ((n - 750) % 750) as f32 }).collect();
         for d in t.repeat_distances(&periodic) {
             assert!(d < 1e-12);
         }
