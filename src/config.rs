@@ -270,6 +270,19 @@ pub struct TrainConfig {
     pub rate_reg: f64,
     /// Target firing rate of the regulariser, Hz.
     pub rate_target_hz: f64,
+    /// Also write a resumable checkpoint every this many iterations; 0 = only at
+    /// evaluations.
+    pub checkpoint_every: u64,
+    /// A non-finite loss or gradient: `stop` the run with an error, or `skip`
+    /// the batch (counted in metrics.csv).
+    pub on_nonfinite: NonFinite,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NonFinite {
+    Stop,
+    Skip,
 }
 
 impl Default for TrainConfig {
@@ -289,6 +302,8 @@ impl Default for TrainConfig {
             eval_every: 50,
             rate_reg: 0.0,
             rate_target_hz: 10.0,
+            checkpoint_every: 0,
+            on_nonfinite: NonFinite::Stop,
         }
     }
 }

@@ -66,8 +66,12 @@ struct BenchArgs {
 #[derive(Args)]
 struct TrainArgs {
     /// The run's config file (see README: config reference).
-    #[arg(long)]
-    config: PathBuf,
+    #[arg(long, required_unless_present = "resume")]
+    config: Option<PathBuf>,
+    /// Continue the run in this directory from its last checkpoint (a run killed
+    /// before its first checkpoint starts again from its config.toml).
+    #[arg(long, value_name = "RUN_DIR", conflicts_with_all = ["config", "out", "seed", "set"])]
+    resume: Option<PathBuf>,
     /// Overrides `seed`.
     #[arg(long)]
     seed: Option<u64>,
@@ -123,11 +127,40 @@ fn run_train(args: TrainArgs, quiet: bool) -> Result<()> {
     if let Some(threads) = args.threads {
         overrides.push(format!("threads={threads}"));
     }
-    let config = Config::load(&args.config, &overrides)?;
+    let (config, run_dir, resume) = match &args.resume {
+        Some(run_dir) => {
+            let last = run_dir.join("checkpoints").join("last.safetensors");
+            if last.exists() {
+                let ckpt = checkpoint::load(&last)?;
+                let mut config = ckpt.config.clone();
+                if let Some(threads) = args.threads {
+                    config.threads = threads;
+                }
+                (config, run_dir.clone(), Some(ckpt))
+            } else {
+                let path = run_dir.join("config.toml");
+                if !path.exists() {
+                    anyhow::bail!(
+                        "--resume {}: no run there (neither {} nor {})",
+                        run_dir.display(),
+                        last.display(),
+                        path.display()
+                    );
+                }
+                (Config::load(&path, &overrides)?, run_dir.clone(), None)
+            }
+        }
+        None => {
+            let path = args.config.as_ref().context("--config is required")?;
+            let config = Config::load(path, &overrides)?;
+            let run_dir = args.out.clone().unwrap_or_else(|| train::trainer::new_run_dir(&config));
+            (config, run_dir, None)
+        }
+    };
     init_threads(config.threads)?;
-    let run_dir = args.out.unwrap_or_else(|| train::trainer::new_run_dir(&config));
+    train::trainer::install_signal_handlers();
     tracing::info!(run_dir = %run_dir.display(), model = ?config.model.kind, "training");
-    let summary = train::train(&config, &run_dir, &TrainOptions { progress: !quiet && !args.no_progress })?;
+    let summary = train::train(&config, &run_dir, &TrainOptions { progress: !quiet && !args.no_progress }, resume)?;
     let percent = |a: Option<f64>| a.map(|a| format!("{:.2}%", 100.0 * a)).unwrap_or_else(|| "-".into());
     println!(
         "{}: at best validation (step {}) test accuracy {}, test loss {:.6}; last test accuracy {}, loss {:.6}; best on test {}; {:.1} s",

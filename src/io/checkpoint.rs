@@ -30,6 +30,16 @@ pub struct Checkpoint {
     pub metrics: serde_json::Value,
     /// Adam's step count and moments `(m, v)` in the order of `Network::params`, when saved.
     pub optimizer: Option<(u64, Vec<Vec<f32>>, Vec<Vec<f32>>)>,
+    /// The trainer's state for resuming (JSON), in checkpoints written for that.
+    pub trainer_state: Option<String>,
+}
+
+/// What a resumable checkpoint carries besides the model.
+#[derive(Debug, Clone, Copy)]
+pub struct ResumeData<'a> {
+    pub optimizer: &'a Adam,
+    /// The trainer's state as JSON (metadata `trainer_state`).
+    pub trainer_state: &'a str,
 }
 
 /// The network's tensors with their checkpoint names and shapes. Fixed decays
@@ -79,7 +89,7 @@ pub fn save(
     step: u64,
     epoch: u64,
     metrics: &serde_json::Value,
-    optimizer: Option<&Adam>,
+    resume: Option<ResumeData<'_>>,
 ) -> Result<()> {
     let mut tensors = network_tensors(net);
     let mut metadata = BTreeMap::new();
@@ -89,7 +99,8 @@ pub fn save(
     metadata.insert("epoch".to_string(), epoch.to_string());
     metadata.insert("metrics".to_string(), metrics.to_string());
     metadata.insert("hetsyn_version".to_string(), env!("CARGO_PKG_VERSION").to_string());
-    if let Some(adam) = optimizer {
+    if let Some(ResumeData { optimizer: adam, trainer_state }) = resume {
+        metadata.insert("trainer_state".to_string(), trainer_state.to_string());
         let (m, v) = adam.moments();
         metadata.insert("adam_step".to_string(), adam.steps_taken().to_string());
         for ((info, _), (m, v)) in net.params().iter().zip(m.iter().zip(v)) {
@@ -179,7 +190,8 @@ pub fn load(path: &Path) -> Result<Checkpoint> {
     if let Some(name) = by_name.keys().next() {
         bail!("{}: unexpected tensor `{name}` (another architecture?)", at());
     }
-    Ok(Checkpoint { config, network, step, epoch, metrics, optimizer })
+    let trainer_state = metadata.get("trainer_state").cloned();
+    Ok(Checkpoint { config, network, step, epoch, metrics, optimizer, trainer_state })
 }
 
 /// Puts a checkpoint tensor into the network (names of [`network_tensors`]).

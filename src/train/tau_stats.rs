@@ -4,12 +4,12 @@
 
 use std::collections::BTreeMap;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::model::{Decays, Network};
 
 /// Statistics of one tensor of decays, times in ms.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct TauStats {
     pub count: usize,
     /// Quantiles 0.05, 0.25, 0.5, 0.75, 0.95 (ms; `null` when infinite).

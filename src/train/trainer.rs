@@ -11,14 +11,14 @@ use indicatif::{ProgressBar, ProgressStyle};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::optim::{clip_grad_norm, Adam, AdamConfig};
 use super::schedule::Schedule;
 use super::tau_stats::{tau_stats, TauStats};
-use crate::config::{Config, OptimizerKind, ScheduleConfig};
+use crate::config::{Config, NonFinite, OptimizerKind, ScheduleConfig};
 use crate::io::atomic::write_atomic;
-use crate::io::checkpoint;
+use crate::io::checkpoint::{self, Checkpoint, ResumeData};
 use crate::model::network::Objective;
 use crate::model::{init, BatchStats, Decays, Dropout, Network, ParamKind, RateRegulariser};
 use crate::tasks::{self, Sample, Task, TaskKind};
@@ -55,13 +55,15 @@ pub struct MetricsRow {
     pub lr: f64,
     /// Mean hidden firing rate over the training batches since the previous row, Hz.
     pub mean_rate_hz: f64,
+    /// Batches skipped since the previous row for a non-finite loss or gradient.
+    pub skipped_batches: u64,
     pub elapsed_s: f64,
     /// Task figures on the test set, e.g. `distance_2_1`.
     #[serde(skip)]
     pub test_metrics: Vec<(String, f64)>,
 }
 
-const METRICS_COLUMNS: [&str; 11] = [
+const METRICS_COLUMNS: [&str; 12] = [
     "step",
     "iteration",
     "train_loss",
@@ -72,6 +74,7 @@ const METRICS_COLUMNS: [&str; 11] = [
     "test_accuracy",
     "lr",
     "mean_rate_hz",
+    "skipped_batches",
     "elapsed_s",
 ];
 
@@ -89,6 +92,7 @@ impl MetricsRow {
             opt(self.test_accuracy),
             self.lr.to_string(),
             self.mean_rate_hz.to_string(),
+            self.skipped_batches.to_string(),
             self.elapsed_s.to_string(),
         ];
         out.extend(self.test_metrics.iter().map(|(_, v)| v.to_string()));
@@ -100,7 +104,7 @@ impl MetricsRow {
 /// validation set (accuracy for classification, ties broken by lower loss; loss
 /// for regression); test figures of the best-on-test evaluation are reported
 /// only because papers do, and are labelled as such.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RunSummary {
     pub name: String,
     pub run_dir: String,
@@ -227,27 +231,149 @@ fn dropout_seed(seed: u64, iteration: u64) -> u64 {
     z ^ (z >> 31)
 }
 
-fn write_metrics(path: &Path, rows: &[MetricsRow]) -> Result<()> {
-    let mut writer = csv::Writer::from_writer(Vec::new());
-    let mut header: Vec<String> = METRICS_COLUMNS.iter().map(|c| c.to_string()).collect();
-    if let Some(first) = rows.first() {
-        header.extend(first.test_metrics.iter().map(|(name, _)| format!("test_{name}")));
+/// The rows of metrics.csv as text records (header first), kept whole so that
+/// the file is rewritten atomically and a resumed run continues it exactly.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct MetricsLog {
+    records: Vec<Vec<String>>,
+}
+
+impl MetricsLog {
+    fn push(&mut self, row: &MetricsRow) {
+        if self.records.is_empty() {
+            let mut header: Vec<String> = METRICS_COLUMNS.iter().map(|c| c.to_string()).collect();
+            header.extend(row.test_metrics.iter().map(|(name, _)| format!("test_{name}")));
+            self.records.push(header);
+        }
+        self.records.push(row.values());
     }
-    writer.write_record(&header)?;
-    for row in rows {
-        writer.write_record(row.values())?;
+
+    fn write(&self, path: &Path) -> Result<()> {
+        let mut writer = csv::Writer::from_writer(Vec::new());
+        for record in &self.records {
+            writer.write_record(record)?;
+        }
+        let bytes = writer.into_inner().context("cannot format metrics")?;
+        write_atomic(path, &bytes)
     }
-    let bytes = writer.into_inner().context("cannot format metrics")?;
-    write_atomic(path, &bytes)
+}
+
+/// Sums over the iterations since the last metrics row.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct Window {
+    loss: f64,
+    correct: usize,
+    samples: usize,
+    rate: f64,
+    iterations: u64,
+    skipped: u64,
+}
+
+/// Everything besides model and optimizer that a resumed run needs to continue
+/// bit for bit (stored as JSON in resumable checkpoints).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct TrainerState {
+    /// Iterations completed.
+    iteration: u64,
+    /// Position of the training-trial generator (a u128, as text).
+    train_rng_word_pos: String,
+    window: Window,
+    summary: RunSummary,
+    metrics: MetricsLog,
+    /// Seconds spent before this process.
+    elapsed_s: f64,
+}
+
+/// Set by SIGINT/SIGTERM; the trainer saves a resumable checkpoint and stops.
+static INTERRUPTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+extern "C" fn on_signal(_: libc::c_int) {
+    INTERRUPTED.store(true, std::sync::atomic::Ordering::SeqCst);
+}
+
+/// Makes SIGINT and SIGTERM stop training after the current iteration, with a
+/// resumable checkpoint.
+pub fn install_signal_handlers() {
+    // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
+    unsafe {
+        libc::signal(libc::SIGINT, on_signal as extern "C" fn(libc::c_int) as libc::sighandler_t);
+        libc::signal(libc::SIGTERM, on_signal as extern "C" fn(libc::c_int) as libc::sighandler_t);
+    }
+}
+
+/// An exclusive claim on a run directory (`<run>/.lock` holding the owner's pid),
+/// released on drop; a lock left by a process that no longer runs is taken over.
+pub struct RunLock {
+    path: PathBuf,
+}
+
+impl RunLock {
+    pub fn acquire(run_dir: &Path) -> Result<RunLock> {
+        let path = run_dir.join(".lock");
+        for _ in 0..3 {
+            match std::fs::OpenOptions::new().write(true).create_new(true).open(&path) {
+                Ok(mut file) => {
+                    use std::io::Write;
+                    write!(file, "{}", std::process::id())
+                        .with_context(|| format!("cannot write {}", path.display()))?;
+                    return Ok(RunLock { path });
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    let owner = std::fs::read_to_string(&path).unwrap_or_default();
+                    let pid: i32 = owner.trim().parse().unwrap_or(0);
+                    // SAFETY: kill with signal 0 only checks that the process exists.
+                    let alive = pid > 0 && unsafe { libc::kill(pid, 0) } == 0;
+                    if alive {
+                        bail!(
+                            "run directory {} is in use by process {pid} (lock file {}); wait for it or remove the lock if that process is not hetsyn",
+                            run_dir.display(),
+                            path.display()
+                        );
+                    }
+                    tracing::warn!(lock = %path.display(), pid, "taking over the lock of a process that no longer runs");
+                    let _ = std::fs::remove_file(&path);
+                }
+                Err(e) => return Err(e).with_context(|| format!("cannot create lock file {}", path.display())),
+            }
+        }
+        bail!("cannot lock run directory {}", run_dir.display())
+    }
+}
+
+impl Drop for RunLock {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
 }
 
 /// Trains the model of `config` into `run_dir` and returns the summary.
-pub fn train(config: &Config, run_dir: &Path, options: &TrainOptions) -> Result<RunSummary> {
+///
+/// With `resume`, a checkpoint written by an earlier run into the same
+/// directory, training continues from it and produces the same metrics rows
+/// (but for `elapsed_s`) and parameters as an uninterrupted run.
+pub fn train(
+    config: &Config,
+    run_dir: &Path,
+    options: &TrainOptions,
+    resume: Option<Checkpoint>,
+) -> Result<RunSummary> {
     let started = Instant::now();
     let checkpoints = run_dir.join("checkpoints");
     std::fs::create_dir_all(&checkpoints)
         .with_context(|| format!("cannot create run directory {}", checkpoints.display()))?;
-    write_atomic(&run_dir.join("config.toml"), config.to_toml()?.as_bytes())?;
+    let _lock = RunLock::acquire(run_dir)?;
+    let last_path = checkpoints.join("last.safetensors");
+    if resume.is_none() && last_path.exists() {
+        bail!(
+            "run directory {} already holds a run ({}); continue it with --resume {} or choose another --out",
+            run_dir.display(),
+            last_path.display(),
+            run_dir.display()
+        );
+    }
+    if resume.is_none() {
+        write_atomic(&run_dir.join("config.toml"), config.to_toml()?.as_bytes())?;
+    }
 
     let mut task: Box<dyn Task> = tasks::build(config)?;
     let shape = task.shape();
@@ -269,17 +395,42 @@ pub fn train(config: &Config, run_dir: &Path, options: &TrainOptions) -> Result<
     let kinds: Vec<ParamKind> = net.params().iter().map(|(info, _)| info.kind).collect();
     let sizes: Vec<usize> = net.params().iter().map(|(_, data)| data.len()).collect();
     let mut adam = Adam::new(adam_config, &sizes);
+    let mut start = 0;
+    let mut window = Window::default();
+    let mut log = MetricsLog::default();
+    let mut elapsed_before = 0.0;
+    let mut resumed_summary = None;
+    if let Some(ckpt) = resume {
+        let at = || format!("cannot resume from {}", last_path.display());
+        let state: TrainerState = serde_json::from_str(
+            ckpt.trainer_state.as_deref().context("the checkpoint has no trainer state").with_context(at)?,
+        )
+        .context("the trainer state is not valid")
+        .with_context(at)?;
+        let (adam_step, m, v) = ckpt.optimizer.context("the checkpoint has no optimizer state").with_context(at)?;
+        adam = Adam::from_state(adam_config, adam_step, m, v, &sizes).with_context(at)?;
+        net = ckpt.network;
+        let word_pos: u128 = state.train_rng_word_pos.parse().context("bad generator position").with_context(at)?;
+        train_rng.set_word_pos(word_pos);
+        start = state.iteration;
+        window = state.window;
+        log = state.metrics;
+        elapsed_before = state.elapsed_s;
+        resumed_summary = Some(state.summary);
+        log.write(&run_dir.join("metrics.csv"))?;
+        tracing::info!(iteration = start, "resuming");
+    }
     let schedule = schedule(config);
     let (decay_min, decay_max) = (config.model.decay_min as f32, config.model.decay_max as f32);
 
     let bar = if options.progress { ProgressBar::new(train.iterations) } else { ProgressBar::hidden() };
+    bar.set_position(start);
     bar.set_style(
         ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {pos}/{len} {msg}")
             .unwrap_or_else(|_| ProgressStyle::default_bar())
             .progress_chars("=> "),
     );
 
-    let mut rows: Vec<MetricsRow> = Vec::new();
     let classification = shape.kind == TaskKind::Classification;
     let mut summary = RunSummary {
         name: config.name.clone(),
@@ -306,23 +457,37 @@ pub fn train(config: &Config, run_dir: &Path, options: &TrainOptions) -> Result<
         tau_at_best_validation: BTreeMap::new(),
         tau_last: BTreeMap::new(),
     };
+    if let Some(s) = resumed_summary {
+        summary = s;
+    }
     let tau_threshold_ms = config.output.tau_threshold * 1000.0;
-    let (mut window_loss, mut window_correct, mut window_samples, mut window_rate, mut window_iters) =
-        (0.0, 0usize, 0usize, 0.0, 0u64);
+    let elapsed = |started: &Instant| elapsed_before + started.elapsed().as_secs_f64();
 
-    for iteration in 0..train.iterations {
+    let mut last_metrics = serde_json::Value::Null;
+    for iteration in start..train.iterations {
         let samples = task.train_batch(train.batch_size, &mut train_rng);
         let dropout = Dropout::Random { p: config.model.dropout, seed: dropout_seed(config.seed, iteration) };
         let (stats, grad) = net.loss_and_grad(&samples, shape.steps, &objective, dropout, true);
-        if !stats.loss.is_finite() {
-            bail!("iteration {iteration}: the training loss is {} (try a lower train.lr)", stats.loss);
-        }
         let mut grad = grad.context("gradient was requested")?;
         let mut grads: Vec<&mut [f32]> = grad.params_mut();
-        if let Some(bad) = grads.iter().position(|g| g.iter().any(|v| !v.is_finite())) {
-            bail!("iteration {iteration}: the gradient of `{}` is not finite", net.params()[bad].0.name);
-        }
-        if train.grad_clip > 0.0 {
+        let bad_gradient = grads.iter().position(|g| g.iter().any(|v| !v.is_finite()));
+        let problem = if !stats.loss.is_finite() {
+            Some(format!("the training loss is {}", stats.loss))
+        } else {
+            bad_gradient.map(|k| format!("the gradient of `{}` is not finite", net.params()[k].0.name))
+        };
+        let skip = match (&problem, train.on_nonfinite) {
+            (None, _) => false,
+            (Some(problem), NonFinite::Stop) => bail!(
+                "iteration {iteration}: {problem}; stopped (the last good checkpoint is {}; try a lower train.lr, train.grad_clip, or train.on_nonfinite = \"skip\")",
+                last_path.display()
+            ),
+            (Some(problem), NonFinite::Skip) => {
+                tracing::warn!(iteration, "{problem}: batch skipped");
+                true
+            }
+        };
+        if train.grad_clip > 0.0 && !skip {
             clip_grad_norm(&mut grads, train.grad_clip);
         }
         let factor = schedule.factor(iteration);
@@ -333,15 +498,18 @@ pub fn train(config: &Config, run_dir: &Path, options: &TrainOptions) -> Result<
                 ParamKind::Decay => train.decay_lr * factor,
             })
             .collect();
-        let grads: Vec<&[f32]> = grads.into_iter().map(|g| &*g).collect();
-        adam.step(&mut net.params_mut(), &grads, &lrs);
-        clamp_decays(&mut net, decay_min, decay_max);
-
-        window_loss += stats.loss;
-        window_correct += stats.correct;
-        window_samples += stats.samples;
-        window_rate += stats.mean_rate_hz;
-        window_iters += 1;
+        if skip {
+            window.skipped += 1;
+        } else {
+            let grads: Vec<&[f32]> = grads.into_iter().map(|g| &*g).collect();
+            adam.step(&mut net.params_mut(), &grads, &lrs);
+            clamp_decays(&mut net, decay_min, decay_max);
+            window.loss += stats.loss;
+            window.correct += stats.correct;
+            window.samples += stats.samples;
+            window.rate += stats.mean_rate_hz;
+            window.iterations += 1;
+        }
         let step = iteration + 1;
         bar.inc(1);
 
@@ -351,18 +519,19 @@ pub fn train(config: &Config, run_dir: &Path, options: &TrainOptions) -> Result<
             let row = MetricsRow {
                 step,
                 iteration: step,
-                train_loss: window_loss / window_iters as f64,
-                train_accuracy: classification.then(|| window_correct as f64 / window_samples.max(1) as f64),
+                train_loss: window.loss / window.iterations.max(1) as f64,
+                train_accuracy: classification.then(|| window.correct as f64 / window.samples.max(1) as f64),
                 validation_loss: validation.stats.loss,
                 validation_accuracy: validation.accuracy,
                 test_loss: test.stats.loss,
                 test_accuracy: test.accuracy,
                 lr: train.lr * factor,
-                mean_rate_hz: window_rate / window_iters as f64,
-                elapsed_s: started.elapsed().as_secs_f64(),
+                mean_rate_hz: window.rate / window.iterations.max(1) as f64,
+                skipped_batches: window.skipped,
+                elapsed_s: elapsed(&started),
                 test_metrics: test.metrics.clone(),
             };
-            (window_loss, window_correct, window_samples, window_rate, window_iters) = (0.0, 0, 0, 0.0, 0);
+            window = Window::default();
             let percent = |a: Option<f64>| a.map(|a| format!("{:.1}%", 100.0 * a)).unwrap_or_else(|| "-".into());
             if !options.progress {
                 tracing::info!(
@@ -418,15 +587,39 @@ pub fn train(config: &Config, run_dir: &Path, options: &TrainOptions) -> Result<
             summary.last_train_loss = row.train_loss;
             summary.last_test_loss = row.test_loss;
             summary.last_test_metrics = test_metrics;
-            checkpoint::save(&checkpoints.join("last.safetensors"), &net, config, step, step, &metrics, Some(&adam))?;
-            rows.push(row);
-            write_metrics(&run_dir.join("metrics.csv"), &rows)?;
+            log.push(&row);
+            log.write(&run_dir.join("metrics.csv"))?;
+            last_metrics = metrics;
+        }
+        let interrupted = INTERRUPTED.load(std::sync::atomic::Ordering::SeqCst);
+        let evaluated = step % train.eval_every == 0 || step == train.iterations;
+        let periodic = train.checkpoint_every > 0 && step % train.checkpoint_every == 0;
+        if evaluated || periodic || interrupted {
+            let state = TrainerState {
+                iteration: step,
+                train_rng_word_pos: train_rng.get_word_pos().to_string(),
+                window: window.clone(),
+                summary: summary.clone(),
+                metrics: log.clone(),
+                elapsed_s: elapsed(&started),
+            };
+            let state = serde_json::to_string(&state)?;
+            let resume = ResumeData { optimizer: &adam, trainer_state: &state };
+            checkpoint::save(&last_path, &net, config, step, step, &last_metrics, Some(resume))?;
+        }
+        if interrupted {
+            bar.finish_and_clear();
+            bail!(
+                "interrupted after iteration {step}; a resumable checkpoint is in {}: continue with `hetsyn train --resume {}`",
+                last_path.display(),
+                run_dir.display()
+            );
         }
     }
     bar.finish_and_clear();
     summary.steps = train.iterations;
     summary.tau_last = tau_stats(&net, tau_threshold_ms);
-    summary.elapsed_s = started.elapsed().as_secs_f64();
+    summary.elapsed_s = elapsed(&started);
     write_atomic(&run_dir.join("summary.json"), serde_json::to_string_pretty(&summary)?.as_bytes())?;
     Ok(summary)
 }

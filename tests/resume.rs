@@ -1,0 +1,145 @@
+//! A run killed at random points (SIGKILL, several times) and resumed with
+//! `--resume` ends with the same metrics rows (but for elapsed time) and the same
+//! parameters and optimizer moments, bit for bit, as an uninterrupted run; SIGTERM
+//! stops a run with a resumable checkpoint; a second writer is refused.
+
+use std::fs;
+use std::path::Path;
+use std::process::{Command as Process, Stdio};
+use std::time::Duration;
+
+use assert_cmd::cargo::cargo_bin;
+use hetsyn::io::safetensors_file::read_file;
+
+const CONFIG: &str = r#"
+name = "resume"
+seed = 11
+[model]
+kind = "hetsynlif"
+dt = 0.005
+surrogate = "triangle"
+tau_reset = 0.04
+dropout = 0.1
+tau_init = { dist = "normal", mean = 0.04, std = 0.004 }
+layers = [{ size = 40, recurrent = true }]
+[model.readout]
+loss = "last"
+[task]
+kind = "dms"
+delay = 0.3
+validation_trials = 16
+test_trials = 16
+[train]
+iterations = 240
+batch_size = 8
+lr = 5e-3
+decay_lr = 5e-3
+eval_every = 20
+checkpoint_every = 3
+rate_reg = 0.1
+"#;
+
+fn hetsyn(args: &[&str], dir: &Path) -> Process {
+    let mut cmd = Process::new(cargo_bin("hetsyn"));
+    cmd.args(["-q"]).args(args).current_dir(dir).stdout(Stdio::null()).stderr(Stdio::null());
+    cmd
+}
+
+/// metrics.csv without the elapsed-time column.
+fn metrics(run: &Path) -> Vec<String> {
+    let text = fs::read_to_string(run.join("metrics.csv")).unwrap();
+    let header: Vec<&str> = text.lines().next().unwrap().split(',').collect();
+    let elapsed = header.iter().position(|h| *h == "elapsed_s").unwrap();
+    text.lines()
+        .map(|l| l.split(',').enumerate().filter(|(i, _)| *i != elapsed).map(|(_, v)| v).collect::<Vec<_>>().join(","))
+        .collect()
+}
+
+fn tensors(path: &Path) -> Vec<hetsyn::io::safetensors_file::NamedTensor> {
+    read_file(path).unwrap().0
+}
+
+#[test]
+fn killed_and_resumed_run_equals_uninterrupted_run() {
+    let dir = tempfile::tempdir().unwrap();
+    fs::write(dir.path().join("c.toml"), CONFIG).unwrap();
+    let status =
+        hetsyn(&["train", "--no-progress", "--config", "c.toml", "--out", "reference"], dir.path()).status().unwrap();
+    assert!(status.success());
+
+    let run = dir.path().join("killed");
+    // a seeded sequence of kill delays (ms), shorter than a whole run
+    let mut state: u64 = 0x2545_f491_4f6c_dd1d;
+    let mut kills = 0;
+    for attempt in 0..6 {
+        state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        let delay = 100 + (state >> 33) % 700;
+        let mut cmd = if run.join("config.toml").exists() {
+            hetsyn(&["train", "--no-progress", "--resume", "killed"], dir.path())
+        } else {
+            hetsyn(&["train", "--no-progress", "--config", "c.toml", "--out", "killed"], dir.path())
+        };
+        let mut child = cmd.spawn().unwrap();
+        std::thread::sleep(Duration::from_millis(delay));
+        match child.try_wait().unwrap() {
+            Some(status) => {
+                assert!(status.success(), "attempt {attempt} failed");
+                break;
+            }
+            None => {
+                child.kill().unwrap(); // SIGKILL
+                child.wait().unwrap();
+                kills += 1;
+            }
+        }
+    }
+    eprintln!("killed {kills} times");
+    assert!(kills >= 2, "the run finished before it could be killed twice; make it longer");
+    let status = hetsyn(&["train", "--no-progress", "--resume", "killed"], dir.path()).status().unwrap();
+    assert!(status.success(), "final resume failed");
+
+    let reference = dir.path().join("reference");
+    assert_eq!(metrics(&reference), metrics(&run), "metrics differ after {kills} kills");
+    for name in ["last", "best"] {
+        let file = format!("checkpoints/{name}.safetensors");
+        assert!(
+            tensors(&reference.join(&file)) == tensors(&run.join(&file)),
+            "{name} checkpoint tensors differ after {kills} kills"
+        );
+    }
+    assert!(!run.join(".lock").exists(), "lock left behind");
+}
+
+#[test]
+fn sigterm_stops_with_a_resumable_checkpoint_and_a_second_writer_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    fs::write(dir.path().join("c.toml"), CONFIG.replace("iterations = 240", "iterations = 100000")).unwrap();
+    let mut child =
+        hetsyn(&["train", "--no-progress", "--config", "c.toml", "--out", "run"], dir.path()).spawn().unwrap();
+    std::thread::sleep(Duration::from_millis(700));
+    // a second writer of the same directory is refused while the first runs
+    let out =
+        Process::new(cargo_bin("hetsyn")).args(["train", "--resume", "run"]).current_dir(dir.path()).output().unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("in use by process"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // SAFETY: sending a signal to our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let status = child.wait().unwrap();
+    assert!(!status.success(), "an interrupted run exits non-zero");
+    let (_, metadata) = read_file(&dir.path().join("run/checkpoints/last.safetensors")).unwrap();
+    assert!(metadata.contains_key("trainer_state"));
+    assert!(!dir.path().join("run/.lock").exists(), "lock left behind");
+    // and a plain train into the same directory is refused
+    let out = Process::new(cargo_bin("hetsyn"))
+        .args(["train", "--config", "c.toml", "--out", "run"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--resume"));
+}
