@@ -99,7 +99,18 @@ fn killed_and_resumed_run_equals_uninterrupted_run() {
     assert!(status.success(), "final resume failed");
 
     let reference = dir.path().join("reference");
-    assert_eq!(metrics(&reference), metrics(&run), "metrics differ after {kills} kills");
+    let (want, got) = (metrics(&reference), metrics(&run));
+    if want != got {
+        let keep = std::env::temp_dir().join("hetsyn-resume-failure");
+        let _ = fs::remove_dir_all(&keep);
+        let _ = fs::rename(dir.path(), &keep);
+        panic!(
+            "metrics differ after {kills} kills (kept in {}):\n{}\n---\n{}",
+            keep.display(),
+            want.join("\n"),
+            got.join("\n")
+        );
+    }
     for name in ["last", "best"] {
         let file = format!("checkpoints/{name}.safetensors");
         assert!(

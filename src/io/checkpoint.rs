@@ -167,6 +167,29 @@ pub fn load(path: &Path) -> Result<Checkpoint> {
     if inputs == 0 || outputs == 0 || inputs > 1 << 24 || outputs > 1 << 24 {
         bail!("{}: implausible network size: {inputs} inputs, {outputs} outputs", at());
     }
+    // the config's layer sizes must match the stored weights before anything of
+    // that size is allocated
+    let mut fan_in = inputs;
+    for (l, layer) in config.model.layers.iter().enumerate() {
+        let name = format!("hidden.{l}.input.weight");
+        let shape = by_name.get(&name).map(|t| t.shape.clone());
+        if shape.as_deref() != Some(&[layer.size, fan_in][..]) {
+            bail!(
+                "{}: the stored config has a hidden layer {l} of {} neurons with {fan_in} inputs, but tensor `{name}` is {}",
+                at(),
+                layer.size,
+                shape.map(|s| format!("of shape {s:?}")).unwrap_or_else(|| "missing".into())
+            );
+        }
+        fan_in = layer.size;
+    }
+    if readout.shape != [outputs, fan_in] {
+        bail!(
+            "{}: tensor `readout.weight` has shape {:?}, the stored config needs [{outputs}, {fan_in}]",
+            at(),
+            readout.shape
+        );
+    }
     let mut network: Network<f32> = init::build(&config.model, inputs, outputs, &mut ChaCha8Rng::seed_from_u64(0));
     for expected in network_tensors(&network) {
         let data = take(&expected.name, &expected.shape, &mut by_name)?;

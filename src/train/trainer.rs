@@ -104,6 +104,11 @@ impl MetricsRow {
 /// validation set (accuracy for classification, ties broken by lower loss; loss
 /// for regression); test figures of the best-on-test evaluation are reported
 /// only because papers do, and are labelled as such.
+/// Reads `null` (how JSON writes NaN and infinities) back as NaN.
+fn float_or_nan<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<f64, D::Error> {
+    Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RunSummary {
     pub name: String,
@@ -111,25 +116,31 @@ pub struct RunSummary {
     pub model: String,
     pub seed: u64,
     pub steps: u64,
+    #[serde(deserialize_with = "float_or_nan")]
     pub elapsed_s: f64,
     /// `validation_accuracy` or `validation_loss`.
     pub selected_on: String,
     /// Step of the model saved as `best.safetensors`.
     pub best_validation_step: u64,
     pub best_validation_accuracy: Option<f64>,
+    #[serde(deserialize_with = "float_or_nan")]
     pub best_validation_loss: f64,
     /// Test figures of the model selected on validation.
     pub test_accuracy_at_best_validation: Option<f64>,
+    #[serde(deserialize_with = "float_or_nan")]
     pub test_loss_at_best_validation: f64,
     pub test_metrics_at_best_validation: BTreeMap<String, f64>,
     /// After the last step.
     pub last_validation_accuracy: Option<f64>,
     pub last_test_accuracy: Option<f64>,
+    #[serde(deserialize_with = "float_or_nan")]
     pub last_test_loss: f64,
+    #[serde(deserialize_with = "float_or_nan")]
     pub last_train_loss: f64,
     pub last_test_metrics: BTreeMap<String, f64>,
     /// Best test figure over all evaluations (selected on the test set: optimistic).
     pub best_test_accuracy: Option<f64>,
+    #[serde(deserialize_with = "float_or_nan")]
     pub best_test_loss: f64,
     pub best_test_step: u64,
     /// Learned time constants per decay tensor of the model selected on
@@ -261,9 +272,11 @@ impl MetricsLog {
 /// Sums over the iterations since the last metrics row.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 struct Window {
+    #[serde(deserialize_with = "float_or_nan")]
     loss: f64,
     correct: usize,
     samples: usize,
+    #[serde(deserialize_with = "float_or_nan")]
     rate: f64,
     iterations: u64,
     skipped: u64,
@@ -479,8 +492,12 @@ pub fn train(
         let skip = match (&problem, train.on_nonfinite) {
             (None, _) => false,
             (Some(problem), NonFinite::Stop) => bail!(
-                "iteration {iteration}: {problem}; stopped (the last good checkpoint is {}; try a lower train.lr, train.grad_clip, or train.on_nonfinite = \"skip\")",
-                last_path.display()
+                "iteration {iteration}: {problem}; stopped ({}; try a lower train.lr, train.grad_clip, or train.on_nonfinite = \"skip\")",
+                if last_path.exists() {
+                    format!("the last good checkpoint is {}", last_path.display())
+                } else {
+                    "no checkpoint was written yet".to_string()
+                }
             ),
             (Some(problem), NonFinite::Skip) => {
                 tracing::warn!(iteration, "{problem}: batch skipped");
