@@ -68,32 +68,45 @@ fn killed_and_resumed_run_equals_uninterrupted_run() {
     assert!(status.success());
 
     let run = dir.path().join("killed");
-    // a seeded sequence of kill delays (ms), shorter than a whole run
+    let last = run.join("checkpoints/last.safetensors");
+    let step_of = |path: &Path| -> u64 {
+        read_file(path).ok().and_then(|(_, m)| m.get("step").and_then(|s| s.parse().ok())).unwrap_or(0)
+    };
+    // each attempt waits until the run has written a newer checkpoint, then
+    // kills it (SIGKILL) after a seeded random delay of 0-40 ms
     let mut state: u64 = 0x2545_f491_4f6c_dd1d;
     let mut kills = 0;
-    for attempt in 0..6 {
+    let mut killed_at = Vec::new();
+    while kills < 4 {
         state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-        let delay = 100 + (state >> 33) % 700;
+        let delay = (state >> 33) % 40;
+        let before = step_of(&last);
         let mut cmd = if run.join("config.toml").exists() {
             hetsyn(&["train", "--no-progress", "--resume", "killed"], dir.path())
         } else {
             hetsyn(&["train", "--no-progress", "--config", "c.toml", "--out", "killed"], dir.path())
         };
         let mut child = cmd.spawn().unwrap();
-        std::thread::sleep(Duration::from_millis(delay));
-        match child.try_wait().unwrap() {
-            Some(status) => {
-                assert!(status.success(), "attempt {attempt} failed");
-                break;
+        let finished = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                assert!(status.success(), "a run failed");
+                break true;
             }
-            None => {
-                child.kill().unwrap(); // SIGKILL
-                child.wait().unwrap();
-                kills += 1;
+            if step_of(&last) > before {
+                break false;
             }
+            std::thread::sleep(Duration::from_millis(2));
+        };
+        if finished {
+            break;
         }
+        std::thread::sleep(Duration::from_millis(delay));
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+        kills += 1;
+        killed_at.push(step_of(&last));
     }
-    eprintln!("killed {kills} times");
+    eprintln!("killed {kills} times, after checkpoints of steps {killed_at:?}");
     assert!(kills >= 2, "the run finished before it could be killed twice; make it longer");
     let status = hetsyn(&["train", "--no-progress", "--resume", "killed"], dir.path()).status().unwrap();
     assert!(status.success(), "final resume failed");
