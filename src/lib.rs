@@ -8,5 +8,6 @@ pub mod bench;
 pub mod config;
 pub mod io;
 pub mod model;
+pub mod plot;
 pub mod tasks;
 pub mod train;
