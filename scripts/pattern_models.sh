@@ -35,7 +35,7 @@ printf '%s\n' "${runs[@]}" | xargs -P "$jobs" -L 1 sh -c '
   [ -f "$dir/summary.json" ] && exit 0
   recurrent=false; [ "$topology" = rec ] && recurrent=true
   extra=""; [ -n "$iterations" ] && extra="--set train.iterations=$iterations"
-  "$bin" -q train --config configs/pattern.toml --out "$dir" --threads 1 --seed "$seed" --no-progress \
+  "$bin" -q train --config configs/pattern.toml --out "$dir" --threads 1 --seed "$seed" --no-progress --no-plots \
     --set model.kind=$model --set model.layers.0.recurrent=$recurrent $extra > /dev/null
   echo "done $dir"
 '

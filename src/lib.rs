@@ -9,5 +9,6 @@ pub mod config;
 pub mod data;
 pub mod io;
 pub mod model;
+pub mod plot;
 pub mod tasks;
 pub mod train;

@@ -35,6 +35,14 @@ enum Command {
     Eval(EvalArgs),
     /// Time a training step and an inference batch of an SHD-sized network; print peak memory.
     Bench(BenchArgs),
+    /// Draw a run's plots (learning curves, time constants, spike raster) into <run-dir>/plots/.
+    Plot(PlotArgs),
+}
+
+#[derive(Args)]
+struct PlotArgs {
+    /// A run directory written by `hetsyn train` (holds metrics.csv and checkpoints/).
+    run_dir: PathBuf,
 }
 
 #[derive(Args)]
@@ -87,6 +95,9 @@ struct TrainArgs {
     /// No progress bar.
     #[arg(long)]
     no_progress: bool,
+    /// Do not draw the plots into <run-dir>/plots/ after training.
+    #[arg(long)]
+    no_plots: bool,
 }
 
 #[derive(Args)]
@@ -173,6 +184,20 @@ fn run_train(args: TrainArgs, quiet: bool) -> Result<()> {
         percent(summary.best_test_accuracy),
         summary.elapsed_s
     );
+    if !args.no_plots {
+        match hetsyn::plot::plot_run(&run_dir) {
+            Ok(files) => tracing::info!(files = files.len(), dir = %run_dir.join("plots").display(), "plots written"),
+            Err(e) => tracing::warn!("cannot draw the plots: {e:#}"),
+        }
+    }
+    Ok(())
+}
+
+fn run_plot(args: PlotArgs) -> Result<()> {
+    let files = hetsyn::plot::plot_run(&args.run_dir)?;
+    for file in files {
+        println!("{}", file.display());
+    }
     Ok(())
 }
 
@@ -273,6 +298,7 @@ fn main() -> ExitCode {
         Command::Train(args) => run_train(args, cli.quiet),
         Command::Eval(args) => run_eval(args),
         Command::Bench(args) => run_bench(args),
+        Command::Plot(args) => run_plot(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -359,6 +359,15 @@ impl Drop for RunLock {
     }
 }
 
+/// The network a run of `config` starts from: `init::build` drawing from stream
+/// `STREAM_INIT` (10) of a ChaCha8 generator seeded with `config.seed` (`hetsyn plot`
+/// rebuilds it to compare learned time constants with the initial ones).
+pub fn initial_network(config: &Config, inputs: usize, outputs: usize) -> Network<f32> {
+    let mut init_rng = ChaCha8Rng::seed_from_u64(config.seed);
+    init_rng.set_stream(STREAM_INIT);
+    init::build(&config.model, inputs, outputs, &mut init_rng)
+}
+
 /// Trains the model of `config` into `run_dir` and returns the summary.
 ///
 /// With `resume`, a checkpoint written by an earlier run into the same
@@ -391,12 +400,10 @@ pub fn train(
     let mut task: Box<dyn Task> = tasks::build(config)?;
     let shape = task.shape();
     let objective = objective(config);
-    let mut init_rng = ChaCha8Rng::seed_from_u64(config.seed);
-    init_rng.set_stream(STREAM_INIT);
     let mut train_rng = ChaCha8Rng::seed_from_u64(config.seed);
     train_rng.set_stream(STREAM_TRAIN);
 
-    let mut net: Network<f32> = init::build(&config.model, shape.channels, shape.outputs, &mut init_rng);
+    let mut net = initial_network(config, shape.channels, shape.outputs);
     let train = &config.train;
     let adam_config = AdamConfig {
         beta1: train.beta1,
