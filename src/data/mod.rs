@@ -6,10 +6,12 @@
 //! - [`shd`]: [`read_spike_file`] reads one split (pure Rust, no libhdf5).
 //! - [`binning`]: [`Binning`] settings and [`bin_sample`].
 //! - [`cache`]: [`load_binned`] = read + bin + cache.
+//! - [`idx`]: MNIST-family IDX image and label files (gzip or plain).
 
 pub mod binning;
 pub mod cache;
 mod f16;
+pub mod idx;
 pub mod shd;
 
 pub use binning::{bin_sample, BinnedSample, Binning, Edges};
