@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::model::{LossKind, Surrogate};
 use crate::tasks::dms::DmsConfig;
+use crate::tasks::images::ImagesConfig;
 use crate::tasks::pattern::PatternConfig;
 
 /// A whole run: model, task, training and output settings.
@@ -197,15 +198,19 @@ pub enum TaskConfig {
     Dms(DmsConfig),
     /// Pattern generation (paper §4.1).
     Pattern(PatternConfig),
+    /// Image classification from MNIST-family IDX files (paper §4.4).
+    Images(ImagesConfig),
 }
 
 impl TaskConfig {
     /// Sets the rate of the task's background noise channels, Hz.
-    pub fn set_noise_rate(&mut self, hz: f64) {
+    pub fn set_noise_rate(&mut self, hz: f64) -> Result<()> {
         match self {
             TaskConfig::Dms(d) => d.noise_rate = hz,
             TaskConfig::Pattern(p) => p.noise_rate = hz,
+            TaskConfig::Images(_) => bail!("the images task has no background noise channels"),
         }
+        Ok(())
     }
 }
 
@@ -466,6 +471,11 @@ impl Config {
                 }
                 if m.readout.loss == LossKind::Mse {
                     bail!("model.readout.loss = \"mse\": the dms task is a classification; use \"last\" or \"softmax_sum\"");
+                }
+            }
+            TaskConfig::Images(_) => {
+                if m.readout.loss == LossKind::Mse {
+                    bail!("model.readout.loss = \"mse\": the images task is a classification; use \"last\" or \"softmax_sum\"");
                 }
             }
             TaskConfig::Pattern(p) => {

@@ -207,7 +207,7 @@ fn run_eval(args: EvalArgs) -> Result<()> {
     let mut conditions = vec![("clean".to_string(), ckpt.config.clone())];
     for rate in &args.noise_rates {
         let mut config = ckpt.config.clone();
-        config.task.set_noise_rate(*rate);
+        config.task.set_noise_rate(*rate).with_context(|| format!("--noise-rates {rate}"))?;
         config.validate().with_context(|| format!("--noise-rates {rate}"))?;
         conditions.push((format!("noise_rate={rate}"), config));
     }

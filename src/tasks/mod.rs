@@ -2,6 +2,7 @@
 //! spike trains (or analog inputs) and targets; the trainer is generic over it.
 
 pub mod dms;
+pub mod images;
 pub mod pattern;
 
 use rand_chacha::ChaCha8Rng;
@@ -66,6 +67,7 @@ pub trait Task: Send + Sync {
 pub fn build(config: &crate::config::Config) -> anyhow::Result<Box<dyn Task>> {
     match &config.task {
         crate::config::TaskConfig::Dms(dms) => Ok(Box::new(dms::Dms::new(dms.clone(), config.model.dt, config.seed)?)),
+        crate::config::TaskConfig::Images(i) => Ok(Box::new(images::Images::new(i.clone(), config.seed)?)),
         crate::config::TaskConfig::Pattern(p) => {
             Ok(Box::new(pattern::Pattern::new(p.clone(), config.model.dt, config.seed)?))
         }

@@ -1,0 +1,229 @@
+//! Image classification from MNIST-family IDX files (paper: sequential MNIST).
+//! An image becomes a sequence: `row` feeds one row of 28 pixels per step (28
+//! steps × 28 channels), `pixel` one pixel per step (784 steps × 1 channel, the
+//! S-MNIST convention), `permuted` the pixels in a fixed seeded order (PS-MNIST).
+//! Pixel intensities (0..1) enter as analog input currents. The validation set
+//! is a seeded subset of the training file, never trained on.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+use super::{Sample, Target, Task, TaskKind, TaskShape};
+use crate::data::idx::{read_set, IdxImages};
+
+/// ChaCha8 streams (seeded with the run seed) of the validation split and the permutation.
+const SPLIT_STREAM: u64 = 7;
+const PERMUTATION_STREAM: u64 = 8;
+
+/// How an image becomes a sequence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Encoding {
+    Row,
+    Pixel,
+    Permuted,
+}
+
+/// Settings of the image task (the `[task]` config section).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ImagesConfig {
+    /// Directory of the IDX files (`train-images-idx3-ubyte[.gz]`, `train-labels-idx1-ubyte[.gz]`,
+    /// `t10k-images-idx3-ubyte[.gz]`, `t10k-labels-idx1-ubyte[.gz]`).
+    pub data_dir: String,
+    pub encoding: Encoding,
+    /// Training images held out for validation.
+    pub validation_size: usize,
+    /// Use only the first this many test images (0 = all).
+    pub test_limit: usize,
+}
+
+impl Default for ImagesConfig {
+    fn default() -> Self {
+        ImagesConfig {
+            data_dir: "/usr/share/datasets/fashion-mnist".into(),
+            encoding: Encoding::Row,
+            validation_size: 5000,
+            test_limit: 0,
+        }
+    }
+}
+
+/// The IDX file `stem` in `dir`, plain or gzip.
+fn find(dir: &Path, stem: &str) -> Result<PathBuf> {
+    [dir.join(stem), dir.join(format!("{stem}.gz"))].into_iter().find(|p| p.is_file()).with_context(|| {
+        format!(
+            "task.data_dir = {:?}: no {stem}[.gz]; expected the four MNIST-format files train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte (plain or .gz); see data/README.md",
+            dir.display().to_string()
+        )
+    })
+}
+
+/// The image task: the training images, and fixed validation and test samples.
+pub struct Images {
+    config: ImagesConfig,
+    train: IdxImages,
+    train_labels: Vec<u8>,
+    /// Indices of `train` used for training (the rest is validation).
+    train_indices: Vec<usize>,
+    order: Vec<usize>,
+    classes: usize,
+    validation: Vec<Sample>,
+    test: Vec<Sample>,
+}
+
+impl Images {
+    pub fn new(config: ImagesConfig, seed: u64) -> Result<Self> {
+        let dir = Path::new(&config.data_dir);
+        let (train, train_labels) =
+            read_set(&find(dir, "train-images-idx3-ubyte")?, &find(dir, "train-labels-idx1-ubyte")?)?;
+        let (test, test_labels) =
+            read_set(&find(dir, "t10k-images-idx3-ubyte")?, &find(dir, "t10k-labels-idx1-ubyte")?)?;
+        if (test.rows, test.cols) != (train.rows, train.cols) {
+            bail!(
+                "task.data_dir: test images are {}x{}, training images {}x{}",
+                test.rows,
+                test.cols,
+                train.rows,
+                train.cols
+            );
+        }
+        if config.validation_size == 0 || config.validation_size >= train.count {
+            bail!(
+                "task.validation_size = {}: must be between 1 and {} (the training images)",
+                config.validation_size,
+                train.count - 1
+            );
+        }
+        let classes = train_labels.iter().chain(&test_labels).map(|l| *l as usize + 1).max().unwrap_or(1);
+        let pixels = train.rows * train.cols;
+        let mut order: Vec<usize> = (0..pixels).collect();
+        if config.encoding == Encoding::Permuted {
+            let mut rng = ChaCha8Rng::seed_from_u64(seed);
+            rng.set_stream(PERMUTATION_STREAM);
+            order.shuffle(&mut rng);
+        }
+        let mut indices: Vec<usize> = (0..train.count).collect();
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        rng.set_stream(SPLIT_STREAM);
+        indices.shuffle(&mut rng);
+        let (validation_indices, train_indices) = indices.split_at(config.validation_size);
+        let mut task = Images {
+            config,
+            train,
+            train_labels,
+            train_indices: train_indices.to_vec(),
+            order,
+            classes,
+            validation: Vec::new(),
+            test: Vec::new(),
+        };
+        task.validation =
+            validation_indices.iter().map(|k| task.encode(&task.train, *k, task.train_labels[*k])).collect();
+        let limit = if task.config.test_limit == 0 { test.count } else { task.config.test_limit.min(test.count) };
+        task.test = (0..limit).map(|k| task.encode(&test, k, test_labels[k])).collect();
+        Ok(task)
+    }
+
+    /// Image `k` of `set` as a sequence, intensities scaled to [0, 1].
+    fn encode(&self, set: &IdxImages, k: usize, label: u8) -> Sample {
+        let image = set.image(k);
+        let input = self.order.iter().map(|p| image[*p] as f32 / 255.0).collect();
+        Sample { input, target: Target::Class(label as usize) }
+    }
+}
+
+impl Task for Images {
+    fn shape(&self) -> TaskShape {
+        let pixels = self.train.rows * self.train.cols;
+        let (steps, channels) = match self.config.encoding {
+            Encoding::Row => (self.train.rows, self.train.cols),
+            Encoding::Pixel | Encoding::Permuted => (pixels, 1),
+        };
+        TaskShape { channels, outputs: self.classes, steps, kind: TaskKind::Classification }
+    }
+
+    /// `n` training images drawn uniformly (with replacement) with `rng`.
+    fn train_batch(&mut self, n: usize, rng: &mut ChaCha8Rng) -> Vec<Sample> {
+        (0..n)
+            .map(|_| {
+                let k = self.train_indices[rng.gen_range(0..self.train_indices.len())];
+                self.encode(&self.train, k, self.train_labels[k])
+            })
+            .collect()
+    }
+
+    fn validation(&self) -> &[Sample] {
+        &self.validation
+    }
+
+    fn test(&self) -> &[Sample] {
+        &self.test
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Writes a tiny MNIST-format set: `n` train and `m` test images of 2x3 pixels.
+    fn write_set(dir: &Path, n: usize, m: usize) {
+        let write = |name: &str, dims: &[u32], data: Vec<u8>| {
+            let mut out = vec![0, 0, 0x08, dims.len() as u8];
+            for d in dims {
+                out.extend(d.to_be_bytes());
+            }
+            out.extend(data);
+            std::fs::write(dir.join(name), out).unwrap();
+        };
+        write("train-images-idx3-ubyte", &[n as u32, 2, 3], (0..n * 6).map(|v| (v % 256) as u8).collect());
+        write("train-labels-idx1-ubyte", &[n as u32], (0..n).map(|v| (v % 3) as u8).collect());
+        write("t10k-images-idx3-ubyte", &[m as u32, 2, 3], (0..m * 6).map(|v| (255 - v % 256) as u8).collect());
+        write("t10k-labels-idx1-ubyte", &[m as u32], (0..m).map(|v| (v % 3) as u8).collect());
+    }
+
+    fn config(dir: &Path, encoding: Encoding) -> ImagesConfig {
+        ImagesConfig { data_dir: dir.display().to_string(), encoding, validation_size: 4, test_limit: 0 }
+    }
+
+    #[test]
+    fn encodings_shapes_and_split() {
+        let dir = tempfile::tempdir().unwrap();
+        write_set(dir.path(), 20, 5);
+        let rows = Images::new(config(dir.path(), Encoding::Row), 1).unwrap();
+        assert_eq!(rows.shape(), TaskShape { channels: 3, outputs: 3, steps: 2, kind: TaskKind::Classification });
+        assert_eq!(rows.test().len(), 5);
+        assert_eq!(rows.validation().len(), 4);
+        // test image 0 is 255, 254, ..., 250 scaled to [0, 1], row-major
+        assert_eq!(rows.test()[0].input, (0..6).map(|v| (255 - v) as f32 / 255.0).collect::<Vec<_>>());
+        // validation images are never drawn for training
+        let held_out: Vec<&Sample> = rows.validation().iter().collect();
+        let mut task = Images::new(config(dir.path(), Encoding::Row), 1).unwrap();
+        let mut rng = ChaCha8Rng::seed_from_u64(0);
+        for s in task.train_batch(400, &mut rng) {
+            assert!(!held_out.contains(&&s), "a validation image was drawn for training");
+        }
+        let pixel = Images::new(config(dir.path(), Encoding::Pixel), 1).unwrap();
+        assert_eq!((pixel.shape().steps, pixel.shape().channels), (6, 1));
+        assert_eq!(pixel.test()[0].input, rows.test()[0].input);
+        let permuted = Images::new(config(dir.path(), Encoding::Permuted), 1).unwrap();
+        let mut a = permuted.test()[0].input.clone();
+        let mut b = rows.test()[0].input.clone();
+        assert_ne!(a, b, "the permutation reorders pixels");
+        a.sort_by(f32::total_cmp);
+        b.sort_by(f32::total_cmp);
+        assert_eq!(a, b);
+    }
+
+    #[test]
+    fn missing_files_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let e = format!("{:#}", Images::new(config(dir.path(), Encoding::Row), 0).err().unwrap());
+        assert!(e.contains("task.data_dir") && e.contains("train-images-idx3-ubyte"), "{e}");
+    }
+}
