@@ -98,18 +98,7 @@ pub fn plot_run(run_dir: &Path) -> Result<Vec<PathBuf>> {
     Ok(written)
 }
 
-/// The time constant, in ms, of a decay `exp(-dt/tau)` with `dt` in seconds:
-/// `tau = -dt / ln(decay)`. A decay of 1 or more never forgets (`f64::INFINITY`);
-/// a decay of 0 or less forgets at once (`0.0`).
-pub fn tau_ms(decay: f64, dt: f64) -> f64 {
-    if decay >= 1.0 {
-        f64::INFINITY
-    } else if decay <= 0.0 {
-        0.0
-    } else {
-        -1000.0 * dt / decay.ln()
-    }
-}
+pub use crate::train::tau_stats::tau_ms;
 
 /// Time constants of a set of decays, split into finite positive ones and the
 /// counts that a log axis cannot show.
