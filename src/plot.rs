@@ -359,6 +359,21 @@ fn drawing<E: std::error::Error + Send + Sync>(e: DrawingAreaErrorKind<E>) -> an
     anyhow!("drawing failed: {e}")
 }
 
+/// The legend of a panel's labelled series, in the house style.
+fn draw_legend<'a, DB: DrawingBackend + 'a, CT: CoordTranslate>(
+    chart: &mut ChartContext<'a, DB, CT>,
+    position: SeriesLabelPosition,
+) -> Result<()> {
+    chart
+        .configure_series_labels()
+        .position(position)
+        .label_font((FAMILY, LABEL_SIZE))
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK.mix(0.3))
+        .draw()
+        .map_err(drawing)
+}
+
 /// Registers the embedded font with plotters (once per process).
 fn register_font() -> Result<()> {
     static REGISTERED: OnceLock<bool> = OnceLock::new();
@@ -640,14 +655,7 @@ impl LearningCurves {
                 .label(*label)
                 .legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], color.stroke_width(2)));
         }
-        chart
-            .configure_series_labels()
-            .position(legend)
-            .label_font((FAMILY, LABEL_SIZE))
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK.mix(0.3))
-            .draw()
-            .map_err(drawing)
+        draw_legend(chart, legend)
     }
 }
 
@@ -783,14 +791,7 @@ impl Figure for DecayHistograms {
                 .map_err(drawing)?
                 .label("initial")
                 .legend(|(x, y)| PathElement::new([(x, y), (x + 20, y)], INITIAL_COLOR.stroke_width(2)));
-            chart
-                .configure_series_labels()
-                .position(SeriesLabelPosition::UpperRight)
-                .label_font((FAMILY, LABEL_SIZE))
-                .background_style(WHITE.mix(0.85))
-                .border_style(BLACK.mix(0.3))
-                .draw()
-                .map_err(drawing)?;
+            draw_legend(&mut chart, SeriesLabelPosition::UpperRight)?;
         }
         Ok(())
     }
@@ -903,14 +904,7 @@ impl Figure for OutputPlot {
                 .map_err(drawing)?
                 .label("output y")
                 .legend(|(x, y)| PathElement::new([(x, y), (x + 20, y)], LEARNED_COLOR.stroke_width(2)));
-            chart
-                .configure_series_labels()
-                .position(SeriesLabelPosition::UpperRight)
-                .label_font((FAMILY, LABEL_SIZE))
-                .background_style(WHITE.mix(0.85))
-                .border_style(BLACK.mix(0.3))
-                .draw()
-                .map_err(drawing)?;
+            draw_legend(&mut chart, SeriesLabelPosition::UpperRight)?;
         }
         Ok(())
     }
