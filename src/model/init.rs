@@ -11,6 +11,7 @@ use super::layer::{Adaptation, Decays, Layer, Spiking};
 use super::network::Network;
 use super::Float;
 use crate::config::{ModelConfig, ModelKind, TauInit};
+use crate::model::LossKind;
 
 /// Draws one time constant, seconds (normal draws are repeated until positive).
 pub fn draw_tau(init: &TauInit, rng: &mut ChaCha8Rng) -> f64 {
@@ -99,6 +100,12 @@ pub fn build<F: Float>(model: &ModelConfig, inputs: usize, outputs: usize, rng: 
     let init = model.readout.tau_init.as_ref().unwrap_or(&model.tau_init);
     let input_weight = weights(outputs * fan_in, fan_in, model.weight_scale, rng);
     let decays = layer_decays(model, init, outputs, fan_in, false, rng);
-    layers.push(Layer { inputs: fan_in, size: outputs, input_weight, recurrent_weight: None, decays, spiking: None });
+    // the spike-count readout is a spiking layer (no recurrence, no adaptation)
+    let spiking = (model.readout.loss == LossKind::SpikeCount).then_some(Spiking {
+        threshold: F::of(model.threshold),
+        activation,
+        adaptation: None,
+    });
+    layers.push(Layer { inputs: fan_in, size: outputs, input_weight, recurrent_weight: None, decays, spiking });
     Network { layers, dt: model.dt }
 }

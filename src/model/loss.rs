@@ -17,6 +17,10 @@ pub enum LossKind {
     Last,
     /// Mean squared error between `y^t` and the target over all steps and readouts.
     Mse,
+    /// The readout spikes (it is a spiking layer) and the logits are its spike
+    /// counts `n_c = sum_t z_c^t`: cross-entropy of `n`, prediction `argmax n`;
+    /// the gradient reaches the readout potentials through the surrogate.
+    SpikeCount,
 }
 
 /// Loss of one sample and `dL/dy^t` (`[steps, outputs]`).
@@ -101,6 +105,22 @@ impl LossKind {
                 }
                 SampleLoss { loss, correct: Some(correct), d_output }
             }
+            (LossKind::SpikeCount, Target::Class(label)) => {
+                let mut counts = vec![0.0; outputs];
+                for t in 0..steps {
+                    for (c, z) in counts.iter_mut().zip(row(t)) {
+                        *c += z;
+                    }
+                }
+                let (loss, grad, correct) = cross_entropy(&counts, *label);
+                // dL/dz_c^t = dL/dn_c at every step
+                for t in 0..steps {
+                    for c in 0..outputs {
+                        d_output[t * outputs + c] = F::of(grad[c]);
+                    }
+                }
+                SampleLoss { loss, correct: Some(correct), d_output }
+            }
             (LossKind::Mse, Target::Series(series)) => {
                 assert_eq!(series.len(), steps * outputs, "target series must be [steps, outputs]");
                 let count = (steps * outputs) as f64;
@@ -171,6 +191,7 @@ mod tests {
         check_fd(LossKind::Last, Target::Class(1), 4, 3, 0);
         check_fd(LossKind::SoftmaxSum, Target::Class(2), 6, 3, 2);
         check_fd(LossKind::Mse, Target::Series((0..8).map(|i| i as f32 * 0.1).collect()), 4, 2, 0);
+        check_fd(LossKind::SpikeCount, Target::Class(0), 5, 3, 0);
     }
 
     #[test]

@@ -271,9 +271,15 @@ impl<F: Float> Network<F> {
         tape
     }
 
-    /// The readout trace `y` of a tape, `[steps, outputs]`.
+    /// The readout trace of a tape, `[steps, outputs]`: the potentials `y^t` of
+    /// a leaky readout, or the spikes of a spiking one (spike-count readout).
     pub fn output<'t>(&self, tape: &'t Tape<F>) -> &'t [F] {
-        &tape.layers[self.layers.len() - 1].potential
+        let top = &tape.layers[self.layers.len() - 1];
+        if self.readout().spiking.is_some() {
+            &top.spikes
+        } else {
+            &top.potential
+        }
     }
 
     /// Accumulates one sample's gradient into `grad` (decay gradients still without

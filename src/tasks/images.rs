@@ -1,8 +1,12 @@
 //! Image classification from MNIST-family IDX files (paper: sequential MNIST).
 //! An image becomes a sequence: `row` feeds one row of 28 pixels per step (28
 //! steps × 28 channels), `pixel` one pixel per step (784 steps × 1 channel, the
-//! S-MNIST convention), `permuted` the pixels in a fixed seeded order (PS-MNIST).
-//! Pixel intensities (0..1) enter as analog input currents. The validation set
+//! S-MNIST convention), `permuted` the pixels in a fixed seeded order (PS-MNIST);
+//! with these, pixel intensities (0..1) enter as analog input currents.
+//! `spikes` turns the pixel sequence into threshold-crossing spikes: with
+//! `spike_levels` thresholds `k / (levels + 1)`, channel `2k` spikes when the
+//! intensity rises through threshold `k` from one pixel to the next and channel
+//! `2k + 1` when it falls through it (784 steps × 2 levels channels). The validation set
 //! is a seeded subset of the training file, never trained on.
 
 use std::path::{Path, PathBuf};
@@ -27,6 +31,7 @@ pub enum Encoding {
     Row,
     Pixel,
     Permuted,
+    Spikes,
 }
 
 /// Settings of the image task (the `[task]` config section).
@@ -41,6 +46,8 @@ pub struct ImagesConfig {
     pub validation_size: usize,
     /// Use only the first this many test images (0 = all).
     pub test_limit: usize,
+    /// Thresholds of the `spikes` encoding.
+    pub spike_levels: usize,
 }
 
 impl Default for ImagesConfig {
@@ -50,6 +57,7 @@ impl Default for ImagesConfig {
             encoding: Encoding::Row,
             validation_size: 5000,
             test_limit: 0,
+            spike_levels: 4,
         }
     }
 }
@@ -93,6 +101,9 @@ impl Images {
                 train.cols
             );
         }
+        if config.encoding == Encoding::Spikes && !(1..=255).contains(&config.spike_levels) {
+            bail!("task.spike_levels = {}: must be between 1 and 255", config.spike_levels);
+        }
         if config.validation_size == 0 || config.validation_size >= train.count {
             bail!(
                 "task.validation_size = {}: must be between 1 and {} (the training images)",
@@ -130,10 +141,30 @@ impl Images {
         Ok(task)
     }
 
-    /// Image `k` of `set` as a sequence, intensities scaled to [0, 1].
+    /// Image `k` of `set` as a sequence, intensities scaled to [0, 1] (or as
+    /// threshold-crossing spikes).
     fn encode(&self, set: &IdxImages, k: usize, label: u8) -> Sample {
         let image = set.image(k);
-        let input = self.order.iter().map(|p| image[*p] as f32 / 255.0).collect();
+        let values: Vec<f32> = self.order.iter().map(|p| image[*p] as f32 / 255.0).collect();
+        let input = if self.config.encoding == Encoding::Spikes {
+            let levels = self.config.spike_levels;
+            let mut spikes = vec![0.0f32; values.len() * 2 * levels];
+            let mut previous = 0.0f32;
+            for (t, v) in values.iter().enumerate() {
+                for k in 0..levels {
+                    let threshold = (k + 1) as f32 / (levels + 1) as f32;
+                    if previous < threshold && *v >= threshold {
+                        spikes[t * 2 * levels + 2 * k] = 1.0;
+                    } else if previous >= threshold && *v < threshold {
+                        spikes[t * 2 * levels + 2 * k + 1] = 1.0;
+                    }
+                }
+                previous = *v;
+            }
+            spikes
+        } else {
+            values
+        };
         Sample { input, target: Target::Class(label as usize) }
     }
 }
@@ -144,6 +175,7 @@ impl Task for Images {
         let (steps, channels) = match self.config.encoding {
             Encoding::Row => (self.train.rows, self.train.cols),
             Encoding::Pixel | Encoding::Permuted => (pixels, 1),
+            Encoding::Spikes => (pixels, 2 * self.config.spike_levels),
         };
         TaskShape { channels, outputs: self.classes, steps, kind: TaskKind::Classification }
     }
@@ -188,7 +220,13 @@ mod tests {
     }
 
     fn config(dir: &Path, encoding: Encoding) -> ImagesConfig {
-        ImagesConfig { data_dir: dir.display().to_string(), encoding, validation_size: 4, test_limit: 0 }
+        ImagesConfig {
+            data_dir: dir.display().to_string(),
+            encoding,
+            validation_size: 4,
+            test_limit: 0,
+            spike_levels: 2,
+        }
     }
 
     #[test]
@@ -218,6 +256,25 @@ mod tests {
         a.sort_by(f32::total_cmp);
         b.sort_by(f32::total_cmp);
         assert_eq!(a, b);
+    }
+
+    #[test]
+    fn threshold_crossing_spikes() {
+        let dir = tempfile::tempdir().unwrap();
+        write_set(dir.path(), 50, 5);
+        let spikes = Images::new(config(dir.path(), Encoding::Spikes), 1).unwrap();
+        assert_eq!((spikes.shape().steps, spikes.shape().channels), (6, 4));
+        // test image 0: 255, 254, ..., 250 -> rises through both thresholds (1/3, 2/3) at step 0, then stays
+        let x = &spikes.test()[0].input;
+        assert_eq!(&x[..4], &[1.0, 0.0, 1.0, 0.0]);
+        assert!(x[4..].iter().all(|v| *v == 0.0));
+        // test image 1 (pixels 249..244) likewise; a falling sequence would spike on odd channels
+        let y = &spikes.test()[1].input;
+        assert_eq!(&y[..4], &[1.0, 0.0, 1.0, 0.0]);
+        // training image 42: pixels 252, 253, 254, 255, 0, 1: up at step 0, down at step 4
+        let z = spikes.encode(&spikes.train, 42, 0).input;
+        let expect: Vec<f32> = (0..24).map(|i| if [0, 2, 17, 19].contains(&i) { 1.0 } else { 0.0 }).collect();
+        assert_eq!(z, expect);
     }
 
     #[test]
