@@ -308,7 +308,7 @@ impl Task for Dms {
         }
     }
 
-    fn train_batch(&mut self, n: usize, rng: &mut ChaCha8Rng) -> Vec<Sample> {
+    fn train_batch(&mut self, _iteration: u64, n: usize, rng: &mut ChaCha8Rng) -> Vec<Sample> {
         self.draw_trials(n, rng)
     }
 
@@ -370,7 +370,7 @@ mod tests {
             assert_eq!(s.input.len(), 210 * 30);
             assert!(s.input.iter().all(|&v| v == 0.0 || v == 1.0));
         }
-        let batch = Dms::new(small(0, 1), DT, 1).unwrap().train_batch(3, &mut rng(5));
+        let batch = Dms::new(small(0, 1), DT, 1).unwrap().train_batch(0, 3, &mut rng(5));
         assert_eq!(batch.len(), 3);
         assert!(batch.iter().all(|s| s.input.len() == 210 * 30));
     }

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use rand::seq::SliceRandom;
-use rand::{Rng, SeedableRng};
+use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
@@ -23,6 +23,8 @@ use crate::data::idx::{read_set, IdxImages};
 /// ChaCha8 streams (seeded with the run seed) of the validation split and the permutation.
 const SPLIT_STREAM: u64 = 7;
 const PERMUTATION_STREAM: u64 = 8;
+/// Epoch `e` orders the training images with stream `EPOCH_STREAM + e`.
+const EPOCH_STREAM: u64 = 1 << 32;
 
 /// How an image becomes a sequence.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -81,6 +83,9 @@ pub struct Images {
     train_indices: Vec<usize>,
     order: Vec<usize>,
     classes: usize,
+    seed: u64,
+    /// The order of the last epoch used (derived from the seed; not state).
+    order_cache: Option<(u64, Vec<usize>)>,
     validation: Vec<Sample>,
     test: Vec<Sample>,
 }
@@ -131,6 +136,8 @@ impl Images {
             train_indices: train_indices.to_vec(),
             order,
             classes,
+            seed,
+            order_cache: None,
             validation: Vec::new(),
             test: Vec::new(),
         };
@@ -139,6 +146,18 @@ impl Images {
         let limit = if task.config.test_limit == 0 { test.count } else { task.config.test_limit.min(test.count) };
         task.test = (0..limit).map(|k| task.encode(&test, k, test_labels[k])).collect();
         Ok(task)
+    }
+
+    /// The order of the training images in `epoch` (cached: a function of the seed and epoch).
+    fn epoch_order(&mut self, epoch: u64) -> &[usize] {
+        if self.order_cache.as_ref().map(|(e, _)| *e) != Some(epoch) {
+            let mut order: Vec<usize> = (0..self.train_indices.len()).collect();
+            let mut rng = ChaCha8Rng::seed_from_u64(self.seed);
+            rng.set_stream(EPOCH_STREAM + epoch);
+            order.shuffle(&mut rng);
+            self.order_cache = Some((epoch, order));
+        }
+        self.order_cache.as_ref().map(|(_, o)| &o[..]).unwrap_or(&[])
     }
 
     /// Image `k` of `set` as a sequence, intensities scaled to [0, 1] (or as
@@ -180,11 +199,16 @@ impl Task for Images {
         TaskShape { channels, outputs: self.classes, steps, kind: TaskKind::Classification }
     }
 
-    /// `n` training images drawn uniformly (with replacement) with `rng`.
-    fn train_batch(&mut self, n: usize, rng: &mut ChaCha8Rng) -> Vec<Sample> {
-        (0..n)
-            .map(|_| {
-                let k = self.train_indices[rng.gen_range(0..self.train_indices.len())];
+    /// Epochs: the training images in a new seeded order each epoch (stream
+    /// `EPOCH_STREAM + epoch`), taken `n` at a time; sample `s = iteration n + b`
+    /// of the run is position `s mod N` of epoch `s / N`.
+    fn train_batch(&mut self, iteration: u64, n: usize, _rng: &mut ChaCha8Rng) -> Vec<Sample> {
+        let count = self.train_indices.len() as u64;
+        (0..n as u64)
+            .map(|b| {
+                let s = iteration * n as u64 + b;
+                let position = self.epoch_order(s / count)[(s % count) as usize];
+                let k = self.train_indices[position];
                 self.encode(&self.train, k, self.train_labels[k])
             })
             .collect()
@@ -243,9 +267,20 @@ mod tests {
         let held_out: Vec<&Sample> = rows.validation().iter().collect();
         let mut task = Images::new(config(dir.path(), Encoding::Row), 1).unwrap();
         let mut rng = ChaCha8Rng::seed_from_u64(0);
-        for s in task.train_batch(400, &mut rng) {
-            assert!(!held_out.contains(&&s), "a validation image was drawn for training");
+        let mut seen = Vec::new();
+        for iteration in 0..4 {
+            for s in task.train_batch(iteration, 4, &mut rng) {
+                assert!(!held_out.contains(&&s), "a validation image was drawn for training");
+                seen.push(s);
+            }
         }
+        // one epoch = the 16 training images, each once
+        for (k, s) in seen.iter().enumerate() {
+            assert_eq!(seen.iter().filter(|t| *t == s).count(), 1, "image {k} repeated within an epoch");
+        }
+        // batches are a function of the iteration alone
+        let mut again = Images::new(config(dir.path(), Encoding::Row), 1).unwrap();
+        assert_eq!(again.train_batch(2, 4, &mut ChaCha8Rng::seed_from_u64(99)), seen[8..12].to_vec());
         let pixel = Images::new(config(dir.path(), Encoding::Pixel), 1).unwrap();
         assert_eq!((pixel.shape().steps, pixel.shape().channels), (6, 1));
         assert_eq!(pixel.test()[0].input, rows.test()[0].input);

@@ -48,8 +48,11 @@ pub struct TaskShape {
 /// A task: a source of training samples and fixed held-out validation and test sets.
 pub trait Task: Send + Sync {
     fn shape(&self) -> TaskShape;
-    /// `n` fresh training samples drawn with `rng` (the training stream of the run).
-    fn train_batch(&mut self, n: usize, rng: &mut ChaCha8Rng) -> Vec<Sample>;
+    /// The `n` training samples of optimizer step `iteration` (0-based). Trial
+    /// tasks draw fresh trials with `rng` (the training stream of the run);
+    /// dataset tasks take the next `n` samples of seeded per-epoch orders, a
+    /// function of `iteration` alone, so a resumed run sees the same batches.
+    fn train_batch(&mut self, iteration: u64, n: usize, rng: &mut ChaCha8Rng) -> Vec<Sample>;
     /// Held-out samples for model selection; never used for training.
     fn validation(&self) -> &[Sample];
     /// Held-out samples for the reported test accuracy; never used for training

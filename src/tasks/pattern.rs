@@ -242,7 +242,7 @@ impl Task for Pattern {
         }
     }
 
-    fn train_batch(&mut self, n: usize, rng: &mut ChaCha8Rng) -> Vec<Sample> {
+    fn train_batch(&mut self, _iteration: u64, n: usize, rng: &mut ChaCha8Rng) -> Vec<Sample> {
         self.draw_trials(n, rng)
     }
 

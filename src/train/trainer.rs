@@ -485,7 +485,7 @@ pub fn train(
 
     let mut last_metrics = serde_json::Value::Null;
     for iteration in start..train.iterations {
-        let samples = task.train_batch(train.batch_size, &mut train_rng);
+        let samples = task.train_batch(iteration, train.batch_size, &mut train_rng);
         let dropout = Dropout::Random { p: config.model.dropout, seed: dropout_seed(config.seed, iteration) };
         let (stats, grad) = net.loss_and_grad(&samples, shape.steps, &objective, dropout, true);
         let mut grad = grad.context("gradient was requested")?;
