@@ -33,6 +33,8 @@ enum Command {
     Train(TrainArgs),
     /// Re-evaluate a saved checkpoint on its task's test set.
     Eval(EvalArgs),
+    /// Write the config files of a cartesian grid over config keys.
+    Grid(GridArgs),
     /// Time a training step and an inference batch of an SHD-sized network; print peak memory.
     Bench(BenchArgs),
     /// Draw a run's plots (learning curves, time constants, spike raster) into <run-dir>/plots/.
@@ -43,6 +45,18 @@ enum Command {
 struct PlotArgs {
     /// A run directory written by `hetsyn train` (holds metrics.csv and checkpoints/).
     run_dir: PathBuf,
+}
+
+#[derive(Args)]
+struct GridArgs {
+    /// The base config.
+    base: PathBuf,
+    /// A key and its values, e.g. --vary model.kind=hetsynlif,homneulif --vary seed=0,1,2 (repeatable).
+    #[arg(long, value_name = "KEY=V1,V2,...", required = true)]
+    vary: Vec<String>,
+    /// Directory for the config files (e.g. configs/<name>/).
+    #[arg(long)]
+    out: PathBuf,
 }
 
 #[derive(Args)]
@@ -273,6 +287,13 @@ fn run_eval(args: EvalArgs) -> Result<()> {
     Ok(())
 }
 
+fn run_grid(args: GridArgs) -> Result<()> {
+    let axes = args.vary.iter().map(|v| hetsyn::grid::Axis::parse(v)).collect::<Result<Vec<_>>>()?;
+    let files = hetsyn::grid::write_grid(&args.base, &axes, &args.out)?;
+    println!("wrote {} configs to {}", files.len(), args.out.display());
+    Ok(())
+}
+
 fn run_bench(args: BenchArgs) -> Result<()> {
     let model = toml::Value::String(args.model.clone()).try_into().map_err(|_| {
         anyhow::anyhow!("--model {:?}: expected hetsynlif, hetneulif, homneulif or homneualif", args.model)
@@ -298,6 +319,7 @@ fn main() -> ExitCode {
         Command::Train(args) => run_train(args, cli.quiet),
         Command::Eval(args) => run_eval(args),
         Command::Bench(args) => run_bench(args),
+        Command::Grid(args) => run_grid(args),
         Command::Plot(args) => run_plot(args),
     };
     match result {

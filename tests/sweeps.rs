@@ -15,7 +15,10 @@ fn config_dir(dir: &Path) -> std::path::PathBuf {
     let configs = dir.join("grid");
     fs::create_dir_all(&configs).unwrap();
     for (name, seed) in [("b-seed2", 2), ("a-seed1", 1), ("c-seed3", 3)] {
-        let text = SHORT_DMS.replace("seed = 3", &format!("seed = {seed}")).replace("iterations = 6", "iterations = 2").replace("eval_every = 3", "eval_every = 2");
+        let text = SHORT_DMS
+            .replace("seed = 3", &format!("seed = {seed}"))
+            .replace("iterations = 6", "iterations = 2")
+            .replace("eval_every = 3", "eval_every = 2");
         fs::write(configs.join(format!("{name}.toml")), text).unwrap();
     }
     fs::write(configs.join("notes.txt"), "not a config").unwrap();
@@ -66,17 +69,36 @@ fn slurm_array_maps_indices_to_sorted_configs() {
         .arg(&configs)
         .arg("--out")
         .arg(&out)
-        .args(["--time", "02:00:00", "--cpus", "1", "--mem", "2G", "--partition", "cpu", "--max-parallel", "2", "--dry-run"])
+        .args([
+            "--time",
+            "02:00:00",
+            "--cpus",
+            "1",
+            "--mem",
+            "2G",
+            "--partition",
+            "cpu",
+            "--max-parallel",
+            "2",
+            "--dry-run",
+        ])
         .output()
         .unwrap();
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     let batch = String::from_utf8_lossy(&output.stdout).to_string();
-    for line in ["#SBATCH --array=0-2%2", "#SBATCH --cpus-per-task=1", "#SBATCH --mem=2G", "#SBATCH --time=02:00:00", "#SBATCH --partition=cpu"] {
+    for line in [
+        "#SBATCH --array=0-2%2",
+        "#SBATCH --cpus-per-task=1",
+        "#SBATCH --mem=2G",
+        "#SBATCH --time=02:00:00",
+        "#SBATCH --partition=cpu",
+    ] {
         assert!(batch.contains(line), "missing `{line}` in:\n{batch}");
     }
     assert!(!batch.contains("--account"), "no account was given");
     let list = fs::read_to_string(out.join("array_configs.txt")).unwrap();
-    let names: Vec<String> = list.lines().map(|l| Path::new(l).file_name().unwrap().to_string_lossy().to_string()).collect();
+    let names: Vec<String> =
+        list.lines().map(|l| Path::new(l).file_name().unwrap().to_string_lossy().to_string()).collect();
     assert_eq!(names, ["a-seed1.toml", "b-seed2.toml", "c-seed3.toml"]);
     // run the generated script as array task 1: it trains b-seed2
     let path = dir.path().join("job.sh");

@@ -1,0 +1,127 @@
+//! `hetsyn grid`: the config files of a cartesian grid over config keys (seeds
+//! included), written as plain TOML files that a user can read and edit before
+//! running them with `scripts/sweep.sh` or `scripts/slurm_array.sh`.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+
+use crate::config::{apply_override, Config};
+use crate::io::atomic::write_atomic;
+
+/// One `--vary key=v1,v2,...`: a key and its values (as written).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Axis {
+    pub key: String,
+    pub values: Vec<String>,
+}
+
+impl Axis {
+    /// Parses `key=v1,v2,...` (values split at top-level commas, so
+    /// `model.layers.0.size=5,20` and `task.delay=0.8,2.5` work).
+    pub fn parse(spec: &str) -> Result<Axis> {
+        let (key, values) = spec.split_once('=').with_context(|| format!("--vary {spec:?}: expected key=v1,v2,..."))?;
+        let values: Vec<String> =
+            split_top_level(values).into_iter().map(|v| v.trim().to_string()).filter(|v| !v.is_empty()).collect();
+        if key.trim().is_empty() || values.is_empty() {
+            bail!("--vary {spec:?}: expected key=v1,v2,...");
+        }
+        Ok(Axis { key: key.trim().to_string(), values })
+    }
+}
+
+/// Splits at commas outside brackets, braces and quotes.
+fn split_top_level(s: &str) -> Vec<&str> {
+    let (mut depth, mut quoted, mut start, mut parts) = (0i32, false, 0, Vec::new());
+    for (i, c) in s.char_indices() {
+        match c {
+            '"' => quoted = !quoted,
+            '[' | '{' if !quoted => depth += 1,
+            ']' | '}' if !quoted => depth -= 1,
+            ',' if !quoted && depth == 0 => {
+                parts.push(&s[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    parts.push(&s[start..]);
+    parts
+}
+
+/// A file-name-safe form of `key=value`.
+fn slug(key: &str, value: &str) -> String {
+    let last = key.rsplit('.').next().unwrap_or(key);
+    let clean = |s: &str| {
+        s.chars().map(|c| if c.is_ascii_alphanumeric() || c == '.' || c == '-' { c } else { '_' }).collect::<String>()
+    };
+    format!("{}-{}", clean(last), clean(value.trim_matches('"')))
+}
+
+/// Writes one validated, fully resolved config per combination of the axes into
+/// `out` and returns their paths. The run name of each is `<base name>-<slugs>`.
+pub fn write_grid(base: &Path, axes: &[Axis], out: &Path) -> Result<Vec<PathBuf>> {
+    let text = std::fs::read_to_string(base).with_context(|| format!("cannot read config file {}", base.display()))?;
+    Config::from_toml(&text, &[]).with_context(|| format!("invalid config file {}", base.display()))?;
+    let combinations: usize = axes.iter().map(|a| a.values.len()).product();
+    if combinations > 100_000 {
+        bail!("the grid has {combinations} configs; more than 100000 is surely a mistake");
+    }
+    std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
+    let mut written = Vec::new();
+    for index in 0..combinations {
+        let mut rest = index;
+        let mut table: toml::Table = text.parse().with_context(|| format!("invalid config file {}", base.display()))?;
+        let mut slugs = Vec::new();
+        for axis in axes.iter().rev() {
+            let value = &axis.values[rest % axis.values.len()];
+            rest /= axis.values.len();
+            apply_override(&mut table, &format!("{}={}", axis.key, value))?;
+            slugs.push(slug(&axis.key, value));
+        }
+        slugs.reverse();
+        let name = slugs.join("_");
+        let base_name = table.get("name").and_then(|v| v.as_str()).unwrap_or("run").to_string();
+        table.insert("name".into(), toml::Value::String(format!("{base_name}-{name}")));
+        let config = Config::from_toml(&toml::to_string(&table)?, &[])
+            .with_context(|| format!("the grid point {name} of {} is not a valid config", base.display()))?;
+        let path = out.join(format!("{name}.toml"));
+        write_atomic(&path, config.to_toml()?.as_bytes())?;
+        written.push(path);
+    }
+    Ok(written)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn axis_parsing() {
+        assert_eq!(
+            Axis::parse("seed=0,1,2").unwrap(),
+            Axis { key: "seed".into(), values: vec!["0".into(), "1".into(), "2".into()] }
+        );
+        let a = Axis::parse(r#"model.tau_init={ dist = "constant", value = 0.1 },{ dist = "constant", value = 0.2 }"#)
+            .unwrap();
+        assert_eq!(a.values.len(), 2);
+        assert!(Axis::parse("seed").is_err());
+        assert!(Axis::parse("seed=").is_err());
+    }
+
+    #[test]
+    fn writes_the_cartesian_product() {
+        let dir = tempfile::tempdir().unwrap();
+        let base = Path::new(env!("CARGO_MANIFEST_DIR")).join("configs/dms.toml");
+        let axes = vec![Axis::parse("model.kind=hetsynlif,homneulif").unwrap(), Axis::parse("seed=0,1,2").unwrap()];
+        let files = write_grid(&base, &axes, dir.path()).unwrap();
+        assert_eq!(files.len(), 6);
+        let config = Config::load(&dir.path().join("kind-homneulif_seed-2.toml"), &[]).unwrap();
+        assert_eq!(config.seed, 2);
+        assert_eq!(config.name, "dms-kind-homneulif_seed-2");
+        assert_eq!(format!("{:?}", config.model.kind), "Homneulif");
+        // an invalid grid point is refused with its name
+        let bad = write_grid(&base, &[Axis::parse("train.lr=1e-3,-1").unwrap()], dir.path()).unwrap_err();
+        assert!(format!("{bad:#}").contains("lr--1") && format!("{bad:#}").contains("train.lr"), "{bad:#}");
+    }
+}
