@@ -11,5 +11,6 @@ pub mod grid;
 pub mod io;
 pub mod model;
 pub mod plot;
+pub mod summarize;
 pub mod tasks;
 pub mod train;

@@ -35,6 +35,8 @@ enum Command {
     Eval(EvalArgs),
     /// Write the config files of a cartesian grid over config keys.
     Grid(GridArgs),
+    /// Collect the runs under a directory into summary.csv, summary.md (mean ± sd per group) and a plot.
+    Summarize(SummarizeArgs),
     /// Time a training step and an inference batch of an SHD-sized network; print peak memory.
     Bench(BenchArgs),
     /// Draw a run's plots (learning curves, time constants, spike raster) into <run-dir>/plots/.
@@ -45,6 +47,15 @@ enum Command {
 struct PlotArgs {
     /// A run directory written by `hetsyn train` (holds metrics.csv and checkpoints/).
     run_dir: PathBuf,
+}
+
+#[derive(Args)]
+struct SummarizeArgs {
+    /// A directory holding run directories (searched four levels deep).
+    results: PathBuf,
+    /// Config keys whose values form the groups, comma separated (e.g. model.kind,model.layers.0.recurrent).
+    #[arg(long, value_delimiter = ',')]
+    by: Vec<String>,
 }
 
 #[derive(Args)]
@@ -320,6 +331,7 @@ fn main() -> ExitCode {
         Command::Eval(args) => run_eval(args),
         Command::Bench(args) => run_bench(args),
         Command::Grid(args) => run_grid(args),
+        Command::Summarize(args) => hetsyn::summarize::summarize(&args.results, &args.by).map(|md| print!("{md}")),
         Command::Plot(args) => run_plot(args),
     };
     match result {

@@ -1031,3 +1031,65 @@ mod tests {
         assert_eq!(plot.panels[1].target, vec![(1.0, 1.0), (2.0, 3.0), (3.0, 5.0), (4.0, 7.0)]);
     }
 }
+
+/// Mean ± sd of one figure per group, as points with error bars.
+struct GroupComparison<'a> {
+    title: &'a str,
+    metric: &'a str,
+    groups: &'a [(String, f64, f64)],
+}
+
+impl Figure for GroupComparison<'_> {
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<()> {
+        let area = titled(root, self.title)?;
+        let (lo, hi) = finite_range(self.groups.iter().flat_map(|(_, m, s)| [m - s, m + s])).unwrap_or((0.0, 1.0));
+        let n = self.groups.len();
+        let mut chart = ChartBuilder::on(&area)
+            .margin(20)
+            .x_label_area_size(60)
+            .y_label_area_size(80)
+            .build_cartesian_2d(-0.5f64..(n as f64 - 0.5), padded(lo, hi))
+            .map_err(drawing)?;
+        let labels: Vec<String> = self.groups.iter().map(|(g, _, _)| g.clone()).collect();
+        chart
+            .configure_mesh()
+            .x_labels(n.max(1))
+            .x_label_formatter(&|x| {
+                let k = x.round();
+                if (x - k).abs() < 1e-6 && k >= 0.0 && (k as usize) < labels.len() {
+                    labels[k as usize].clone()
+                } else {
+                    String::new()
+                }
+            })
+            .y_label_formatter(&|y| tick(*y))
+            .y_desc(self.metric)
+            .label_style((FAMILY, LABEL_SIZE))
+            .axis_desc_style((FAMILY, LABEL_SIZE))
+            .disable_x_mesh()
+            .draw()
+            .map_err(drawing)?;
+        for (k, (_, mean, sd)) in self.groups.iter().enumerate() {
+            let x = k as f64;
+            chart
+                .draw_series(std::iter::once(PathElement::new(
+                    vec![(x, mean - sd), (x, mean + sd)],
+                    BLACK.stroke_width(2),
+                )))
+                .map_err(drawing)?;
+            chart.draw_series(std::iter::once(Circle::new((x, *mean), 6, LEARNED_COLOR.filled()))).map_err(drawing)?;
+        }
+        Ok(())
+    }
+}
+
+/// Draws `<dir>/<stem>.{png,svg}`: one point (mean) with a bar (± sd) per group.
+pub fn plot_groups(
+    dir: &Path,
+    stem: &str,
+    title: &str,
+    metric: &str,
+    groups: &[(String, f64, f64)],
+) -> Result<[PathBuf; 2]> {
+    write_figure(dir, stem, &GroupComparison { title, metric, groups })
+}

@@ -1,0 +1,225 @@
+//! `hetsyn summarize`: every run's `summary.json` and resolved `config.toml`
+//! under a results directory, as one CSV (a row per run), a markdown table of
+//! mean ± sd per group of config values, and a plot comparing the groups.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+
+use crate::io::atomic::write_atomic;
+
+/// Figures of the table (those a run has), in this order.
+const TABLE_METRICS: [&str; 6] = [
+    "test_accuracy_at_best_validation",
+    "last_test_accuracy",
+    "best_test_accuracy",
+    "test_loss_at_best_validation",
+    "last_test_loss",
+    "best_validation_loss",
+];
+
+/// One run: its directory, flattened config (dotted keys) and numeric summary figures.
+#[derive(Debug, Clone)]
+pub struct Run {
+    pub dir: PathBuf,
+    pub config: BTreeMap<String, String>,
+    pub figures: BTreeMap<String, f64>,
+}
+
+fn flatten_toml(prefix: &str, value: &toml::Value, out: &mut BTreeMap<String, String>) {
+    match value {
+        toml::Value::Table(t) => {
+            for (k, v) in t {
+                flatten_toml(&if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") }, v, out);
+            }
+        }
+        toml::Value::Array(a) if a.iter().all(|v| v.is_table()) => {
+            for (i, v) in a.iter().enumerate() {
+                flatten_toml(&format!("{prefix}.{i}"), v, out);
+            }
+        }
+        toml::Value::String(s) => {
+            out.insert(prefix.to_string(), s.clone());
+        }
+        other => {
+            out.insert(prefix.to_string(), other.to_string());
+        }
+    }
+}
+
+fn flatten_json(prefix: &str, value: &serde_json::Value, out: &mut BTreeMap<String, f64>) {
+    match value {
+        serde_json::Value::Object(map) if !prefix.starts_with("tau_") => {
+            for (k, v) in map {
+                flatten_json(&if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") }, v, out);
+            }
+        }
+        serde_json::Value::Number(n) => {
+            if let Some(v) = n.as_f64() {
+                out.insert(prefix.to_string(), v);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Every run below `root` (directories holding both `summary.json` and `config.toml`).
+pub fn collect(root: &Path) -> Result<Vec<Run>> {
+    let mut runs = Vec::new();
+    let mut stack = vec![(root.to_path_buf(), 0)];
+    while let Some((dir, depth)) = stack.pop() {
+        let summary = dir.join("summary.json");
+        let config = dir.join("config.toml");
+        if summary.is_file() && config.is_file() {
+            let text = std::fs::read_to_string(&config).with_context(|| format!("cannot read {}", config.display()))?;
+            let table: toml::Table = text.parse().with_context(|| format!("{} is not valid TOML", config.display()))?;
+            let json: serde_json::Value = serde_json::from_str(
+                &std::fs::read_to_string(&summary).with_context(|| format!("cannot read {}", summary.display()))?,
+            )
+            .with_context(|| format!("{} is not valid JSON", summary.display()))?;
+            let mut run = Run { dir: dir.clone(), config: BTreeMap::new(), figures: BTreeMap::new() };
+            flatten_toml("", &toml::Value::Table(table), &mut run.config);
+            flatten_json("", &json, &mut run.figures);
+            runs.push(run);
+            continue;
+        }
+        if depth < 4 {
+            let entries =
+                std::fs::read_dir(&dir).with_context(|| format!("cannot read directory {}", dir.display()))?;
+            for entry in entries.flatten() {
+                if entry.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                    stack.push((entry.path(), depth + 1));
+                }
+            }
+        }
+    }
+    runs.sort_by(|a, b| a.dir.cmp(&b.dir));
+    Ok(runs)
+}
+
+/// Mean and sample standard deviation.
+fn mean_sd(values: &[f64]) -> (f64, f64) {
+    let n = values.len() as f64;
+    let mean = values.iter().sum::<f64>() / n;
+    let var = if values.len() > 1 { values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0) } else { 0.0 };
+    (mean, var.sqrt())
+}
+
+/// Writes `<root>/summary.csv`, `<root>/summary.md` and `<root>/summary_groups.{png,svg}`;
+/// returns the markdown table.
+pub fn summarize(root: &Path, by: &[String]) -> Result<String> {
+    let runs = collect(root)?;
+    if runs.is_empty() {
+        bail!("no runs under {} (a run directory holds summary.json and config.toml)", root.display());
+    }
+    for key in by {
+        if !runs.iter().any(|r| r.config.contains_key(key)) {
+            bail!("--by {key}: no run's config has this key (e.g. model.kind, seed, model.layers.0.size)");
+        }
+    }
+    // CSV: a row per run
+    let figure_keys: Vec<String> = {
+        let mut keys: Vec<String> = runs.iter().flat_map(|r| r.figures.keys().cloned()).collect();
+        keys.sort();
+        keys.dedup();
+        keys
+    };
+    let mut csv = csv::Writer::from_writer(Vec::new());
+    let mut header = vec!["run_dir".to_string()];
+    header.extend(by.iter().cloned());
+    header.extend(figure_keys.iter().cloned());
+    csv.write_record(&header)?;
+    for run in &runs {
+        let mut row = vec![run.dir.display().to_string()];
+        row.extend(by.iter().map(|k| run.config.get(k).cloned().unwrap_or_default()));
+        row.extend(figure_keys.iter().map(|k| run.figures.get(k).map(|v| v.to_string()).unwrap_or_default()));
+        csv.write_record(&row)?;
+    }
+    write_atomic(&root.join("summary.csv"), &csv.into_inner().context("cannot format the CSV")?)?;
+
+    // groups
+    let mut groups: BTreeMap<Vec<String>, Vec<&Run>> = BTreeMap::new();
+    for run in &runs {
+        groups
+            .entry(by.iter().map(|k| run.config.get(k).cloned().unwrap_or_else(|| "-".into())).collect())
+            .or_default()
+            .push(run);
+    }
+    let metrics: Vec<String> = TABLE_METRICS
+        .iter()
+        .map(|m| m.to_string())
+        .chain(figure_keys.iter().filter(|k| k.starts_with("test_metrics_at_best_validation.")).cloned())
+        .filter(|m| runs.iter().any(|r| r.figures.contains_key(m)))
+        .collect();
+    let mut md = String::new();
+    let group_header = if by.is_empty() { vec!["all".to_string()] } else { by.to_vec() };
+    md += &format!("| {} | runs | {} |\n", group_header.join(" | "), metrics.join(" | "));
+    md += &format!("|{}\n", "---|".repeat(group_header.len() + 1 + metrics.len()));
+    let mut plotted = Vec::new();
+    for (key, members) in &groups {
+        let cells: Vec<String> = metrics
+            .iter()
+            .enumerate()
+            .map(|(i, m)| {
+                let values: Vec<f64> = members.iter().filter_map(|r| r.figures.get(m).copied()).collect();
+                if values.is_empty() {
+                    return "-".to_string();
+                }
+                let (mean, sd) = mean_sd(&values);
+                if i == 0 {
+                    plotted.push((if by.is_empty() { "all".to_string() } else { key.join(", ") }, mean, sd));
+                }
+                format!("{mean:.4} ± {sd:.4}")
+            })
+            .collect();
+        let label = if by.is_empty() { vec!["all".to_string()] } else { key.clone() };
+        md += &format!("| {} | {} | {} |\n", label.join(" | "), members.len(), cells.join(" | "));
+    }
+    write_atomic(&root.join("summary.md"), md.as_bytes())?;
+    if let Some(metric) = metrics.first() {
+        let title = format!("{} by {}", metric, if by.is_empty() { "all".to_string() } else { by.join(", ") });
+        crate::plot::plot_groups(root, "summary_groups", &title, metric, &plotted)?;
+    }
+    Ok(md)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fake_run(root: &Path, name: &str, kind: &str, seed: u64, accuracy: f64) {
+        let dir = root.join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(
+            dir.join("config.toml"),
+            format!("seed = {seed}\n[model]\nkind = \"{kind}\"\nlayers = [{{ size = 5 }}]\n"),
+        )
+        .unwrap();
+        std::fs::write(
+            dir.join("summary.json"),
+            format!(r#"{{"test_accuracy_at_best_validation": {accuracy}, "last_test_loss": 0.5, "test_metrics_at_best_validation": {{"distance_2_1": 0.25}}, "tau_last": {{"x": {{"count": 3}}}}}}"#),
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn groups_mean_and_sd() {
+        let dir = tempfile::tempdir().unwrap();
+        fake_run(dir.path(), "a", "hetsynlif", 0, 0.9);
+        fake_run(dir.path(), "b", "hetsynlif", 1, 0.8);
+        fake_run(dir.path(), "nested/c", "homneulif", 0, 0.5);
+        let md = summarize(dir.path(), &["model.kind".to_string()]).unwrap();
+        assert!(md.contains("| hetsynlif | 2 | 0.8500 ± 0.0707 |"), "{md}");
+        assert!(md.contains("| homneulif | 1 | 0.5000 ± 0.0000 |"), "{md}");
+        assert!(md.contains("test_metrics_at_best_validation.distance_2_1"), "{md}");
+        let csv = std::fs::read_to_string(dir.path().join("summary.csv")).unwrap();
+        assert_eq!(csv.lines().count(), 4);
+        assert!(csv.lines().next().unwrap().starts_with("run_dir,model.kind,"));
+        assert!(!csv.contains("tau_last"), "time-constant statistics stay in summary.json");
+        assert!(dir.path().join("summary_groups.png").is_file());
+        assert!(summarize(dir.path(), &["model.nonsense".to_string()]).is_err());
+        let empty = tempfile::tempdir().unwrap();
+        assert!(format!("{:#}", summarize(empty.path(), &[]).unwrap_err()).contains("no runs"));
+    }
+}
