@@ -93,6 +93,11 @@ pub fn axpy<F: Float>(a: F, x: &[F], y: &mut [F]) {
 /// Indices of the non-zero entries of `x`.
 pub fn active_indices<F: Float>(x: &[F], active: &mut Vec<usize>) {
     active.clear();
+    append_active_indices(x, active);
+}
+
+/// Appends the indices of the non-zero entries of `x` to `active`.
+pub fn append_active_indices<F: Float>(x: &[F], active: &mut Vec<usize>) {
     active.extend(x.iter().enumerate().filter(|(_, v)| **v != F::zero()).map(|(i, _)| i));
 }
 

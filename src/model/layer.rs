@@ -4,7 +4,9 @@
 //! sweep serve all four models and the readout.
 
 use super::activation::Activation;
-use super::kernels::{active_indices, axpy, sparse_dot, synapse_row_backward, synapse_row_forward};
+use super::kernels::{
+    active_indices, append_active_indices, axpy, sparse_dot, synapse_row_backward, synapse_row_forward,
+};
 use super::Float;
 
 /// How the currents of a layer decay.
@@ -105,7 +107,7 @@ impl<'a, F: Float> StepInputs<'a, F> {
             LayerInput::Dense(x) => {
                 assert_eq!(x.len(), steps * width, "layer input must be [steps, inputs]");
                 for row in x.chunks_exact(width.max(1)).take(steps) {
-                    active.extend(row.iter().enumerate().filter(|(_, v)| **v != F::zero()).map(|(i, _)| i));
+                    append_active_indices(row, &mut active);
                     offsets.push(active.len());
                 }
                 offsets.resize(steps + 1, active.len());
