@@ -11,6 +11,7 @@ use crate::model::{LossKind, Surrogate};
 use crate::tasks::dms::DmsConfig;
 use crate::tasks::images::ImagesConfig;
 use crate::tasks::pattern::PatternConfig;
+use crate::tasks::speech::{Corpus, SpeechConfig};
 
 /// A whole run: model, task, training and output settings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -200,15 +201,26 @@ pub enum TaskConfig {
     Pattern(PatternConfig),
     /// Image classification from MNIST-family IDX files (paper §4.4).
     Images(ImagesConfig),
+    /// Spiking Heidelberg Digits from the official HDF5 files (paper §4.3).
+    Shd(SpeechConfig),
+    /// Spiking Speech Commands from the official HDF5 files.
+    Ssc(SpeechConfig),
 }
 
 impl TaskConfig {
+    /// Whether the task trains on a fixed data set (in epochs) rather than fresh trials.
+    pub fn is_dataset(&self) -> bool {
+        matches!(self, TaskConfig::Images(_) | TaskConfig::Shd(_) | TaskConfig::Ssc(_))
+    }
+
     /// Sets the rate of the task's background noise channels, Hz.
     pub fn set_noise_rate(&mut self, hz: f64) -> Result<()> {
         match self {
             TaskConfig::Dms(d) => d.noise_rate = hz,
             TaskConfig::Pattern(p) => p.noise_rate = hz,
-            TaskConfig::Images(_) => bail!("the images task has no background noise channels"),
+            TaskConfig::Images(_) | TaskConfig::Shd(_) | TaskConfig::Ssc(_) => {
+                bail!("this task has no background noise channels")
+            }
         }
         Ok(())
     }
@@ -235,8 +247,12 @@ pub enum ScheduleConfig {
     },
     /// Linear warm-up over `warmup_fraction` of `span` steps, cosine to the end of
     /// the span, held from `hold_fraction` of the span on (the authors' SHD schedule).
+    /// Dataset tasks may give the span in epochs (`span_epochs`) instead of steps.
     WarmupCosine {
+        #[serde(default)]
         span: u64,
+        #[serde(default)]
+        span_epochs: f64,
         #[serde(default = "default_warmup")]
         warmup_fraction: f64,
         #[serde(default = "default_hold")]
@@ -254,8 +270,14 @@ fn default_hold() -> f64 {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TrainConfig {
-    /// Optimizer steps (trial-based tasks draw a fresh batch each).
+    /// Optimizer steps (trial-based tasks draw a fresh batch each); not used when `epochs` is set.
     pub iterations: u64,
+    /// Dataset tasks: train for this many epochs (passes over the training
+    /// samples, `ceil(samples / batch_size)` steps each) instead of `iterations`;
+    /// 0 = use `iterations`.
+    pub epochs: u64,
+    /// With `epochs`: evaluate after every this many epochs (`eval_every` is then not used).
+    pub eval_every_epochs: u64,
     pub batch_size: usize,
     pub optimizer: OptimizerKind,
     /// Learning rate of the weights.
@@ -294,6 +316,8 @@ impl Default for TrainConfig {
     fn default() -> Self {
         TrainConfig {
             iterations: 1000,
+            epochs: 0,
+            eval_every_epochs: 1,
             batch_size: 32,
             optimizer: OptimizerKind::Adam,
             lr: 1e-3,
@@ -442,6 +466,12 @@ impl Config {
         if t.eval_every == 0 {
             bail!("train.eval_every = 0: must be at least 1");
         }
+        if t.eval_every_epochs == 0 {
+            bail!("train.eval_every_epochs = 0: must be at least 1");
+        }
+        if t.epochs > 0 && !self.task.is_dataset() {
+            bail!("train.epochs = {}: this task draws fresh trials and has no epochs; use train.iterations", t.epochs);
+        }
         if !(t.rate_reg.is_finite() && t.rate_reg >= 0.0) {
             bail!("train.rate_reg = {}: must be >= 0", t.rate_reg);
         }
@@ -454,9 +484,21 @@ impl Config {
                 }
                 positive("train.schedule.gamma", gamma)?;
             }
-            ScheduleConfig::WarmupCosine { span, warmup_fraction, hold_fraction } => {
-                if span == 0 {
-                    bail!("train.schedule.span = 0: must be at least 1");
+            ScheduleConfig::WarmupCosine { span, span_epochs, warmup_fraction, hold_fraction } => {
+                if !(span_epochs.is_finite() && span_epochs >= 0.0) {
+                    bail!("train.schedule.span_epochs = {span_epochs}: must be a number of epochs >= 0");
+                }
+                match (span, span_epochs > 0.0) {
+                    (0, false) => bail!(
+                        "train.schedule: warmup_cosine needs span (optimizer steps, >= 1) or span_epochs (epochs, dataset tasks)"
+                    ),
+                    (s, true) if s > 0 => {
+                        bail!("train.schedule: give span ({s} steps) or span_epochs ({span_epochs}), not both")
+                    }
+                    (_, true) if !self.task.is_dataset() => {
+                        bail!("train.schedule.span_epochs = {span_epochs}: this task draws fresh trials and has no epochs; give span in steps")
+                    }
+                    _ => {}
                 }
                 fraction("train.schedule.warmup_fraction", warmup_fraction)?;
                 fraction("train.schedule.hold_fraction", hold_fraction)?;
@@ -476,6 +518,12 @@ impl Config {
             TaskConfig::Images(_) => {
                 if m.readout.loss == LossKind::Mse {
                     bail!("model.readout.loss = \"mse\": the images task is a classification; use \"last\" or \"softmax_sum\"");
+                }
+            }
+            TaskConfig::Shd(s) | TaskConfig::Ssc(s) => {
+                s.validate(if matches!(self.task, TaskConfig::Shd(_)) { Corpus::Shd } else { Corpus::Ssc })?;
+                if m.readout.loss == LossKind::Mse {
+                    bail!("model.readout.loss = \"mse\": speech recognition is a classification; use \"softmax_sum\" or \"last\"");
                 }
             }
             TaskConfig::Pattern(p) => {

@@ -12,6 +12,7 @@ use hetsyn::io::atomic::write_atomic;
 use hetsyn::io::checkpoint;
 use hetsyn::tasks;
 use hetsyn::train::{self, TrainOptions};
+use rand::{Rng, SeedableRng};
 
 /// Spiking neural networks with heterogeneous, learnable synaptic time constants (HetSyn).
 #[derive(Parser)]
@@ -139,6 +140,21 @@ struct EvalArgs {
     /// Also evaluate with the task's background noise at these rates (Hz, comma separated); one CSV row each.
     #[arg(long, value_delimiter = ',')]
     noise_rates: Vec<f64>,
+    /// Spike-data tasks: also evaluate with each input spike deleted with these probabilities; one row each.
+    #[arg(long, value_delimiter = ',')]
+    delete_prob: Vec<f64>,
+    /// Spike-data tasks: also evaluate with each empty input bin set with these probabilities; one row each.
+    #[arg(long, value_delimiter = ',')]
+    add_prob: Vec<f64>,
+    /// Spike-data tasks: also evaluate with spike times multiplied by these factors before binning.
+    #[arg(long, value_delimiter = ',')]
+    time_warp: Vec<f64>,
+    /// Spike-data tasks: also evaluate this many time-warp factors with log2(factor) ~ U(-0.5, 0.5) (the paper: 20).
+    #[arg(long, default_value_t = 0)]
+    time_warp_random: usize,
+    /// Seed of the perturbations and of the random time-warp factors.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
 }
 
 fn init_logging(quiet: bool, verbose: u8) {
@@ -229,6 +245,7 @@ fn run_plot(args: PlotArgs) -> Result<()> {
 fn run_eval(args: EvalArgs) -> Result<()> {
     init_threads(args.threads)?;
     let ckpt = checkpoint::load(&args.checkpoint)?;
+    let perturbations = perturbations(&args)?;
     let mut conditions = vec![("clean".to_string(), ckpt.config.clone())];
     for rate in &args.noise_rates {
         let mut config = ckpt.config.clone();
@@ -237,8 +254,10 @@ fn run_eval(args: EvalArgs) -> Result<()> {
         conditions.push((format!("noise_rate={rate}"), config));
     }
     let logged = |key: &str| ckpt.metrics.get(key).and_then(|v| v.as_f64());
-    let mut writer = csv::Writer::from_writer(Vec::new());
-    for (k, (condition, config)) in conditions.iter().enumerate() {
+    let objective = train::objective(&ckpt.config);
+    let mut clean_task = None;
+    let mut results = Vec::new();
+    for (condition, config) in &conditions {
         let task = tasks::build(config)?;
         let shape = task.shape();
         if shape.channels != ckpt.network.inputs() || shape.outputs != ckpt.network.outputs() {
@@ -251,8 +270,17 @@ fn run_eval(args: EvalArgs) -> Result<()> {
                 shape.outputs
             );
         }
-        let objective = train::objective(config);
-        let test = train::evaluate(&ckpt.network, task.as_ref(), task.test(), &objective);
+        results.push((condition.clone(), train::evaluate(&ckpt.network, task.as_ref(), task.test(), &objective)));
+        clean_task.get_or_insert(task);
+    }
+    let clean_task = clean_task.context("no condition to evaluate")?;
+    for perturbation in &perturbations {
+        let (samples, steps) = clean_task.perturbed_test(perturbation, args.seed)?;
+        let test = train::evaluate_steps(&ckpt.network, clean_task.as_ref(), &samples, steps, &objective);
+        results.push((perturbation.to_string(), test));
+    }
+    let mut writer = csv::Writer::from_writer(Vec::new());
+    for (k, (condition, test)) in results.iter().enumerate() {
         let fmt = |v: Option<f64>| v.map(|v| v.to_string()).unwrap_or_default();
         if k == 0 {
             let mut header: Vec<String> = ["checkpoint", "step", "condition", "samples", "test_loss", "test_accuracy"]
@@ -296,6 +324,32 @@ fn run_eval(args: EvalArgs) -> Result<()> {
     write_atomic(&csv_path, &writer.into_inner().context("cannot format the CSV")?)?;
     println!("wrote {}", csv_path.display());
     Ok(())
+}
+
+/// The perturbed test conditions asked for, checked.
+fn perturbations(args: &EvalArgs) -> Result<Vec<tasks::Perturbation>> {
+    use tasks::Perturbation;
+    let mut out = Vec::new();
+    for (flag, values, make) in [
+        ("--delete-prob", &args.delete_prob, Perturbation::Delete as fn(f64) -> Perturbation),
+        ("--add-prob", &args.add_prob, Perturbation::Add),
+    ] {
+        for &p in values {
+            if !(0.0..=1.0).contains(&p) {
+                anyhow::bail!("{flag} {p}: a probability must be in [0, 1]");
+            }
+            out.push(make(p));
+        }
+    }
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(args.seed);
+    let random = (0..args.time_warp_random).map(|_| 2f64.powf(rng.gen_range(-0.5..0.5)));
+    for alpha in args.time_warp.iter().copied().chain(random) {
+        if !(alpha.is_finite() && alpha > 0.0) {
+            anyhow::bail!("--time-warp {alpha}: a time-warp factor must be a positive number");
+        }
+        out.push(Perturbation::TimeWarp(alpha));
+    }
+    Ok(out)
 }
 
 fn run_grid(args: GridArgs) -> Result<()> {

@@ -250,11 +250,12 @@ struct SampleRun {
 impl SampleRun {
     fn new(network: &Network<f32>, config: &Config, sample: &Sample) -> Result<SampleRun> {
         let channels = network.inputs();
-        if sample.input.is_empty() || !sample.input.len().is_multiple_of(channels) {
-            bail!("test sample 0 has {} input values, not a multiple of {channels} channels", sample.input.len());
+        let input = sample.input.to_dense(channels);
+        if input.is_empty() || !input.len().is_multiple_of(channels) {
+            bail!("test sample 0 has {} input values, not a multiple of {channels} channels", input.len());
         }
-        let steps = sample.input.len() / channels;
-        let tape = network.forward(&sample.input[..], steps, Vec::new());
+        let steps = input.len() / channels;
+        let tape = network.forward(&input[..], steps, Vec::new());
         let hidden = network
             .hidden()
             .iter()
@@ -266,7 +267,7 @@ impl SampleRun {
             steps,
             dt_ms: 1000.0 * config.model.dt,
             channels,
-            input: sample.input.clone(),
+            input,
             hidden,
             outputs: network.outputs(),
             y: network.output(&tape).to_vec(),

@@ -68,6 +68,9 @@ pub enum LayerInput<'a, F> {
     /// Binary spikes held as events: the inputs active (value 1) at step `t` are
     /// `active[offsets[t]..offsets[t + 1]]`.
     Spikes { offsets: &'a [u32], active: &'a [u32] },
+    /// Spike counts held as events: input `active[k]` has value `counts[k]` at
+    /// the step `t` with `offsets[t] <= k < offsets[t + 1]`.
+    Counts { offsets: &'a [u32], active: &'a [u32], counts: &'a [u16] },
 }
 
 impl<'a, F> From<&'a [F]> for LayerInput<'a, F> {
@@ -95,6 +98,8 @@ struct StepInputs<'a, F> {
 
 enum Rows<'a, F> {
     Dense(&'a [F]),
+    /// Spike counts expanded to `[steps, inputs]`.
+    Owned(Vec<F>),
     Ones(Vec<F>),
 }
 
@@ -114,18 +119,41 @@ impl<'a, F: Float> StepInputs<'a, F> {
                 Rows::Dense(x)
             }
             LayerInput::Spikes { offsets: spike_offsets, active: spikes } => {
-                assert!(spike_offsets.len() > steps, "spike input must have steps + 1 offsets");
-                for t in 0..steps {
-                    for &i in &spikes[spike_offsets[t] as usize..spike_offsets[t + 1] as usize] {
-                        assert!((i as usize) < width, "spike input channel {i} out of range");
-                        active.push(i as usize);
-                    }
-                    offsets.push(active.len());
-                }
+                Self::collect_events(spike_offsets, spikes, steps, width, &mut offsets, &mut active);
                 Rows::Ones(vec![F::one(); width])
+            }
+            LayerInput::Counts { offsets: spike_offsets, active: spikes, counts } => {
+                assert_eq!(counts.len(), spikes.len(), "spike counts must parallel the active inputs");
+                Self::collect_events(spike_offsets, spikes, steps, width, &mut offsets, &mut active);
+                let mut rows = vec![F::zero(); steps * width];
+                for t in 0..steps {
+                    for k in spike_offsets[t] as usize..spike_offsets[t + 1] as usize {
+                        rows[t * width + spikes[k] as usize] = F::of(f64::from(counts[k]));
+                    }
+                }
+                Rows::Owned(rows)
             }
         };
         StepInputs { rows, width, offsets, active }
+    }
+
+    /// Appends the events of steps `0..steps` to `active`, one offset per step.
+    fn collect_events(
+        spike_offsets: &[u32],
+        spikes: &[u32],
+        steps: usize,
+        width: usize,
+        offsets: &mut Vec<usize>,
+        active: &mut Vec<usize>,
+    ) {
+        assert!(spike_offsets.len() > steps, "spike input must have steps + 1 offsets");
+        for t in 0..steps {
+            for &i in &spikes[spike_offsets[t] as usize..spike_offsets[t + 1] as usize] {
+                assert!((i as usize) < width, "spike input channel {i} out of range");
+                active.push(i as usize);
+            }
+            offsets.push(active.len());
+        }
     }
 
     /// Row `t` and its active (non-zero) entries.
@@ -134,6 +162,7 @@ impl<'a, F: Float> StepInputs<'a, F> {
         let active = &self.active[self.offsets[t]..self.offsets[t + 1]];
         match &self.rows {
             Rows::Dense(x) => (&x[t * self.width..(t + 1) * self.width], active),
+            Rows::Owned(x) => (&x[t * self.width..(t + 1) * self.width], active),
             Rows::Ones(ones) => (ones, active),
         }
     }

@@ -18,7 +18,7 @@ pub mod loss;
 pub mod network;
 
 pub use activation::{Activation, Surrogate};
-pub use layer::{Adaptation, Decays, Layer, Spiking};
+pub use layer::{Adaptation, Decays, Layer, LayerInput, Spiking};
 pub use loss::{LossKind, RateRegulariser};
 pub use network::{BatchStats, Dropout, Network, ParamInfo, ParamKind};
 

@@ -117,7 +117,7 @@ impl<F: Float> SampleSource<F> for (&[F], &Target) {
 
 impl SampleSource<f32> for Sample {
     fn input(&self) -> LayerInput<'_, f32> {
-        LayerInput::Dense(&self.input)
+        self.input.layer_input()
     }
     fn target(&self) -> &Target {
         &self.target

@@ -19,7 +19,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use super::{Sample, Target, Task, TaskKind, TaskShape};
+use super::{Input, Sample, Target, Task, TaskKind, TaskShape};
 
 /// Class index of a match trial (both cues on the same side).
 pub const MATCH: usize = 0;
@@ -267,7 +267,7 @@ impl Dms {
             }
             bernoulli_fill(&mut row[2 * g..], p_noise, rng);
         }
-        Sample { input, target: Target::Class(label(first, second)) }
+        Sample { input: Input::Dense(input), target: Target::Class(label(first, second)) }
     }
 }
 
@@ -346,7 +346,10 @@ mod tests {
 
     /// Spike count of channels `chans` over steps `steps`.
     fn count(s: &Sample, channels: usize, steps: Range<usize>, chans: Range<usize>) -> f64 {
-        steps.flat_map(|t| chans.clone().map(move |c| t * channels + c)).map(|i| s.input[i] as f64).sum()
+        steps
+            .flat_map(|t| chans.clone().map(move |c| t * channels + c))
+            .map(|i| s.input.dense().unwrap()[i] as f64)
+            .sum()
     }
 
     /// Cue side read from the spikes in `window`; None if ambiguous.
@@ -367,12 +370,12 @@ mod tests {
         assert_eq!(shape, TaskShape { channels: 30, outputs: 2, steps: 210, kind: TaskKind::Classification });
         assert_eq!(dms.config().cue_windows(DT), [10..30, 190..210]);
         for s in dms.validation().iter().chain(dms.test()) {
-            assert_eq!(s.input.len(), 210 * 30);
-            assert!(s.input.iter().all(|&v| v == 0.0 || v == 1.0));
+            assert_eq!(s.input.dense().unwrap().len(), 210 * 30);
+            assert!(s.input.dense().unwrap().iter().all(|&v| v == 0.0 || v == 1.0));
         }
         let batch = Dms::new(small(0, 1), DT, 1).unwrap().train_batch(0, 3, &mut rng(5));
         assert_eq!(batch.len(), 3);
-        assert!(batch.iter().all(|s| s.input.len() == 210 * 30));
+        assert!(batch.iter().all(|s| s.input.dense().unwrap().len() == 210 * 30));
     }
 
     #[test]
@@ -383,7 +386,7 @@ mod tests {
         assert_eq!(cfg.cue_windows(DT), [10..30, 530..550]);
         let dms = Dms::new(cfg, DT, 0).unwrap();
         assert_eq!(dms.shape().steps, 550);
-        assert_eq!(dms.test()[0].input.len(), 550 * 30);
+        assert_eq!(dms.test()[0].input.dense().unwrap().len(), 550 * 30);
         // Other step sizes.
         assert_eq!(DmsConfig::default().steps(0.001), 1050);
         assert_eq!(DmsConfig::default().steps(0.01), 105);
@@ -643,8 +646,8 @@ mod tests {
             let matches = trials.iter().filter(|s| class(s) == MATCH).count();
             prop_assert!(matches.abs_diff(n - matches) <= 1);
             for s in &trials {
-                prop_assert_eq!(s.input.len(), steps * 3 * g);
-                prop_assert!(s.input.iter().all(|&v| v == 0.0 || v == 1.0));
+                prop_assert_eq!(s.input.dense().unwrap().len(), steps * 3 * g);
+                prop_assert!(s.input.dense().unwrap().iter().all(|&v| v == 0.0 || v == 1.0));
                 for t in 0..steps {
                     let left = count(s, 3 * g, t..t + 1, 0..g);
                     let right = count(s, 3 * g, t..t + 1, g..2 * g);

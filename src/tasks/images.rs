@@ -17,14 +17,12 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use super::{Sample, Target, Task, TaskKind, TaskShape};
+use super::{Epochs, Input, Sample, Target, Task, TaskKind, TaskShape};
 use crate::data::idx::{read_set, IdxImages};
 
 /// ChaCha8 streams (seeded with the run seed) of the validation split and the permutation.
 const SPLIT_STREAM: u64 = 7;
 const PERMUTATION_STREAM: u64 = 8;
-/// Epoch `e` orders the training images with stream `EPOCH_STREAM + e`.
-const EPOCH_STREAM: u64 = 1 << 32;
 
 /// How an image becomes a sequence.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -83,9 +81,7 @@ pub struct Images {
     train_indices: Vec<usize>,
     order: Vec<usize>,
     classes: usize,
-    seed: u64,
-    /// The order of the last epoch used (derived from the seed; not state).
-    order_cache: Option<(u64, Vec<usize>)>,
+    epochs: Epochs,
     validation: Vec<Sample>,
     test: Vec<Sample>,
 }
@@ -136,8 +132,7 @@ impl Images {
             train_indices: train_indices.to_vec(),
             order,
             classes,
-            seed,
-            order_cache: None,
+            epochs: Epochs::new(seed, train_indices.len()),
             validation: Vec::new(),
             test: Vec::new(),
         };
@@ -146,18 +141,6 @@ impl Images {
         let limit = if task.config.test_limit == 0 { test.count } else { task.config.test_limit.min(test.count) };
         task.test = (0..limit).map(|k| task.encode(&test, k, test_labels[k])).collect();
         Ok(task)
-    }
-
-    /// The order of the training images in `epoch` (cached: a function of the seed and epoch).
-    fn epoch_order(&mut self, epoch: u64) -> &[usize] {
-        if self.order_cache.as_ref().map(|(e, _)| *e) != Some(epoch) {
-            let mut order: Vec<usize> = (0..self.train_indices.len()).collect();
-            let mut rng = ChaCha8Rng::seed_from_u64(self.seed);
-            rng.set_stream(EPOCH_STREAM + epoch);
-            order.shuffle(&mut rng);
-            self.order_cache = Some((epoch, order));
-        }
-        self.order_cache.as_ref().map(|(_, o)| &o[..]).unwrap_or(&[])
     }
 
     /// Image `k` of `set` as a sequence, intensities scaled to [0, 1] (or as
@@ -184,7 +167,7 @@ impl Images {
         } else {
             values
         };
-        Sample { input, target: Target::Class(label as usize) }
+        Sample { input: Input::Dense(input), target: Target::Class(label as usize) }
     }
 }
 
@@ -199,19 +182,20 @@ impl Task for Images {
         TaskShape { channels, outputs: self.classes, steps, kind: TaskKind::Classification }
     }
 
-    /// Epochs: the training images in a new seeded order each epoch (stream
-    /// `EPOCH_STREAM + epoch`), taken `n` at a time; sample `s = iteration n + b`
-    /// of the run is position `s mod N` of epoch `s / N`.
+    /// Epochs over the training images (see [`Epochs`]).
     fn train_batch(&mut self, iteration: u64, n: usize, _rng: &mut ChaCha8Rng) -> Vec<Sample> {
-        let count = self.train_indices.len() as u64;
-        (0..n as u64)
-            .map(|b| {
-                let s = iteration * n as u64 + b;
-                let position = self.epoch_order(s / count)[(s % count) as usize];
+        let batch = self.epochs.batch(iteration, n);
+        batch
+            .into_iter()
+            .map(|position| {
                 let k = self.train_indices[position];
                 self.encode(&self.train, k, self.train_labels[k])
             })
             .collect()
+    }
+
+    fn train_size(&self) -> Option<usize> {
+        Some(self.train_indices.len())
     }
 
     fn validation(&self) -> &[Sample] {
@@ -262,7 +246,7 @@ mod tests {
         assert_eq!(rows.test().len(), 5);
         assert_eq!(rows.validation().len(), 4);
         // test image 0 is 255, 254, ..., 250 scaled to [0, 1], row-major
-        assert_eq!(rows.test()[0].input, (0..6).map(|v| (255 - v) as f32 / 255.0).collect::<Vec<_>>());
+        assert_eq!(rows.test()[0].input.dense().unwrap(), (0..6).map(|v| (255 - v) as f32 / 255.0).collect::<Vec<_>>());
         // validation images are never drawn for training
         let held_out: Vec<&Sample> = rows.validation().iter().collect();
         let mut task = Images::new(config(dir.path(), Encoding::Row), 1).unwrap();
@@ -283,10 +267,10 @@ mod tests {
         assert_eq!(again.train_batch(2, 4, &mut ChaCha8Rng::seed_from_u64(99)), seen[8..12].to_vec());
         let pixel = Images::new(config(dir.path(), Encoding::Pixel), 1).unwrap();
         assert_eq!((pixel.shape().steps, pixel.shape().channels), (6, 1));
-        assert_eq!(pixel.test()[0].input, rows.test()[0].input);
+        assert_eq!(pixel.test()[0].input.dense().unwrap(), rows.test()[0].input.dense().unwrap());
         let permuted = Images::new(config(dir.path(), Encoding::Permuted), 1).unwrap();
-        let mut a = permuted.test()[0].input.clone();
-        let mut b = rows.test()[0].input.clone();
+        let mut a = permuted.test()[0].input.dense().unwrap().to_vec();
+        let mut b = rows.test()[0].input.dense().unwrap().to_vec();
         assert_ne!(a, b, "the permutation reorders pixels");
         a.sort_by(f32::total_cmp);
         b.sort_by(f32::total_cmp);
@@ -300,14 +284,14 @@ mod tests {
         let spikes = Images::new(config(dir.path(), Encoding::Spikes), 1).unwrap();
         assert_eq!((spikes.shape().steps, spikes.shape().channels), (6, 4));
         // test image 0: 255, 254, ..., 250 -> rises through both thresholds (1/3, 2/3) at step 0, then stays
-        let x = &spikes.test()[0].input;
+        let x = &spikes.test()[0].input.dense().unwrap();
         assert_eq!(&x[..4], &[1.0, 0.0, 1.0, 0.0]);
         assert!(x[4..].iter().all(|v| *v == 0.0));
         // test image 1 (pixels 249..244) likewise; a falling sequence would spike on odd channels
-        let y = &spikes.test()[1].input;
+        let y = &spikes.test()[1].input.dense().unwrap();
         assert_eq!(&y[..4], &[1.0, 0.0, 1.0, 0.0]);
         // training image 42: pixels 252, 253, 254, 255, 0, 1: up at step 0, down at step 4
-        let z = spikes.encode(&spikes.train, 42, 0).input;
+        let z = spikes.encode(&spikes.train, 42, 0).input.dense().unwrap().to_vec();
         let expect: Vec<f32> = (0..24).map(|i| if [0, 2, 17, 19].contains(&i) { 1.0 } else { 0.0 }).collect();
         assert_eq!(z, expect);
     }

@@ -4,8 +4,14 @@
 pub mod dms;
 pub mod images;
 pub mod pattern;
+pub mod speech;
 
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
+
+use crate::data::BinnedSample;
+use crate::model::LayerInput;
 
 /// What the readout must produce.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,12 +31,79 @@ pub enum Target {
     Series(Vec<f32>),
 }
 
-/// One input sample: `input` is row-major `[steps, channels]` (time-major), spikes
-/// as 0/1 or analog values.
+/// The input of one sample over all its steps.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Input {
+    /// Row-major `[steps, channels]` (time-major): spikes as 0/1, or analog values.
+    Dense(Vec<f32>),
+    /// Spike events of a binned data set (binary, or spike counts).
+    Events(BinnedSample),
+}
+
+impl Input {
+    /// The input as the network reads it.
+    pub fn layer_input(&self) -> LayerInput<'_, f32> {
+        match self {
+            Input::Dense(x) => LayerInput::Dense(x),
+            Input::Events(e) => match &e.counts {
+                None => LayerInput::Spikes { offsets: &e.offsets, active: &e.active },
+                Some(counts) => LayerInput::Counts { offsets: &e.offsets, active: &e.active, counts },
+            },
+        }
+    }
+
+    /// The dense values, `[steps, channels]` (events expanded: a bin holds 1 or its count).
+    pub fn to_dense(&self, channels: usize) -> Vec<f32> {
+        match self {
+            Input::Dense(x) => x.clone(),
+            Input::Events(e) => {
+                let mut dense = vec![0.0; e.steps() * channels];
+                for t in 0..e.steps() {
+                    let counts = e.counts_at(t);
+                    for (k, &c) in e.active_at(t).iter().enumerate() {
+                        dense[t * channels + c as usize] = counts.map_or(1.0, |n| f32::from(n[k]));
+                    }
+                }
+                dense
+            }
+        }
+    }
+
+    /// The dense values, for inputs made dense (`None` for events).
+    pub fn dense(&self) -> Option<&[f32]> {
+        match self {
+            Input::Dense(x) => Some(x),
+            Input::Events(_) => None,
+        }
+    }
+}
+
+/// One input sample and its target.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Sample {
-    pub input: Vec<f32>,
+    pub input: Input,
     pub target: Target,
+}
+
+/// A perturbation of the test inputs (the paper's robustness evaluations).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Perturbation {
+    /// Each input spike removed with this probability.
+    Delete(f64),
+    /// Each empty input bin set to one spike with this probability.
+    Add(f64),
+    /// Spike times multiplied by this factor before binning (the number of steps scales with it).
+    TimeWarp(f64),
+}
+
+impl std::fmt::Display for Perturbation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Perturbation::Delete(p) => write!(f, "delete_prob={p}"),
+            Perturbation::Add(p) => write!(f, "add_prob={p}"),
+            Perturbation::TimeWarp(a) => write!(f, "time_warp={a}"),
+        }
+    }
 }
 
 /// The fixed shape of a task's samples.
@@ -53,6 +126,11 @@ pub trait Task: Send + Sync {
     /// dataset tasks take the next `n` samples of seeded per-epoch orders, a
     /// function of `iteration` alone, so a resumed run sees the same batches.
     fn train_batch(&mut self, iteration: u64, n: usize, rng: &mut ChaCha8Rng) -> Vec<Sample>;
+    /// Training samples of a dataset task (one epoch); `None` for tasks that
+    /// draw fresh trials.
+    fn train_size(&self) -> Option<usize> {
+        None
+    }
     /// Held-out samples for model selection; never used for training.
     fn validation(&self) -> &[Sample];
     /// Held-out samples for the reported test accuracy; never used for training
@@ -62,6 +140,57 @@ pub trait Task: Send + Sync {
     /// over held-out samples by the trainer (named columns of metrics.csv).
     fn output_metrics(&self, _output: &[f32]) -> Vec<(String, f64)> {
         Vec::new()
+    }
+    /// The test samples under a perturbation drawn from `seed`, and their
+    /// number of steps. Only tasks on recorded spike data support this.
+    fn perturbed_test(&self, perturbation: &Perturbation, _seed: u64) -> anyhow::Result<(Vec<Sample>, usize)> {
+        anyhow::bail!("{perturbation}: this task does not support perturbed test inputs (the shd and ssc tasks do)")
+    }
+}
+
+/// Optimizer steps of one epoch over `count` training samples in batches of
+/// `n`: `ceil(count / n)` (the last batch of an epoch may be smaller).
+pub fn steps_per_epoch(count: usize, n: usize) -> u64 {
+    count.div_ceil(n.max(1)).max(1) as u64
+}
+
+/// Epochs over a training set of `count` samples: each epoch visits every
+/// sample once, in a new order drawn from the run seed (ChaCha8 stream
+/// `EPOCH_STREAM + epoch`), cut into batches of `n` with a smaller last batch
+/// (PyTorch's `DataLoader(shuffle=True, drop_last=False)`). The batch of an
+/// optimizer step is a function of the step alone, so resumed runs see the
+/// same batches.
+#[derive(Debug, Clone)]
+pub struct Epochs {
+    seed: u64,
+    count: usize,
+    /// The order of the last epoch used (derived from the seed; not state).
+    cache: Option<(u64, Vec<usize>)>,
+}
+
+/// Epoch `e` is ordered with stream `EPOCH_STREAM + e`.
+const EPOCH_STREAM: u64 = 1 << 32;
+
+impl Epochs {
+    pub fn new(seed: u64, count: usize) -> Self {
+        Epochs { seed, count, cache: None }
+    }
+
+    /// Indices in `0..count` of the batch of optimizer step `iteration`:
+    /// positions `p n .. min((p + 1) n, count)` of epoch `iteration / s`'s
+    /// order, `p = iteration mod s`, `s` = [`steps_per_epoch`].
+    pub fn batch(&mut self, iteration: u64, n: usize) -> Vec<usize> {
+        let per_epoch = steps_per_epoch(self.count, n);
+        let (epoch, p) = (iteration / per_epoch, (iteration % per_epoch) as usize);
+        if self.cache.as_ref().map(|(e, _)| *e) != Some(epoch) {
+            let mut order: Vec<usize> = (0..self.count).collect();
+            let mut rng = ChaCha8Rng::seed_from_u64(self.seed);
+            rng.set_stream(EPOCH_STREAM + epoch);
+            order.shuffle(&mut rng);
+            self.cache = Some((epoch, order));
+        }
+        let order = self.cache.as_ref().map(|(_, o)| &o[..]).unwrap_or(&[]);
+        order[(p * n).min(self.count)..((p + 1) * n).min(self.count)].to_vec()
     }
 }
 
@@ -74,5 +203,35 @@ pub fn build(config: &crate::config::Config) -> anyhow::Result<Box<dyn Task>> {
         crate::config::TaskConfig::Pattern(p) => {
             Ok(Box::new(pattern::Pattern::new(p.clone(), config.model.dt, config.seed)?))
         }
+        crate::config::TaskConfig::Shd(s) => {
+            Ok(Box::new(speech::Speech::new(speech::Corpus::Shd, s.clone(), config.seed)?))
+        }
+        crate::config::TaskConfig::Ssc(s) => {
+            Ok(Box::new(speech::Speech::new(speech::Corpus::Ssc, s.clone(), config.seed)?))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn epochs_visit_every_sample_once_with_a_short_last_batch() {
+        assert_eq!(steps_per_epoch(10, 4), 3);
+        assert_eq!(steps_per_epoch(8, 4), 2);
+        assert_eq!(steps_per_epoch(3, 32), 1);
+        let mut epochs = Epochs::new(5, 10);
+        let batches: Vec<Vec<usize>> = (0..6).map(|i| epochs.batch(i, 4)).collect();
+        assert_eq!(batches.iter().map(Vec::len).collect::<Vec<_>>(), [4, 4, 2, 4, 4, 2]);
+        for epoch in batches.chunks(3) {
+            let mut seen: Vec<usize> = epoch.concat();
+            seen.sort_unstable();
+            assert_eq!(seen, (0..10).collect::<Vec<_>>());
+        }
+        assert_ne!(batches[..3].concat(), batches[3..].concat(), "each epoch has its own order");
+        // a function of the step alone
+        assert_eq!(Epochs::new(5, 10).batch(4, 4), batches[4]);
+        assert_ne!(Epochs::new(6, 10).batch(0, 4), batches[0]);
     }
 }

@@ -10,7 +10,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use super::{Sample, Target, Task, TaskKind, TaskShape};
+use super::{Input, Sample, Target, Task, TaskKind, TaskShape};
 
 /// ChaCha8 streams (seeded with the run seed) of the frozen parts and held-out trials.
 const SEGMENT_STREAM: u64 = 3;
@@ -200,7 +200,7 @@ impl Pattern {
                         }
                     }
                 }
-                Sample { input, target: Target::Series(self.target.clone()) }
+                Sample { input: Input::Dense(input), target: Target::Series(self.target.clone()) }
             })
             .collect()
     }
@@ -278,10 +278,10 @@ mod tests {
         let c = 100;
         let w = t.config.repeat_windows(1e-3);
         assert_eq!(w, vec![0..500, 750..1250, 1500..2000]);
-        assert_eq!(&s.input[0..500 * c], &s.input[750 * c..1250 * c]);
-        assert_eq!(&s.input[0..500 * c], &s.input[1500 * c..2000 * c]);
-        assert!(s.input[500 * c..750 * c].iter().all(|v| *v == 0.0), "gaps are silent");
-        let rate = s.input[..500 * c].iter().sum::<f32>() as f64 / (c as f64 * 0.5);
+        assert_eq!(&s.input.dense().unwrap()[0..500 * c], &s.input.dense().unwrap()[750 * c..1250 * c]);
+        assert_eq!(&s.input.dense().unwrap()[0..500 * c], &s.input.dense().unwrap()[1500 * c..2000 * c]);
+        assert!(s.input.dense().unwrap()[500 * c..750 * c].iter().all(|v| *v == 0.0), "gaps are silent");
+        let rate = s.input.dense().unwrap()[..500 * c].iter().sum::<f32>() as f64 / (c as f64 * 0.5);
         assert!((rate - 10.0).abs() < 1.5, "segment rate {rate}");
     }
 
@@ -292,7 +292,7 @@ mod tests {
         let lo = y.iter().cloned().fold(f32::INFINITY, f32::min);
         let hi = y.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
         assert!((lo + 1.0).abs() < 1e-6 && (hi - 1.0).abs() < 1e-6);
-        assert_ne!(t.test()[0].input, t.test()[1].input);
+        assert_ne!(t.test()[0].input.dense().unwrap(), t.test()[1].input.dense().unwrap());
         // same seed, same task
         assert_eq!(task(2.0).test()[0], t.test()[0]);
     }

@@ -5,4 +5,4 @@ pub mod schedule;
 pub mod tau_stats;
 pub mod trainer;
 
-pub use trainer::{evaluate, initial_network, objective, train, RunSummary, TrainOptions};
+pub use trainer::{evaluate, evaluate_steps, initial_network, objective, train, RunSummary, TrainOptions};

@@ -44,6 +44,8 @@ pub struct MetricsRow {
     pub step: u64,
     /// Iterations done (trial-based tasks: equals `step`).
     pub iteration: u64,
+    /// Epochs done (dataset tasks; fractional between epoch ends).
+    pub epoch: Option<f64>,
     /// Mean over the iterations since the previous row.
     pub train_loss: f64,
     pub train_accuracy: Option<f64>,
@@ -63,9 +65,10 @@ pub struct MetricsRow {
     pub test_metrics: Vec<(String, f64)>,
 }
 
-const METRICS_COLUMNS: [&str; 12] = [
+const METRICS_COLUMNS: [&str; 13] = [
     "step",
     "iteration",
+    "epoch",
     "train_loss",
     "train_accuracy",
     "validation_loss",
@@ -84,6 +87,7 @@ impl MetricsRow {
         let mut out = vec![
             self.step.to_string(),
             self.iteration.to_string(),
+            opt(self.epoch),
             self.train_loss.to_string(),
             opt(self.train_accuracy),
             self.validation_loss.to_string(),
@@ -122,6 +126,9 @@ pub struct RunSummary {
     pub selected_on: String,
     /// Step of the model saved as `best.safetensors`.
     pub best_validation_step: u64,
+    /// Its epoch (dataset tasks).
+    #[serde(default)]
+    pub best_validation_epoch: Option<f64>,
     pub best_validation_accuracy: Option<f64>,
     #[serde(deserialize_with = "float_or_nan")]
     pub best_validation_loss: f64,
@@ -143,6 +150,11 @@ pub struct RunSummary {
     #[serde(deserialize_with = "float_or_nan")]
     pub best_test_loss: f64,
     pub best_test_step: u64,
+    #[serde(default)]
+    pub best_test_epoch: Option<f64>,
+    /// Epochs trained (dataset tasks).
+    #[serde(default)]
+    pub epochs: Option<f64>,
     /// Learned time constants per decay tensor of the model selected on
     /// validation and of the last model.
     pub tau_at_best_validation: BTreeMap<String, TauStats>,
@@ -172,12 +184,23 @@ pub fn objective(config: &Config) -> Objective {
 /// Loss, accuracy and the task's figures of `net` on `samples` (no dropout,
 /// no regulariser).
 pub fn evaluate(net: &Network<f32>, task: &dyn Task, samples: &[Sample], objective: &Objective) -> Evaluation {
+    evaluate_steps(net, task, samples, task.shape().steps, objective)
+}
+
+/// [`evaluate`] on samples of `steps` steps (a time-warped test set).
+pub fn evaluate_steps(
+    net: &Network<f32>,
+    task: &dyn Task,
+    samples: &[Sample],
+    steps: usize,
+    objective: &Objective,
+) -> Evaluation {
     let shape = task.shape();
     let objective = Objective { rate_regulariser: None, ..*objective };
     let mut total = BatchStats::default();
     let (mut loss, mut rate) = (0.0, 0.0);
     for chunk in samples.chunks(EVAL_CHUNK) {
-        let (stats, _) = net.loss_and_grad(chunk, shape.steps, &objective, Dropout::None, false);
+        let (stats, _) = net.loss_and_grad(chunk, steps, &objective, Dropout::None, false);
         loss += stats.loss * stats.samples as f64;
         rate += stats.mean_rate_hz * stats.samples as f64;
         total.samples += stats.samples;
@@ -193,7 +216,7 @@ pub fn evaluate(net: &Network<f32>, task: &dyn Task, samples: &[Sample], objecti
         let per_sample: Vec<Vec<(String, f64)>> = samples
             .par_iter()
             .map(|s| {
-                let tape = net.forward(&s.input, shape.steps, Vec::new());
+                let tape = net.forward(s.input.layer_input(), steps, Vec::new());
                 task.output_metrics(net.output(&tape))
             })
             .collect();
@@ -210,11 +233,50 @@ pub fn evaluate(net: &Network<f32>, task: &dyn Task, samples: &[Sample], objecti
     Evaluation { stats: total, accuracy, metrics }
 }
 
-fn schedule(config: &Config) -> Schedule {
+/// How long a run is, in optimizer steps, resolved against the task (epochs
+/// of a dataset task become steps).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Plan {
+    pub iterations: u64,
+    pub eval_every: u64,
+    /// Optimizer steps per epoch (dataset tasks).
+    pub steps_per_epoch: Option<u64>,
+}
+
+impl Plan {
+    pub fn new(config: &Config, task: &dyn Task) -> Plan {
+        let train = &config.train;
+        let steps_per_epoch = task.train_size().map(|n| tasks::steps_per_epoch(n, train.batch_size));
+        match steps_per_epoch {
+            Some(per_epoch) if train.epochs > 0 => Plan {
+                iterations: train.epochs * per_epoch,
+                eval_every: train.eval_every_epochs * per_epoch,
+                steps_per_epoch,
+            },
+            _ => Plan { iterations: train.iterations, eval_every: train.eval_every, steps_per_epoch },
+        }
+    }
+
+    /// Epochs completed after `step` optimizer steps (`step` for trial tasks).
+    pub fn epoch(&self, step: u64) -> u64 {
+        self.steps_per_epoch.map_or(step, |s| step / s)
+    }
+
+    /// Epochs (fractional) after `step` optimizer steps, for dataset tasks.
+    pub fn epochs_done(&self, step: u64) -> Option<f64> {
+        self.steps_per_epoch.map(|s| step as f64 / s as f64)
+    }
+}
+
+fn schedule(config: &Config, plan: &Plan) -> Schedule {
     match config.train.schedule {
         ScheduleConfig::Constant => Schedule::Constant,
         ScheduleConfig::Step { every, gamma } => Schedule::Step { every, gamma },
-        ScheduleConfig::WarmupCosine { span, warmup_fraction, hold_fraction } => {
+        ScheduleConfig::WarmupCosine { span, span_epochs, warmup_fraction, hold_fraction } => {
+            let span = match plan.steps_per_epoch {
+                Some(per_epoch) if span_epochs > 0.0 => (span_epochs * per_epoch as f64).round() as u64,
+                _ => span,
+            };
             Schedule::WarmupCosine { span, warmup_fraction, hold_fraction }
         }
     }
@@ -380,6 +442,8 @@ pub fn train(
     resume: Option<Checkpoint>,
 ) -> Result<RunSummary> {
     let started = Instant::now();
+    // the task first: a config whose data is missing leaves no run directory behind
+    let mut task: Box<dyn Task> = tasks::build(config)?;
     let checkpoints = run_dir.join("checkpoints");
     std::fs::create_dir_all(&checkpoints)
         .with_context(|| format!("cannot create run directory {}", checkpoints.display()))?;
@@ -397,7 +461,6 @@ pub fn train(
         write_atomic(&run_dir.join("config.toml"), config.to_toml()?.as_bytes())?;
     }
 
-    let mut task: Box<dyn Task> = tasks::build(config)?;
     let shape = task.shape();
     let objective = objective(config);
     let mut train_rng = ChaCha8Rng::seed_from_u64(config.seed);
@@ -440,10 +503,11 @@ pub fn train(
         log.write(&run_dir.join("metrics.csv"))?;
         tracing::info!(iteration = start, "resuming");
     }
-    let schedule = schedule(config);
+    let plan = Plan::new(config, task.as_ref());
+    let schedule = schedule(config, &plan);
     let (decay_min, decay_max) = (config.model.decay_min as f32, config.model.decay_max as f32);
 
-    let bar = if options.progress { ProgressBar::new(train.iterations) } else { ProgressBar::hidden() };
+    let bar = if options.progress { ProgressBar::new(plan.iterations) } else { ProgressBar::hidden() };
     bar.set_position(start);
     bar.set_style(
         ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {pos}/{len} {msg}")
@@ -461,6 +525,7 @@ pub fn train(
         elapsed_s: 0.0,
         selected_on: if classification { "validation_accuracy" } else { "validation_loss" }.to_string(),
         best_validation_step: 0,
+        best_validation_epoch: None,
         best_validation_accuracy: None,
         best_validation_loss: f64::INFINITY,
         test_accuracy_at_best_validation: None,
@@ -474,6 +539,8 @@ pub fn train(
         best_test_accuracy: None,
         best_test_loss: f64::INFINITY,
         best_test_step: 0,
+        best_test_epoch: None,
+        epochs: None,
         tau_at_best_validation: BTreeMap::new(),
         tau_last: BTreeMap::new(),
     };
@@ -484,7 +551,7 @@ pub fn train(
     let elapsed = |started: &Instant| elapsed_before + started.elapsed().as_secs_f64();
 
     let mut last_metrics = serde_json::Value::Null;
-    for iteration in start..train.iterations {
+    for iteration in start..plan.iterations {
         let samples = task.train_batch(iteration, train.batch_size, &mut train_rng);
         let dropout = Dropout::Random { p: config.model.dropout, seed: dropout_seed(config.seed, iteration) };
         let (stats, grad) = net.loss_and_grad(&samples, shape.steps, &objective, dropout, true);
@@ -537,12 +604,13 @@ pub fn train(
         let step = iteration + 1;
         bar.inc(1);
 
-        if step % train.eval_every == 0 || step == train.iterations {
+        if step % plan.eval_every == 0 || step == plan.iterations {
             let validation = evaluate(&net, task.as_ref(), task.validation(), &objective);
             let test = evaluate(&net, task.as_ref(), task.test(), &objective);
             let row = MetricsRow {
                 step,
                 iteration: step,
+                epoch: plan.epochs_done(step),
                 train_loss: window.loss / window.iterations.max(1) as f64,
                 train_accuracy: classification.then(|| window.correct as f64 / window.samples.max(1) as f64),
                 validation_loss: validation.stats.loss,
@@ -590,11 +658,20 @@ pub fn train(
                 summary.best_validation_accuracy = row.validation_accuracy;
                 summary.best_validation_loss = row.validation_loss;
                 summary.best_validation_step = step;
+                summary.best_validation_epoch = row.epoch;
                 summary.test_accuracy_at_best_validation = row.test_accuracy;
                 summary.test_loss_at_best_validation = row.test_loss;
                 summary.test_metrics_at_best_validation = test_metrics.clone();
                 summary.tau_at_best_validation = tau_stats(&net, tau_threshold_ms);
-                checkpoint::save(&checkpoints.join("best.safetensors"), &net, config, step, step, &metrics, None)?;
+                checkpoint::save(
+                    &checkpoints.join("best.safetensors"),
+                    &net,
+                    config,
+                    step,
+                    plan.epoch(step),
+                    &metrics,
+                    None,
+                )?;
             }
             let best_test = match (row.test_accuracy, summary.best_test_accuracy) {
                 (Some(a), Some(best)) => a > best,
@@ -605,6 +682,7 @@ pub fn train(
                 summary.best_test_accuracy = row.test_accuracy;
                 summary.best_test_loss = row.test_loss;
                 summary.best_test_step = step;
+                summary.best_test_epoch = row.epoch;
             }
             summary.last_test_accuracy = row.test_accuracy;
             summary.last_validation_accuracy = row.validation_accuracy;
@@ -616,7 +694,7 @@ pub fn train(
             last_metrics = metrics;
         }
         let interrupted = INTERRUPTED.load(std::sync::atomic::Ordering::SeqCst);
-        let evaluated = step % train.eval_every == 0 || step == train.iterations;
+        let evaluated = step % plan.eval_every == 0 || step == plan.iterations;
         let periodic = train.checkpoint_every > 0 && step % train.checkpoint_every == 0;
         if evaluated || periodic || interrupted {
             let state = TrainerState {
@@ -629,7 +707,7 @@ pub fn train(
             };
             let state = serde_json::to_string(&state)?;
             let resume = ResumeData { optimizer: &adam, trainer_state: &state };
-            checkpoint::save(&last_path, &net, config, step, step, &last_metrics, Some(resume))?;
+            checkpoint::save(&last_path, &net, config, step, plan.epoch(step), &last_metrics, Some(resume))?;
         }
         if interrupted {
             bar.finish_and_clear();
@@ -641,7 +719,8 @@ pub fn train(
         }
     }
     bar.finish_and_clear();
-    summary.steps = train.iterations;
+    summary.steps = plan.iterations;
+    summary.epochs = plan.epochs_done(plan.iterations);
     summary.tau_last = tau_stats(&net, tau_threshold_ms);
     summary.elapsed_s = elapsed(&started);
     write_atomic(&run_dir.join("summary.json"), serde_json::to_string_pretty(&summary)?.as_bytes())?;
