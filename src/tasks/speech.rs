@@ -288,53 +288,61 @@ fn perturbation_rng(seed: u64, condition: &Perturbation, k: usize) -> ChaCha8Rng
     rng
 }
 
+/// Builds a [`BinnedSample`] step after step, in the binning mode of `like`.
+struct Bins(BinnedSample);
+
+impl Bins {
+    fn like(like: &BinnedSample) -> Self {
+        Bins(BinnedSample { offsets: vec![0], active: Vec::new(), counts: like.counts.as_ref().map(|_| Vec::new()) })
+    }
+
+    /// Channel `c` holds `count` spikes at the current step (nothing for 0).
+    fn push(&mut self, c: u32, count: u16) {
+        if count > 0 {
+            self.0.active.push(c);
+            if let Some(counts) = self.0.counts.as_mut() {
+                counts.push(count);
+            }
+        }
+    }
+
+    fn end_step(&mut self) {
+        self.0.offsets.push(self.0.active.len() as u32);
+    }
+}
+
 /// Each spike of `s` removed with probability `p` (a count `n` becomes
 /// Binomial(n, 1 - p)).
 fn delete_spikes(s: &BinnedSample, p: f64, rng: &mut ChaCha8Rng) -> BinnedSample {
-    let mut out = BinnedSample { offsets: vec![0], active: Vec::new(), counts: s.counts.as_ref().map(|_| Vec::new()) };
+    let mut out = Bins::like(s);
     for t in 0..s.steps() {
         let counts = s.counts_at(t);
         for (k, &c) in s.active_at(t).iter().enumerate() {
             let n = counts.map_or(1, |n| n[k]);
-            let kept = (0..n).filter(|_| rng.gen::<f64>() >= p).count() as u16;
-            if kept > 0 {
-                out.active.push(c);
-                if let Some(counts) = out.counts.as_mut() {
-                    counts.push(kept);
-                }
-            }
+            out.push(c, (0..n).filter(|_| rng.gen::<f64>() >= p).count() as u16);
         }
-        out.offsets.push(out.active.len() as u32);
+        out.end_step();
     }
-    out
+    out.0
 }
 
 /// Each empty bin `(t, c)` of `s` (`c < channels`) set to one spike with probability `p`.
 fn add_spikes(s: &BinnedSample, p: f64, channels: usize, rng: &mut ChaCha8Rng) -> BinnedSample {
-    let mut out = BinnedSample { offsets: vec![0], active: Vec::new(), counts: s.counts.as_ref().map(|_| Vec::new()) };
+    let mut out = Bins::like(s);
     for t in 0..s.steps() {
         let (active, counts) = (s.active_at(t), s.counts_at(t));
         let mut next = 0;
         for c in 0..channels as u32 {
-            let present = active.get(next) == Some(&c);
-            let count = if present {
+            if active.get(next) == Some(&c) {
+                out.push(c, counts.map_or(1, |n| n[next]));
                 next += 1;
-                counts.map_or(1, |n| n[next - 1])
-            } else if rng.gen::<f64>() < p {
-                1
             } else {
-                0
-            };
-            if count > 0 {
-                out.active.push(c);
-                if let Some(counts) = out.counts.as_mut() {
-                    counts.push(count);
-                }
+                out.push(c, u16::from(rng.gen::<f64>() < p));
             }
         }
-        out.offsets.push(out.active.len() as u32);
+        out.end_step();
     }
-    out
+    out.0
 }
 
 impl Task for Speech {
