@@ -15,7 +15,6 @@ use plotters::coord::types::RangedCoordf64;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
-use crate::config::Config;
 use crate::io::atomic::write_atomic;
 use crate::io::checkpoint;
 use crate::model::{Decays, Layer, Network};
@@ -82,7 +81,8 @@ pub fn plot_run(run_dir: &Path) -> Result<Vec<PathBuf>> {
         config.model.dt,
         format!("time constants: {title}, best checkpoint (step {})", ckpt.step),
     );
-    let run = SampleRun::new(network, config, sample)?;
+    let step_s = task.step_seconds().unwrap_or(config.model.dt);
+    let run = SampleRun::new(network, step_s, sample)?;
     let raster = run.raster(format!("spikes of test sample 0: {title}, best checkpoint (step {})", ckpt.step));
     let output = run.output(format!("output of test sample 0: {title}, best checkpoint (step {})", ckpt.step));
 
@@ -248,7 +248,8 @@ struct SampleRun {
 }
 
 impl SampleRun {
-    fn new(network: &Network<f32>, config: &Config, sample: &Sample) -> Result<SampleRun> {
+    /// `step_s`: the data time of one step, seconds.
+    fn new(network: &Network<f32>, step_s: f64, sample: &Sample) -> Result<SampleRun> {
         let channels = network.inputs();
         let input = sample.input.to_dense(channels);
         if input.is_empty() || !input.len().is_multiple_of(channels) {
@@ -265,7 +266,7 @@ impl SampleRun {
             .collect();
         Ok(SampleRun {
             steps,
-            dt_ms: 1000.0 * config.model.dt,
+            dt_ms: 1000.0 * step_s,
             channels,
             input,
             hidden,

@@ -126,6 +126,11 @@ pub trait Task: Send + Sync {
     /// dataset tasks take the next `n` samples of seeded per-epoch orders, a
     /// function of `iteration` alone, so a resumed run sees the same batches.
     fn train_batch(&mut self, iteration: u64, n: usize, rng: &mut ChaCha8Rng) -> Vec<Sample>;
+    /// Data time of one step in seconds, when it is not `model.dt` (binned
+    /// recordings: the bin length).
+    fn step_seconds(&self) -> Option<f64> {
+        None
+    }
     /// Training samples of a dataset task (one epoch); `None` for tasks that
     /// draw fresh trials.
     fn train_size(&self) -> Option<usize> {

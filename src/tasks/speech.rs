@@ -371,6 +371,11 @@ impl Task for Speech {
         Some(self.train_indices.len())
     }
 
+    /// The bin length (the authors' SHD setting runs the model with dt = 1 ms on 4 ms bins).
+    fn step_seconds(&self) -> Option<f64> {
+        Some(self.config.binning.dt_s())
+    }
+
     fn validation(&self) -> &[Sample] {
         &self.validation
     }
