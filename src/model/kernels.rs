@@ -224,11 +224,13 @@ pub mod x86 {
         }
     }
 
+    #[inline]
     #[target_feature(enable = "avx2")]
     unsafe fn decay_row_avx2<const SUM_BEFORE: bool>(decay: &[f32], current: &mut [f32]) -> f32 {
         decay_row::<__m256, SUM_BEFORE>(decay, current)
     }
 
+    #[inline]
     #[target_feature(enable = "avx512f")]
     unsafe fn decay_row_avx512<const SUM_BEFORE: bool>(decay: &[f32], current: &mut [f32]) -> f32 {
         decay_row::<__m512, SUM_BEFORE>(decay, current)
