@@ -2,6 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::Float;
+
 /// Pseudo-derivative used for `dz/dV` in the backward pass.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -31,6 +33,7 @@ fn normal_pdf(x: f64, mean: f64, std: f64) -> f64 {
 
 impl Surrogate {
     /// `dz/dV` at `x = V - theta`.
+    #[inline]
     pub fn derivative(self, x: f64, theta: f64) -> f64 {
         match self {
             Surrogate::Triangle => (1.0 - (x / theta).abs()).max(0.0),
@@ -43,19 +46,36 @@ impl Surrogate {
     }
 }
 
+/// `H(x) = 1 if x > 0 else 0` (strict).
+#[inline(always)]
+fn step(x: f64) -> f64 {
+    if x > 0.0 {
+        1.0
+    } else {
+        0.0
+    }
+}
+
+/// `s = 1 / (1 + exp(-beta x))`.
+#[inline(always)]
+fn sigmoid(beta: f64, x: f64) -> f64 {
+    1.0 / (1.0 + (-beta * x).exp())
+}
+
+/// `ds/dx = beta s (1 - s)`.
+#[inline(always)]
+fn sigmoid_derivative(beta: f64, x: f64) -> f64 {
+    let s = sigmoid(beta, x);
+    beta * s * (1.0 - s)
+}
+
 impl Activation {
     /// The output `z` for `x = V - theta`.
     #[inline]
     pub fn output(self, x: f64) -> f64 {
         match self {
-            Activation::Step(_) => {
-                if x > 0.0 {
-                    1.0
-                } else {
-                    0.0
-                }
-            }
-            Activation::Sigmoid { beta } => 1.0 / (1.0 + (-beta * x).exp()),
+            Activation::Step(_) => step(x),
+            Activation::Sigmoid { beta } => sigmoid(beta, x),
         }
     }
 
@@ -64,16 +84,54 @@ impl Activation {
     pub fn derivative(self, x: f64, theta: f64) -> f64 {
         match self {
             Activation::Step(s) => s.derivative(x, theta),
-            Activation::Sigmoid { beta } => {
-                let s = 1.0 / (1.0 + (-beta * x).exp());
-                beta * s * (1.0 - s)
+            Activation::Sigmoid { beta } => sigmoid_derivative(beta, x),
+        }
+    }
+
+    /// `z_j = output(V_j - theta)` over a row. The choice of function is made once
+    /// per row: inside the loop the compiler would evaluate both (the sigmoid's
+    /// `exp` for every spiking neuron).
+    #[inline(always)]
+    pub fn outputs<F: Float>(self, potential: &[F], theta: f64, z: &mut [F]) {
+        match self {
+            Activation::Step(_) => map_row(potential, theta, z, step),
+            Activation::Sigmoid { beta } => map_row(potential, theta, z, |x| sigmoid(beta, x)),
+        }
+    }
+
+    /// `g_j *= derivative(V_j - theta)` over a row, the function chosen once per row.
+    #[inline(always)]
+    pub fn scale_by_derivatives<F: Float>(self, potential: &[F], theta: f64, g: &mut [F]) {
+        match self {
+            Activation::Step(Surrogate::Triangle) => {
+                scale_row(potential, theta, g, |x| Surrogate::Triangle.derivative(x, theta))
             }
+            Activation::Step(Surrogate::MultiGaussian) => {
+                scale_row(potential, theta, g, |x| Surrogate::MultiGaussian.derivative(x, theta))
+            }
+            Activation::Sigmoid { beta } => scale_row(potential, theta, g, |x| sigmoid_derivative(beta, x)),
         }
     }
 
     /// True when outputs are exactly 0 or 1 (spikes).
     pub fn is_binary(self) -> bool {
         matches!(self, Activation::Step(_))
+    }
+}
+
+/// `z_j = f(V_j - theta)`.
+#[inline(always)]
+fn map_row<F: Float>(potential: &[F], theta: f64, z: &mut [F], f: impl Fn(f64) -> f64) {
+    for (z, v) in z.iter_mut().zip(potential) {
+        *z = F::of(f(v.f64() - theta));
+    }
+}
+
+/// `g_j *= f(V_j - theta)`.
+#[inline(always)]
+fn scale_row<F: Float>(potential: &[F], theta: f64, g: &mut [F], f: impl Fn(f64) -> f64) {
+    for (g, v) in g.iter_mut().zip(potential) {
+        *g = *g * F::of(f(v.f64() - theta));
     }
 }
 

@@ -5,7 +5,8 @@
 
 use super::activation::Activation;
 use super::kernels::{
-    active_indices, append_active_indices, axpy, sparse_dot, synapse_row_backward, synapse_row_forward,
+    active_indices, add_input, append_active_indices, axpy, decay_row, lane_sum, sparse_dot, synapse_row_backward,
+    synapse_row_forward, Isa, Portable,
 };
 use super::Float;
 
@@ -217,12 +218,12 @@ impl<F: Float> Layer<F> {
                 return unsafe { simd::forward_avx2(self, input, steps, tape) };
             }
         }
-        self.forward_body(input, steps, tape)
+        self.forward_body(Portable, input, steps, tape)
     }
 
     /// The body of [`Layer::forward`], compiled once per instruction set.
     #[inline(always)]
-    fn forward_body(&self, input: LayerInput<'_, F>, steps: usize, tape: &mut LayerTape<F>) {
+    fn forward_body<I: Isa>(&self, isa: I, input: LayerInput<'_, F>, steps: usize, tape: &mut LayerTape<F>) {
         let (n, m) = (self.size, self.inputs);
         let inputs = StepInputs::new(input, steps, m);
         tape.potential.clear();
@@ -240,7 +241,9 @@ impl<F: Float> Layer<F> {
         let zeros = vec![F::zero(); n];
         // Input synapses do not depend on the layer's own spikes: their summed
         // currents are swept one neuron at a time over all steps, with that
-        // neuron's row of currents staying in the L1 cache.
+        // neuron's row of currents staying in the L1 cache. One pass per step
+        // sums `I^{t-1}` (lane order of `decay_row`) while decaying it; then the
+        // active inputs add `w_i x_i^t`.
         let mut input_drive = Vec::new();
         let mut current_rec = Vec::new();
         if let Decays::Synapse { input: r, recurrent, .. } = &self.decays {
@@ -248,11 +251,17 @@ impl<F: Float> Layer<F> {
             let mut current = vec![F::zero(); m];
             for j in 0..n {
                 let row = j * m..(j + 1) * m;
+                let (weight, decay) = (&self.input_weight[row.clone()], &r[row]);
                 current.fill(F::zero());
                 for t in 0..steps {
+                    if t > 0 {
+                        input_drive[(t - 1) * n + j] = decay_row::<F, I, true>(isa, decay, &mut current);
+                    }
                     let (x, active) = inputs.at(t);
-                    input_drive[t * n + j] =
-                        synapse_row_forward(&self.input_weight[row.clone()], &r[row.clone()], x, active, &mut current);
+                    add_input(weight, x, active, &mut current);
+                }
+                if steps > 0 {
+                    input_drive[(steps - 1) * n + j] = lane_sum(&current);
                 }
             }
             if recurrent.is_some() {
@@ -280,6 +289,7 @@ impl<F: Float> Layer<F> {
                         for j in 0..n {
                             let row = j * n..(j + 1) * n;
                             v[j] += synapse_row_forward(
+                                isa,
                                 &u[row.clone()],
                                 &q[row.clone()],
                                 z_prev,
@@ -326,11 +336,7 @@ impl<F: Float> Layer<F> {
                         v[j] -= adaptation_current[j];
                     }
                 }
-                let theta = spiking.threshold.f64();
-                let z = &mut now[..n];
-                for j in 0..n {
-                    z[j] = F::of(spiking.activation.output(v[j].f64() - theta));
-                }
+                spiking.activation.outputs(v, spiking.threshold.f64(), &mut now[..n]);
             }
         }
     }
@@ -418,14 +424,13 @@ impl<F: Float> Layer<F> {
             let dz = &d_output[t * n..(t + 1) * n];
             match &self.spiking {
                 Some(spiking) => {
-                    let theta = spiking.threshold.f64();
                     for j in 0..n {
-                        let mut total = dz[j] + carry[j];
+                        g[j] = dz[j] + carry[j];
                         if let Some(r) = rate_grad {
-                            total += r[j];
+                            g[j] += r[j];
                         }
-                        g[j] = total * F::of(spiking.activation.derivative(potential[j].f64() - theta, theta));
                     }
+                    spiking.activation.scale_by_derivatives(potential, spiking.threshold.f64(), &mut g);
                 }
                 None => g.copy_from_slice(dz),
             }
@@ -571,10 +576,11 @@ fn accumulate_sparse<F: Float>(x: &[F], active: &[usize], lam: &[F], k: &[F], dw
 #[cfg(target_arch = "x86_64")]
 mod simd {
     use super::{Layer, LayerInput, LayerTape};
+    use crate::model::kernels::x86::{Avx2, Avx512};
     use crate::model::Float;
 
     macro_rules! compiled_for {
-        ($features:literal, $forward:ident, $backward:ident) => {
+        ($features:literal, $isa:ident, $forward:ident, $backward:ident) => {
             #[target_feature(enable = $features)]
             pub(super) unsafe fn $forward<F: Float>(
                 layer: &Layer<F>,
@@ -582,7 +588,8 @@ mod simd {
                 steps: usize,
                 tape: &mut LayerTape<F>,
             ) {
-                layer.forward_body(input, steps, tape)
+                // SAFETY: this function's caller guarantees the features.
+                layer.forward_body(unsafe { $isa::new_unchecked() }, input, steps, tape)
             }
 
             #[allow(clippy::too_many_arguments)]
@@ -602,8 +609,8 @@ mod simd {
         };
     }
 
-    compiled_for!("avx512f", forward_avx512, backward_avx512);
-    compiled_for!("avx2", forward_avx2, backward_avx2);
+    compiled_for!("avx512f", Avx512, forward_avx512, backward_avx512);
+    compiled_for!("avx2", Avx2, forward_avx2, backward_avx2);
 }
 
 #[cfg(test)]
@@ -649,7 +656,7 @@ mod tests {
             let input = LayerInput::Dense(&x);
             match which {
                 0 => {
-                    layer.forward_body(input, steps, &mut tape);
+                    layer.forward_body(Portable, input, steps, &mut tape);
                     layer.backward_body(input, steps, &tape, &d_out, None, &mut grad, Some(&mut dx));
                 }
                 #[cfg(target_arch = "x86_64")]

@@ -39,6 +39,14 @@ pub trait Float:
 {
     fn of(x: f64) -> Self;
     fn f64(self) -> f64;
+
+    /// [`kernels::decay_row`]: `f32` runs with the instruction set `isa`, other
+    /// types run the portable code.
+    #[inline(always)]
+    fn decay_row<I: kernels::Isa, const SUM_BEFORE: bool>(isa: I, decay: &[Self], current: &mut [Self]) -> Self {
+        let _ = isa;
+        kernels::decay_row_portable::<Self, SUM_BEFORE>(decay, current)
+    }
 }
 
 impl Float for f32 {
@@ -49,6 +57,10 @@ impl Float for f32 {
     #[inline(always)]
     fn f64(self) -> f64 {
         self as f64
+    }
+    #[inline(always)]
+    fn decay_row<I: kernels::Isa, const SUM_BEFORE: bool>(isa: I, decay: &[Self], current: &mut [Self]) -> Self {
+        isa.decay_row_f32::<SUM_BEFORE>(decay, current)
     }
 }
 

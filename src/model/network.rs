@@ -331,8 +331,13 @@ impl<F: Float> Network<F> {
     fn spike_counts(&self, tape: &Tape<F>, steps: usize) -> Vec<f64> {
         let mut counts = Vec::with_capacity(self.hidden_neurons());
         for (layer, lt) in self.hidden().iter().zip(&tape.layers) {
-            for j in 0..layer.size {
-                counts.push((0..steps).map(|t| lt.spikes[t * layer.size + j].f64()).sum());
+            // step by step over contiguous rows; each count sums its steps in order
+            let start = counts.len();
+            counts.resize(start + layer.size, 0.0);
+            for z in lt.spikes.chunks_exact(layer.size.max(1)).take(steps) {
+                for (count, z) in counts[start..].iter_mut().zip(z) {
+                    *count += z.f64();
+                }
             }
         }
         counts
