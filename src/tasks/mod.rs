@@ -5,6 +5,8 @@ pub mod dms;
 pub mod images;
 pub mod pattern;
 
+use std::ops::Range;
+
 use rand_chacha::ChaCha8Rng;
 
 /// What the readout must produce.
@@ -61,6 +63,11 @@ pub trait Task: Send + Sync {
     /// Task-specific figures of one readout trace `[steps, outputs]`, averaged
     /// over held-out samples by the trainer (named columns of metrics.csv).
     fn output_metrics(&self, _output: &[f32]) -> Vec<(String, f64)> {
+        Vec::new()
+    }
+    /// Named groups of input channels (e.g. DMS: left cue, right cue, noise)
+    /// for per-group statistics of learned time constants; none by default.
+    fn input_groups(&self) -> Vec<(String, Range<usize>)> {
         Vec::new()
     }
 }
