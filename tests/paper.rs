@@ -54,9 +54,10 @@ fn dms(c: &Config) -> &hetsyn::tasks::dms::DmsConfig {
 /// Default runs are reduced; --full keeps configs/dms.toml's sizes.
 fn assert_dms_sizes(configs: &[Config], full: bool) {
     for c in configs {
-        let want = if full { (1000, 32, 256, 512) } else { (300, 16, 128, 256) };
+        let want = if full { (1000, 32, 25, 256, 512) } else { (200, 16, 50, 128, 256) };
         let d = dms(c);
-        assert_eq!((c.train.iterations, c.train.batch_size, d.validation_trials, d.test_trials), want, "{}", c.name);
+        let got = (c.train.iterations, c.train.batch_size, c.train.eval_every, d.validation_trials, d.test_trials);
+        assert_eq!(got, want, "{}", c.name);
     }
 }
 
@@ -127,7 +128,7 @@ fn pattern_grid() {
     };
     assert_eq!(distinct(configs.iter().map(noise)), [1.0, 2.0, 3.0, 4.0]);
     assert_eq!(distinct(configs.iter().map(|c| c.train.lr)), [1e-3, 5e-3]);
-    assert!(configs.iter().all(|c| c.train.lr == c.train.decay_lr && c.train.iterations == 200));
+    assert!(configs.iter().all(|c| c.train.lr == c.train.decay_lr && c.train.iterations == 150));
     let full = dry_run("pattern", &dir.path().join("full"), &["--full"]);
     assert_eq!(full.len(), 4 * 4 * 2 * 4 * 5);
     assert!(full.iter().all(|c| c.train.iterations == 1000));

@@ -46,10 +46,11 @@ paper_args() {
   export HETSYN_BIN=$bin
   rm -rf "$configs"
   mkdir -p "$configs"
-  # DMS runs of the default mode: 300 iterations of batch 16 and 128/256 validation/test
-  # trials (configs/dms.toml, the paper's: 1000 iterations of batch 32, 256/512 trials)
+  # DMS runs of the default mode: 200 iterations of batch 16, evaluated every 50 on
+  # 128/256 validation/test trials (configs/dms.toml, the paper's sizes: 1000 iterations
+  # of batch 32, evaluated every 25 on 256/512 trials)
   dms_sets=()
-  [ "$full" = 1 ] || dms_sets=(--set train.iterations=300 --set train.batch_size=16
+  [ "$full" = 1 ] || dms_sets=(--set train.iterations=200 --set train.batch_size=16 --set train.eval_every=50
     --set task.validation_trials=128 --set task.test_trials=256)
 }
 
