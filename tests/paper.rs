@@ -93,7 +93,8 @@ fn dms_delay_noise_grid() {
 fn dms_decay_masking_grid() {
     let dir = tempfile::tempdir().unwrap();
     let configs = dry_run("dms_decay_masking", dir.path(), &[]);
-    assert_eq!(configs.len(), 5 * 2);
+    assert_eq!(configs.len(), 2 * 5 * 2);
+    assert_eq!(distinct(configs.iter().map(|c| dms(c).delay)), [0.8, 2.5]);
     assert_dms_sizes(&configs, false);
     let mut fractions = distinct(configs.iter().map(|c| c.model.frozen_decay_fraction.to_bits()));
     fractions.sort();
