@@ -131,6 +131,7 @@ pub fn run(options: &BenchOptions) -> Result<Vec<BenchResult>> {
         weight_scale: 1.0,
         decay_min: 0.0,
         decay_max: 1.0,
+        frozen_decay_fraction: 0.0,
         layers,
         readout: ReadoutConfig { loss: LossKind::SoftmaxSum, skip_steps: 11, tau_init: None },
     };

@@ -168,6 +168,10 @@ pub struct ModelConfig {
     pub decay_min: f64,
     #[serde(default = "one")]
     pub decay_max: f64,
+    /// Fraction of each learnable decay tensor frozen at its initial value
+    /// (seeded choice, see `train::freeze`); 0 = none.
+    #[serde(default)]
+    pub frozen_decay_fraction: f64,
     pub layers: Vec<LayerConfig>,
     pub readout: ReadoutConfig,
 }
@@ -421,6 +425,9 @@ impl Config {
         fraction("model.decay_max", m.decay_max)?;
         if m.decay_max < m.decay_min {
             bail!("model.decay_max = {}: must be >= model.decay_min ({})", m.decay_max, m.decay_min);
+        }
+        if !(0.0..1.0).contains(&m.frozen_decay_fraction) {
+            bail!("model.frozen_decay_fraction = {}: must be in [0, 1)", m.frozen_decay_fraction);
         }
         m.tau_init.validate("model.tau_init")?;
         if m.layers.is_empty() {

@@ -57,6 +57,12 @@ struct SummarizeArgs {
     /// Config keys whose values form the groups, comma separated (e.g. model.kind,model.layers.0.recurrent).
     #[arg(long, value_delimiter = ',')]
     by: Vec<String>,
+    /// Columns of the table, comma separated (summary.csv column names; default: the test and validation figures).
+    #[arg(long, value_delimiter = ',')]
+    metrics: Vec<String>,
+    /// Add a column: the fraction of each group's runs whose first table figure is >= this (e.g. 0.9).
+    #[arg(long, value_name = "VALUE")]
+    success_at: Option<f64>,
 }
 
 #[derive(Args)]
@@ -64,8 +70,12 @@ struct GridArgs {
     /// The base config.
     base: PathBuf,
     /// A key and its values, e.g. --vary model.kind=hetsynlif,homneulif --vary seed=0,1,2 (repeatable).
+    /// Joined keys take the same value: --vary train.lr+train.decay_lr=1e-3,5e-3.
     #[arg(long, value_name = "KEY=V1,V2,...", required = true)]
     vary: Vec<String>,
+    /// Override a key in every config, not named in the file names (repeatable), e.g. --set train.iterations=300.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    set: Vec<String>,
     /// Directory for the config files (e.g. configs/<name>/).
     #[arg(long)]
     out: PathBuf,
@@ -155,6 +165,10 @@ struct EvalArgs {
     /// Seed of the perturbations and of the random time-warp factors.
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// Also evaluate, for each condition, the network with every learnable decay whose time constant exceeds
+    /// the config's output.tau_threshold reset to its initial value (rebuilt from the config's seed).
+    #[arg(long)]
+    reset_long_tau: bool,
 }
 
 fn init_logging(quiet: bool, verbose: u8) {
@@ -246,18 +260,29 @@ fn run_eval(args: EvalArgs) -> Result<()> {
     init_threads(args.threads)?;
     let ckpt = checkpoint::load(&args.checkpoint)?;
     let perturbations = perturbations(&args)?;
-    let mut conditions = vec![("clean".to_string(), ckpt.config.clone())];
+    let mut configs = vec![("clean".to_string(), ckpt.config.clone())];
     for rate in &args.noise_rates {
         let mut config = ckpt.config.clone();
         config.task.set_noise_rate(*rate).with_context(|| format!("--noise-rates {rate}"))?;
         config.validate().with_context(|| format!("--noise-rates {rate}"))?;
-        conditions.push((format!("noise_rate={rate}"), config));
+        configs.push((format!("noise_rate={rate}"), config));
     }
-    let logged = |key: &str| ckpt.metrics.get(key).and_then(|v| v.as_f64());
-    let objective = train::objective(&ckpt.config);
-    let mut clean_task = None;
-    let mut results = Vec::new();
-    for (condition, config) in &conditions {
+    // the learned network, and with --reset-long-tau the one whose long time constants are reset
+    let mut networks = vec![("", ckpt.network.clone(), None)];
+    if args.reset_long_tau {
+        let threshold_s = ckpt.config.output.tau_threshold;
+        let initial = train::initial_network(&ckpt.config, ckpt.network.inputs(), ckpt.network.outputs());
+        let mut reset = ckpt.network.clone();
+        let (count, total) = train::tau_stats::reset_long_taus(&mut reset, &initial, threshold_s * 1000.0)
+            .with_context(|| format!("--reset-long-tau: checkpoint {}", args.checkpoint.display()))?;
+        println!(
+            "reset {count} of {total} learnable decays with tau > {} ms (output.tau_threshold) to their initial value",
+            threshold_s * 1000.0
+        );
+        networks.push(("+reset_long_tau", reset, Some(count as f64 / total.max(1) as f64)));
+    }
+    let mut built = Vec::new();
+    for (condition, config) in &configs {
         let task = tasks::build(config)?;
         let shape = task.shape();
         if shape.channels != ckpt.network.inputs() || shape.outputs != ckpt.network.outputs() {
@@ -270,53 +295,66 @@ fn run_eval(args: EvalArgs) -> Result<()> {
                 shape.outputs
             );
         }
-        results.push((condition.clone(), train::evaluate(&ckpt.network, task.as_ref(), task.test(), &objective)));
-        clean_task.get_or_insert(task);
+        built.push((condition.clone(), task));
     }
-    let clean_task = clean_task.context("no condition to evaluate")?;
+    let clean_task = built[0].1.as_ref();
+    let mut perturbed = Vec::new();
     for perturbation in &perturbations {
         let (samples, steps) = clean_task.perturbed_test(perturbation, args.seed)?;
-        let test = train::evaluate_steps(&ckpt.network, clean_task.as_ref(), &samples, steps, &objective);
-        results.push((perturbation.to_string(), test));
+        perturbed.push((perturbation.to_string(), samples, steps));
     }
+    // every condition: its name, task, test samples and their steps
+    let conditions: Vec<(&str, &dyn tasks::Task, &[tasks::Sample], usize)> = built
+        .iter()
+        .map(|(name, task)| (name.as_str(), task.as_ref(), task.test(), task.shape().steps))
+        .chain(perturbed.iter().map(|(name, samples, steps)| (name.as_str(), clean_task, &samples[..], *steps)))
+        .collect();
+    let objective = train::objective(&ckpt.config);
+    let logged = |key: &str| ckpt.metrics.get(key).and_then(|v| v.as_f64());
     let mut writer = csv::Writer::from_writer(Vec::new());
-    for (k, (condition, test)) in results.iter().enumerate() {
-        let fmt = |v: Option<f64>| v.map(|v| v.to_string()).unwrap_or_default();
-        if k == 0 {
-            let mut header: Vec<String> = ["checkpoint", "step", "condition", "samples", "test_loss", "test_accuracy"]
-                .iter()
-                .map(|s| s.to_string())
-                .collect();
-            header.extend(test.metrics.iter().map(|(name, _)| format!("test_{name}")));
-            header.extend(["logged_test_loss".to_string(), "logged_test_accuracy".to_string()]);
-            writer.write_record(&header)?;
-        }
-        let metrics: Vec<String> = test.metrics.iter().map(|(name, v)| format!(", {name} {v:.4}")).collect();
-        println!(
-            "{} [{condition}]: step {}, test loss {:.6}{}{} ({} samples)",
-            args.checkpoint.display(),
-            ckpt.step,
-            test.stats.loss,
-            test.accuracy.map(|a| format!(", test accuracy {a:.4}")).unwrap_or_default(),
-            metrics.concat(),
-            test.stats.samples
-        );
-        let mut record = vec![
-            args.checkpoint.display().to_string(),
-            ckpt.step.to_string(),
-            condition.clone(),
-            test.stats.samples.to_string(),
-            test.stats.loss.to_string(),
-            fmt(test.accuracy),
-        ];
-        record.extend(test.metrics.iter().map(|(_, v)| v.to_string()));
-        let clean = k == 0;
-        record.push(if clean { fmt(logged("test_loss")) } else { String::new() });
-        record.push(if clean { fmt(logged("test_accuracy")) } else { String::new() });
-        writer.write_record(&record)?;
-        if clean {
-            if let Some(l) = logged("test_accuracy").or(logged("test_loss")) {
-                println!("  logged at training: {l}");
+    for (k, (condition, task, samples, steps)) in conditions.iter().enumerate() {
+        for (n, (suffix, network, reset_fraction)) in networks.iter().enumerate() {
+            let condition = format!("{condition}{suffix}");
+            let test = train::evaluate_steps(network, *task, samples, *steps, &objective);
+            let fmt = |v: Option<f64>| v.map(|v| v.to_string()).unwrap_or_default();
+            if k == 0 && n == 0 {
+                let mut header: Vec<String> =
+                    ["checkpoint", "step", "condition", "samples", "test_loss", "test_accuracy"]
+                        .iter()
+                        .map(|s| s.to_string())
+                        .collect();
+                header.extend(test.metrics.iter().map(|(name, _)| format!("test_{name}")));
+                header.extend(["reset_fraction", "logged_test_loss", "logged_test_accuracy"].map(String::from));
+                writer.write_record(&header)?;
+            }
+            let metrics: Vec<String> = test.metrics.iter().map(|(name, v)| format!(", {name} {v:.4}")).collect();
+            println!(
+                "{} [{condition}]: step {}, test loss {:.6}{}{} ({} samples)",
+                args.checkpoint.display(),
+                ckpt.step,
+                test.stats.loss,
+                test.accuracy.map(|a| format!(", test accuracy {a:.4}")).unwrap_or_default(),
+                metrics.concat(),
+                test.stats.samples
+            );
+            let mut record = vec![
+                args.checkpoint.display().to_string(),
+                ckpt.step.to_string(),
+                condition.clone(),
+                test.stats.samples.to_string(),
+                test.stats.loss.to_string(),
+                fmt(test.accuracy),
+            ];
+            record.extend(test.metrics.iter().map(|(_, v)| v.to_string()));
+            record.push(fmt(*reset_fraction));
+            let clean = k == 0 && n == 0;
+            record.push(if clean { fmt(logged("test_loss")) } else { String::new() });
+            record.push(if clean { fmt(logged("test_accuracy")) } else { String::new() });
+            writer.write_record(&record)?;
+            if clean {
+                if let Some(l) = logged("test_accuracy").or(logged("test_loss")) {
+                    println!("  logged at training: {l}");
+                }
             }
         }
     }
@@ -354,7 +392,7 @@ fn perturbations(args: &EvalArgs) -> Result<Vec<tasks::Perturbation>> {
 
 fn run_grid(args: GridArgs) -> Result<()> {
     let axes = args.vary.iter().map(|v| hetsyn::grid::Axis::parse(v)).collect::<Result<Vec<_>>>()?;
-    let files = hetsyn::grid::write_grid(&args.base, &axes, &args.out)?;
+    let files = hetsyn::grid::write_grid(&args.base, &axes, &args.set, &args.out)?;
     println!("wrote {} configs to {}", files.len(), args.out.display());
     Ok(())
 }
@@ -385,7 +423,10 @@ fn main() -> ExitCode {
         Command::Eval(args) => run_eval(args),
         Command::Bench(args) => run_bench(args),
         Command::Grid(args) => run_grid(args),
-        Command::Summarize(args) => hetsyn::summarize::summarize(&args.results, &args.by).map(|md| print!("{md}")),
+        Command::Summarize(args) => {
+            let table = hetsyn::summarize::TableOptions { metrics: args.metrics, success_at: args.success_at };
+            hetsyn::summarize::summarize(&args.results, &args.by, &table).map(|md| print!("{md}"))
+        }
         Command::Plot(args) => run_plot(args),
     };
     match result {

@@ -1,6 +1,7 @@
 //! `hetsyn summarize`: every run's `summary.json` and resolved `config.toml`
-//! under a results directory, as one CSV (a row per run), a markdown table of
-//! mean ± sd per group of config values, and a plot comparing the groups.
+//! (and, when present, the `hetsyn eval` CSV of its best checkpoint) under a
+//! results directory, as one CSV (a row per run), a markdown table of mean ± sd
+//! per group of config values, and a plot comparing the groups.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -18,6 +19,40 @@ const TABLE_METRICS: [&str; 6] = [
     "last_test_loss",
     "best_validation_loss",
 ];
+
+/// What the markdown table shows.
+#[derive(Debug, Clone, Default)]
+pub struct TableOptions {
+    /// Figures (summary.csv columns) of the table; empty: the default set.
+    pub metrics: Vec<String>,
+    /// Add the fraction of each group's runs whose first figure is >= this.
+    pub success_at: Option<f64>,
+}
+
+/// The `hetsyn eval` CSV of a run's best checkpoint, read by [`collect`].
+const EVAL_CSV: &str = "checkpoints/best.eval.csv";
+
+/// Numeric cells of an eval CSV as `eval.<condition>.<column>` figures.
+fn eval_figures(path: &Path, out: &mut BTreeMap<String, f64>) -> Result<()> {
+    let mut reader = csv::Reader::from_path(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let headers = reader.headers().with_context(|| format!("{} has no header", path.display()))?.clone();
+    let condition = headers
+        .iter()
+        .position(|h| h == "condition")
+        .with_context(|| format!("{} has no `condition` column", path.display()))?;
+    for record in reader.records() {
+        let record = record.with_context(|| format!("{} is not valid CSV", path.display()))?;
+        for (column, value) in headers.iter().zip(record.iter()) {
+            if matches!(column, "checkpoint" | "step" | "condition" | "samples") || column.starts_with("logged_") {
+                continue;
+            }
+            if let Ok(v) = value.parse::<f64>() {
+                out.insert(format!("eval.{}.{column}", &record[condition]), v);
+            }
+        }
+    }
+    Ok(())
+}
 
 /// One run: its directory, flattened config (dotted keys) and numeric summary figures.
 #[derive(Debug, Clone)]
@@ -81,6 +116,10 @@ pub fn collect(root: &Path) -> Result<Vec<Run>> {
             let mut run = Run { dir: dir.clone(), config: BTreeMap::new(), figures: BTreeMap::new() };
             flatten_toml("", &toml::Value::Table(table), &mut run.config);
             flatten_json("", &json, &mut run.figures);
+            let eval = dir.join(EVAL_CSV);
+            if eval.is_file() {
+                eval_figures(&eval, &mut run.figures)?;
+            }
             runs.push(run);
             continue;
         }
@@ -108,7 +147,7 @@ fn mean_sd(values: &[f64]) -> (f64, f64) {
 
 /// Writes `<root>/summary.csv`, `<root>/summary.md` and `<root>/summary_groups.{png,svg}`;
 /// returns the markdown table.
-pub fn summarize(root: &Path, by: &[String]) -> Result<String> {
+pub fn summarize(root: &Path, by: &[String], table: &TableOptions) -> Result<String> {
     let runs = collect(root)?;
     if runs.is_empty() {
         bail!("no runs under {} (a run directory holds summary.json and config.toml)", root.display());
@@ -146,16 +185,31 @@ pub fn summarize(root: &Path, by: &[String]) -> Result<String> {
             .or_default()
             .push(run);
     }
-    let metrics: Vec<String> = TABLE_METRICS
-        .iter()
-        .map(|m| m.to_string())
-        .chain(figure_keys.iter().filter(|k| k.starts_with("test_metrics_at_best_validation.")).cloned())
-        .filter(|m| runs.iter().any(|r| r.figures.contains_key(m)))
-        .collect();
+    for m in &table.metrics {
+        if !figure_keys.contains(m) {
+            bail!("--metrics {m}: no run has this figure (the columns of {})", root.join("summary.csv").display());
+        }
+    }
+    let metrics: Vec<String> = if table.metrics.is_empty() {
+        TABLE_METRICS
+            .iter()
+            .map(|m| m.to_string())
+            .chain(figure_keys.iter().filter(|k| k.starts_with("test_metrics_at_best_validation.")).cloned())
+            .filter(|m| runs.iter().any(|r| r.figures.contains_key(m)))
+            .collect()
+    } else {
+        table.metrics.clone()
+    };
+    let success = match (table.success_at, metrics.first()) {
+        (Some(at), Some(first)) => Some((at, first.clone())),
+        (Some(at), None) => bail!("--success-at {at}: the table has no figure to compare"),
+        (None, _) => None,
+    };
     let mut md = String::new();
     let group_header = if by.is_empty() { vec!["all".to_string()] } else { by.to_vec() };
-    md += &format!("| {} | runs | {} |\n", group_header.join(" | "), metrics.join(" | "));
-    md += &format!("|{}\n", "---|".repeat(group_header.len() + 1 + metrics.len()));
+    let success_header = success.as_ref().map(|(at, m)| format!(" success ({m} ≥ {at}) |")).unwrap_or_default();
+    md += &format!("| {} | runs |{success_header} {} |\n", group_header.join(" | "), metrics.join(" | "));
+    md += &format!("|{}\n", "---|".repeat(group_header.len() + 1 + usize::from(success.is_some()) + metrics.len()));
     let mut plotted = Vec::new();
     for (key, members) in &groups {
         let cells: Vec<String> = metrics
@@ -174,7 +228,14 @@ pub fn summarize(root: &Path, by: &[String]) -> Result<String> {
             })
             .collect();
         let label = if by.is_empty() { vec!["all".to_string()] } else { key.clone() };
-        md += &format!("| {} | {} | {} |\n", label.join(" | "), members.len(), cells.join(" | "));
+        let success_cell = success
+            .as_ref()
+            .map(|(at, m)| {
+                let hits = members.iter().filter(|r| r.figures.get(m).is_some_and(|v| v >= at)).count();
+                format!(" {:.2} ({hits}/{}) |", hits as f64 / members.len() as f64, members.len())
+            })
+            .unwrap_or_default();
+        md += &format!("| {} | {} |{success_cell} {} |\n", label.join(" | "), members.len(), cells.join(" | "));
     }
     write_atomic(&root.join("summary.md"), md.as_bytes())?;
     if let Some(metric) = metrics.first() {
@@ -209,7 +270,7 @@ mod tests {
         fake_run(dir.path(), "a", "hetsynlif", 0, 0.9);
         fake_run(dir.path(), "b", "hetsynlif", 1, 0.8);
         fake_run(dir.path(), "nested/c", "homneulif", 0, 0.5);
-        let md = summarize(dir.path(), &["model.kind".to_string()]).unwrap();
+        let md = summarize(dir.path(), &["model.kind".to_string()], &TableOptions::default()).unwrap();
         assert!(md.contains("| hetsynlif | 2 | 0.8500 ± 0.0707 |"), "{md}");
         assert!(md.contains("| homneulif | 1 | 0.5000 ± 0.0000 |"), "{md}");
         assert!(md.contains("test_metrics_at_best_validation.distance_2_1"), "{md}");
@@ -218,8 +279,44 @@ mod tests {
         assert!(csv.lines().next().unwrap().starts_with("run_dir,model.kind,"));
         assert!(!csv.contains("tau_last"), "time-constant statistics stay in summary.json");
         assert!(dir.path().join("summary_groups.png").is_file());
-        assert!(summarize(dir.path(), &["model.nonsense".to_string()]).is_err());
+        assert!(summarize(dir.path(), &["model.nonsense".to_string()], &TableOptions::default()).is_err());
         let empty = tempfile::tempdir().unwrap();
-        assert!(format!("{:#}", summarize(empty.path(), &[]).unwrap_err()).contains("no runs"));
+        assert!(
+            format!("{:#}", summarize(empty.path(), &[], &TableOptions::default()).unwrap_err()).contains("no runs")
+        );
+    }
+
+    #[test]
+    fn chosen_metrics_success_rate_and_eval_figures() {
+        let dir = tempfile::tempdir().unwrap();
+        fake_run(dir.path(), "a", "hetsynlif", 0, 0.95);
+        fake_run(dir.path(), "b", "hetsynlif", 1, 0.85);
+        fake_run(dir.path(), "c", "homneulif", 0, 0.5);
+        std::fs::create_dir_all(dir.path().join("a/checkpoints")).unwrap();
+        std::fs::write(
+            dir.path().join("a").join(EVAL_CSV),
+            "checkpoint,step,condition,samples,test_loss,test_accuracy,reset_fraction,logged_test_loss,logged_test_accuracy\n\
+             x,10,clean,8,0.1,0.95,,0.1,0.95\n\
+             x,10,clean+reset_long_tau,8,0.3,0.75,0.125,,\n",
+        )
+        .unwrap();
+        let table = TableOptions {
+            metrics: vec!["test_accuracy_at_best_validation".into(), "eval.clean+reset_long_tau.test_accuracy".into()],
+            success_at: Some(0.9),
+        };
+        let md = summarize(dir.path(), &["model.kind".to_string()], &table).unwrap();
+        let lines: Vec<&str> = md.lines().collect();
+        assert_eq!(
+            lines[0],
+            "| model.kind | runs | success (test_accuracy_at_best_validation ≥ 0.9) | test_accuracy_at_best_validation | eval.clean+reset_long_tau.test_accuracy |"
+        );
+        assert_eq!(lines[1], "|---|---|---|---|---|");
+        assert_eq!(lines[2], "| hetsynlif | 2 | 0.50 (1/2) | 0.9000 ± 0.0707 | 0.7500 ± 0.0000 |");
+        assert_eq!(lines[3], "| homneulif | 1 | 0.00 (0/1) | 0.5000 ± 0.0000 | - |");
+        let csv = std::fs::read_to_string(dir.path().join("summary.csv")).unwrap();
+        assert!(csv.lines().next().unwrap().contains("eval.clean+reset_long_tau.reset_fraction"), "{csv}");
+        assert!(!csv.contains("logged_"), "{csv}");
+        let bad = TableOptions { metrics: vec!["nonsense".into()], success_at: None };
+        assert!(format!("{:#}", summarize(dir.path(), &[], &bad).unwrap_err()).contains("--metrics nonsense"));
     }
 }

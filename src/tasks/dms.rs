@@ -319,6 +319,18 @@ impl Task for Dms {
     fn test(&self) -> &[Sample] {
         &self.test
     }
+
+    /// `left_cue` (`0..g`), `right_cue` (`g..2g`), both together as `cue`
+    /// (`0..2g`), and `noise` (`2g..3g`).
+    fn input_groups(&self) -> Vec<(String, Range<usize>)> {
+        let g = self.config.channels_per_group;
+        vec![
+            ("left_cue".into(), 0..g),
+            ("right_cue".into(), g..2 * g),
+            ("cue".into(), 0..2 * g),
+            ("noise".into(), 2 * g..3 * g),
+        ]
+    }
 }
 
 #[cfg(test)]
@@ -376,6 +388,30 @@ mod tests {
         let batch = Dms::new(small(0, 1), DT, 1).unwrap().train_batch(0, 3, &mut rng(5));
         assert_eq!(batch.len(), 3);
         assert!(batch.iter().all(|s| s.input.dense().unwrap().len() == 210 * 30));
+    }
+
+    /// The named groups are the channels that fire for a left cue, a right cue
+    /// and background noise.
+    #[test]
+    fn input_groups_are_the_cue_and_noise_channels() {
+        let g = 4;
+        let spiking_groups = |cue_rate: f64, noise_rate: f64, first: Cue| {
+            let cfg = DmsConfig { channels_per_group: g, cue_rate, noise_rate, ..small(1, 1) };
+            let dms = Dms::new(cfg, DT, 0).unwrap();
+            let s = dms.trial(first, first, &mut rng(3));
+            let groups = dms.input_groups();
+            let cover = |name: &str| groups.iter().find(|(n, _)| n == name).unwrap().1.clone();
+            assert_eq!((cover("left_cue").start, cover("left_cue").end), (0, g));
+            assert_eq!((cover("cue").start, cover("cue").end, cover("noise").end), (0, 2 * g, 3 * g));
+            groups
+                .into_iter()
+                .filter(|(_, chans)| count(&s, 3 * g, 0..dms.shape().steps, chans.clone()) > 0.0)
+                .map(|(name, _)| name)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(spiking_groups(200.0, 0.0, Cue::Left), ["left_cue", "cue"]);
+        assert_eq!(spiking_groups(200.0, 0.0, Cue::Right), ["right_cue", "cue"]);
+        assert_eq!(spiking_groups(0.0, 100.0, Cue::Left), ["noise"]);
     }
 
     #[test]

@@ -6,6 +6,8 @@ pub mod images;
 pub mod pattern;
 pub mod speech;
 
+use std::ops::Range;
+
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -150,6 +152,11 @@ pub trait Task: Send + Sync {
     /// number of steps. Only tasks on recorded spike data support this.
     fn perturbed_test(&self, perturbation: &Perturbation, _seed: u64) -> anyhow::Result<(Vec<Sample>, usize)> {
         anyhow::bail!("{perturbation}: this task does not support perturbed test inputs (the shd and ssc tasks do)")
+    }
+    /// Named groups of input channels (e.g. DMS: left cue, right cue, noise)
+    /// for per-group statistics of learned time constants; none by default.
+    fn input_groups(&self) -> Vec<(String, Range<usize>)> {
+        Vec::new()
     }
 }
 

@@ -1,5 +1,6 @@
 //! Training: optimizers, learning-rate schedules and the trainer loop.
 
+pub mod freeze;
 pub mod optim;
 pub mod schedule;
 pub mod tau_stats;

@@ -3,10 +3,12 @@
 //! can compare them without opening a plot.
 
 use std::collections::BTreeMap;
+use std::ops::Range;
 
+use anyhow::{bail, Result};
 use serde::{Deserialize, Serialize};
 
-use crate::model::{Decays, Network};
+use crate::model::{Decays, Network, ParamKind};
 
 /// Statistics of one tensor of decays, times in ms.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -65,6 +67,88 @@ pub fn tau_stats(net: &Network<f32>, threshold_ms: f64) -> BTreeMap<String, TauS
     out
 }
 
+/// Time constants of the first hidden layer's input synapses from one group of
+/// input channels (summary.json `input_tau_*`), times in ms.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct GroupTau {
+    pub count: usize,
+    /// Mean over the finite time constants (`null` when none is finite).
+    pub mean_ms: Option<f64>,
+    /// Median (`null` when infinite).
+    pub median_ms: Option<f64>,
+    /// Time constants that are infinite (decay >= 1).
+    pub infinite: usize,
+    /// Fraction above `threshold_ms` (infinite ones included).
+    pub fraction_above: f64,
+    pub threshold_ms: f64,
+}
+
+/// Per input-channel group (a task's [`crate::tasks::Task::input_groups`]), the
+/// time constants of the per-synapse input decays of the first hidden layer;
+/// empty when that layer has no per-synapse decays (all but HetSynLIF).
+pub fn input_group_tau(
+    net: &Network<f32>,
+    groups: &[(String, Range<usize>)],
+    threshold_ms: f64,
+) -> BTreeMap<String, GroupTau> {
+    let layer = &net.layers[0];
+    let Decays::Synapse { input, .. } = &layer.decays else {
+        return BTreeMap::new();
+    };
+    let mut out = BTreeMap::new();
+    for (name, channels) in groups {
+        let mut taus: Vec<f64> = (0..layer.size)
+            .flat_map(|j| channels.clone().map(move |i| j * layer.inputs + i))
+            .map(|k| tau_ms(input[k] as f64, net.dt))
+            .collect();
+        if taus.is_empty() {
+            continue;
+        }
+        taus.sort_by(|a, b| a.total_cmp(b));
+        let finite: Vec<f64> = taus.iter().copied().filter(|t| t.is_finite()).collect();
+        let median = taus[taus.len() / 2];
+        out.insert(
+            name.clone(),
+            GroupTau {
+                count: taus.len(),
+                mean_ms: (!finite.is_empty()).then(|| finite.iter().sum::<f64>() / finite.len() as f64),
+                median_ms: median.is_finite().then_some(median),
+                infinite: taus.len() - finite.len(),
+                fraction_above: taus.iter().filter(|t| **t > threshold_ms).count() as f64 / taus.len() as f64,
+                threshold_ms,
+            },
+        );
+    }
+    out
+}
+
+/// Sets every learnable decay of `net` whose time constant exceeds
+/// `threshold_ms` (decay >= 1 counts as infinite) back to its value in
+/// `initial`, the network the run started from; returns how many were reset and
+/// how many learnable decays there are.
+pub fn reset_long_taus(net: &mut Network<f32>, initial: &Network<f32>, threshold_ms: f64) -> Result<(usize, usize)> {
+    let dt = net.dt;
+    let infos: Vec<_> = net.params().into_iter().map(|(info, _)| info).collect();
+    let initial = initial.params();
+    if infos.len() != initial.len() || infos.iter().zip(&initial).any(|(a, b)| *a != b.0) {
+        bail!("the initial network rebuilt from the config does not have the shapes of the trained one");
+    }
+    let (mut reset, mut total) = (0, 0);
+    for ((info, values), (_, start)) in infos.iter().zip(net.params_mut()).zip(&initial) {
+        if info.kind != ParamKind::Decay {
+            continue;
+        }
+        total += values.len();
+        for (v, s) in values.iter_mut().zip(start.iter()) {
+            if tau_ms(*v as f64, dt) > threshold_ms {
+                *v = *s;
+                reset += 1;
+            }
+        }
+    }
+    Ok((reset, total))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -86,5 +170,62 @@ mod tests {
         assert!((s.quantiles_ms["0.5"].unwrap() - 60.0).abs() < 0.01);
         assert_eq!(s.quantiles_ms["0.95"], None);
         assert!((s.fraction_above - 4.0 / 11.0).abs() < 1e-12);
+    }
+
+    fn net(kind: &str) -> Network<f32> {
+        let text = format!(
+            "[model]\nkind = \"{kind}\"\ndt = 0.001\ntau_init = {{ dist = \"constant\", value = 0.02 }}\n\
+             layers = [{{ size = 3, recurrent = true }}]\n[model.readout]\nloss = \"last\"\n[task]\nkind = \"dms\"\n"
+        );
+        let config = crate::config::Config::from_toml(&text, &[]).unwrap();
+        crate::train::initial_network(&config, 4, 2)
+    }
+
+    fn set_tau(d: &mut f32, tau_ms: f64) {
+        *d = (-1.0 / tau_ms).exp() as f32;
+    }
+
+    #[test]
+    fn group_statistics_of_input_synapses() {
+        let mut n = net("hetsynlif");
+        let Decays::Synapse { input, .. } = &mut n.layers[0].decays else { panic!() };
+        // channel 0: 100, 200, 300 ms over the 3 neurons; channel 1: 1000 ms and two infinite
+        for j in 0..3 {
+            set_tau(&mut input[j * 4], 100.0 * (j + 1) as f64);
+            input[j * 4 + 1] = if j == 0 { (-1.0f64 / 1000.0).exp() as f32 } else { 1.0 };
+        }
+        let groups = vec![("a".to_string(), 0..1), ("b".to_string(), 1..2), ("rest".to_string(), 2..4)];
+        let g = input_group_tau(&n, &groups, 700.0);
+        assert_eq!(g["a"].count, 3);
+        assert!((g["a"].mean_ms.unwrap() - 200.0).abs() < 0.1, "{:?}", g["a"]);
+        assert!((g["a"].median_ms.unwrap() - 200.0).abs() < 0.1);
+        assert_eq!(g["a"].fraction_above, 0.0);
+        assert_eq!((g["b"].infinite, g["b"].median_ms, g["b"].fraction_above), (2, None, 1.0));
+        assert!((g["b"].mean_ms.unwrap() - 1000.0).abs() < 1.0);
+        assert_eq!(g["rest"].count, 6);
+        assert!(input_group_tau(&net("hetneulif"), &groups, 700.0).is_empty(), "per-neuron decays have no groups");
+    }
+
+    #[test]
+    fn reset_only_long_time_constants() {
+        let initial = net("hetsynlif");
+        let mut learned = initial.clone();
+        learned.params_mut().iter_mut().for_each(|p| p.iter_mut().for_each(|v| *v *= 0.999));
+        let Decays::Synapse { input, recurrent, .. } = &mut learned.layers[0].decays else { panic!() };
+        set_tau(&mut input[5], 800.0);
+        recurrent.as_mut().unwrap()[2] = 1.0;
+        let Decays::Synapse { input: readout, .. } = &mut learned.layers[1].decays else { panic!() };
+        set_tau(&mut readout[0], 701.0);
+        let before = learned.clone();
+        let (reset, total) = reset_long_taus(&mut learned, &initial, 700.0).unwrap();
+        assert_eq!((reset, total), (3, 12 + 9 + 6));
+        for (k, ((info, now), (_, was))) in learned.params().iter().zip(before.params()).enumerate() {
+            for i in 0..now.len() {
+                let long = info.kind == ParamKind::Decay && tau_ms(was[i] as f64, 0.001) > 700.0;
+                let want = if long { initial.params()[k].1[i] } else { was[i] };
+                assert_eq!(now[i].to_bits(), want.to_bits(), "{}[{i}]", info.name);
+            }
+        }
+        assert!(reset_long_taus(&mut learned, &net("hetneulif"), 700.0).is_err(), "shapes must agree");
     }
 }

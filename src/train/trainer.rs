@@ -13,9 +13,10 @@ use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
+use super::freeze::FrozenDecays;
 use super::optim::{clip_grad_norm, Adam, AdamConfig};
 use super::schedule::Schedule;
-use super::tau_stats::{tau_stats, TauStats};
+use super::tau_stats::{input_group_tau, tau_stats, GroupTau, TauStats};
 use crate::config::{Config, NonFinite, OptimizerKind, ScheduleConfig};
 use crate::io::atomic::write_atomic;
 use crate::io::checkpoint::{self, Checkpoint, ResumeData};
@@ -159,6 +160,12 @@ pub struct RunSummary {
     /// validation and of the last model.
     pub tau_at_best_validation: BTreeMap<String, TauStats>,
     pub tau_last: BTreeMap<String, TauStats>,
+    /// Time constants of the first hidden layer's input synapses per input-channel
+    /// group of the task (e.g. DMS `left_cue`, `right_cue`, `noise`; HetSynLIF only).
+    #[serde(default)]
+    pub input_tau_at_best_validation: BTreeMap<String, GroupTau>,
+    #[serde(default)]
+    pub input_tau_last: BTreeMap<String, GroupTau>,
 }
 
 /// Loss, accuracy and task figures of a model on held-out samples.
@@ -467,6 +474,10 @@ pub fn train(
     train_rng.set_stream(STREAM_TRAIN);
 
     let mut net = initial_network(config, shape.channels, shape.outputs);
+    let frozen = FrozenDecays::new(config, &net);
+    if config.model.frozen_decay_fraction > 0.0 && frozen.count() == 0 {
+        tracing::warn!("model.frozen_decay_fraction has no effect: the model has no learnable decays");
+    }
     let train = &config.train;
     let adam_config = AdamConfig {
         beta1: train.beta1,
@@ -543,7 +554,10 @@ pub fn train(
         epochs: None,
         tau_at_best_validation: BTreeMap::new(),
         tau_last: BTreeMap::new(),
+        input_tau_at_best_validation: BTreeMap::new(),
+        input_tau_last: BTreeMap::new(),
     };
+    let input_groups = task.input_groups();
     if let Some(s) = resumed_summary {
         summary = s;
     }
@@ -557,6 +571,7 @@ pub fn train(
         let (stats, grad) = net.loss_and_grad(&samples, shape.steps, &objective, dropout, true);
         let mut grad = grad.context("gradient was requested")?;
         let mut grads: Vec<&mut [f32]> = grad.params_mut();
+        frozen.zero_gradients(&mut grads);
         let bad_gradient = grads.iter().position(|g| g.iter().any(|v| !v.is_finite()));
         let problem = if !stats.loss.is_finite() {
             Some(format!("the training loss is {}", stats.loss))
@@ -595,6 +610,7 @@ pub fn train(
             let grads: Vec<&[f32]> = grads.into_iter().map(|g| &*g).collect();
             adam.step(&mut net.params_mut(), &grads, &lrs);
             clamp_decays(&mut net, decay_min, decay_max);
+            frozen.restore(&mut net.params_mut());
             window.loss += stats.loss;
             window.correct += stats.correct;
             window.samples += stats.samples;
@@ -663,6 +679,7 @@ pub fn train(
                 summary.test_loss_at_best_validation = row.test_loss;
                 summary.test_metrics_at_best_validation = test_metrics.clone();
                 summary.tau_at_best_validation = tau_stats(&net, tau_threshold_ms);
+                summary.input_tau_at_best_validation = input_group_tau(&net, &input_groups, tau_threshold_ms);
                 checkpoint::save(
                     &checkpoints.join("best.safetensors"),
                     &net,
@@ -722,6 +739,7 @@ pub fn train(
     summary.steps = plan.iterations;
     summary.epochs = plan.epochs_done(plan.iterations);
     summary.tau_last = tau_stats(&net, tau_threshold_ms);
+    summary.input_tau_last = input_group_tau(&net, &input_groups, tau_threshold_ms);
     summary.elapsed_s = elapsed(&started);
     write_atomic(&run_dir.join("summary.json"), serde_json::to_string_pretty(&summary)?.as_bytes())?;
     Ok(summary)

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# DMS with limited neurons (paper §4.2): hidden layer of 5, 20, 50, 100 neurons x
+# hetsynlif, hetneulif, homneulif, homneualif x feed-forward/recurrent x seeds, on
+# configs/dms.toml; the table gives per cell the success rate (runs with test
+# accuracy at best validation >= 90 %) and the mean ± sd accuracy.
+#
+#   scripts/paper/dms_neurons.sh [--full] [--jobs N] [--threads T] [--out DIR] [--dry-run]
+#
+# Default: 2 seeds (64 runs), 200 iterations of batch 16, 128/256 validation/test trials
+# (about 8 min on 2 cores). --full: 10 seeds (320 runs) of the paper's 1000 iterations of batch 32.
+set -euo pipefail
+name=dms_neurons usage_lines=2,10
+source "$(dirname "$0")/lib.sh"
+paper_args "$@"
+seeds=$(paper_seeds $([ "$full" = 1 ] && echo 10 || echo 2))
+paper_grid configs/dms.toml "${dms_sets[@]}" \
+  --vary model.layers.0.size=5,20,50,100 \
+  --vary model.kind=hetsynlif,hetneulif,homneulif,homneualif \
+  --vary model.layers.0.recurrent=false,true \
+  --vary seed="$seeds"
+paper_run
+paper_summarize --by model.layers.0.size,model.kind,model.layers.0.recurrent \
+  --metrics test_accuracy_at_best_validation,best_test_accuracy --success-at 0.9

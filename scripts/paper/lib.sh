@@ -1,0 +1,90 @@
+# Shared by the scripts/paper/*.sh experiments (sourced, not run): argument
+# parsing, and the three steps of an experiment (grid, sweep, summary).
+#
+# A script sets `name` and `usage_lines` (its header line range), sources this
+# file, calls `paper_args "$@"`, then builds configs with `paper_grid BASE
+# [grid args]` (repeatable; same output directory), and ends with `paper_run`
+# and `paper_summarize [summarize args]`.
+#
+# Common options:
+#   --full        the paper's sizes (default: reduced sizes that fit a 2-core machine)
+#   --jobs N      runs at once (default 1)
+#   --threads T   threads per run (default 1)
+#   --out DIR     results (default results/paper/<name>, or <name>-full with --full):
+#                 DIR/configs/*.toml, DIR/runs/<config stem>/, DIR/runs/summary.{csv,md}
+#   --dry-run     write the configs and list them, run nothing
+#   -h, --help    this help
+
+paper_usage() {
+  sed -n "${usage_lines}p" "$0" | sed 's/^# \{0,1\}//'
+  sed -n '/^# Common options:/,/^# *-h, --help/p' "$(dirname "${BASH_SOURCE[0]}")/lib.sh" | sed 's/^# \{0,1\}//'
+}
+
+paper_args() {
+  full=0 jobs=1 threads=1 out="" dry_run=0
+  while [ $# -gt 0 ]; do
+    case "$1" in
+      --full) full=1; shift ;;
+      --jobs) [ $# -ge 2 ] || paper_die "--jobs needs a value"; jobs=$2; shift 2 ;;
+      --threads) [ $# -ge 2 ] || paper_die "--threads needs a value"; threads=$2; shift 2 ;;
+      --out) [ $# -ge 2 ] || paper_die "--out needs a value"; out=$2; shift 2 ;;
+      --dry-run) dry_run=1; shift ;;
+      -h|--help) paper_usage; exit 0 ;;
+      *) paper_die "unknown option $1 (see --help)" ;;
+    esac
+  done
+  case "$jobs" in ''|*[!0-9]*|0) paper_die "--jobs needs a positive number, not '$jobs'" ;; esac
+  case "$threads" in ''|*[!0-9]*) paper_die "--threads needs a number, not '$threads'" ;; esac
+  repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+  if [ "$full" = 1 ]; then out=${out:-results/paper/$name-full}; else out=${out:-results/paper/$name}; fi
+  configs="$out/configs"
+  bin=${HETSYN_BIN:-}
+  if [ -z "$bin" ]; then
+    (cd "$repo" && cargo build --release --quiet)
+    bin="$repo/target/release/hetsyn"
+  fi
+  export HETSYN_BIN=$bin
+  rm -rf "$configs"
+  mkdir -p "$configs"
+  # DMS runs of the default mode: 200 iterations of batch 16, evaluated every 50 on
+  # 128/256 validation/test trials (configs/dms.toml, the paper's sizes: 1000 iterations
+  # of batch 32, evaluated every 25 on 256/512 trials)
+  dms_sets=()
+  [ "$full" = 1 ] || dms_sets=(--set train.iterations=200 --set train.batch_size=16 --set train.eval_every=50
+    --set task.validation_trials=128 --set task.test_trials=256)
+}
+
+paper_die() {
+  echo "$(basename "$0"): $*" >&2
+  exit 2
+}
+
+# paper_grid BASE [hetsyn grid args]: adds the configs of one grid to $configs.
+paper_grid() {
+  local base=$1; shift
+  case "$base" in /*) ;; *) base="$repo/$base" ;; esac
+  "$bin" -q grid "$base" "$@" --out "$configs" > /dev/null
+}
+
+# paper_seeds N: 0,1,...,N-1
+paper_seeds() {
+  seq -s, 0 $(($1 - 1))
+}
+
+# paper_run: trains every config (skipping complete runs, resuming interrupted ones).
+paper_run() {
+  local count
+  count=$(find "$configs" -maxdepth 1 -name '*.toml' | wc -l)
+  if [ "$dry_run" = 1 ]; then
+    echo "$count configs in $configs"
+    (cd "$configs" && ls -1 -- *.toml | LC_ALL=C sort)
+    exit 0
+  fi
+  echo "$name: $count runs into $out/runs ($jobs at a time, $threads threads each)"
+  "$repo/scripts/sweep.sh" "$configs" --jobs "$jobs" --threads "$threads" --out "$out/runs" -- --no-plots
+}
+
+# paper_summarize [hetsyn summarize args]: the table of the runs, printed and in $out/runs/summary.md.
+paper_summarize() {
+  "$bin" -q summarize "$out/runs" "$@"
+}

@@ -1,0 +1,215 @@
+//! The paper's experiments: each `scripts/paper/*.sh --dry-run` builds the grid it
+//! should (count and keys of the configs, default and `--full`), and `hetsyn eval
+//! --reset-long-tau` with the per-input-group time constants of summary.json
+//! gives what `dms_tau_init.sh` tabulates.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use assert_cmd::cargo::cargo_bin;
+use hetsyn::config::{Config, ModelKind, TaskConfig, TauInit};
+use hetsyn::io::checkpoint;
+
+mod common;
+use common::{hetsyn, SHORT_DMS};
+
+/// Runs `scripts/paper/<name>.sh --dry-run [extra]` into `out`; returns the configs it wrote.
+fn dry_run(name: &str, out: &Path, extra: &[&str]) -> Vec<Config> {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/paper").join(format!("{name}.sh"));
+    let output = Command::new("bash")
+        .arg(&script)
+        .args(["--dry-run", "--out"])
+        .arg(out)
+        .args(extra)
+        .env("HETSYN_BIN", cargo_bin("hetsyn"))
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{name}: {}", String::from_utf8_lossy(&output.stderr));
+    let stdout = String::from_utf8_lossy(&output.stdout).to_string();
+    let mut files: Vec<PathBuf> = fs::read_dir(out.join("configs")).unwrap().map(|e| e.unwrap().path()).collect();
+    files.sort();
+    assert!(stdout.starts_with(&format!("{} configs in", files.len())), "{name}: {stdout}");
+    assert!(!out.join("runs").exists(), "{name}: a dry run trains nothing");
+    files.iter().map(|f| Config::load(f, &[]).unwrap()).collect()
+}
+
+fn distinct<T: PartialEq>(values: impl Iterator<Item = T>) -> Vec<T> {
+    let mut out = Vec::new();
+    for v in values {
+        if !out.contains(&v) {
+            out.push(v);
+        }
+    }
+    out
+}
+
+fn dms(c: &Config) -> &hetsyn::tasks::dms::DmsConfig {
+    match &c.task {
+        TaskConfig::Dms(d) => d,
+        _ => panic!("not a dms config"),
+    }
+}
+
+/// Default runs are reduced; --full keeps configs/dms.toml's sizes.
+fn assert_dms_sizes(configs: &[Config], full: bool) {
+    for c in configs {
+        let want = if full { (1000, 32, 25, 256, 512) } else { (200, 16, 50, 128, 256) };
+        let d = dms(c);
+        let got = (c.train.iterations, c.train.batch_size, c.train.eval_every, d.validation_trials, d.test_trials);
+        assert_eq!(got, want, "{}", c.name);
+    }
+}
+
+#[test]
+fn dms_neurons_grid() {
+    let dir = tempfile::tempdir().unwrap();
+    let configs = dry_run("dms_neurons", dir.path(), &[]);
+    assert_eq!(configs.len(), 4 * 4 * 2 * 2);
+    assert_dms_sizes(&configs, false);
+    let mut sizes = distinct(configs.iter().map(|c| c.model.layers[0].size));
+    sizes.sort();
+    assert_eq!(sizes, [5, 20, 50, 100]);
+    assert_eq!(distinct(configs.iter().map(|c| c.model.kind)).len(), 4);
+    assert_eq!(distinct(configs.iter().map(|c| c.model.layers[0].recurrent)).len(), 2);
+    assert_eq!(distinct(configs.iter().map(|c| c.seed)), [0, 1]);
+    let full = dry_run("dms_neurons", &dir.path().join("full"), &["--full"]);
+    assert_eq!(full.len(), 4 * 4 * 2 * 10);
+    assert_dms_sizes(&full, true);
+}
+
+#[test]
+fn dms_delay_noise_grid() {
+    let dir = tempfile::tempdir().unwrap();
+    let configs = dry_run("dms_delay_noise", dir.path(), &[]);
+    assert_eq!(configs.len(), 2 * 4 * 2);
+    assert_dms_sizes(&configs, false);
+    let conditions = distinct(configs.iter().map(|c| (dms(c).delay, dms(c).noise_rate)));
+    assert_eq!(conditions, [(2.5, 10.0), (0.8, 20.0)], "one change at a time from configs/dms.toml");
+    assert!(configs.iter().all(|c| c.model.layers[0].recurrent && c.model.layers[0].size == 100));
+}
+
+#[test]
+fn dms_decay_masking_grid() {
+    let dir = tempfile::tempdir().unwrap();
+    let configs = dry_run("dms_decay_masking", dir.path(), &[]);
+    assert_eq!(configs.len(), 2 * 5 * 2);
+    assert_eq!(distinct(configs.iter().map(|c| dms(c).delay)), [0.8, 2.5]);
+    assert_dms_sizes(&configs, false);
+    let mut fractions = distinct(configs.iter().map(|c| c.model.frozen_decay_fraction.to_bits()));
+    fractions.sort();
+    let fractions: Vec<f64> = fractions.into_iter().map(f64::from_bits).collect();
+    assert_eq!(fractions, [0.0, 0.2, 0.4, 0.6, 0.8]);
+    assert!(configs.iter().all(|c| c.model.kind == ModelKind::Hetsynlif));
+}
+
+#[test]
+fn dms_tau_init_grid() {
+    let dir = tempfile::tempdir().unwrap();
+    let configs = dry_run("dms_tau_init", dir.path(), &[]);
+    assert_eq!(configs.len(), 3 * 2);
+    assert_dms_sizes(&configs, false);
+    let inits = distinct(configs.iter().map(|c| c.model.tau_init));
+    assert_eq!(
+        inits,
+        [0.1, 0.2, 0.4].map(|mean| TauInit::Normal { mean, std: mean / 10.0 }),
+        "N(100 | 200 | 400 ms, 10 % sd)"
+    );
+    assert!(configs.iter().all(|c| c.model.kind == ModelKind::Hetsynlif && c.output.tau_threshold == 0.7));
+}
+
+#[test]
+fn pattern_grid() {
+    let dir = tempfile::tempdir().unwrap();
+    let configs = dry_run("pattern", dir.path(), &[]);
+    assert_eq!(configs.len(), 4 * 4 * 2 * 2);
+    let noise = |c: &Config| match &c.task {
+        TaskConfig::Pattern(p) => p.noise_rate,
+        _ => panic!("not a pattern config"),
+    };
+    assert_eq!(distinct(configs.iter().map(noise)), [1.0, 2.0, 3.0, 4.0]);
+    assert_eq!(distinct(configs.iter().map(|c| c.train.lr)), [1e-3, 5e-3]);
+    assert!(configs.iter().all(|c| c.train.lr == c.train.decay_lr && c.train.iterations == 150));
+    let full = dry_run("pattern", &dir.path().join("full"), &["--full"]);
+    assert_eq!(full.len(), 4 * 4 * 2 * 4 * 5);
+    assert!(full.iter().all(|c| c.train.iterations == 1000));
+}
+
+#[test]
+fn scripts_refuse_bad_arguments() {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/paper/dms_neurons.sh");
+    for args in [&["--bogus"][..], &["--jobs", "0"], &["--jobs"]] {
+        let out = Command::new("bash").arg(&script).args(args).env("HETSYN_BIN", cargo_bin("hetsyn")).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert!(String::from_utf8_lossy(&out.stderr).contains("dms_neurons.sh:"), "{args:?}");
+    }
+    let help = Command::new("bash").arg(&script).arg("-h").output().unwrap();
+    assert!(help.status.success());
+    let text = String::from_utf8_lossy(&help.stdout);
+    assert!(text.contains("--full") && text.contains("--dry-run") && text.contains("success rate"), "{text}");
+}
+
+#[test]
+fn eval_resets_long_time_constants() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("c.toml");
+    // a threshold near the initial taus (N(40 ms, 4 ms)) so that some exceed it
+    fs::write(&config, format!("{SHORT_DMS}[output]\ntau_threshold = 0.041\n")).unwrap();
+    let run = dir.path().join("runs/a");
+    hetsyn().args(["-q", "train", "--no-plots", "--config"]).arg(&config).arg("--out").arg(&run).assert().success();
+
+    // summary.json: the first layer's input taus per DMS channel group
+    let summary: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(run.join("summary.json")).unwrap()).unwrap();
+    let groups = &summary["input_tau_at_best_validation"];
+    for (group, count) in [("left_cue", 200), ("right_cue", 200), ("cue", 400), ("noise", 200)] {
+        assert_eq!(groups[group]["count"], count, "{group}: {groups}");
+        let mean = groups[group]["mean_ms"].as_f64().unwrap();
+        assert!((20.0..80.0).contains(&mean), "{group}: mean {mean} ms");
+    }
+
+    let best = run.join("checkpoints/best.safetensors");
+    let out = hetsyn()
+        .args(["-q", "eval", "--reset-long-tau", "--noise-rates", "20", "--checkpoint"])
+        .arg(&best)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let csv = fs::read_to_string(run.join("checkpoints/best.eval.csv")).unwrap();
+    let mut reader = csv::Reader::from_reader(csv.as_bytes());
+    let headers = reader.headers().unwrap().clone();
+    let rows: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
+    let col = |row: &csv::StringRecord, k: &str| row[headers.iter().position(|h| h == k).unwrap()].to_string();
+    let conditions: Vec<String> = rows.iter().map(|r| col(r, "condition")).collect();
+    assert_eq!(conditions, ["clean", "clean+reset_long_tau", "noise_rate=20", "noise_rate=20+reset_long_tau"]);
+    assert_eq!(col(&rows[0], "test_accuracy"), col(&rows[0], "logged_test_accuracy"));
+    assert_eq!(col(&rows[0], "reset_fraction"), "");
+
+    // the reset fraction is that of the learnable decays above 41 ms
+    let ckpt = checkpoint::load(&best).unwrap();
+    let (mut above, mut total) = (0, 0);
+    for (info, data) in ckpt.network.params() {
+        if info.kind == hetsyn::model::ParamKind::Decay {
+            total += data.len();
+            above += data.iter().filter(|d| hetsyn::train::tau_stats::tau_ms(**d as f64, 0.005) > 41.0).count();
+        }
+    }
+    let fraction: f64 = col(&rows[1], "reset_fraction").parse().unwrap();
+    assert!(above > 0 && above < total, "{above} of {total}");
+    assert_eq!(fraction, above as f64 / total as f64);
+    assert_eq!(col(&rows[3], "reset_fraction"), col(&rows[1], "reset_fraction"));
+
+    // hetsyn summarize reads the eval CSV of the best checkpoint
+    let out = hetsyn()
+        .args(["-q", "summarize"])
+        .arg(dir.path().join("runs"))
+        .args([
+            "--metrics",
+            "eval.clean+reset_long_tau.test_accuracy,eval.clean+reset_long_tau.reset_fraction,input_tau_at_best_validation.noise.mean_ms",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let md = String::from_utf8_lossy(&out.stdout);
+    assert!(md.contains(&format!("{fraction:.4} ± 0.0000")), "{md}");
+}
