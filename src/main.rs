@@ -312,11 +312,22 @@ fn run_eval(args: EvalArgs) -> Result<()> {
     let objective = train::objective(&ckpt.config);
     let logged = |key: &str| ckpt.metrics.get(key).and_then(|v| v.as_f64());
     let mut writer = csv::Writer::from_writer(Vec::new());
+    let fmt = |v: Option<f64>| v.map(|v| v.to_string()).unwrap_or_default();
+    // the random time warps come last; their mean is one more row per network
+    let random_from = conditions.len() - args.time_warp_random;
+    let mut random_sums = vec![(0.0, 0.0, 0usize); networks.len()];
+    let mut metric_columns = 0;
     for (k, (condition, task, samples, steps)) in conditions.iter().enumerate() {
         for (n, (suffix, network, reset_fraction)) in networks.iter().enumerate() {
             let condition = format!("{condition}{suffix}");
             let test = train::evaluate_steps(network, *task, samples, *steps, &objective);
-            let fmt = |v: Option<f64>| v.map(|v| v.to_string()).unwrap_or_default();
+            if k >= random_from {
+                let sums = &mut random_sums[n];
+                sums.0 += test.stats.loss;
+                sums.1 += test.accuracy.unwrap_or(f64::NAN);
+                sums.2 += test.stats.samples;
+            }
+            metric_columns = test.metrics.len();
             if k == 0 && n == 0 {
                 let mut header: Vec<String> =
                     ["checkpoint", "step", "condition", "samples", "test_loss", "test_accuracy"]
@@ -357,6 +368,31 @@ fn run_eval(args: EvalArgs) -> Result<()> {
                 }
             }
         }
+    }
+    for ((suffix, _, reset_fraction), (loss, accuracy, samples)) in networks.iter().zip(&random_sums) {
+        if args.time_warp_random == 0 {
+            break;
+        }
+        let count = args.time_warp_random as f64;
+        let condition = format!("time_warp_random_mean{suffix}");
+        println!(
+            "{} [{condition}]: mean over {} random time warps: test loss {:.6}, test accuracy {:.4}",
+            args.checkpoint.display(),
+            args.time_warp_random,
+            loss / count,
+            accuracy / count
+        );
+        let mut record = vec![
+            args.checkpoint.display().to_string(),
+            ckpt.step.to_string(),
+            condition,
+            samples.to_string(),
+            (loss / count).to_string(),
+            (accuracy / count).to_string(),
+        ];
+        record.extend(std::iter::repeat_n(String::new(), metric_columns));
+        record.extend([fmt(*reset_fraction), String::new(), String::new()]);
+        writer.write_record(&record)?;
     }
     let csv_path = args.csv.unwrap_or_else(|| args.checkpoint.with_extension("eval.csv"));
     write_atomic(&csv_path, &writer.into_inner().context("cannot format the CSV")?)?;
