@@ -137,6 +137,20 @@ pub fn collect(root: &Path) -> Result<Vec<Run>> {
     Ok(runs)
 }
 
+/// Group keys in order: numbers by value (`5 < 20 < 100`), other values as text.
+fn compare_keys(a: &[String], b: &[String]) -> std::cmp::Ordering {
+    for (x, y) in a.iter().zip(b) {
+        let order = match (x.parse::<f64>(), y.parse::<f64>()) {
+            (Ok(x), Ok(y)) => x.total_cmp(&y),
+            _ => x.cmp(y),
+        };
+        if order.is_ne() {
+            return order;
+        }
+    }
+    a.len().cmp(&b.len())
+}
+
 /// Mean and sample standard deviation.
 fn mean_sd(values: &[f64]) -> (f64, f64) {
     let n = values.len() as f64;
@@ -211,6 +225,8 @@ pub fn summarize(root: &Path, by: &[String], table: &TableOptions) -> Result<Str
     md += &format!("| {} | runs |{success_header} {} |\n", group_header.join(" | "), metrics.join(" | "));
     md += &format!("|{}\n", "---|".repeat(group_header.len() + 1 + usize::from(success.is_some()) + metrics.len()));
     let mut plotted = Vec::new();
+    let mut groups: Vec<(Vec<String>, Vec<&Run>)> = groups.into_iter().collect();
+    groups.sort_by(|a, b| compare_keys(&a.0, &b.0));
     for (key, members) in &groups {
         let cells: Vec<String> = metrics
             .iter()
@@ -284,6 +300,14 @@ mod tests {
         assert!(
             format!("{:#}", summarize(empty.path(), &[], &TableOptions::default()).unwrap_err()).contains("no runs")
         );
+    }
+
+    #[test]
+    fn numeric_groups_in_numeric_order() {
+        let keys = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let mut groups = vec![keys(&["100", "b"]), keys(&["20", "a"]), keys(&["5", "b"]), keys(&["5", "a"])];
+        groups.sort_by(|a, b| compare_keys(a, b));
+        assert_eq!(groups, [keys(&["5", "a"]), keys(&["5", "b"]), keys(&["20", "a"]), keys(&["100", "b"])]);
     }
 
     #[test]

@@ -8,7 +8,7 @@
 #   scripts/paper/dms_decay_masking.sh [--full] [--jobs N] [--threads T] [--out DIR] [--dry-run]
 #
 # Default: 2 seeds (20 runs), 200 iterations of batch 16, 128/256 validation/test trials
-# (about 8 min on 2 cores). --full: 10 seeds (100 runs) of 1000 iterations of batch 32.
+# (about 12 min on 2 cores). --full: 10 seeds (100 runs) of 1000 iterations of batch 32.
 set -euo pipefail
 name=dms_decay_masking usage_lines=2,11
 source "$(dirname "$0")/lib.sh"

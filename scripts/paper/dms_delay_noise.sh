@@ -7,7 +7,7 @@
 #   scripts/paper/dms_delay_noise.sh [--full] [--jobs N] [--threads T] [--out DIR] [--dry-run]
 #
 # Default: 2 seeds (16 runs), 200 iterations of batch 16, 128/256 validation/test trials
-# (about 8 min on 2 cores). --full: 10 seeds (80 runs) of 1000 iterations of batch 32.
+# (about 5 min on 2 cores). --full: 10 seeds (80 runs) of 1000 iterations of batch 32.
 set -euo pipefail
 name=dms_delay_noise usage_lines=2,10
 source "$(dirname "$0")/lib.sh"

@@ -7,7 +7,7 @@
 #   scripts/paper/dms_neurons.sh [--full] [--jobs N] [--threads T] [--out DIR] [--dry-run]
 #
 # Default: 2 seeds (64 runs), 200 iterations of batch 16, 128/256 validation/test trials
-# (about 8 min on 2 cores). --full: 10 seeds (320 runs) of the paper's 1000 iterations of batch 32.
+# (about 6 min on 2 cores). --full: 10 seeds (320 runs) of the paper's 1000 iterations of batch 32.
 set -euo pipefail
 name=dms_neurons usage_lines=2,10
 source "$(dirname "$0")/lib.sh"

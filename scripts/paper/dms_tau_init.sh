@@ -5,13 +5,13 @@
 # checkpoint with every decay whose tau exceeds output.tau_threshold (700 ms) reset to
 # its initial value. Table per initial mean: accuracy, accuracy after the reset, the
 # fraction of learnable decays reset (tau > 700 ms), and the median learned tau (ms) of
-# the first layer's input synapses from cue and from noise channels (their means, which
-# decays near 1 make huge, are in runs/summary.csv).
+# the first layer's input synapses from cue and from noise channels and the fraction of
+# them above 700 ms (their means, which decays near 1 make huge, are in runs/summary.csv).
 #
 #   scripts/paper/dms_tau_init.sh [--full] [--jobs N] [--threads T] [--out DIR] [--dry-run]
 #
 # Default: 2 seeds (6 runs), 200 iterations of batch 16, 128/256 validation/test trials
-# (about 4 min on 2 cores). --full: 10 seeds (30 runs) of 1000 iterations of batch 32.
+# (about 2 min on 2 cores). --full: 10 seeds (30 runs) of 1000 iterations of batch 32.
 set -euo pipefail
 name=dms_tau_init usage_lines=2,13
 source "$(dirname "$0")/lib.sh"
@@ -27,4 +27,4 @@ for run in "$out"/runs/*/; do
 done
 reset=eval.clean+reset_long_tau
 paper_summarize --by model.tau_init.mean \
-  --metrics "test_accuracy_at_best_validation,$reset.test_accuracy,$reset.reset_fraction,input_tau_at_best_validation.cue.median_ms,input_tau_at_best_validation.noise.median_ms"
+  --metrics "test_accuracy_at_best_validation,$reset.test_accuracy,$reset.reset_fraction,input_tau_at_best_validation.cue.median_ms,input_tau_at_best_validation.noise.median_ms,input_tau_at_best_validation.cue.fraction_above,input_tau_at_best_validation.noise.fraction_above"

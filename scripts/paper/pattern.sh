@@ -7,7 +7,7 @@
 #
 #   scripts/paper/pattern.sh [--full] [--jobs N] [--threads T] [--out DIR] [--dry-run]
 #
-# Default: 1 seed, learning rates 1e-3 and 5e-3 (64 runs), 150 iterations (about 10 min
+# Default: 1 seed, learning rates 1e-3 and 5e-3 (64 runs), 150 iterations (about 11 min
 # on 2 cores). --full: 5 seeds, learning rates 5e-4, 1e-3, 2e-3, 5e-3 (640 runs) of the
 # config's 1000 iterations.
 set -euo pipefail
