@@ -147,6 +147,51 @@ pub fn synapse_row_backward<F: Float>(
     }
 }
 
+/// `S` steps of [`synapse_row_backward`] in one pass over the row, `t, t-1, ..,
+/// t-S+1` with `g[s]` the adjoint at step `t-s` and `dx[s]` the row of step `t-s`:
+/// each `lam_i`, `K_i`, `r_i` is loaded and stored once for `S` steps. Per entry
+/// the operations are those of `S` calls, in the same order, so the bits are too.
+#[inline(always)]
+pub fn synapse_row_backward_steps<F: Float, const S: usize>(
+    g: [F; S],
+    weight: &[F],
+    decay: &[F],
+    lam: &mut [F],
+    k: &mut [F],
+    dx: Option<[&mut [F]; S]>,
+) {
+    let n = lam.len();
+    let (weight, decay, k) = (&weight[..n], &decay[..n], &mut k[..n]);
+    match dx {
+        Some(dx) => {
+            let dx = dx.map(|d| &mut d[..n]);
+            for i in 0..n {
+                let (r, w) = (decay[i], weight[i]);
+                let (mut l, mut kk) = (lam[i], k[i]);
+                for s in 0..S {
+                    kk = l + r * kk;
+                    l = g[s] + r * l;
+                    dx[s][i] += w * l;
+                }
+                lam[i] = l;
+                k[i] = kk;
+            }
+        }
+        None => {
+            for i in 0..n {
+                let r = decay[i];
+                let (mut l, mut kk) = (lam[i], k[i]);
+                for s in 0..S {
+                    kk = l + r * kk;
+                    l = g[s] + r * l;
+                }
+                lam[i] = l;
+                k[i] = kk;
+            }
+        }
+    }
+}
+
 /// `sum_i w_i x_i` over the active (non-zero) inputs only.
 #[inline]
 pub fn sparse_dot<F: Float>(weight: &[F], x: &[F], active: &[usize]) -> F {
@@ -397,6 +442,36 @@ mod tests {
                 assert!((a - b).abs() < 1e-14);
             }
             assert!((sum - want_sum).abs() < 1e-12);
+        }
+    }
+
+    /// A pass over several steps gives the bits of one pass per step.
+    #[test]
+    fn backward_steps_match_single_steps() {
+        for n in [0usize, 1, 7, 16, 17, 101, 700] {
+            let w: Vec<f32> = (0..n).map(|i| (i as f32 * 0.37).sin()).collect();
+            let r: Vec<f32> = (0..n).map(|i| 0.5 + 0.45 * (i as f32 * 1.3).cos()).collect();
+            let lam: Vec<f32> = (0..n).map(|i| (i as f32 * 0.71).cos() * 3.0).collect();
+            let k: Vec<f32> = (0..n).map(|i| (i as f32 * 0.13).sin() * 7.0).collect();
+            let dx: Vec<f32> = (0..3 * n).map(|i| (i as f32 * 0.29).cos()).collect();
+            let g = [0.3f32, -1.7, 0.011];
+            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            for with_dx in [false, true] {
+                let (mut lam1, mut k1, mut dx1) = (lam.clone(), k.clone(), dx.clone());
+                for (s, row) in dx1.chunks_mut(n.max(1)).take(3).enumerate() {
+                    synapse_row_backward(g[s], &w, &r, &mut lam1, &mut k1, with_dx.then_some(row));
+                }
+                let (mut lam3, mut k3, mut dx3) = (lam.clone(), k.clone(), dx.clone());
+                let rows = with_dx.then(|| {
+                    let (a, rest) = dx3.split_at_mut(n);
+                    let (b, c) = rest.split_at_mut(n);
+                    [a, b, c]
+                });
+                synapse_row_backward_steps(g, &w, &r, &mut lam3, &mut k3, rows);
+                assert_eq!(bits(&lam1), bits(&lam3), "n {n}");
+                assert_eq!(bits(&k1), bits(&k3), "n {n}");
+                assert_eq!(bits(&dx1), bits(&dx3), "n {n}");
+            }
         }
     }
 

@@ -6,7 +6,7 @@
 use super::activation::Activation;
 use super::kernels::{
     active_indices, add_input, append_active_indices, axpy, decay_row, lane_sum, sparse_dot, synapse_row_backward,
-    synapse_row_forward, Isa, Portable,
+    synapse_row_backward_steps, synapse_row_forward, Isa, Portable,
 };
 use super::Float;
 
@@ -535,10 +535,30 @@ impl<F: Float> Layer<F> {
                 let (dw, dr) = (&mut grad.input_weight[row.clone()], &mut dr[row]);
                 lam.fill(F::zero());
                 k.fill(F::zero());
-                for t in (0..steps).rev() {
+                // steps `t..steps` are done; single steps until whole passes remain
+                let mut t = steps;
+                while t % STEPS_PER_PASS != 0 {
+                    t -= 1;
                     let (x, active) = inputs.at(t);
                     let dx = d_input.as_deref_mut().map(|d| &mut d[t * m..(t + 1) * m]);
                     synapse_row_backward(g_history[t * n + j], weight, decay, &mut lam, &mut k, dx);
+                    accumulate_sparse(x, active, &lam, &k, dw, dr);
+                }
+                // passes over steps `t-1, .., t-S`: the active inputs of all but the
+                // last step read `lam`, `K` recomputed from the pass's start values
+                while t > 0 {
+                    let g: [F; STEPS_PER_PASS] = std::array::from_fn(|s| g_history[(t - 1 - s) * n + j]);
+                    for s in 0..STEPS_PER_PASS - 1 {
+                        let (x, active) = inputs.at(t - 1 - s);
+                        accumulate_ahead(&g[..=s], x, active, decay, &lam, &k, dw, dr);
+                    }
+                    let dx = d_input.as_deref_mut().map(|d| {
+                        let mut rows = d[(t - STEPS_PER_PASS) * m..t * m].chunks_exact_mut(m).rev();
+                        std::array::from_fn(|_| rows.next().expect("one row per step"))
+                    });
+                    synapse_row_backward_steps(g, weight, decay, &mut lam, &mut k, dx);
+                    t -= STEPS_PER_PASS;
+                    let (x, active) = inputs.at(t);
                     accumulate_sparse(x, active, &lam, &k, dw, dr);
                 }
             }
@@ -558,6 +578,37 @@ impl<F: Float> Layer<F> {
                 }
             }
         }
+    }
+}
+
+/// Steps of the input synapses' reverse sweep done in one pass over a row
+/// ([`synapse_row_backward_steps`]).
+const STEPS_PER_PASS: usize = 2;
+
+/// [`accumulate_sparse`] at a step `s + 1` steps before the one `lam`, `K` hold:
+/// each active entry is first advanced by `K_i = lam_i + r_i K_i`,
+/// `lam_i = g + r_i lam_i` for each `g` of `g` in order (the operations of
+/// [`synapse_row_backward`], so the same bits).
+#[allow(clippy::too_many_arguments)]
+#[inline]
+fn accumulate_ahead<F: Float>(
+    g: &[F],
+    x: &[F],
+    active: &[usize],
+    decay: &[F],
+    lam: &[F],
+    k: &[F],
+    dw: &mut [F],
+    dr: &mut [F],
+) {
+    for &i in active {
+        let (mut l, mut kk) = (lam[i], k[i]);
+        for &g in g {
+            kk = l + decay[i] * kk;
+            l = g + decay[i] * l;
+        }
+        dw[i] += x[i] * l;
+        dr[i] += x[i] * kk;
     }
 }
 
@@ -644,7 +695,7 @@ mod tests {
     #[test]
     fn every_instruction_set_gives_the_same_bits() {
         let mut rng = ChaCha8Rng::seed_from_u64(5);
-        let (inputs, size, steps) = (101, 37, 60);
+        let (inputs, size, steps) = (101, 37, 61);
         let layer = random_layer(&mut rng, inputs, size);
         let x: Vec<f32> = (0..steps * inputs).map(|_| if rng.gen::<f64>() < 0.1 { 1.0 } else { 0.0 }).collect();
         let d_out: Vec<f32> = (0..steps * size).map(|_| rng.gen_range(-1.0..1.0)).collect();
