@@ -213,3 +213,60 @@ fn eval_resets_long_time_constants() {
     let md = String::from_utf8_lossy(&out.stdout);
     assert!(md.contains(&format!("{fraction:.4} ± 0.0000")), "{md}");
 }
+
+#[test]
+fn shd_grid_and_a_tiny_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let speech = |c: &Config| match &c.task {
+        TaskConfig::Shd(s) => s.clone(),
+        _ => panic!("not an shd config"),
+    };
+    // without data: a dry run still writes the grid; default 1 seed x 4 models, reduced
+    let configs = dry_run("shd", &dir.path().join("default"), &[]);
+    assert_eq!(configs.len(), 4);
+    assert_eq!(distinct(configs.iter().map(|c| c.model.kind)).len(), 4);
+    for c in &configs {
+        assert_eq!((c.train.epochs, speech(c).train_limit), (5, 2048));
+    }
+    let full = dry_run("shd", &dir.path().join("full"), &["--full"]);
+    assert_eq!(full.len(), 12);
+    for c in &full {
+        assert_eq!((c.train.epochs, speech(c).train_limit), (100, 0));
+    }
+    // a real run needs the files, and says so
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/paper/shd.sh");
+    let out = Command::new("bash")
+        .arg(&script)
+        .args(["--data", "/nonexistent", "--out"])
+        .arg(dir.path().join("x"))
+        .env("HETSYN_BIN", cargo_bin("hetsyn"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/shd_train.h5"));
+
+    // end to end on the small separable set under the official names
+    let data = dir.path().join("data");
+    fs::create_dir_all(&data).unwrap();
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    fs::copy(fixtures.join("sep_train.h5"), data.join("shd_train.h5")).unwrap();
+    fs::copy(fixtures.join("sep_test.h5"), data.join("shd_test.h5")).unwrap();
+    let out_dir = dir.path().join("tiny");
+    let out = Command::new("bash")
+        .arg(&script)
+        .arg("--data")
+        .arg(&data)
+        .arg("--out")
+        .arg(&out_dir)
+        .env("HETSYN_BIN", cargo_bin("hetsyn"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let table = fs::read_to_string(out_dir.join("runs/summary.md")).unwrap();
+    for column in ["eval.delete_prob=0.5.test_accuracy", "eval.time_warp=1.4142.test_accuracy", "last_test_accuracy"] {
+        assert!(table.contains(column), "{column}: {table}");
+    }
+    for kind in ["hetsynlif", "hetneulif", "homneulif", "homneualif"] {
+        assert!(table.lines().any(|l| l.starts_with(&format!("| {kind} | 1 |"))), "{kind}: {table}");
+    }
+}

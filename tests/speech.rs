@@ -229,10 +229,12 @@ fn a_short_run_learns_the_separable_set_and_evaluates_perturbations() {
     let mut reader = csv::Reader::from_reader(text.as_bytes());
     let rows: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
     let conditions: Vec<&str> = rows.iter().map(|r| &r[2]).collect();
-    assert_eq!(conditions.len(), 7);
+    assert_eq!(conditions.len(), 8);
     assert_eq!(&conditions[..5], ["clean", "delete_prob=0", "delete_prob=1", "add_prob=0.05", "time_warp=1"]);
-    assert!(conditions[5..].iter().all(|c| c.starts_with("time_warp=")));
+    assert!(conditions[5..7].iter().all(|c| c.starts_with("time_warp=")));
+    assert_eq!(conditions[7], "time_warp_random_mean");
     let accuracy = |k: usize| rows[k][5].parse::<f64>().unwrap();
+    assert!((accuracy(7) - (accuracy(5) + accuracy(6)) / 2.0).abs() < 1e-12, "the mean of the random warps");
     assert_eq!(accuracy(1), accuracy(0), "deleting nothing changes nothing");
     assert_eq!(accuracy(4), accuracy(0), "a time warp of 1 changes nothing");
     assert!(accuracy(2) <= 0.5, "with every spike deleted the network cannot know the class");
@@ -292,4 +294,47 @@ fn spike_counts_run_as_their_dense_form() {
         assert_eq!(net.output(&a), net.output(&b));
     }
     assert!(counted > 0, "20 ms bins hold several spikes of a channel");
+}
+
+#[test]
+fn shipped_configs_are_valid_and_shd_is_the_authors_run() {
+    let configs = Path::new(env!("CARGO_MANIFEST_DIR")).join("configs");
+    let mut count = 0;
+    for entry in fs::read_dir(&configs).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "toml") {
+            hetsyn::config::Config::load(&path, &[]).unwrap_or_else(|e| panic!("{}: {e:#}", path.display()));
+            count += 1;
+        }
+    }
+    assert!(count >= 9, "{count} configs");
+    let c = hetsyn::config::Config::load(&configs.join("shd.toml"), &[]).unwrap();
+    let m = &c.model;
+    assert_eq!(m.kind, hetsyn::config::ModelKind::Hetsynlif);
+    assert_eq!(m.layers.iter().map(|l| (l.size, l.recurrent)).collect::<Vec<_>>(), [(128, true), (64, true)]);
+    assert_eq!((m.dt, m.threshold, m.tau_reset, m.dropout), (1e-3, 1.0, 0.02, 0.2));
+    assert_eq!(m.tau_init, hetsyn::config::TauInit::Uniform { low: 0.005, high: 0.02 });
+    assert_eq!(m.surrogate, hetsyn::model::Surrogate::MultiGaussian);
+    assert_eq!((m.readout.loss, m.readout.skip_steps), (hetsyn::model::LossKind::SoftmaxSum, 11));
+    let t = &c.train;
+    assert_eq!(t.optimizer, hetsyn::config::OptimizerKind::Adamw);
+    assert_eq!((t.lr, t.decay_lr, t.weight_decay, t.batch_size, t.epochs), (2e-3, 4e-3, 4e-3, 32, 100));
+    assert_eq!(
+        t.schedule,
+        hetsyn::config::ScheduleConfig::WarmupCosine {
+            span: 0,
+            span_epochs: 40.0,
+            warmup_fraction: 0.05,
+            hold_fraction: 0.95
+        }
+    );
+    let hetsyn::config::TaskConfig::Shd(s) = &c.task else { panic!("shd") };
+    assert_eq!(s.binning, hetsyn::data::Binning::default());
+    assert_eq!((s.binning.bin_ms, s.binning.duration_ms, s.binning.channels), (4.0, 1000.0, 700));
+    // the sibling configs differ only in the model kind and name
+    for kind in ["hetneulif", "homneulif", "homneualif"] {
+        let sibling = hetsyn::config::Config::load(&configs.join(format!("shd_{kind}.toml")), &[]).unwrap();
+        assert_eq!(format!("{:?}", sibling.model.kind).to_lowercase(), kind);
+        assert_eq!((sibling.train, sibling.task), (c.train.clone(), c.task.clone()));
+    }
 }

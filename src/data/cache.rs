@@ -281,9 +281,13 @@ impl<'a> Reader<'a> {
         Ok(b.chunks_exact(2).map(|c| u16::from_le_bytes([c[0], c[1]])).collect())
     }
     fn u32s(&mut self, n: usize) -> anyhow::Result<Vec<u32>> {
-        let b = self.take(n.checked_mul(4).context("size overflow")?)?;
-        Ok(b.chunks_exact(4).map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())
+        Ok(le_u32s(self.take(n.checked_mul(4).context("size overflow")?)?))
     }
+}
+
+/// Little-endian `u32`s.
+fn le_u32s(bytes: &[u8]) -> Vec<u32> {
+    bytes.chunks_exact(4).map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()
 }
 
 /// Parses and fully validates a cache file; any mismatch with `key` or
@@ -333,8 +337,9 @@ fn decode(bytes: &[u8], key: &str, binning: &Binning) -> anyhow::Result<BinnedDa
         bail!("length does not match the header");
     }
     let offsets = r.u32s(n * (steps + 1))?;
-    let active = r.u32s(total)?;
-    let counts = if binary { None } else { Some(r.u16s(total)?) };
+    // decoded sample by sample, so the file is not held twice over
+    let active = r.take(total * 4)?;
+    let counts = if binary { None } else { Some(r.take(total * 2)?) };
 
     let mut samples = Vec::with_capacity(n);
     let mut start = 0usize;
@@ -343,8 +348,9 @@ fn decode(bytes: &[u8], key: &str, binning: &Binning) -> anyhow::Result<BinnedDa
         let end = start.checked_add(len).filter(|&e| e <= total).with_context(|| format!("sample {i} overruns"))?;
         let sample = BinnedSample {
             offsets: offs.to_vec(),
-            active: active[start..end].to_vec(),
-            counts: counts.as_ref().map(|c| c[start..end].to_vec()),
+            active: le_u32s(&active[4 * start..4 * end]),
+            counts: counts
+                .map(|c| c[2 * start..2 * end].chunks_exact(2).map(|b| u16::from_le_bytes([b[0], b[1]])).collect()),
         };
         sample.validate(steps, channels, binary).with_context(|| format!("sample {i}"))?;
         samples.push(sample);
