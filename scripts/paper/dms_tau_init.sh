@@ -4,9 +4,9 @@
 # x seeds. After training, `hetsyn eval --reset-long-tau` re-evaluates the best
 # checkpoint with every decay whose tau exceeds output.tau_threshold (700 ms) reset to
 # its initial value. Table per initial mean: accuracy, accuracy after the reset, the
-# fraction of learnable decays reset (tau > 700 ms), and the median learned tau (ms) of
-# the first layer's input synapses from cue and from noise channels and the fraction of
-# them above 700 ms (their means, which decays near 1 make huge, are in runs/summary.csv).
+# fraction of learnable decays reset (tau > 700 ms), and the mean and median learned tau
+# (ms) of the first layer's input synapses from cue and from noise channels and the
+# fraction of them above 700 ms (decays near 1 make the means huge; the medians are robust).
 #
 #   scripts/paper/dms_tau_init.sh [--full] [--jobs N] [--threads T] [--out DIR] [--dry-run]
 #
@@ -27,4 +27,4 @@ for run in "$out"/runs/*/; do
 done
 reset=eval.clean+reset_long_tau
 paper_summarize --by model.tau_init.mean \
-  --metrics "test_accuracy_at_best_validation,$reset.test_accuracy,$reset.reset_fraction,input_tau_at_best_validation.cue.median_ms,input_tau_at_best_validation.noise.median_ms,input_tau_at_best_validation.cue.fraction_above,input_tau_at_best_validation.noise.fraction_above"
+  --metrics "test_accuracy_at_best_validation,$reset.test_accuracy,$reset.reset_fraction,input_tau_at_best_validation.cue.mean_ms,input_tau_at_best_validation.noise.mean_ms,input_tau_at_best_validation.cue.median_ms,input_tau_at_best_validation.noise.median_ms,input_tau_at_best_validation.cue.fraction_above,input_tau_at_best_validation.noise.fraction_above"

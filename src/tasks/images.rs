@@ -77,8 +77,6 @@ pub struct Images {
     config: ImagesConfig,
     train: IdxImages,
     train_labels: Vec<u8>,
-    /// Indices of `train` used for training (the rest is validation).
-    train_indices: Vec<usize>,
     order: Vec<usize>,
     classes: usize,
     epochs: Epochs,
@@ -129,10 +127,10 @@ impl Images {
             config,
             train,
             train_labels,
-            train_indices: train_indices.to_vec(),
             order,
             classes,
-            epochs: Epochs::new(seed, train_indices.len()),
+            // the images of `train` used for training (the rest is validation)
+            epochs: Epochs::new(seed, train_indices.to_vec()),
             validation: Vec::new(),
             test: Vec::new(),
         };
@@ -185,17 +183,11 @@ impl Task for Images {
     /// Epochs over the training images (see [`Epochs`]).
     fn train_batch(&mut self, iteration: u64, n: usize, _rng: &mut ChaCha8Rng) -> Vec<Sample> {
         let batch = self.epochs.batch(iteration, n);
-        batch
-            .into_iter()
-            .map(|position| {
-                let k = self.train_indices[position];
-                self.encode(&self.train, k, self.train_labels[k])
-            })
-            .collect()
+        batch.into_iter().map(|k| self.encode(&self.train, k, self.train_labels[k])).collect()
     }
 
     fn train_size(&self) -> Option<usize> {
-        Some(self.train_indices.len())
+        Some(self.epochs.len())
     }
 
     fn validation(&self) -> &[Sample] {

@@ -166,8 +166,8 @@ pub fn steps_per_epoch(count: usize, n: usize) -> u64 {
     count.div_ceil(n.max(1)).max(1) as u64
 }
 
-/// Epochs over a training set of `count` samples: each epoch visits every
-/// sample once, in a new order drawn from the run seed (ChaCha8 stream
+/// Epochs over a training set (`samples`, indices into a data set): each
+/// epoch visits every sample once, in a new order drawn from the run seed (ChaCha8 stream
 /// `EPOCH_STREAM + epoch`), cut into batches of `n` with a smaller last batch
 /// (PyTorch's `DataLoader(shuffle=True, drop_last=False)`). The batch of an
 /// optimizer step is a function of the step alone, so resumed runs see the
@@ -175,7 +175,7 @@ pub fn steps_per_epoch(count: usize, n: usize) -> u64 {
 #[derive(Debug, Clone)]
 pub struct Epochs {
     seed: u64,
-    count: usize,
+    samples: Vec<usize>,
     /// The order of the last epoch used (derived from the seed; not state).
     cache: Option<(u64, Vec<usize>)>,
 }
@@ -184,25 +184,36 @@ pub struct Epochs {
 const EPOCH_STREAM: u64 = 1 << 32;
 
 impl Epochs {
-    pub fn new(seed: u64, count: usize) -> Self {
-        Epochs { seed, count, cache: None }
+    pub fn new(seed: u64, samples: Vec<usize>) -> Self {
+        Epochs { seed, samples, cache: None }
     }
 
-    /// Indices in `0..count` of the batch of optimizer step `iteration`:
-    /// positions `p n .. min((p + 1) n, count)` of epoch `iteration / s`'s
-    /// order, `p = iteration mod s`, `s` = [`steps_per_epoch`].
+    /// Training samples per epoch.
+    pub fn len(&self) -> usize {
+        self.samples.len()
+    }
+
+    /// Whether there are no training samples.
+    pub fn is_empty(&self) -> bool {
+        self.samples.is_empty()
+    }
+
+    /// The samples of the batch of optimizer step `iteration`: positions
+    /// `p n .. min((p + 1) n, len)` of epoch `iteration / s`'s order,
+    /// `p = iteration mod s`, `s` = [`steps_per_epoch`].
     pub fn batch(&mut self, iteration: u64, n: usize) -> Vec<usize> {
-        let per_epoch = steps_per_epoch(self.count, n);
+        let count = self.samples.len();
+        let per_epoch = steps_per_epoch(count, n);
         let (epoch, p) = (iteration / per_epoch, (iteration % per_epoch) as usize);
         if self.cache.as_ref().map(|(e, _)| *e) != Some(epoch) {
-            let mut order: Vec<usize> = (0..self.count).collect();
+            let mut order: Vec<usize> = (0..count).collect();
             let mut rng = ChaCha8Rng::seed_from_u64(self.seed);
             rng.set_stream(EPOCH_STREAM + epoch);
             order.shuffle(&mut rng);
             self.cache = Some((epoch, order));
         }
         let order = self.cache.as_ref().map(|(_, o)| &o[..]).unwrap_or(&[]);
-        order[(p * n).min(self.count)..((p + 1) * n).min(self.count)].to_vec()
+        order[(p * n).min(count)..((p + 1) * n).min(count)].iter().map(|&k| self.samples[k]).collect()
     }
 }
 
@@ -233,17 +244,17 @@ mod tests {
         assert_eq!(steps_per_epoch(10, 4), 3);
         assert_eq!(steps_per_epoch(8, 4), 2);
         assert_eq!(steps_per_epoch(3, 32), 1);
-        let mut epochs = Epochs::new(5, 10);
+        let mut epochs = Epochs::new(5, (100..110).collect());
         let batches: Vec<Vec<usize>> = (0..6).map(|i| epochs.batch(i, 4)).collect();
         assert_eq!(batches.iter().map(Vec::len).collect::<Vec<_>>(), [4, 4, 2, 4, 4, 2]);
         for epoch in batches.chunks(3) {
             let mut seen: Vec<usize> = epoch.concat();
             seen.sort_unstable();
-            assert_eq!(seen, (0..10).collect::<Vec<_>>());
+            assert_eq!(seen, (100..110).collect::<Vec<_>>());
         }
         assert_ne!(batches[..3].concat(), batches[3..].concat(), "each epoch has its own order");
         // a function of the step alone
-        assert_eq!(Epochs::new(5, 10).batch(4, 4), batches[4]);
-        assert_ne!(Epochs::new(6, 10).batch(0, 4), batches[0]);
+        assert_eq!(Epochs::new(5, (100..110).collect()).batch(4, 4), batches[4]);
+        assert_ne!(Epochs::new(6, (100..110).collect()).batch(0, 4), batches[0]);
     }
 }

@@ -143,8 +143,7 @@ pub struct Speech {
     corpus: Corpus,
     config: SpeechConfig,
     train: BinnedDataset,
-    /// Indices of `train` used for training (the rest is validation).
-    train_indices: Vec<usize>,
+    /// The samples of `train` used for training (the rest is validation).
     epochs: Epochs,
     classes: usize,
     validation: Vec<Sample>,
@@ -249,10 +248,9 @@ impl Speech {
         );
         Ok(Speech {
             corpus,
-            epochs: Epochs::new(seed, train_indices.len()),
+            epochs: Epochs::new(seed, train_indices),
             config,
             train,
-            train_indices,
             classes,
             validation,
             test: test_samples,
@@ -358,17 +356,11 @@ impl Task for Speech {
     /// Epochs over the training samples (see [`Epochs`]).
     fn train_batch(&mut self, iteration: u64, n: usize, _rng: &mut ChaCha8Rng) -> Vec<Sample> {
         let batch = self.epochs.batch(iteration, n);
-        batch
-            .into_iter()
-            .map(|position| {
-                let k = self.train_indices[position];
-                sample(&self.train.samples[k], self.train.labels[k])
-            })
-            .collect()
+        batch.into_iter().map(|k| sample(&self.train.samples[k], self.train.labels[k])).collect()
     }
 
     fn train_size(&self) -> Option<usize> {
-        Some(self.train_indices.len())
+        Some(self.epochs.len())
     }
 
     /// The bin length (the authors' SHD setting runs the model with dt = 1 ms on 4 ms bins).
