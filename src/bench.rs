@@ -150,8 +150,11 @@ pub fn run(options: &BenchOptions) -> Result<Vec<BenchResult>> {
     let sizes: Vec<usize> = net.params().iter().map(|(_, d)| d.len()).collect();
     let mut results = Vec::new();
     for &threads in &options.threads {
-        let pool =
-            rayon::ThreadPoolBuilder::new().num_threads(threads).build().context("cannot start worker threads")?;
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .start_handler(|_| crate::model::flush_subnormals_to_zero())
+            .build()
+            .context("cannot start worker threads")?;
         let mut adam =
             Adam::new(AdamConfig { beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 4e-3, decoupled: true }, &sizes);
         let (train_times, infer_times) = pool.install(|| {

@@ -182,7 +182,11 @@ fn init_logging(quiet: bool, verbose: u8) {
 }
 
 fn init_threads(threads: usize) -> Result<()> {
-    rayon::ThreadPoolBuilder::new().num_threads(threads).build_global().context("cannot start the worker threads")
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .start_handler(|_| hetsyn::model::flush_subnormals_to_zero())
+        .build_global()
+        .context("cannot start the worker threads")
 }
 
 fn run_train(args: TrainArgs, quiet: bool) -> Result<()> {
@@ -454,6 +458,8 @@ fn run_bench(args: BenchArgs) -> Result<()> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.quiet, cli.verbose);
+    // this thread's, and every worker thread's (see init_threads)
+    hetsyn::model::flush_subnormals_to_zero();
     let result = match cli.command {
         Command::Train(args) => run_train(args, cli.quiet),
         Command::Eval(args) => run_eval(args),
