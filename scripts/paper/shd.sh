@@ -45,7 +45,7 @@ else
   warp_columns=eval.time_warp=0.7071.test_accuracy,eval.time_warp=0.8409.test_accuracy,eval.time_warp=1.1892.test_accuracy,eval.time_warp=1.4142.test_accuracy
 fi
 paper_grid configs/shd.toml ${sizes[@]+"${sizes[@]}"} \
-  --set "task.data_dir=\"$data\"" --set "task.cache_dir=\"$repo/data/cache\"" \
+  --set "task.data_dir=\"$data\"" --set "task.cache_dir=\"$(cd "$out" && pwd)/cache\"" \
   --vary model.kind=hetsynlif,hetneulif,homneulif,homneualif \
   --vary seed="$seeds"
 paper_run
