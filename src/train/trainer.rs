@@ -383,6 +383,20 @@ pub fn install_signal_handlers() {
     }
 }
 
+/// Whether process `pid` exists and is not a zombie (a killed process whose
+/// parent has not collected it yet, e.g. after `kill -9` of a background job).
+fn process_runs(pid: i32) -> bool {
+    // SAFETY: kill with signal 0 only checks that the process exists.
+    if pid <= 0 || unsafe { libc::kill(pid, 0) } != 0 {
+        return false;
+    }
+    // Linux: the state follows the parenthesised command name in /proc/<pid>/stat
+    let state = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| stat.rsplit_once(')').and_then(|(_, rest)| rest.trim_start().chars().next()));
+    !matches!(state, Some('Z' | 'X'))
+}
+
 /// An exclusive claim on a run directory (`<run>/.lock` holding the owner's pid),
 /// released on drop; a lock left by a process that no longer runs is taken over.
 pub struct RunLock {
@@ -403,8 +417,7 @@ impl RunLock {
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
                     let owner = std::fs::read_to_string(&path).unwrap_or_default();
                     let pid: i32 = owner.trim().parse().unwrap_or(0);
-                    // SAFETY: kill with signal 0 only checks that the process exists.
-                    let alive = pid > 0 && unsafe { libc::kill(pid, 0) } == 0;
+                    let alive = process_runs(pid);
                     if alive {
                         bail!(
                             "run directory {} is in use by process {pid} (lock file {}); wait for it or remove the lock if that process is not hetsyn",
@@ -755,4 +768,22 @@ pub fn new_run_dir(config: &Config) -> PathBuf {
         k += 1;
     }
     dir
+}
+
+#[cfg(test)]
+mod lock_tests {
+    use super::process_runs;
+
+    #[test]
+    fn zombies_and_missing_processes_do_not_hold_a_lock() {
+        assert!(process_runs(std::process::id() as i32));
+        assert!(!process_runs(0) && !process_runs(-1));
+        // a child that exited but is not yet waited for is a zombie
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id() as i32;
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        assert!(!process_runs(pid), "zombie {pid} counted as running");
+        child.wait().unwrap();
+        assert!(!process_runs(pid));
+    }
 }
