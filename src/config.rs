@@ -212,6 +212,15 @@ pub enum TaskConfig {
 }
 
 impl TaskConfig {
+    /// The speech corpus and its settings (`shd`, `ssc`).
+    pub fn speech(&self) -> Option<(Corpus, &SpeechConfig)> {
+        match self {
+            TaskConfig::Shd(s) => Some((Corpus::Shd, s)),
+            TaskConfig::Ssc(s) => Some((Corpus::Ssc, s)),
+            _ => None,
+        }
+    }
+
     /// Whether the task trains on a fixed data set (in epochs) rather than fresh trials.
     pub fn is_dataset(&self) -> bool {
         matches!(self, TaskConfig::Images(_) | TaskConfig::Shd(_) | TaskConfig::Ssc(_))
@@ -527,8 +536,10 @@ impl Config {
                     bail!("model.readout.loss = \"mse\": the images task is a classification; use \"last\" or \"softmax_sum\"");
                 }
             }
-            TaskConfig::Shd(s) | TaskConfig::Ssc(s) => {
-                s.validate(if matches!(self.task, TaskConfig::Shd(_)) { Corpus::Shd } else { Corpus::Ssc })?;
+            TaskConfig::Shd(_) | TaskConfig::Ssc(_) => {
+                if let Some((corpus, s)) = self.task.speech() {
+                    s.validate(corpus)?;
+                }
                 if m.readout.loss == LossKind::Mse {
                     bail!("model.readout.loss = \"mse\": speech recognition is a classification; use \"softmax_sum\" or \"last\"");
                 }

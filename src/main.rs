@@ -373,30 +373,29 @@ fn run_eval(args: EvalArgs) -> Result<()> {
             }
         }
     }
-    for ((suffix, _, reset_fraction), (loss, accuracy, samples)) in networks.iter().zip(&random_sums) {
-        if args.time_warp_random == 0 {
-            break;
+    if args.time_warp_random > 0 {
+        for ((suffix, _, reset_fraction), (loss, accuracy, samples)) in networks.iter().zip(&random_sums) {
+            let count = args.time_warp_random as f64;
+            let condition = format!("time_warp_random_mean{suffix}");
+            println!(
+                "{} [{condition}]: mean over {} random time warps: test loss {:.6}, test accuracy {:.4}",
+                args.checkpoint.display(),
+                args.time_warp_random,
+                loss / count,
+                accuracy / count
+            );
+            let mut record = vec![
+                args.checkpoint.display().to_string(),
+                ckpt.step.to_string(),
+                condition,
+                samples.to_string(),
+                (loss / count).to_string(),
+                (accuracy / count).to_string(),
+            ];
+            record.extend(std::iter::repeat_n(String::new(), metric_columns));
+            record.extend([fmt(*reset_fraction), String::new(), String::new()]);
+            writer.write_record(&record)?;
         }
-        let count = args.time_warp_random as f64;
-        let condition = format!("time_warp_random_mean{suffix}");
-        println!(
-            "{} [{condition}]: mean over {} random time warps: test loss {:.6}, test accuracy {:.4}",
-            args.checkpoint.display(),
-            args.time_warp_random,
-            loss / count,
-            accuracy / count
-        );
-        let mut record = vec![
-            args.checkpoint.display().to_string(),
-            ckpt.step.to_string(),
-            condition,
-            samples.to_string(),
-            (loss / count).to_string(),
-            (accuracy / count).to_string(),
-        ];
-        record.extend(std::iter::repeat_n(String::new(), metric_columns));
-        record.extend([fmt(*reset_fraction), String::new(), String::new()]);
-        writer.write_record(&record)?;
     }
     let csv_path = args.csv.unwrap_or_else(|| args.checkpoint.with_extension("eval.csv"));
     write_atomic(&csv_path, &writer.into_inner().context("cannot format the CSV")?)?;

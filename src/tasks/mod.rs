@@ -226,11 +226,9 @@ pub fn build(config: &crate::config::Config) -> anyhow::Result<Box<dyn Task>> {
         crate::config::TaskConfig::Pattern(p) => {
             Ok(Box::new(pattern::Pattern::new(p.clone(), config.model.dt, config.seed)?))
         }
-        crate::config::TaskConfig::Shd(s) => {
-            Ok(Box::new(speech::Speech::new(speech::Corpus::Shd, s.clone(), config.seed)?))
-        }
-        crate::config::TaskConfig::Ssc(s) => {
-            Ok(Box::new(speech::Speech::new(speech::Corpus::Ssc, s.clone(), config.seed)?))
+        task @ (crate::config::TaskConfig::Shd(_) | crate::config::TaskConfig::Ssc(_)) => {
+            let (corpus, s) = task.speech().expect("a speech task");
+            Ok(Box::new(speech::Speech::new(corpus, s.clone(), config.seed)?))
         }
     }
 }

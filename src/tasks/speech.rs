@@ -379,40 +379,36 @@ impl Task for Speech {
     fn perturbed_test(&self, perturbation: &Perturbation, seed: u64) -> Result<(Vec<Sample>, usize)> {
         let steps = self.train.steps;
         let channels = self.config.binning.channels;
-        let perturb = |k: usize, s: &Sample, f: &dyn Fn(&BinnedSample, &mut ChaCha8Rng) -> BinnedSample| {
-            let Input::Events(events) = &s.input else { unreachable!("speech samples are events") };
-            let mut rng = perturbation_rng(seed, perturbation, k);
-            Sample { input: Input::Events(f(events, &mut rng)), target: s.target.clone() }
-        };
-        let samples: Vec<Sample> = match *perturbation {
-            Perturbation::Delete(p) => self
-                .test
-                .par_iter()
-                .enumerate()
-                .map(|(k, s)| perturb(k, s, &|e, rng| delete_spikes(e, p, rng)))
-                .collect(),
-            Perturbation::Add(p) => self
-                .test
-                .par_iter()
-                .enumerate()
-                .map(|(k, s)| perturb(k, s, &|e, rng| add_spikes(e, p, channels, rng)))
-                .collect(),
-            Perturbation::TimeWarp(alpha) => {
-                let raw = self.raw_test()?;
-                let binning = &self.config.binning;
-                let warped = binning.steps(alpha);
-                if warped == 0 {
-                    bail!("--time-warp {alpha}: leaves no time step");
-                }
-                let samples = raw
-                    .samples
-                    .par_iter()
-                    .zip(&raw.labels)
-                    .map(|(events, label)| sample(&bin_sample(events, binning, alpha), *label))
-                    .collect();
-                return Ok((samples, warped));
+        if let Perturbation::TimeWarp(alpha) = *perturbation {
+            let raw = self.raw_test()?;
+            let binning = &self.config.binning;
+            let warped = binning.steps(alpha);
+            if warped == 0 {
+                bail!("--time-warp {alpha}: leaves no time step");
             }
-        };
+            let samples = raw
+                .samples
+                .par_iter()
+                .zip(&raw.labels)
+                .map(|(events, label)| sample(&bin_sample(events, binning, alpha), *label))
+                .collect();
+            return Ok((samples, warped));
+        }
+        let samples = self
+            .test
+            .par_iter()
+            .enumerate()
+            .map(|(k, s)| {
+                let Input::Events(events) = &s.input else { unreachable!("speech samples are events") };
+                let mut rng = perturbation_rng(seed, perturbation, k);
+                let events = match *perturbation {
+                    Perturbation::Delete(p) => delete_spikes(events, p, &mut rng),
+                    Perturbation::Add(p) => add_spikes(events, p, channels, &mut rng),
+                    Perturbation::TimeWarp(_) => unreachable!("binned from the raw events above"),
+                };
+                Sample { input: Input::Events(events), target: s.target.clone() }
+            })
+            .collect();
         Ok((samples, steps))
     }
 }
