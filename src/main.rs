@@ -63,6 +63,12 @@ struct SummarizeArgs {
     /// Add a column: the fraction of each group's runs whose first table figure is >= this (e.g. 0.9).
     #[arg(long, value_name = "VALUE")]
     success_at: Option<f64>,
+    /// Also draw summary_lines.{png,svg}: figures against this --by key (numeric), one line per value of the other --by keys.
+    #[arg(long, value_name = "KEY")]
+    plot_x: Option<String>,
+    /// The figures of that plot, comma separated (default: the first table figure).
+    #[arg(long, value_delimiter = ',', value_name = "FIGURES", requires = "plot_x")]
+    plot_y: Vec<String>,
 }
 
 #[derive(Args)]
@@ -465,7 +471,12 @@ fn main() -> ExitCode {
         Command::Bench(args) => run_bench(args),
         Command::Grid(args) => run_grid(args),
         Command::Summarize(args) => {
-            let table = hetsyn::summarize::TableOptions { metrics: args.metrics, success_at: args.success_at };
+            let table = hetsyn::summarize::TableOptions {
+                metrics: args.metrics,
+                success_at: args.success_at,
+                plot_x: args.plot_x,
+                plot_y: args.plot_y,
+            };
             hetsyn::summarize::summarize(&args.results, &args.by, &table).map(|md| print!("{md}"))
         }
         Command::Plot(args) => run_plot(args),

@@ -1095,3 +1095,126 @@ pub fn plot_groups(
 ) -> Result<[PathBuf; 2]> {
     write_figure(dir, stem, &GroupComparison { title, metric, groups })
 }
+
+/// Colours of the series of a [`SeriesComparison`], in order (then repeated).
+const SERIES_COLORS: [RGBColor; 8] = [
+    RGBColor(31, 119, 180),
+    RGBColor(255, 127, 14),
+    RGBColor(44, 160, 44),
+    RGBColor(214, 39, 40),
+    RGBColor(148, 103, 189),
+    RGBColor(140, 86, 75),
+    RGBColor(227, 119, 194),
+    RGBColor(127, 127, 127),
+];
+
+/// One line of a [`SeriesComparison`]: its label and, per x value, the runs' values.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Series {
+    pub label: String,
+    pub points: Vec<(f64, Vec<f64>)>,
+}
+
+/// A figure against a config value: per series, the mean over runs joined by a
+/// line with a bar of ± one sample standard deviation, and every run as a small
+/// dot beside it. The x values are placed evenly, in order, and labelled with
+/// their values (hidden sizes 5, 20, 50, 100 are as readable as 1, 2, 3, 4 Hz).
+/// The y axis includes 0.
+struct SeriesComparison<'a> {
+    title: &'a str,
+    x_label: &'a str,
+    y_label: &'a str,
+    series: &'a [Series],
+}
+
+impl Figure for SeriesComparison<'_> {
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<()> {
+        let area = titled(root, self.title)?;
+        let mut xs: Vec<f64> = self.series.iter().flat_map(|s| s.points.iter().map(|p| p.0)).collect();
+        xs.sort_by(f64::total_cmp);
+        xs.dedup();
+        let position = |x: f64| xs.iter().position(|v| *v == x).unwrap_or(0) as f64;
+        let values = self.series.iter().flat_map(|s| s.points.iter().flat_map(|p| p.1.iter().copied()));
+        let (lo, hi) = finite_range(values.chain([0.0])).unwrap_or((0.0, 1.0));
+        let mut chart = ChartBuilder::on(&area)
+            .margin(20)
+            .x_label_area_size(60)
+            .y_label_area_size(80)
+            .build_cartesian_2d(-0.5f64..(xs.len() as f64 - 0.5), padded(lo, hi))
+            .map_err(drawing)?;
+        chart
+            .configure_mesh()
+            .x_labels(xs.len().max(1))
+            .x_label_formatter(&|x| {
+                let k = x.round();
+                if (x - k).abs() < 1e-6 && k >= 0.0 && (k as usize) < xs.len() {
+                    tick(xs[k as usize])
+                } else {
+                    String::new()
+                }
+            })
+            .y_label_formatter(&|y| tick(*y))
+            .x_desc(self.x_label)
+            .y_desc(self.y_label)
+            .label_style((FAMILY, LABEL_SIZE))
+            .axis_desc_style((FAMILY, LABEL_SIZE))
+            .disable_x_mesh()
+            .draw()
+            .map_err(drawing)?;
+        let n = self.series.len().max(1) as f64;
+        for (k, series) in self.series.iter().enumerate() {
+            let color = SERIES_COLORS[k % SERIES_COLORS.len()];
+            // side by side within ±0.3 of the x position, so bars and dots stay apart
+            let offset = if n > 1.0 { -0.3 + 0.6 * k as f64 / (n - 1.0) } else { 0.0 };
+            let means: Vec<(f64, f64, f64)> = series
+                .points
+                .iter()
+                .filter(|(_, v)| !v.is_empty())
+                .map(|(x, v)| {
+                    let (mean, sd) = mean_sd(v);
+                    (position(*x) + offset, mean, sd)
+                })
+                .collect();
+            chart
+                .draw_series(LineSeries::new(means.iter().map(|(x, m, _)| (*x, *m)), color.stroke_width(2)))
+                .map_err(drawing)?
+                .label(series.label.as_str())
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(3)));
+            for (x, mean, sd) in &means {
+                chart
+                    .draw_series(std::iter::once(PathElement::new(
+                        vec![(*x, mean - sd), (*x, mean + sd)],
+                        color.stroke_width(2),
+                    )))
+                    .map_err(drawing)?;
+                chart.draw_series(std::iter::once(Circle::new((*x, *mean), 5, color.filled()))).map_err(drawing)?;
+            }
+            let dots = series.points.iter().flat_map(|(x, v)| {
+                v.iter().map(move |y| Circle::new((position(*x) + offset + 0.04, *y), 3, color.mix(0.6).filled()))
+            });
+            chart.draw_series(dots).map_err(drawing)?;
+        }
+        draw_legend(&mut chart, SeriesLabelPosition::LowerRight)
+    }
+}
+
+/// Mean and sample standard deviation (0 for a single value).
+pub fn mean_sd(values: &[f64]) -> (f64, f64) {
+    let n = values.len() as f64;
+    let mean = values.iter().sum::<f64>() / n;
+    let var = if values.len() > 1 { values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0) } else { 0.0 };
+    (mean, var.sqrt())
+}
+
+/// Draws `<dir>/<stem>.{png,svg}`: one line per series against a config value,
+/// mean ± sd over runs with every run as a dot.
+pub fn plot_series(
+    dir: &Path,
+    stem: &str,
+    title: &str,
+    x_label: &str,
+    y_label: &str,
+    series: &[Series],
+) -> Result<[PathBuf; 2]> {
+    write_figure(dir, stem, &SeriesComparison { title, x_label, y_label, series })
+}

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 
 use crate::io::atomic::write_atomic;
+use crate::plot::{mean_sd, Series};
 
 /// Figures of the table (those a run has), in this order.
 const TABLE_METRICS: [&str; 6] = [
@@ -27,6 +28,10 @@ pub struct TableOptions {
     pub metrics: Vec<String>,
     /// Add the fraction of each group's runs whose first figure is >= this.
     pub success_at: Option<f64>,
+    /// Also draw `summary_lines.{png,svg}`: these figures (empty: the table's
+    /// first) against this `by` key, one line per value of the other `by` keys.
+    pub plot_x: Option<String>,
+    pub plot_y: Vec<String>,
 }
 
 /// The `hetsyn eval` CSV of a run's best checkpoint, read by [`collect`].
@@ -151,16 +156,8 @@ fn compare_keys(a: &[String], b: &[String]) -> std::cmp::Ordering {
     a.len().cmp(&b.len())
 }
 
-/// Mean and sample standard deviation.
-fn mean_sd(values: &[f64]) -> (f64, f64) {
-    let n = values.len() as f64;
-    let mean = values.iter().sum::<f64>() / n;
-    let var = if values.len() > 1 { values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0) } else { 0.0 };
-    (mean, var.sqrt())
-}
-
-/// Writes `<root>/summary.csv`, `<root>/summary.md` and `<root>/summary_groups.{png,svg}`;
-/// returns the markdown table.
+/// Writes `<root>/summary.csv`, `<root>/summary.md` and `<root>/summary_groups.{png,svg}`
+/// (and `summary_lines.{png,svg}` with [`TableOptions::plot_x`]); returns the markdown table.
 pub fn summarize(root: &Path, by: &[String], table: &TableOptions) -> Result<String> {
     let runs = collect(root)?;
     if runs.is_empty() {
@@ -199,7 +196,7 @@ pub fn summarize(root: &Path, by: &[String], table: &TableOptions) -> Result<Str
             .or_default()
             .push(run);
     }
-    for m in &table.metrics {
+    for m in table.metrics.iter().chain(&table.plot_y) {
         if !figure_keys.contains(m) {
             bail!("--metrics {m}: no run has this figure (the columns of {})", root.join("summary.csv").display());
         }
@@ -253,12 +250,59 @@ pub fn summarize(root: &Path, by: &[String], table: &TableOptions) -> Result<Str
             .unwrap_or_default();
         md += &format!("| {} | {} |{success_cell} {} |\n", label.join(" | "), members.len(), cells.join(" | "));
     }
+    if let Some(x_key) = &table.plot_x {
+        let y = if table.plot_y.is_empty() { metrics[..1].to_vec() } else { table.plot_y.clone() };
+        plot_lines(root, by, x_key, &y, &groups)?;
+    }
     write_atomic(&root.join("summary.md"), md.as_bytes())?;
     if let Some(metric) = metrics.first() {
         let title = format!("{} by {}", metric, if by.is_empty() { "all".to_string() } else { by.join(", ") });
         crate::plot::plot_groups(root, "summary_groups", &title, metric, &plotted)?;
     }
     Ok(md)
+}
+
+/// `summary_lines.{png,svg}`: the series of [`line_series`].
+fn plot_lines(root: &Path, by: &[String], x_key: &str, y: &[String], groups: &[(Vec<String>, Vec<&Run>)]) -> Result<()> {
+    let series = line_series(by, x_key, y, groups)?;
+    let others: Vec<&str> = by.iter().filter(|k| *k != x_key).map(String::as_str).collect();
+    let title = if others.is_empty() {
+        format!("mean ± sd over runs (dots: runs) by {x_key}")
+    } else {
+        format!("mean ± sd over runs (dots: runs); lines: {}", others.join(", "))
+    };
+    let y_label = if y.len() == 1 { y[0].clone() } else { "value".to_string() };
+    crate::plot::plot_series(root, "summary_lines", &title, x_key, &y_label, &series)?;
+    Ok(())
+}
+
+/// Each figure of `y` against the `by` key `x_key` (numeric), one series per value
+/// of the other `by` keys (and per figure, when several), in the groups' order.
+fn line_series(by: &[String], x_key: &str, y: &[String], groups: &[(Vec<String>, Vec<&Run>)]) -> Result<Vec<Series>> {
+    let x_index = by
+        .iter()
+        .position(|k| k == x_key)
+        .with_context(|| format!("--plot-x {x_key}: must be one of the --by keys ({})", by.join(",")))?;
+    let mut series: Vec<Series> = Vec::new();
+    for (key, members) in groups {
+        let x: f64 = key[x_index]
+            .parse()
+            .with_context(|| format!("--plot-x {x_key}: the value {:?} is not a number", key[x_index]))?;
+        let others: Vec<&str> =
+            key.iter().enumerate().filter(|(i, _)| *i != x_index).map(|(_, v)| v.as_str()).collect();
+        for metric in y {
+            let mut label = others.join(", ");
+            if y.len() > 1 {
+                label = if label.is_empty() { metric.clone() } else { format!("{label}, {metric}") };
+            }
+            let values: Vec<f64> = members.iter().filter_map(|r| r.figures.get(metric).copied()).collect();
+            match series.iter_mut().find(|s| s.label == label) {
+                Some(s) => s.points.push((x, values)),
+                None => series.push(Series { label, points: vec![(x, values)] }),
+            }
+        }
+    }
+    Ok(series)
 }
 
 #[cfg(test)]
@@ -327,6 +371,7 @@ mod tests {
         let table = TableOptions {
             metrics: vec!["test_accuracy_at_best_validation".into(), "eval.clean+reset_long_tau.test_accuracy".into()],
             success_at: Some(0.9),
+            ..TableOptions::default()
         };
         let md = summarize(dir.path(), &["model.kind".to_string()], &table).unwrap();
         let lines: Vec<&str> = md.lines().collect();
@@ -340,7 +385,56 @@ mod tests {
         let csv = std::fs::read_to_string(dir.path().join("summary.csv")).unwrap();
         assert!(csv.lines().next().unwrap().contains("eval.clean+reset_long_tau.reset_fraction"), "{csv}");
         assert!(!csv.contains("logged_"), "{csv}");
-        let bad = TableOptions { metrics: vec!["nonsense".into()], success_at: None };
+        let bad = TableOptions { metrics: vec!["nonsense".into()], ..TableOptions::default() };
         assert!(format!("{:#}", summarize(dir.path(), &[], &bad).unwrap_err()).contains("--metrics nonsense"));
+    }
+
+    #[test]
+    fn line_plot_series_per_other_key() {
+        let dir = tempfile::tempdir().unwrap();
+        for (name, kind, seed, size, acc) in
+            [("a", "hetsynlif", 0, 20, 0.9), ("b", "hetsynlif", 1, 20, 0.7), ("c", "hetsynlif", 0, 5, 0.6), ("d", "homneulif", 0, 5, 0.5)]
+        {
+            fake_run(dir.path(), name, kind, seed, acc);
+            let config = dir.path().join(name).join("config.toml");
+            let text = fs_read(&config).replace("size = 5", &format!("size = {size}"));
+            std::fs::write(&config, text).unwrap();
+        }
+        let by = ["model.layers.0.size".to_string(), "model.kind".to_string()];
+        let table = TableOptions {
+            metrics: vec!["test_accuracy_at_best_validation".into()],
+            plot_x: Some("model.layers.0.size".into()),
+            ..TableOptions::default()
+        };
+        summarize(dir.path(), &by, &table).unwrap();
+        assert!(dir.path().join("summary_lines.png").is_file() && dir.path().join("summary_lines.svg").is_file());
+
+        let runs = collect(dir.path()).unwrap();
+        let groups: Vec<(Vec<String>, Vec<&Run>)> = vec![
+            (vec!["5".into(), "hetsynlif".into()], vec![&runs[2]]),
+            (vec!["5".into(), "homneulif".into()], vec![&runs[3]]),
+            (vec!["20".into(), "hetsynlif".into()], vec![&runs[0], &runs[1]]),
+        ];
+        let series = line_series(&by, "model.layers.0.size", &table.metrics, &groups).unwrap();
+        assert_eq!(
+            series,
+            [
+                Series { label: "hetsynlif".into(), points: vec![(5.0, vec![0.6]), (20.0, vec![0.9, 0.7])] },
+                Series { label: "homneulif".into(), points: vec![(5.0, vec![0.5])] },
+            ]
+        );
+        let two = ["test_accuracy_at_best_validation".to_string(), "last_test_loss".to_string()];
+        let by_size: Vec<(Vec<String>, Vec<&Run>)> = vec![(vec!["20".into()], vec![&runs[0], &runs[1]])];
+        let series = line_series(&by[..1], "model.layers.0.size", &two, &by_size).unwrap();
+        assert_eq!(series.iter().map(|s| s.label.as_str()).collect::<Vec<_>>(), two);
+        let err = line_series(&by, "seed", &two, &groups).unwrap_err();
+        assert!(format!("{err:#}").contains("--plot-x seed: must be one of the --by keys"), "{err:#}");
+        let by_kind: Vec<(Vec<String>, Vec<&Run>)> = vec![(vec!["hetsynlif".into()], vec![&runs[0]])];
+        let err = line_series(&by[1..], "model.kind", &two, &by_kind).unwrap_err();
+        assert!(format!("{err:#}").contains("is not a number"), "{err:#}");
+    }
+
+    fn fs_read(path: &Path) -> String {
+        std::fs::read_to_string(path).unwrap()
     }
 }

@@ -51,10 +51,11 @@ fn dms(c: &Config) -> &hetsyn::tasks::dms::DmsConfig {
     }
 }
 
-/// Default runs are reduced; --full keeps configs/dms.toml's sizes.
-fn assert_dms_sizes(configs: &[Config], full: bool) {
+/// Every mode trains for the paper's length and evaluates on its trial counts
+/// (configs/dms.toml): a reduced experiment has fewer seeds, never shorter training.
+fn assert_dms_sizes(configs: &[Config]) {
     for c in configs {
-        let want = if full { (1000, 32, 25, 256, 512) } else { (200, 16, 50, 128, 256) };
+        let want = (1000, 32, 25, 256, 512);
         let d = dms(c);
         let got = (c.train.iterations, c.train.batch_size, c.train.eval_every, d.validation_trials, d.test_trials);
         assert_eq!(got, want, "{}", c.name);
@@ -65,50 +66,61 @@ fn assert_dms_sizes(configs: &[Config], full: bool) {
 fn dms_neurons_grid() {
     let dir = tempfile::tempdir().unwrap();
     let configs = dry_run("dms_neurons", dir.path(), &[]);
-    assert_eq!(configs.len(), 4 * 4 * 2 * 2);
-    assert_dms_sizes(&configs, false);
+    assert_eq!(configs.len(), 4 * 4 * 2 * 3);
+    assert_dms_sizes(&configs);
     let mut sizes = distinct(configs.iter().map(|c| c.model.layers[0].size));
     sizes.sort();
     assert_eq!(sizes, [5, 20, 50, 100]);
     assert_eq!(distinct(configs.iter().map(|c| c.model.kind)).len(), 4);
     assert_eq!(distinct(configs.iter().map(|c| c.model.layers[0].recurrent)).len(), 2);
-    assert_eq!(distinct(configs.iter().map(|c| c.seed)), [0, 1]);
+    assert_eq!(distinct(configs.iter().map(|c| c.seed)), [0, 1, 2]);
+    assert!(configs.iter().all(|c| (c.model.adaptation_tau, c.model.adaptation_strength) == (0.8, 0.15)));
+    assert!(configs.iter().all(|c| c.train.rate_reg == 0.01));
     let full = dry_run("dms_neurons", &dir.path().join("full"), &["--full"]);
     assert_eq!(full.len(), 4 * 4 * 2 * 10);
-    assert_dms_sizes(&full, true);
+    assert_dms_sizes(&full);
 }
 
 #[test]
 fn dms_delay_noise_grid() {
     let dir = tempfile::tempdir().unwrap();
     let configs = dry_run("dms_delay_noise", dir.path(), &[]);
-    assert_eq!(configs.len(), 2 * 4 * 2);
-    assert_dms_sizes(&configs, false);
+    assert_eq!(configs.len(), 2 * 4 * 3);
+    assert_dms_sizes(&configs);
     let conditions = distinct(configs.iter().map(|c| (dms(c).delay, dms(c).noise_rate)));
     assert_eq!(conditions, [(2.5, 10.0), (0.8, 20.0)], "one change at a time from configs/dms.toml");
     assert!(configs.iter().all(|c| c.model.layers[0].recurrent && c.model.layers[0].size == 100));
+    let full = dry_run("dms_delay_noise", &dir.path().join("full"), &["--full"]);
+    assert_eq!(full.len(), 2 * 4 * 10);
+    assert_dms_sizes(&full);
 }
 
 #[test]
 fn dms_decay_masking_grid() {
     let dir = tempfile::tempdir().unwrap();
     let configs = dry_run("dms_decay_masking", dir.path(), &[]);
-    assert_eq!(configs.len(), 2 * 5 * 2);
+    assert_eq!(configs.len(), 2 * 2 * 3);
     assert_eq!(distinct(configs.iter().map(|c| dms(c).delay)), [0.8, 2.5]);
-    assert_dms_sizes(&configs, false);
-    let mut fractions = distinct(configs.iter().map(|c| c.model.frozen_decay_fraction.to_bits()));
-    fractions.sort();
-    let fractions: Vec<f64> = fractions.into_iter().map(f64::from_bits).collect();
-    assert_eq!(fractions, [0.0, 0.2, 0.4, 0.6, 0.8]);
+    assert_dms_sizes(&configs);
+    let fractions = |configs: &[Config]| {
+        let mut bits = distinct(configs.iter().map(|c| c.model.frozen_decay_fraction.to_bits()));
+        bits.sort();
+        bits.into_iter().map(f64::from_bits).collect::<Vec<f64>>()
+    };
+    assert_eq!(fractions(&configs), [0.0, 0.8], "default: fewer grid points");
     assert!(configs.iter().all(|c| c.model.kind == ModelKind::Hetsynlif));
+    let full = dry_run("dms_decay_masking", &dir.path().join("full"), &["--full"]);
+    assert_eq!(full.len(), 2 * 5 * 10);
+    assert_eq!(fractions(&full), [0.0, 0.2, 0.4, 0.6, 0.8]);
+    assert_dms_sizes(&full);
 }
 
 #[test]
 fn dms_tau_init_grid() {
     let dir = tempfile::tempdir().unwrap();
     let configs = dry_run("dms_tau_init", dir.path(), &[]);
-    assert_eq!(configs.len(), 3 * 2);
-    assert_dms_sizes(&configs, false);
+    assert_eq!(configs.len(), 3 * 3);
+    assert_dms_sizes(&configs);
     let inits = distinct(configs.iter().map(|c| c.model.tau_init));
     assert_eq!(
         inits,
@@ -122,23 +134,36 @@ fn dms_tau_init_grid() {
 fn pattern_grid() {
     let dir = tempfile::tempdir().unwrap();
     let configs = dry_run("pattern", dir.path(), &[]);
-    assert_eq!(configs.len(), 4 * 4 * 2 * 2);
+    assert_eq!(configs.len(), 4 * 4 * 2 * 3);
     let noise = |c: &Config| match &c.task {
         TaskConfig::Pattern(p) => p.noise_rate,
         _ => panic!("not a pattern config"),
     };
     assert_eq!(distinct(configs.iter().map(noise)), [1.0, 2.0, 3.0, 4.0]);
-    assert_eq!(distinct(configs.iter().map(|c| c.train.lr)), [1e-3, 5e-3]);
-    assert!(configs.iter().all(|c| c.train.lr == c.train.decay_lr && c.train.iterations == 150));
+    assert_eq!(distinct(configs.iter().map(|c| c.seed)), [0, 1, 2]);
+    let paper_length = |c: &Config| {
+        (c.train.lr, c.train.decay_lr, c.train.iterations, c.train.batch_size) == (1e-3, 1e-3, 1000, 1)
+    };
+    assert!(configs.iter().all(paper_length));
     let full = dry_run("pattern", &dir.path().join("full"), &["--full"]);
-    assert_eq!(full.len(), 4 * 4 * 2 * 4 * 5);
-    assert!(full.iter().all(|c| c.train.iterations == 1000));
+    assert_eq!(full.len(), 4 * 4 * 2 * 5);
+    assert!(full.iter().all(paper_length));
+}
+
+#[test]
+fn seeds_and_set_options() {
+    let dir = tempfile::tempdir().unwrap();
+    let configs = dry_run("dms_tau_init", dir.path(), &["--seeds", "1", "--set", "train.eval_every=50"]);
+    assert_eq!(configs.len(), 3);
+    assert!(configs.iter().all(|c| c.seed == 0 && c.train.eval_every == 50 && c.train.iterations == 1000));
+    let configs = dry_run("dms_neurons", &dir.path().join("full"), &["--full", "--seeds", "2"]);
+    assert_eq!(distinct(configs.iter().map(|c| c.seed)), [0, 1]);
 }
 
 #[test]
 fn scripts_refuse_bad_arguments() {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/paper/dms_neurons.sh");
-    for args in [&["--bogus"][..], &["--jobs", "0"], &["--jobs"]] {
+    for args in [&["--bogus"][..], &["--jobs", "0"], &["--jobs"], &["--seeds", "0"], &["--seeds", "x"], &["--set"]] {
         let out = Command::new("bash").arg(&script).args(args).env("HETSYN_BIN", cargo_bin("hetsyn")).output().unwrap();
         assert_eq!(out.status.code(), Some(2), "{args:?}");
         assert!(String::from_utf8_lossy(&out.stderr).contains("dms_neurons.sh:"), "{args:?}");
@@ -221,16 +246,13 @@ fn shd_grid_and_a_tiny_run() {
         TaskConfig::Shd(s) => s.clone(),
         _ => panic!("not an shd config"),
     };
-    // without data: a dry run still writes the grid; default 1 seed x 4 models, reduced
+    // without data: a dry run still writes the grid; 3 seeds x 4 models, each the paper's length
     let configs = dry_run("shd", &dir.path().join("default"), &[]);
-    assert_eq!(configs.len(), 4);
+    assert_eq!(configs.len(), 12);
     assert_eq!(distinct(configs.iter().map(|c| c.model.kind)).len(), 4);
-    for c in &configs {
-        assert_eq!((c.train.epochs, speech(c).train_limit), (5, 2048));
-    }
     let full = dry_run("shd", &dir.path().join("full"), &["--full"]);
-    assert_eq!(full.len(), 12);
-    for c in &full {
+    assert_eq!(full.len(), 40);
+    for c in configs.iter().chain(&full) {
         assert_eq!((c.train.epochs, speech(c).train_limit), (100, 0));
     }
     // a real run needs the files, and says so
@@ -256,6 +278,7 @@ fn shd_grid_and_a_tiny_run() {
         .arg(&script)
         .arg("--data")
         .arg(&data)
+        .args(["--seeds", "1", "--set", "train.epochs=3"])
         .arg("--out")
         .arg(&out_dir)
         .env("HETSYN_BIN", cargo_bin("hetsyn"))
@@ -263,7 +286,7 @@ fn shd_grid_and_a_tiny_run() {
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let table = fs::read_to_string(out_dir.join("runs/summary.md")).unwrap();
-    for column in ["eval.delete_prob=0.5.test_accuracy", "eval.time_warp=1.4142.test_accuracy", "last_test_accuracy"] {
+    for column in ["eval.delete_prob=0.5.test_accuracy", "eval.time_warp_random_mean.test_accuracy", "last_test_accuracy"] {
         assert!(table.contains(column), "{column}: {table}");
     }
     for kind in ["hetsynlif", "hetneulif", "homneulif", "homneualif"] {

@@ -7,16 +7,18 @@
 #
 #   scripts/paper/dms_decay_masking.sh [--full] [--jobs N] [--threads T] [--out DIR] [--dry-run]
 #
-# Default: 2 seeds (20 runs), 200 iterations of batch 16, 128/256 validation/test trials
-# (about 12 min on 2 cores). --full: 10 seeds (100 runs) of 1000 iterations of batch 32.
+# Every run: the paper's 1000 iterations of batch 32, 256/512 validation/test trials.
+# Default: 3 seeds x fractions 0 and 0.8 only (12 runs), WALL_DEFAULT. --full: 10 seeds x
+# all five fractions (100 runs), WALL_FULL.
 set -euo pipefail
 name=dms_decay_masking usage_lines=2,11
 source "$(dirname "$0")/lib.sh"
 paper_args "$@"
-seeds=$(paper_seeds $([ "$full" = 1 ] && echo 10 || echo 2))
-paper_grid configs/dms.toml "${dms_sets[@]}" \
+seeds=$(paper_seeds 3 10)
+if [ "$full" = 1 ]; then fractions=0,0.2,0.4,0.6,0.8; else fractions=0,0.8; fi
+paper_grid configs/dms.toml \
   --vary task.delay=0.8,2.5 \
-  --vary model.frozen_decay_fraction=0,0.2,0.4,0.6,0.8 \
+  --vary model.frozen_decay_fraction="$fractions" \
   --vary seed="$seeds"
 paper_run
 paper_summarize --by task.delay,model.frozen_decay_fraction \

@@ -6,15 +6,15 @@
 #
 #   scripts/paper/dms_delay_noise.sh [--full] [--jobs N] [--threads T] [--out DIR] [--dry-run]
 #
-# Default: 2 seeds (16 runs), 200 iterations of batch 16, 128/256 validation/test trials
-# (about 5 min on 2 cores). --full: 10 seeds (80 runs) of 1000 iterations of batch 32.
+# Every run: the paper's 1000 iterations of batch 32, 256/512 validation/test trials.
+# Default: 3 seeds (24 runs), WALL_DEFAULT. --full: 10 seeds (80 runs), WALL_FULL.
 set -euo pipefail
 name=dms_delay_noise usage_lines=2,10
 source "$(dirname "$0")/lib.sh"
 paper_args "$@"
-seeds=$(paper_seeds $([ "$full" = 1 ] && echo 10 || echo 2))
+seeds=$(paper_seeds 3 10)
 for condition in task.delay=2.5 task.noise_rate=20; do
-  paper_grid configs/dms.toml "${dms_sets[@]}" \
+  paper_grid configs/dms.toml \
     --vary "$condition" \
     --vary model.kind=hetsynlif,hetneulif,homneulif,homneualif \
     --vary seed="$seeds"

@@ -6,14 +6,14 @@
 #
 #   scripts/paper/dms_neurons.sh [--full] [--jobs N] [--threads T] [--out DIR] [--dry-run]
 #
-# Default: 2 seeds (64 runs), 200 iterations of batch 16, 128/256 validation/test trials
-# (about 6 min on 2 cores). --full: 10 seeds (320 runs) of the paper's 1000 iterations of batch 32.
+# Every run: the paper's 1000 iterations of batch 32, 256/512 validation/test trials.
+# Default: 3 seeds (96 runs), WALL_DEFAULT. --full: 10 seeds (320 runs), WALL_FULL.
 set -euo pipefail
 name=dms_neurons usage_lines=2,10
 source "$(dirname "$0")/lib.sh"
 paper_args "$@"
-seeds=$(paper_seeds $([ "$full" = 1 ] && echo 10 || echo 2))
-paper_grid configs/dms.toml "${dms_sets[@]}" \
+seeds=$(paper_seeds 3 10)
+paper_grid configs/dms.toml \
   --vary model.layers.0.size=5,20,50,100 \
   --vary model.kind=hetsynlif,hetneulif,homneulif,homneualif \
   --vary model.layers.0.recurrent=false,true \

@@ -10,14 +10,14 @@
 #
 #   scripts/paper/dms_tau_init.sh [--full] [--jobs N] [--threads T] [--out DIR] [--dry-run]
 #
-# Default: 2 seeds (6 runs), 200 iterations of batch 16, 128/256 validation/test trials
-# (about 2 min on 2 cores). --full: 10 seeds (30 runs) of 1000 iterations of batch 32.
+# Every run: the paper's 1000 iterations of batch 32, 256/512 validation/test trials.
+# Default: 3 seeds (9 runs), WALL_DEFAULT. --full: 10 seeds (30 runs), WALL_FULL.
 set -euo pipefail
 name=dms_tau_init usage_lines=2,13
 source "$(dirname "$0")/lib.sh"
 paper_args "$@"
-seeds=$(paper_seeds $([ "$full" = 1 ] && echo 10 || echo 2))
-paper_grid configs/dms.toml "${dms_sets[@]}" \
+seeds=$(paper_seeds 3 10)
+paper_grid configs/dms.toml \
   --vary 'model.tau_init={ dist = "normal", mean = 0.1, std = 0.01 },{ dist = "normal", mean = 0.2, std = 0.02 },{ dist = "normal", mean = 0.4, std = 0.04 }' \
   --vary seed="$seeds"
 paper_run

@@ -6,8 +6,15 @@
 # [grid args]` (repeatable; same output directory), and ends with `paper_run`
 # and `paper_summarize [summarize args]`.
 #
+# Every mode trains for the paper's length (iterations, batch, epochs) and evaluates
+# on the paper's trial counts: a reduced run has fewer seeds or grid points, never
+# shorter training, since an under-trained baseline is a different experiment.
+#
 # Common options:
-#   --full        the paper's sizes (default: reduced sizes that fit a 2-core machine)
+#   --full        the paper's seeds and grid (default: fewer seeds and, where the
+#                 script says so, fewer grid points)
+#   --seeds N     this many seeds (0..N-1) instead of the mode's count
+#   --set K=V     change a config key in every run (repeatable; e.g. a smoke test)
 #   --jobs N      runs at once (default 1)
 #   --threads T   threads per run (default 1)
 #   --out DIR     results (default results/paper/<name>, or <name>-full with --full):
@@ -21,10 +28,12 @@ paper_usage() {
 }
 
 paper_args() {
-  full=0 jobs=1 threads=1 out="" dry_run=0
+  full=0 jobs=1 threads=1 out="" dry_run=0 seed_count="" extra_sets=()
   while [ $# -gt 0 ]; do
     case "$1" in
       --full) full=1; shift ;;
+      --seeds) [ $# -ge 2 ] || paper_die "--seeds needs a value"; seed_count=$2; shift 2 ;;
+      --set) [ $# -ge 2 ] || paper_die "--set needs KEY=VALUE"; extra_sets+=(--set "$2"); shift 2 ;;
       --jobs) [ $# -ge 2 ] || paper_die "--jobs needs a value"; jobs=$2; shift 2 ;;
       --threads) [ $# -ge 2 ] || paper_die "--threads needs a value"; threads=$2; shift 2 ;;
       --out) [ $# -ge 2 ] || paper_die "--out needs a value"; out=$2; shift 2 ;;
@@ -35,6 +44,7 @@ paper_args() {
   done
   case "$jobs" in ''|*[!0-9]*|0) paper_die "--jobs needs a positive number, not '$jobs'" ;; esac
   case "$threads" in ''|*[!0-9]*) paper_die "--threads needs a number, not '$threads'" ;; esac
+  case "$seed_count" in *[!0-9]*|0) paper_die "--seeds needs a positive number, not '$seed_count'" ;; esac
   repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
   if [ "$full" = 1 ]; then out=${out:-results/paper/$name-full}; else out=${out:-results/paper/$name}; fi
   configs="$out/configs"
@@ -46,12 +56,6 @@ paper_args() {
   export HETSYN_BIN=$bin
   rm -rf "$configs"
   mkdir -p "$configs"
-  # DMS runs of the default mode: 200 iterations of batch 16, evaluated every 50 on
-  # 128/256 validation/test trials (configs/dms.toml, the paper's sizes: 1000 iterations
-  # of batch 32, evaluated every 25 on 256/512 trials)
-  dms_sets=()
-  [ "$full" = 1 ] || dms_sets=(--set train.iterations=200 --set train.batch_size=16 --set train.eval_every=50
-    --set task.validation_trials=128 --set task.test_trials=256)
 }
 
 paper_die() {
@@ -59,16 +63,21 @@ paper_die() {
   exit 2
 }
 
-# paper_grid BASE [hetsyn grid args]: adds the configs of one grid to $configs.
+# paper_grid BASE [hetsyn grid args]: adds the configs of one grid to $configs
+# (with the --set changes of the command line last).
 paper_grid() {
   local base=$1; shift
   case "$base" in /*) ;; *) base="$repo/$base" ;; esac
-  "$bin" -q grid "$base" "$@" --out "$configs" > /dev/null
+  "$bin" -q grid "$base" "$@" ${extra_sets[@]+"${extra_sets[@]}"} --out "$configs" > /dev/null
 }
 
-# paper_seeds N: 0,1,...,N-1
+# paper_seeds DEFAULT FULL: 0,1,...,N-1 with N the --seeds count, else FULL with
+# --full, else DEFAULT.
 paper_seeds() {
-  seq -s, 0 $(($1 - 1))
+  local n=$1
+  [ "$full" = 1 ] && n=$2
+  [ -n "$seed_count" ] && n=$seed_count
+  seq -s, 0 $((n - 1))
 }
 
 # paper_run: trains every config (skipping complete runs, resuming interrupted ones).
