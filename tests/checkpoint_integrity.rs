@@ -244,7 +244,8 @@ fn damaged_checkpoints_are_refused_by_every_reader() {
     assert!(err.contains("damaged.safetensors") && err.contains(&format!("tensor `{tensor}`")), "{err}");
 
     // eval: metadata changed in ways that still parse (a step, a config value)
-    let changes: [(&str, Box<dyn Fn(&mut BTreeMap<String, String>)>); 2] = [
+    type Change = Box<dyn Fn(&mut BTreeMap<String, String>)>;
+    let changes: [(&str, Change); 2] = [
         ("step", Box::new(|m| drop(m.insert("step".into(), "7".into())))),
         ("config", Box::new(|m| drop(m.insert("config".into(), m["config"].replace("lr = 0.005", "lr = 0.004"))))),
     ];

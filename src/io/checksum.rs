@@ -177,7 +177,8 @@ mod tests {
     #[test]
     fn changed_metadata_is_refused() {
         let (tensors, metadata) = sealed();
-        let cases: Vec<Box<dyn Fn(&mut BTreeMap<String, String>)>> = vec![
+        type Change = Box<dyn Fn(&mut BTreeMap<String, String>)>;
+        let cases: Vec<Change> = vec![
             Box::new(|m| drop(m.insert("step".into(), "7".into()))),
             Box::new(|m| drop(m.insert("config".into(), m["config"].replace("seed = 3", "seed = 2")))),
             Box::new(|m| drop(m.insert("extra".into(), String::new()))),
