@@ -42,6 +42,14 @@ enum Command {
     Bench(BenchArgs),
     /// Draw a run's plots (learning curves, time constants, spike raster) into <run-dir>/plots/.
     Plot(PlotArgs),
+    /// Check checkpoints against their checksums and a run's metrics.csv against its checkpoints.
+    Verify(VerifyArgs),
+}
+
+#[derive(Args)]
+struct VerifyArgs {
+    /// A checkpoint, a run directory, or a directory of runs (searched four levels deep).
+    path: PathBuf,
 }
 
 #[derive(Args)]
@@ -435,6 +443,18 @@ fn perturbations(args: &EvalArgs) -> Result<Vec<tasks::Perturbation>> {
     Ok(out)
 }
 
+fn run_verify(args: VerifyArgs) -> Result<()> {
+    let checks = hetsyn::io::verify::verify(&args.path)?;
+    for check in &checks {
+        println!("{check}");
+    }
+    let failed = checks.iter().filter(|c| c.verdict == hetsyn::io::verify::Verdict::Failed).count();
+    if failed > 0 {
+        anyhow::bail!("{failed} of {} files failed verification", checks.len());
+    }
+    Ok(())
+}
+
 fn run_grid(args: GridArgs) -> Result<()> {
     let axes = args.vary.iter().map(|v| hetsyn::grid::Axis::parse(v)).collect::<Result<Vec<_>>>()?;
     let files = hetsyn::grid::write_grid(&args.base, &axes, &args.set, &args.out)?;
@@ -480,6 +500,7 @@ fn main() -> ExitCode {
             hetsyn::summarize::summarize(&args.results, &args.by, &table).map(|md| print!("{md}"))
         }
         Command::Plot(args) => run_plot(args),
+        Command::Verify(args) => run_verify(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,7 +1,7 @@
-//! Checkpoints (`shared/design/checkpoint.md`): one safetensors file holding the
+//! Checkpoints (`docs/checkpoint.md`): one safetensors file holding the
 //! network's tensors by name, optionally the Adam moments, and the resolved
 //! config, step, epoch and metrics as metadata, so a checkpoint alone rebuilds
-//! the model.
+//! the model; checksums of all of it let a damaged file be refused.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -10,7 +10,8 @@ use anyhow::{anyhow, bail, Context, Result};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
-use super::safetensors_file::{read_file, write_file, NamedTensor};
+use super::checksum::Integrity;
+use super::safetensors_file::{read_checked, write_file, NamedTensor};
 use crate::config::Config;
 use crate::model::{init, Decays, Network};
 use crate::train::optim::Adam;
@@ -32,6 +33,8 @@ pub struct Checkpoint {
     pub optimizer: Option<(u64, Vec<Vec<f32>>, Vec<Vec<f32>>)>,
     /// The trainer's state for resuming (JSON), in checkpoints written for that.
     pub trainer_state: Option<String>,
+    /// Whether the file's checksums were verified (files of earlier versions have none).
+    pub integrity: Integrity,
 }
 
 /// What a resumable checkpoint carries besides the model.
@@ -119,10 +122,11 @@ pub fn save(
     write_file(path, &tensors, &metadata).with_context(|| format!("cannot write checkpoint {}", path.display()))
 }
 
-/// Reads a checkpoint and rebuilds its network from the config it carries,
-/// checking every tensor's name and shape against that architecture.
+/// Reads a checkpoint, verifies its checksums, and rebuilds its network from
+/// the config it carries, checking every tensor's name and shape against that
+/// architecture.
 pub fn load(path: &Path) -> Result<Checkpoint> {
-    let (tensors, metadata) = read_file(path)?;
+    let (tensors, metadata, integrity) = read_checked(path)?;
     let at = || format!("checkpoint {}", path.display());
     let meta = |key: &str| {
         metadata.get(key).ok_or_else(|| anyhow!("{}: metadata key `{key}` is missing (not a hetsyn checkpoint?)", at()))
@@ -214,7 +218,7 @@ pub fn load(path: &Path) -> Result<Checkpoint> {
         bail!("{}: unexpected tensor `{name}` (another architecture?)", at());
     }
     let trainer_state = metadata.get("trainer_state").cloned();
-    Ok(Checkpoint { config, network, step, epoch, metrics, optimizer, trainer_state })
+    Ok(Checkpoint { config, network, step, epoch, metrics, optimizer, trainer_state, integrity })
 }
 
 /// Puts a checkpoint tensor into the network (names of [`network_tensors`]).

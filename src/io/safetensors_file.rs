@@ -1,7 +1,9 @@
 //! Named f32 tensors plus string metadata in one safetensors file.
 //!
 //! Files are standard safetensors (F32, little endian, row-major) and load
-//! with `safetensors.numpy.load_file` in Python.
+//! with `safetensors.numpy.load_file` in Python. [`write_file`] adds checksums
+//! to the metadata and [`read_file`] checks them; [`encode`] and [`decode`]
+//! are the bare format.
 
 use anyhow::{anyhow, bail, Context};
 use safetensors::tensor::{Dtype, Metadata, TensorView};
@@ -10,6 +12,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
 
 use super::atomic::write_atomic;
+use super::checksum::{self, Integrity};
 
 /// Size of the little-endian u64 header-length prefix.
 const N_LEN: usize = 8;
@@ -134,15 +137,35 @@ fn check_offsets_in_range(header: &[u8], data_len: usize) -> anyhow::Result<()> 
     Ok(())
 }
 
-/// Reads and decodes a safetensors file; errors name the path.
-pub fn read_file(path: &Path) -> anyhow::Result<(Vec<NamedTensor>, BTreeMap<String, String>)> {
+/// Reads and decodes a safetensors file and checks it against its checksums
+/// ([`checksum::verify`]), which are removed from the metadata returned; errors
+/// name the path. A file without checksums is read with a warning.
+pub fn read_checked(path: &Path) -> anyhow::Result<(Vec<NamedTensor>, BTreeMap<String, String>, Integrity)> {
     let bytes = std::fs::read(path).with_context(|| format!("cannot read checkpoint {}", path.display()))?;
-    decode(&bytes, &path.display().to_string())
+    let (tensors, mut metadata) = decode(&bytes, &path.display().to_string())?;
+    let integrity = checksum::verify(&tensors, &mut metadata)
+        .with_context(|| format!("checkpoint {} is damaged", path.display()))?;
+    if integrity == Integrity::Unchecked {
+        tracing::warn!(
+            "{} has no checksums (written by an earlier hetsyn); its contents cannot be verified",
+            path.display()
+        );
+    }
+    Ok((tensors, metadata, integrity))
 }
 
-/// Encodes tensors and metadata and writes them to `path` atomically.
+/// [`read_checked`] without the integrity verdict.
+pub fn read_file(path: &Path) -> anyhow::Result<(Vec<NamedTensor>, BTreeMap<String, String>)> {
+    read_checked(path).map(|(tensors, metadata, _)| (tensors, metadata))
+}
+
+/// Encodes tensors and metadata with their checksums ([`checksum::seal`]) and
+/// writes them to `path` atomically.
 pub fn write_file(path: &Path, tensors: &[NamedTensor], metadata: &BTreeMap<String, String>) -> anyhow::Result<()> {
-    let bytes = encode(tensors, metadata).with_context(|| format!("cannot write checkpoint {}", path.display()))?;
+    let at = || format!("cannot write checkpoint {}", path.display());
+    let mut metadata = metadata.clone();
+    checksum::seal(tensors, &mut metadata).with_context(at)?;
+    let bytes = encode(tensors, &metadata).with_context(at)?;
     write_atomic(path, &bytes)
 }
 
@@ -312,6 +335,32 @@ mod tests {
         write_file(&p, &second, &BTreeMap::new()).unwrap();
         assert_eq!(read_file(&p).unwrap(), (second, BTreeMap::new()));
         assert_eq!(dir_entries(dir.path()), vec!["model.safetensors".to_string()]);
+    }
+
+    #[test]
+    fn written_files_carry_checksums_that_reading_checks() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("sealed.safetensors");
+        write_file(&p, &sample_tensors(), &sample_meta()).unwrap();
+        let mut bytes = std::fs::read(&p).unwrap();
+        let (_, raw_meta) = decode(&bytes, "mem").unwrap();
+        assert!(raw_meta.contains_key(checksum::CHECKSUMS_KEY), "{raw_meta:?}");
+        assert!(raw_meta.contains_key(checksum::METADATA_CHECKSUM_KEY), "{raw_meta:?}");
+        assert_eq!(read_checked(&p).unwrap().2, Integrity::Verified);
+
+        // the last byte of the data section: the last tensor in the file's order
+        let last = bytes.len() - 1;
+        bytes[last] ^= 1;
+        std::fs::write(&p, &bytes).unwrap();
+        let err = format!("{:#}", read_file(&p).unwrap_err());
+        assert!(err.contains(&p.display().to_string()) && err.contains("damaged"), "{err}");
+        assert!(err.contains("tensor `") && err.contains("checksum"), "{err}");
+
+        // a file without checksums (an earlier hetsyn's) reads, unchecked
+        let old = dir.path().join("old.safetensors");
+        std::fs::write(&old, encode(&sample_tensors(), &sample_meta()).unwrap()).unwrap();
+        let (tensors, meta, integrity) = read_checked(&old).unwrap();
+        assert_eq!((tensors, meta, integrity), (sorted(sample_tensors()), sample_meta(), Integrity::Unchecked));
     }
 
     #[test]

@@ -45,7 +45,7 @@ pub enum ParamKind {
     Decay,
 }
 
-/// Name (checkpoint.md), kind and shape of a learnable tensor.
+/// Name (`docs/checkpoint.md`), kind and shape of a learnable tensor.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ParamInfo {
     pub name: String,
