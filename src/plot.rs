@@ -1130,6 +1130,8 @@ struct SeriesComparison<'a> {
 impl Figure for SeriesComparison<'_> {
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<()> {
         let area = titled(root, self.title)?;
+        // the legend in a column of its own, so it never hides data
+        let (area, legend) = area.split_horizontally(WIDTH as i32 * 3 / 4);
         let mut xs: Vec<f64> = self.series.iter().flat_map(|s| s.points.iter().map(|p| p.0)).collect();
         xs.sort_by(f64::total_cmp);
         xs.dedup();
@@ -1164,6 +1166,11 @@ impl Figure for SeriesComparison<'_> {
         let n = self.series.len().max(1) as f64;
         for (k, series) in self.series.iter().enumerate() {
             let color = SERIES_COLORS[k % SERIES_COLORS.len()];
+            let y = 40 + 28 * k as i32;
+            legend
+                .draw(&PathElement::new(vec![(0, y), (28, y)], color.stroke_width(3)))
+                .and_then(|()| legend.draw(&Text::new(series.label.clone(), (36, y - 8), (FAMILY, LABEL_SIZE))))
+                .map_err(drawing)?;
             // side by side within ±0.3 of the x position, so bars and dots stay apart
             let offset = if n > 1.0 { -0.3 + 0.6 * k as f64 / (n - 1.0) } else { 0.0 };
             let means: Vec<(f64, f64, f64)> = series
@@ -1177,9 +1184,7 @@ impl Figure for SeriesComparison<'_> {
                 .collect();
             chart
                 .draw_series(LineSeries::new(means.iter().map(|(x, m, _)| (*x, *m)), color.stroke_width(2)))
-                .map_err(drawing)?
-                .label(series.label.as_str())
-                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(3)));
+                .map_err(drawing)?;
             for (x, mean, sd) in &means {
                 chart
                     .draw_series(std::iter::once(PathElement::new(
@@ -1194,7 +1199,7 @@ impl Figure for SeriesComparison<'_> {
             });
             chart.draw_series(dots).map_err(drawing)?;
         }
-        draw_legend(&mut chart, SeriesLabelPosition::LowerRight)
+        Ok(())
     }
 }
 

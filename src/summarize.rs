@@ -271,7 +271,7 @@ fn plot_lines(root: &Path, by: &[String], x_key: &str, y: &[String], groups: &[(
     } else {
         format!("mean ± sd over runs (dots: runs); lines: {}", others.join(", "))
     };
-    let y_label = if y.len() == 1 { y[0].clone() } else { "value".to_string() };
+    let y_label = if y.len() == 1 { y[0].clone() } else { common_prefix(y).trim_end_matches('.').to_string() };
     crate::plot::plot_series(root, "summary_lines", &title, x_key, &y_label, &series)?;
     Ok(())
 }
@@ -288,12 +288,19 @@ fn line_series(by: &[String], x_key: &str, y: &[String], groups: &[(Vec<String>,
         let x: f64 = key[x_index]
             .parse()
             .with_context(|| format!("--plot-x {x_key}: the value {:?} is not a number", key[x_index]))?;
-        let others: Vec<&str> =
-            key.iter().enumerate().filter(|(i, _)| *i != x_index).map(|(_, v)| v.as_str()).collect();
+        // "kind=hetsynlif, recurrent=true": the last part of each other key, and its value
+        let others: Vec<String> = by
+            .iter()
+            .zip(key)
+            .enumerate()
+            .filter(|(i, _)| *i != x_index)
+            .map(|(_, (k, v))| format!("{}={v}", k.rsplit('.').next().unwrap_or(k)))
+            .collect();
         for metric in y {
             let mut label = others.join(", ");
             if y.len() > 1 {
-                label = if label.is_empty() { metric.clone() } else { format!("{label}, {metric}") };
+                let metric = &metric[common_prefix(y).len()..];
+                label = if label.is_empty() { metric.to_string() } else { format!("{label}, {metric}") };
             }
             let values: Vec<f64> = members.iter().filter_map(|r| r.figures.get(metric).copied()).collect();
             match series.iter_mut().find(|s| s.label == label) {
@@ -303,6 +310,18 @@ fn line_series(by: &[String], x_key: &str, y: &[String], groups: &[(Vec<String>,
         }
     }
     Ok(series)
+}
+
+/// The dotted prefix that all `names` share ("a.b." of "a.b.c" and "a.b.d"), or "".
+fn common_prefix(names: &[String]) -> &str {
+    let first = names.first().map(String::as_str).unwrap_or("");
+    let mut end = 0;
+    for (i, c) in first.char_indices() {
+        if c == '.' && names.iter().all(|n| n.len() > i && n[..=i] == first[..=i]) {
+            end = i + 1;
+        }
+    }
+    &first[..end]
 }
 
 #[cfg(test)]
@@ -419,10 +438,14 @@ mod tests {
         assert_eq!(
             series,
             [
-                Series { label: "hetsynlif".into(), points: vec![(5.0, vec![0.6]), (20.0, vec![0.9, 0.7])] },
-                Series { label: "homneulif".into(), points: vec![(5.0, vec![0.5])] },
+                Series { label: "kind=hetsynlif".into(), points: vec![(5.0, vec![0.6]), (20.0, vec![0.9, 0.7])] },
+                Series { label: "kind=homneulif".into(), points: vec![(5.0, vec![0.5])] },
             ]
         );
+        let taus = ["x.cue.median_ms".to_string(), "x.noise.median_ms".to_string()];
+        assert_eq!(common_prefix(&taus), "x.");
+        assert_eq!(common_prefix(&["a.b".to_string(), "a.b.c".to_string()]), "a.");
+        assert_eq!(common_prefix(&["ab.c".to_string(), "a.d".to_string()]), "");
         let two = ["test_accuracy_at_best_validation".to_string(), "last_test_loss".to_string()];
         let by_size: Vec<(Vec<String>, Vec<&Run>)> = vec![(vec!["20".into()], vec![&runs[0], &runs[1]])];
         let series = line_series(&by[..1], "model.layers.0.size", &two, &by_size).unwrap();

@@ -11,7 +11,7 @@
 # Default: 3 seeds x fractions 0 and 0.8 only (12 runs), WALL_DEFAULT. --full: 10 seeds x
 # all five fractions (100 runs), WALL_FULL.
 set -euo pipefail
-name=dms_decay_masking usage_lines=2,11
+name=dms_decay_masking
 source "$(dirname "$0")/lib.sh"
 paper_args "$@"
 seeds=$(paper_seeds 3 10)
@@ -22,4 +22,5 @@ paper_grid configs/dms.toml \
   --vary seed="$seeds"
 paper_run
 paper_summarize --by task.delay,model.frozen_decay_fraction \
-  --metrics test_accuracy_at_best_validation,best_test_accuracy --success-at 0.9
+  --metrics test_accuracy_at_best_validation,best_test_accuracy --success-at 0.9 \
+  --plot-x model.frozen_decay_fraction

@@ -2,14 +2,15 @@
 # DMS with limited neurons (paper §4.2): hidden layer of 5, 20, 50, 100 neurons x
 # hetsynlif, hetneulif, homneulif, homneualif x feed-forward/recurrent x seeds, on
 # configs/dms.toml; the table gives per cell the success rate (runs with test
-# accuracy at best validation >= 90 %) and the mean ± sd accuracy.
+# accuracy at best validation >= 90 %) and the mean ± sd accuracy; runs/summary_lines.png
+# plots that accuracy against the hidden size.
 #
 #   scripts/paper/dms_neurons.sh [--full] [--jobs N] [--threads T] [--out DIR] [--dry-run]
 #
 # Every run: the paper's 1000 iterations of batch 32, 256/512 validation/test trials.
 # Default: 3 seeds (96 runs), WALL_DEFAULT. --full: 10 seeds (320 runs), WALL_FULL.
 set -euo pipefail
-name=dms_neurons usage_lines=2,10
+name=dms_neurons
 source "$(dirname "$0")/lib.sh"
 paper_args "$@"
 seeds=$(paper_seeds 3 10)
@@ -20,4 +21,5 @@ paper_grid configs/dms.toml \
   --vary seed="$seeds"
 paper_run
 paper_summarize --by model.layers.0.size,model.kind,model.layers.0.recurrent \
-  --metrics test_accuracy_at_best_validation,best_test_accuracy --success-at 0.9
+  --metrics test_accuracy_at_best_validation,best_test_accuracy --success-at 0.9 \
+  --plot-x model.layers.0.size

@@ -13,7 +13,7 @@
 # Every run: the paper's 1000 iterations of batch 32, 256/512 validation/test trials.
 # Default: 3 seeds (9 runs), WALL_DEFAULT. --full: 10 seeds (30 runs), WALL_FULL.
 set -euo pipefail
-name=dms_tau_init usage_lines=2,13
+name=dms_tau_init
 source "$(dirname "$0")/lib.sh"
 paper_args "$@"
 seeds=$(paper_seeds 3 10)
@@ -27,4 +27,6 @@ for run in "$out"/runs/*/; do
 done
 reset=eval.clean+reset_long_tau
 paper_summarize --by model.tau_init.mean \
-  --metrics "test_accuracy_at_best_validation,$reset.test_accuracy,$reset.reset_fraction,input_tau_at_best_validation.cue.mean_ms,input_tau_at_best_validation.noise.mean_ms,input_tau_at_best_validation.cue.median_ms,input_tau_at_best_validation.noise.median_ms,input_tau_at_best_validation.cue.fraction_above,input_tau_at_best_validation.noise.fraction_above"
+  --metrics "test_accuracy_at_best_validation,$reset.test_accuracy,$reset.reset_fraction,input_tau_at_best_validation.cue.mean_ms,input_tau_at_best_validation.noise.mean_ms,input_tau_at_best_validation.cue.median_ms,input_tau_at_best_validation.noise.median_ms,input_tau_at_best_validation.cue.fraction_above,input_tau_at_best_validation.noise.fraction_above" \
+  --plot-x model.tau_init.mean \
+  --plot-y input_tau_at_best_validation.cue.median_ms,input_tau_at_best_validation.noise.median_ms

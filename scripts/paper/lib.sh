@@ -1,7 +1,7 @@
 # Shared by the scripts/paper/*.sh experiments (sourced, not run): argument
 # parsing, and the three steps of an experiment (grid, sweep, summary).
 #
-# A script sets `name` and `usage_lines` (its header line range), sources this
+# A script sets `name`, its help being its header comment, sources this
 # file, calls `paper_args "$@"`, then builds configs with `paper_grid BASE
 # [grid args]` (repeatable; same output directory), and ends with `paper_run`
 # and `paper_summarize [summarize args]`.
@@ -23,7 +23,8 @@
 #   -h, --help    this help
 
 paper_usage() {
-  sed -n "${usage_lines}p" "$0" | sed 's/^# \{0,1\}//'
+  awk 'NR > 1 && /^#/ { print; next } NR > 1 { exit }' "$0" | sed 's/^# \{0,1\}//'
+  echo
   sed -n '/^# Common options:/,/^# *-h, --help/p' "$(dirname "${BASH_SOURCE[0]}")/lib.sh" | sed 's/^# \{0,1\}//'
 }
 

@@ -15,7 +15,7 @@
 # epoch takes 50-60 s with 2 threads). --full: 10 seeds (40 runs), about 60 h. This
 # belongs on a cluster: scripts/slurm_array.sh runs the configs this writes (--dry-run).
 set -euo pipefail
-name=shd usage_lines=2,16
+name=shd
 data=data/shd
 args=()
 while [ $# -gt 0 ]; do
