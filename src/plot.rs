@@ -101,12 +101,7 @@ pub fn plot_run(run_dir: &Path) -> Result<Plotted> {
 
     let title = format!("{} ({:?}, seed {})", config.name, config.model.kind, config.seed).to_lowercase();
     let learning = LearningCurves::new(&metrics, format!("learning curves: {title}"));
-    let decays = DecayHistograms::new(
-        network,
-        &initial,
-        config.model.dt,
-        format!("time constants: {title}, {which}"),
-    );
+    let decays = DecayHistograms::new(network, &initial, config.model.dt, format!("time constants: {title}, {which}"));
     let step_s = task.step_seconds().unwrap_or(config.model.dt);
     let run = SampleRun::new(network, step_s, sample)?;
     let raster = run.raster(format!("spikes of test sample 0: {title}, {which}"));

@@ -136,8 +136,13 @@ pub fn collect(root: &Path) -> Result<Vec<Run>> {
             )
             .with_context(|| format!("{} is not valid JSON", summary.display()))?;
             let selected_on = json.get("selected_on").and_then(|v| v.as_str()).map(String::from);
-            let mut run =
-                Run { dir: dir.clone(), config: BTreeMap::new(), figures: BTreeMap::new(), selected_on, eval_csv: None };
+            let mut run = Run {
+                dir: dir.clone(),
+                config: BTreeMap::new(),
+                figures: BTreeMap::new(),
+                selected_on,
+                eval_csv: None,
+            };
             flatten_toml("", &toml::Value::Table(table), &mut run.config);
             flatten_json("", &json, &mut run.figures);
             if let Some(eval) = eval_csv(&dir) {

@@ -161,12 +161,18 @@ fn best_on_test_checkpoint_is_written_when_asked_and_names_its_selection() {
     let s = summary(&held);
     let speakers = hetsyn::data::read_spike_file(&common::fixture("sep_train.h5")).unwrap().speakers.unwrap();
     let held_out = speakers.iter().filter(|s| **s == 3).count() as u64;
-    assert_eq!((s["selected_on"].as_str(), s["validation_samples"].as_u64()), (Some("validation_accuracy"), Some(held_out)));
+    assert_eq!(
+        (s["selected_on"].as_str(), s["validation_samples"].as_u64()),
+        (Some("validation_accuracy"), Some(held_out))
+    );
     assert_eq!(s["selected_checkpoint"], "checkpoints/best.safetensors");
     let best = checkpoint::load(&held.join("checkpoints/best.safetensors")).unwrap();
     assert_eq!(best.selected_on.as_deref(), Some("validation_accuracy"));
     let on_test = checkpoint::load(&held.join("checkpoints/best_on_test.safetensors")).unwrap();
-    assert_eq!((on_test.selected_on.as_deref(), Some(on_test.step)), (Some("test_accuracy"), s["best_test_step"].as_u64()));
+    assert_eq!(
+        (on_test.selected_on.as_deref(), Some(on_test.step)),
+        (Some("test_accuracy"), s["best_test_step"].as_u64())
+    );
 
     // the key is checked like any other
     let out = hetsyn()
@@ -218,11 +224,12 @@ fn a_killed_run_without_validation_resumes_to_the_same_result() {
     let strip = |run: &Path| -> Vec<Vec<String>> {
         let (header, rows) = metrics(run);
         let elapsed = header.iter().position(|h| h == "elapsed_s").unwrap();
-        rows.into_iter().map(|mut r| {
-            r.remove(elapsed);
-            r
-        })
-        .collect()
+        rows.into_iter()
+            .map(|mut r| {
+                r.remove(elapsed);
+                r
+            })
+            .collect()
     };
     assert_eq!(strip(&run), strip(&reference));
     check_no_validation_run(&run);
@@ -249,7 +256,11 @@ fn write_idx_set(dir: &Path, n: usize, m: usize) {
             .map(|p| {
                 let bright = (p % 5 < 2) == (k % 2 == 0);
                 let noise = ((k * 31 + p * 17) % 40) as u8;
-                if bright { 200 + noise } else { noise }
+                if bright {
+                    200 + noise
+                } else {
+                    noise
+                }
             })
             .collect()
     };

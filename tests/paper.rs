@@ -9,8 +9,8 @@ use std::process::Command;
 
 use assert_cmd::cargo::cargo_bin;
 use hetsyn::config::{Config, ModelKind, TaskConfig, TauInit};
-use hetsyn::tasks::speech::Validation;
 use hetsyn::io::checkpoint;
+use hetsyn::tasks::speech::Validation;
 
 mod common;
 use common::{hetsyn, SHORT_DMS};

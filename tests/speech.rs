@@ -354,10 +354,8 @@ fn validation_none_trains_on_every_sample() {
     c.validation_fraction = 0.0;
     assert!(Speech::new(Corpus::Shd, c, 1).is_ok());
     // and the name of the setting is checked
-    let e = hetsyn::config::Config::from_toml(
-        &SEPARABLE.replace("validation = \"speaker\"", "validation = \"nope\""),
-        &[],
-    )
-    .unwrap_err();
+    let e =
+        hetsyn::config::Config::from_toml(&SEPARABLE.replace("validation = \"speaker\"", "validation = \"nope\""), &[])
+            .unwrap_err();
     assert!(format!("{e:#}").contains("`nope`") && format!("{e:#}").contains("`none`"), "{e:#}");
 }
