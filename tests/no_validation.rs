@@ -154,6 +154,11 @@ fn best_on_test_checkpoint_is_written_when_asked_and_names_its_selection() {
     assert!(ckpt.optimizer.is_none() && ckpt.trainer_state.is_none(), "a model, not a resumable checkpoint");
     assert_eq!(checkpoint::load(&run.join("checkpoints/last.safetensors")).unwrap().selected_on, None);
     hetsyn().args(["-q", "eval", "--checkpoint"]).arg(&path).assert().success();
+    // verify finds the metrics row of its step
+    let out = hetsyn().arg("verify").arg(&run).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(text.lines().any(|l| l.starts_with("ok") && l.contains("best_on_test.safetensors")), "{text}");
 
     // with a validation set: best.safetensors says it was selected on validation, and
     // best_on_test.safetensors is still written when asked
@@ -254,7 +259,7 @@ fn write_idx_set(dir: &Path, n: usize, m: usize) {
     let image = |k: usize| -> Vec<u8> {
         (0..20)
             .map(|p| {
-                let bright = (p % 5 < 2) == (k % 2 == 0);
+                let bright = (p % 5 < 2) == k.is_multiple_of(2);
                 let noise = ((k * 31 + p * 17) % 40) as u8;
                 if bright {
                     200 + noise
