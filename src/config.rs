@@ -357,11 +357,14 @@ pub struct OutputConfig {
     pub dir: String,
     /// summary.json reports the fraction of learned time constants above this, s.
     pub tau_threshold: f64,
+    /// Also write `checkpoints/best_on_test.safetensors`, the model with the best
+    /// test figure (selected on the test set: the published protocol, optimistic).
+    pub save_best_on_test: bool,
 }
 
 impl Default for OutputConfig {
     fn default() -> Self {
-        OutputConfig { dir: "results".into(), tau_threshold: 0.7 }
+        OutputConfig { dir: "results".into(), tau_threshold: 0.7, save_best_on_test: false }
     }
 }
 

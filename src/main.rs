@@ -245,30 +245,59 @@ fn run_train(args: TrainArgs, quiet: bool) -> Result<()> {
     train::trainer::install_signal_handlers();
     tracing::info!(run_dir = %run_dir.display(), model = ?config.model.kind, "training");
     let summary = train::train(&config, &run_dir, &TrainOptions { progress: !quiet && !args.no_progress }, resume)?;
-    let percent = |a: Option<f64>| a.map(|a| format!("{:.2}%", 100.0 * a)).unwrap_or_else(|| "-".into());
-    println!(
-        "{}: at best validation (step {}) test accuracy {}, test loss {:.6}; last test accuracy {}, loss {:.6}; best on test {}; {:.1} s",
-        run_dir.display(),
-        summary.best_validation_step,
-        percent(summary.test_accuracy_at_best_validation),
-        summary.test_loss_at_best_validation,
-        percent(summary.last_test_accuracy),
-        summary.last_test_loss,
-        percent(summary.best_test_accuracy),
-        summary.elapsed_s
-    );
+    println!("{}: {}", run_dir.display(), summary_line(&summary));
     if !args.no_plots {
         match hetsyn::plot::plot_run(&run_dir) {
-            Ok(files) => tracing::info!(files = files.len(), dir = %run_dir.join("plots").display(), "plots written"),
+            Ok(plotted) => tracing::info!(
+                files = plotted.files.len(),
+                dir = %run_dir.join("plots").display(),
+                checkpoint = %plotted.checkpoint.display(),
+                "plots written"
+            ),
             Err(e) => tracing::warn!("cannot draw the plots: {e:#}"),
         }
     }
     Ok(())
 }
 
+/// The end-of-training line: the selected model's test figures, the last ones
+/// and the best on test, each labelled with what it was selected on.
+fn summary_line(summary: &train::RunSummary) -> String {
+    let percent = |a: Option<f64>| a.map(|a| format!("{:.2}%", 100.0 * a)).unwrap_or_else(|| "-".into());
+    let at = |step: u64, epoch: Option<f64>| match epoch {
+        Some(e) => format!("epoch {e}, step {step}"),
+        None => format!("step {step}"),
+    };
+    let selected_at = at(summary.best_validation_step, summary.best_validation_epoch);
+    let selected = match (summary.selected_on.as_str(), summary.best_validation_epoch) {
+        ("last", Some(_)) => format!("no validation set: selected the last epoch ({selected_at}):"),
+        ("last", None) => format!("no validation set: selected the last evaluation ({selected_at}):"),
+        _ => format!("at best validation ({selected_at})"),
+    };
+    let best_test = match summary.best_test_accuracy {
+        Some(a) => percent(Some(a)),
+        None => format!("loss {:.6}", summary.best_test_loss),
+    };
+    format!(
+        "{selected} test accuracy {}, test loss {:.6}; last test accuracy {}, loss {:.6}; best on test (selected on the test set) {best_test} at {}; {:.1} s",
+        percent(summary.test_accuracy_at_best_validation),
+        summary.test_loss_at_best_validation,
+        percent(summary.last_test_accuracy),
+        summary.last_test_loss,
+        at(summary.best_test_step, summary.best_test_epoch),
+        summary.elapsed_s
+    )
+}
+
 fn run_plot(args: PlotArgs) -> Result<()> {
-    let files = hetsyn::plot::plot_run(&args.run_dir)?;
-    for file in files {
+    let plotted = hetsyn::plot::plot_run(&args.run_dir)?;
+    let fallback = plotted.checkpoint.file_name().is_some_and(|n| n == "last.safetensors");
+    tracing::info!(
+        "plotted from {}{}",
+        plotted.checkpoint.display(),
+        if fallback { " (the run has no best.safetensors: no validation set, or no evaluation yet)" } else { "" }
+    );
+    for file in plotted.files {
         println!("{}", file.display());
     }
     Ok(())

@@ -43,17 +43,43 @@ const SPIKE_COLOR: RGBColor = RGBColor(20, 20, 20);
 /// At most this many readouts get a panel in `output`.
 const MAX_OUTPUT_PANELS: usize = 6;
 
-/// Writes every plot of the run in `run_dir` (which holds `metrics.csv` and
-/// `checkpoints/best.safetensors`) into `run_dir/plots/` and returns the files
-/// written. Fails, naming the file, when an input is missing or unreadable;
-/// nothing is written then.
-pub fn plot_run(run_dir: &Path) -> Result<Vec<PathBuf>> {
+/// The checkpoint a run's plots show: `checkpoints/best.safetensors` (selected
+/// on validation), or `checkpoints/last.safetensors` when there is no best (a
+/// run without a validation set, or one stopped before its first evaluation).
+pub fn plot_checkpoint(run_dir: &Path) -> Result<PathBuf> {
+    let dir = run_dir.join("checkpoints");
+    let (best, last) = (dir.join("best.safetensors"), dir.join("last.safetensors"));
+    match (best.is_file(), last.is_file()) {
+        (true, _) => Ok(best),
+        (false, true) => Ok(last),
+        (false, false) => bail!("no checkpoint to plot: neither {} nor {}", best.display(), last.display()),
+    }
+}
+
+/// The files [`plot_run`] wrote and the checkpoint it drew them from.
+#[derive(Debug, Clone)]
+pub struct Plotted {
+    pub checkpoint: PathBuf,
+    pub files: Vec<PathBuf>,
+}
+
+/// Writes every plot of the run in `run_dir` (which holds `metrics.csv` and a
+/// checkpoint, see [`plot_checkpoint`]) into `run_dir/plots/` and returns the
+/// files written. Fails, naming the file, when an input is missing or
+/// unreadable; nothing is written then.
+pub fn plot_run(run_dir: &Path) -> Result<Plotted> {
     let metrics_path = run_dir.join("metrics.csv");
     let metrics = Metrics::read(&metrics_path)?;
-    let checkpoint_path = run_dir.join("checkpoints").join("best.safetensors");
+    let checkpoint_path = plot_checkpoint(run_dir)?;
     let ckpt = checkpoint::load(&checkpoint_path)?;
     let config = &ckpt.config;
     let network = &ckpt.network;
+    // "best checkpoint", "last checkpoint"
+    let which = format!(
+        "{} checkpoint (step {})",
+        checkpoint_path.file_stem().and_then(|s| s.to_str()).unwrap_or("the"),
+        ckpt.step
+    );
     let initial = crate::train::initial_network(config, network.inputs(), network.outputs());
 
     let task = tasks::build(config)
@@ -75,16 +101,11 @@ pub fn plot_run(run_dir: &Path) -> Result<Vec<PathBuf>> {
 
     let title = format!("{} ({:?}, seed {})", config.name, config.model.kind, config.seed).to_lowercase();
     let learning = LearningCurves::new(&metrics, format!("learning curves: {title}"));
-    let decays = DecayHistograms::new(
-        network,
-        &initial,
-        config.model.dt,
-        format!("time constants: {title}, best checkpoint (step {})", ckpt.step),
-    );
+    let decays = DecayHistograms::new(network, &initial, config.model.dt, format!("time constants: {title}, {which}"));
     let step_s = task.step_seconds().unwrap_or(config.model.dt);
     let run = SampleRun::new(network, step_s, sample)?;
-    let raster = run.raster(format!("spikes of test sample 0: {title}, best checkpoint (step {})", ckpt.step));
-    let output = run.output(format!("output of test sample 0: {title}, best checkpoint (step {})", ckpt.step));
+    let raster = run.raster(format!("spikes of test sample 0: {title}, {which}"));
+    let output = run.output(format!("output of test sample 0: {title}, {which}"));
 
     let dir = run_dir.join("plots");
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
@@ -95,7 +116,7 @@ pub fn plot_run(run_dir: &Path) -> Result<Vec<PathBuf>> {
     if let Some(output) = output {
         written.extend(write_figure(&dir, "output", &output)?);
     }
-    Ok(written)
+    Ok(Plotted { checkpoint: checkpoint_path, files: written })
 }
 
 pub use crate::train::tau_stats::tau_ms;

@@ -1,7 +1,8 @@
 //! `hetsyn summarize`: every run's `summary.json` and resolved `config.toml`
-//! (and, when present, the `hetsyn eval` CSV of its best checkpoint) under a
-//! results directory, as one CSV (a row per run), a markdown table of mean ± sd
-//! per group of config values, and a plot comparing the groups.
+//! (and, when present, the `hetsyn eval` CSV of its best checkpoint, see
+//! [`eval_csv`]) under a results directory, as one CSV (a row per run), a
+//! markdown table of mean ± sd per group of config values, and a plot
+//! comparing the groups. Runs without a validation set are named below the table.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -37,6 +38,18 @@ pub struct TableOptions {
 /// The `hetsyn eval` CSV of a run's best checkpoint, read by [`collect`].
 const EVAL_CSV: &str = "checkpoints/best.eval.csv";
 
+/// The `hetsyn eval` CSV whose figures a run reports: that of `best.safetensors`
+/// (selected on validation); for a run without one (no validation set), that of
+/// `best_on_test.safetensors`, else of `last.safetensors`; `None` if it is not there.
+pub fn eval_csv(run_dir: &Path) -> Option<PathBuf> {
+    let checkpoints = run_dir.join("checkpoints");
+    let stem = ["best", "best_on_test", "last"]
+        .into_iter()
+        .find(|stem| checkpoints.join(format!("{stem}.safetensors")).is_file())
+        .unwrap_or("best");
+    Some(checkpoints.join(format!("{stem}.eval.csv"))).filter(|p| p.is_file())
+}
+
 /// Numeric cells of an eval CSV as `eval.<condition>.<column>` figures.
 fn eval_figures(path: &Path, out: &mut BTreeMap<String, f64>) -> Result<()> {
     let mut reader = csv::Reader::from_path(path).with_context(|| format!("cannot read {}", path.display()))?;
@@ -65,6 +78,10 @@ pub struct Run {
     pub dir: PathBuf,
     pub config: BTreeMap<String, String>,
     pub figures: BTreeMap<String, f64>,
+    /// summary.json's `selected_on` (`last`: no validation set).
+    pub selected_on: Option<String>,
+    /// The eval CSV whose figures are `eval.*`, relative to the run directory.
+    pub eval_csv: Option<String>,
 }
 
 fn flatten_toml(prefix: &str, value: &toml::Value, out: &mut BTreeMap<String, String>) {
@@ -118,12 +135,19 @@ pub fn collect(root: &Path) -> Result<Vec<Run>> {
                 &std::fs::read_to_string(&summary).with_context(|| format!("cannot read {}", summary.display()))?,
             )
             .with_context(|| format!("{} is not valid JSON", summary.display()))?;
-            let mut run = Run { dir: dir.clone(), config: BTreeMap::new(), figures: BTreeMap::new() };
+            let selected_on = json.get("selected_on").and_then(|v| v.as_str()).map(String::from);
+            let mut run = Run {
+                dir: dir.clone(),
+                config: BTreeMap::new(),
+                figures: BTreeMap::new(),
+                selected_on,
+                eval_csv: None,
+            };
             flatten_toml("", &toml::Value::Table(table), &mut run.config);
             flatten_json("", &json, &mut run.figures);
-            let eval = dir.join(EVAL_CSV);
-            if eval.is_file() {
+            if let Some(eval) = eval_csv(&dir) {
                 eval_figures(&eval, &mut run.figures)?;
+                run.eval_csv = eval.strip_prefix(&dir).ok().map(|p| p.display().to_string());
             }
             runs.push(run);
             continue;
@@ -254,12 +278,35 @@ pub fn summarize(root: &Path, by: &[String], table: &TableOptions) -> Result<Str
         let y = if table.plot_y.is_empty() { metrics[..1].to_vec() } else { table.plot_y.clone() };
         plot_lines(root, by, x_key, &y, &groups)?;
     }
+    md += &selection_notes(&runs);
     write_atomic(&root.join("summary.md"), md.as_bytes())?;
     if let Some(metric) = metrics.first() {
         let title = format!("{} by {}", metric, if by.is_empty() { "all".to_string() } else { by.join(", ") });
         crate::plot::plot_groups(root, "summary_groups", &title, metric, &plotted)?;
     }
     Ok(md)
+}
+
+/// Lines below the table for runs without a validation set, and for `eval.*`
+/// figures taken from another checkpoint than `best.safetensors`; empty otherwise.
+fn selection_notes(runs: &[Run]) -> String {
+    let mut notes = String::new();
+    let last = runs.iter().filter(|r| r.selected_on.as_deref() == Some("last")).count();
+    if last > 0 {
+        notes += &format!(
+            "\n{last} of {} runs have no validation set (selected_on = last): their *_at_best_validation figures are those of the last evaluation; best_test_* are selected on the test set.\n",
+            runs.len()
+        );
+    }
+    let mut sources: BTreeMap<&str, usize> = BTreeMap::new();
+    for csv in runs.iter().filter_map(|r| r.eval_csv.as_deref()) {
+        *sources.entry(csv).or_default() += 1;
+    }
+    if sources.keys().any(|csv| *csv != EVAL_CSV) {
+        let list: Vec<String> = sources.iter().map(|(csv, n)| format!("{csv} ({n} runs)")).collect();
+        notes += &format!("\neval.* figures from {}.\n", list.join(", "));
+    }
+    notes
 }
 
 /// `summary_lines.{png,svg}`: the series of [`line_series`].

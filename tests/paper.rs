@@ -10,6 +10,7 @@ use std::process::Command;
 use assert_cmd::cargo::cargo_bin;
 use hetsyn::config::{Config, ModelKind, TaskConfig, TauInit};
 use hetsyn::io::checkpoint;
+use hetsyn::tasks::speech::Validation;
 
 mod common;
 use common::{hetsyn, SHORT_DMS};
@@ -254,7 +255,30 @@ fn shd_grid_and_a_tiny_run() {
     assert_eq!(full.len(), 40);
     for c in configs.iter().chain(&full) {
         assert_eq!((c.train.epochs, speech(c).train_limit), (100, 0));
+        assert_eq!(speech(c).validation, Some(Validation::Fraction));
+        assert!(!c.output.save_best_on_test);
     }
+    // the authors' protocol: the same grid on configs/shd_authors.toml, no validation set
+    let authors = dry_run("shd", &dir.path().join("authors"), &["--protocol", "authors"]);
+    assert_eq!(authors.len(), 12);
+    assert_eq!(distinct(authors.iter().map(|c| c.model.kind)).len(), 4);
+    for c in &authors {
+        assert_eq!((c.train.epochs, speech(c).train_limit), (100, 0));
+        assert_eq!(speech(c).validation, Some(Validation::None), "{}", c.name);
+        assert!(c.output.save_best_on_test);
+    }
+    // --protocol heldout is the default (the configs but for their cache directory, inside --out)
+    let without_cache = |configs: &[Config]| -> Vec<Config> {
+        let mut configs = configs.to_vec();
+        for c in &mut configs {
+            if let TaskConfig::Shd(s) = &mut c.task {
+                s.cache_dir.clear();
+            }
+        }
+        configs
+    };
+    let explicit = dry_run("shd", &dir.path().join("heldout"), &["--protocol", "heldout"]);
+    assert!(without_cache(&explicit) == without_cache(&configs), "--protocol heldout is not the default");
     // a real run needs the files, and says so
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/paper/shd.sh");
     let out = Command::new("bash")
@@ -266,6 +290,20 @@ fn shd_grid_and_a_tiny_run() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/shd_train.h5"));
+    for protocol in [&["--protocol", "paper"][..], &["--protocol"]] {
+        let out = Command::new("bash")
+            .arg(&script)
+            .args(protocol)
+            .args(["--dry-run", "--out"])
+            .arg(dir.path().join("y"))
+            .env("HETSYN_BIN", cargo_bin("hetsyn"))
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{protocol:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("shd.sh: --protocol") && err.contains("heldout or authors"), "{err}");
+        assert!(!dir.path().join("y").exists());
+    }
 
     // end to end on the small separable set under the official names
     let data = dir.path().join("data");
@@ -292,4 +330,39 @@ fn shd_grid_and_a_tiny_run() {
     for kind in ["hetsynlif", "hetneulif", "homneulif", "homneualif"] {
         assert!(table.lines().any(|l| l.starts_with(&format!("| {kind} | 1 |"))), "{kind}: {table}");
     }
+
+    // the authors' protocol end to end: no best.safetensors; the best-on-test checkpoint is evaluated
+    let authors_dir = dir.path().join("tiny-authors");
+    let out = Command::new("bash")
+        .arg(&script)
+        .arg("--data")
+        .arg(&data)
+        .args(["--protocol", "authors", "--seeds", "1", "--set", "train.epochs=2"])
+        .arg("--out")
+        .arg(&authors_dir)
+        .env("HETSYN_BIN", cargo_bin("hetsyn"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let runs: Vec<PathBuf> = fs::read_dir(authors_dir.join("runs"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.join("summary.json").is_file())
+        .collect();
+    assert_eq!(runs.len(), 4);
+    for run in &runs {
+        let checkpoints = run.join("checkpoints");
+        assert!(!checkpoints.join("best.safetensors").exists(), "{}", run.display());
+        assert!(checkpoints.join("best_on_test.eval.csv").is_file(), "{}", run.display());
+        assert!(!checkpoints.join("last.eval.csv").exists());
+        let summary: serde_json::Value =
+            serde_json::from_str(&fs::read_to_string(run.join("summary.json")).unwrap()).unwrap();
+        assert_eq!((summary["selected_on"].as_str(), summary["epochs"].as_f64()), (Some("last"), Some(2.0)));
+    }
+    let table = fs::read_to_string(authors_dir.join("runs/summary.md")).unwrap();
+    let header = table.lines().next().unwrap();
+    assert!(header.contains("| best_test_accuracy | last_test_accuracy | eval.delete_prob=0.1"), "{table}");
+    assert!(!header.contains("at_best_validation"), "{table}");
+    assert!(table.contains("4 of 4 runs have no validation set"), "{table}");
+    assert!(table.contains("checkpoints/best_on_test.eval.csv (4 runs)"), "{table}");
 }

@@ -118,7 +118,8 @@ fn train_draws_plots_and_plot_redraws_them() {
 
     // plotting twice overwrites in place
     let again = hetsyn::plot::plot_run(&run).unwrap();
-    assert_eq!(again.len(), 2 * STEMS.len());
+    assert_eq!(again.files.len(), 2 * STEMS.len());
+    assert_eq!(again.checkpoint, run.join("checkpoints").join("best.safetensors"));
     check_plots(&run, &STEMS);
 }
 

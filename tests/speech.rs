@@ -6,18 +6,14 @@
 mod common;
 
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use common::hetsyn;
+use common::{fixture, hetsyn, separable_config, SEPARABLE};
 use hetsyn::data::read_spike_file;
 use hetsyn::tasks::speech::{Corpus, Speech, SpeechConfig, Validation};
 use hetsyn::tasks::{Input, Perturbation, Sample, Target, Task};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
-
-fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
-}
 
 fn config(cache: &Path) -> SpeechConfig {
     let mut c = SpeechConfig {
@@ -135,53 +131,6 @@ fn perturbations_do_what_they_say() {
     // the 0.2 s samples fit in 0.4 s whole; spikes that shared a 4 ms bin may now be apart
     assert!(spikes(&slow) >= clean, "{} < {clean}", spikes(&slow));
     assert_eq!(slow.iter().map(label).collect::<Vec<_>>(), task.test().iter().map(label).collect::<Vec<_>>());
-}
-
-const SEPARABLE: &str = r#"
-name = "sep"
-seed = 0
-[model]
-kind = "hetsynlif"
-dt = 0.001
-surrogate = "multi_gaussian"
-tau_reset = 0.02
-tau_init = { dist = "uniform", low = 0.005, high = 0.02 }
-dropout = 0.2
-layers = [{ size = 16, recurrent = true }]
-[model.readout]
-loss = "softmax_sum"
-skip_steps = 5
-[task]
-kind = "shd"
-train_file = "sep_train.h5"
-test_file = "sep_test.h5"
-validation = "speaker"
-validation_speakers = [3]
-[task.binning]
-duration_ms = 200.0
-[train]
-epochs = 6
-batch_size = 8
-optimizer = "adamw"
-lr = 1e-2
-decay_lr = 1e-2
-weight_decay = 4e-3
-schedule = { kind = "warmup_cosine", span_epochs = 4 }
-"#;
-
-/// Writes the separable-set config with its data and cache directories.
-fn separable_config(dir: &Path) -> PathBuf {
-    let path = dir.join("sep.toml");
-    let text = SEPARABLE.replace(
-        "[task]\n",
-        &format!(
-            "[task]\ndata_dir = {:?}\ncache_dir = {:?}\n",
-            fixture("").display().to_string(),
-            dir.join("cache").display().to_string()
-        ),
-    );
-    fs::write(&path, text).unwrap();
-    path
 }
 
 #[test]
@@ -307,7 +256,7 @@ fn shipped_configs_are_valid_and_shd_is_the_authors_run() {
             count += 1;
         }
     }
-    assert!(count >= 9, "{count} configs");
+    assert!(count >= 11, "{count} configs");
     let c = hetsyn::config::Config::load(&configs.join("shd.toml"), &[]).unwrap();
     let m = &c.model;
     assert_eq!(m.kind, hetsyn::config::ModelKind::Hetsynlif);
@@ -337,4 +286,76 @@ fn shipped_configs_are_valid_and_shd_is_the_authors_run() {
         assert_eq!(format!("{:?}", sibling.model.kind).to_lowercase(), kind);
         assert_eq!((sibling.train, sibling.task), (c.train.clone(), c.task.clone()));
     }
+}
+
+/// `shd_authors.toml` and `smnist_authors.toml` are their siblings but for the
+/// name and the validation and selection settings: every training sample, no
+/// validation set, the best-on-test checkpoint saved.
+#[test]
+fn authors_configs_differ_from_their_siblings_only_in_validation_and_selection() {
+    use hetsyn::config::{Config, TaskConfig};
+    let configs = Path::new(env!("CARGO_MANIFEST_DIR")).join("configs");
+    for (authors, sibling) in [("shd_authors", "shd"), ("smnist_authors", "smnist")] {
+        let mut a = Config::load(&configs.join(format!("{authors}.toml")), &[]).unwrap();
+        let b = Config::load(&configs.join(format!("{sibling}.toml")), &[]).unwrap();
+        assert_eq!(a.name, authors);
+        assert!(a.output.save_best_on_test && !b.output.save_best_on_test, "{authors}");
+        match (&mut a.task, &b.task) {
+            (TaskConfig::Shd(x), TaskConfig::Shd(y)) => {
+                assert_eq!(x.validation, Some(Validation::None));
+                assert_eq!(y.validation, Some(Validation::Fraction));
+                x.validation = y.validation;
+                x.validation_fraction = y.validation_fraction;
+            }
+            (TaskConfig::Images(x), TaskConfig::Images(y)) => {
+                assert_eq!((x.validation_size, y.validation_size), (0, 5000));
+                x.validation_size = y.validation_size;
+            }
+            _ => panic!("{authors}: another task than {sibling}"),
+        }
+        a.name = b.name.clone();
+        a.output.save_best_on_test = false;
+        assert_eq!(a, b, "{authors}.toml differs from {sibling}.toml in more than validation and selection");
+    }
+}
+
+/// With `validation = "none"` an epoch visits every sample of the train file
+/// exactly once: the 36 a 10 % split trains on and the 4 it holds out.
+#[test]
+fn validation_none_trains_on_every_sample() {
+    let cache = tempfile::tempdir().unwrap();
+    let split = Speech::new(Corpus::Shd, config(cache.path()), 1).unwrap();
+    let mut c = config(cache.path());
+    c.validation = Some(Validation::None);
+    let mut task = Speech::new(Corpus::Shd, c, 1).unwrap();
+    assert!(task.validation().is_empty());
+    assert_eq!(task.train_size(), Some(40));
+    let mut rng = ChaCha8Rng::seed_from_u64(0);
+    // what the 10 % split trains on: 36 samples
+    let mut split_task = Speech::new(Corpus::Shd, config(cache.path()), 1).unwrap();
+    let trained: Vec<Sample> = (0..3).flat_map(|i| split_task.train_batch(i, 12, &mut rng)).collect();
+    assert_eq!(trained.len(), 36);
+    for epoch in 0..2u64 {
+        // 40 samples in batches of 16: 16, 16, 8
+        let batches: Vec<Vec<Sample>> = (0..3).map(|i| task.train_batch(3 * epoch + i, 16, &mut rng)).collect();
+        assert_eq!(batches.iter().map(Vec::len).collect::<Vec<_>>(), [16, 16, 8]);
+        let seen: Vec<Sample> = batches.concat();
+        for s in &seen {
+            assert_eq!(seen.iter().filter(|t| *t == s).count(), 1, "epoch {epoch}: a sample visited twice");
+        }
+        for s in split.validation() {
+            assert!(seen.contains(s), "epoch {epoch}: a sample a 10 % split holds out was not trained on");
+        }
+        assert!(trained.iter().all(|s| seen.contains(s)), "epoch {epoch}: a training sample was left out");
+    }
+    // the validation fraction is not looked at
+    let mut c = config(cache.path());
+    c.validation = Some(Validation::None);
+    c.validation_fraction = 0.0;
+    assert!(Speech::new(Corpus::Shd, c, 1).is_ok());
+    // and the name of the setting is checked
+    let e =
+        hetsyn::config::Config::from_toml(&SEPARABLE.replace("validation = \"speaker\"", "validation = \"nope\""), &[])
+            .unwrap_err();
+    assert!(format!("{e:#}").contains("`nope`") && format!("{e:#}").contains("`none`"), "{e:#}");
 }

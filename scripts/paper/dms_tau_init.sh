@@ -21,10 +21,7 @@ paper_grid configs/dms.toml \
   --vary 'model.tau_init={ dist = "normal", mean = 0.1, std = 0.01 },{ dist = "normal", mean = 0.2, std = 0.02 },{ dist = "normal", mean = 0.4, std = 0.04 }' \
   --vary seed="$seeds"
 paper_run
-for run in "$out"/runs/*/; do
-  [ -f "$run/checkpoints/best.eval.csv" ] && continue
-  "$bin" -q eval --checkpoint "$run/checkpoints/best.safetensors" --threads "$threads" --reset-long-tau > /dev/null
-done
+paper_eval --reset-long-tau
 reset=eval.clean+reset_long_tau
 paper_summarize --by model.tau_init.mean \
   --metrics "test_accuracy_at_best_validation,$reset.test_accuracy,$reset.reset_fraction,input_tau_at_best_validation.cue.mean_ms,input_tau_at_best_validation.noise.mean_ms,input_tau_at_best_validation.cue.median_ms,input_tau_at_best_validation.noise.median_ms,input_tau_at_best_validation.cue.fraction_above,input_tau_at_best_validation.noise.fraction_above" \

@@ -3,8 +3,8 @@
 #
 # A script sets `name`, its help being its header comment, sources this
 # file, calls `paper_args "$@"`, then builds configs with `paper_grid BASE
-# [grid args]` (repeatable; same output directory), and ends with `paper_run`
-# and `paper_summarize [summarize args]`.
+# [grid args]` (repeatable; same output directory), and ends with `paper_run`,
+# optionally `paper_eval [eval args]`, and `paper_summarize [summarize args]`.
 #
 # Every mode trains for the paper's length (iterations, batch, epochs) and evaluates
 # on the paper's trial counts: a reduced run has fewer seeds or grid points, never
@@ -92,6 +92,33 @@ paper_run() {
   fi
   echo "$name: $count runs into $out/runs ($jobs at a time, $threads threads each)"
   "$repo/scripts/sweep.sh" "$configs" --jobs "$jobs" --threads "$threads" --out "$out/runs" -- --no-plots
+}
+
+# paper_checkpoint RUN_DIR: the checkpoint whose evaluation a run reports (as hetsyn
+# summarize reads it): best.safetensors (selected on validation); for a run without a
+# validation set best_on_test.safetensors, else last.safetensors.
+paper_checkpoint() {
+  local stem
+  for stem in best best_on_test last; do
+    if [ -f "$1/checkpoints/$stem.safetensors" ]; then
+      echo "$1/checkpoints/$stem.safetensors"
+      return
+    fi
+  done
+  paper_die "no checkpoint in $1/checkpoints"
+}
+
+# paper_eval [hetsyn eval args]: evaluates the reported checkpoint of every complete run
+# (summary.json present) that has no eval CSV yet, into <checkpoint stem>.eval.csv.
+paper_eval() {
+  local run ckpt
+  for run in "$out"/runs/*/; do
+    run=${run%/}
+    [ -f "$run/summary.json" ] || continue
+    ckpt=$(paper_checkpoint "$run")
+    [ -f "${ckpt%.safetensors}.eval.csv" ] && continue
+    "$bin" -q eval --checkpoint "$ckpt" --threads "$threads" "$@" > /dev/null
+  done
 }
 
 # paper_summarize [hetsyn summarize args]: the table of the runs, printed and in $out/runs/summary.md.

@@ -33,6 +33,10 @@ pub struct Checkpoint {
     pub optimizer: Option<(u64, Vec<Vec<f32>>, Vec<Vec<f32>>)>,
     /// The trainer's state for resuming (JSON), in checkpoints written for that.
     pub trainer_state: Option<String>,
+    /// The figure this model was selected on (metadata `selected_on`, e.g.
+    /// `validation_accuracy` or `test_accuracy`); `None` for `last.safetensors`
+    /// and files of earlier versions.
+    pub selected_on: Option<String>,
     /// Whether the file's checksums were verified (files of earlier versions have none).
     pub integrity: Integrity,
 }
@@ -43,6 +47,16 @@ pub struct ResumeData<'a> {
     pub optimizer: &'a Adam,
     /// The trainer's state as JSON (metadata `trainer_state`).
     pub trainer_state: &'a str,
+}
+
+/// What a checkpoint is, besides the model.
+#[derive(Debug, Clone, Copy)]
+pub enum Role<'a> {
+    /// A model selected on this figure (metadata `selected_on`: `validation_accuracy`,
+    /// `validation_loss`, `test_accuracy`, `test_loss`).
+    Selected(&'a str),
+    /// The latest model, with what `--resume` needs.
+    Resumable(ResumeData<'a>),
 }
 
 /// The network's tensors with their checkpoint names and shapes. Fixed decays
@@ -92,7 +106,7 @@ pub fn save(
     step: u64,
     epoch: u64,
     metrics: &serde_json::Value,
-    resume: Option<ResumeData<'_>>,
+    role: Role<'_>,
 ) -> Result<()> {
     let mut tensors = network_tensors(net);
     let mut metadata = BTreeMap::new();
@@ -102,7 +116,10 @@ pub fn save(
     metadata.insert("epoch".to_string(), epoch.to_string());
     metadata.insert("metrics".to_string(), metrics.to_string());
     metadata.insert("hetsyn_version".to_string(), env!("CARGO_PKG_VERSION").to_string());
-    if let Some(ResumeData { optimizer: adam, trainer_state }) = resume {
+    if let Role::Selected(figure) = role {
+        metadata.insert("selected_on".to_string(), figure.to_string());
+    }
+    if let Role::Resumable(ResumeData { optimizer: adam, trainer_state }) = role {
         metadata.insert("trainer_state".to_string(), trainer_state.to_string());
         let (m, v) = adam.moments();
         metadata.insert("adam_step".to_string(), adam.steps_taken().to_string());
@@ -218,7 +235,8 @@ pub fn load(path: &Path) -> Result<Checkpoint> {
         bail!("{}: unexpected tensor `{name}` (another architecture?)", at());
     }
     let trainer_state = metadata.get("trainer_state").cloned();
-    Ok(Checkpoint { config, network, step, epoch, metrics, optimizer, trainer_state, integrity })
+    let selected_on = metadata.get("selected_on").cloned();
+    Ok(Checkpoint { config, network, step, epoch, metrics, optimizer, trainer_state, selected_on, integrity })
 }
 
 /// Puts a checkpoint tensor into the network (names of [`network_tensors`]).

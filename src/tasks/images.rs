@@ -7,7 +7,8 @@
 //! `spike_levels` thresholds `k / (levels + 1)`, channel `2k` spikes when the
 //! intensity rises through threshold `k` from one pixel to the next and channel
 //! `2k + 1` when it falls through it (784 steps × 2 levels channels). The validation set
-//! is a seeded subset of the training file, never trained on.
+//! is a seeded subset of the training file, never trained on; with
+//! `validation_size = 0` there is none and every training image is trained on.
 
 use std::path::{Path, PathBuf};
 
@@ -42,7 +43,7 @@ pub struct ImagesConfig {
     /// `t10k-images-idx3-ubyte[.gz]`, `t10k-labels-idx1-ubyte[.gz]`).
     pub data_dir: String,
     pub encoding: Encoding,
-    /// Training images held out for validation.
+    /// Training images held out for validation (0: none, train on all).
     pub validation_size: usize,
     /// Use only the first this many test images (0 = all).
     pub test_limit: usize,
@@ -103,11 +104,11 @@ impl Images {
         if config.encoding == Encoding::Spikes && !(1..=255).contains(&config.spike_levels) {
             bail!("task.spike_levels = {}: must be between 1 and 255", config.spike_levels);
         }
-        if config.validation_size == 0 || config.validation_size >= train.count {
+        if config.validation_size >= train.count {
             bail!(
-                "task.validation_size = {}: must be between 1 and {} (the training images)",
+                "task.validation_size = {}: must be between 0 (no validation set) and {} (the training images but one)",
                 config.validation_size,
-                train.count - 1
+                train.count.saturating_sub(1)
             );
         }
         let classes = train_labels.iter().chain(&test_labels).map(|l| *l as usize + 1).max().unwrap_or(1);
@@ -267,6 +268,35 @@ mod tests {
         a.sort_by(f32::total_cmp);
         b.sort_by(f32::total_cmp);
         assert_eq!(a, b);
+    }
+
+    /// `validation_size = 0`: no validation set, and every epoch visits each of
+    /// the training images exactly once (with 4 held out, 16 of them).
+    #[test]
+    fn validation_size_zero_trains_on_every_image() {
+        let dir = tempfile::tempdir().unwrap();
+        write_set(dir.path(), 20, 5);
+        let mut c = config(dir.path(), Encoding::Row);
+        c.validation_size = 0;
+        let mut task = Images::new(c, 1).unwrap();
+        assert!(task.validation().is_empty());
+        assert_eq!(task.train_size(), Some(20));
+        let all: Vec<Sample> = (0..20).map(|k| task.encode(&task.train, k, task.train_labels[k])).collect();
+        let mut rng = ChaCha8Rng::seed_from_u64(0);
+        for epoch in 0..3u64 {
+            // 20 images in batches of 8: 8, 8, 4
+            let batches: Vec<Vec<Sample>> = (0..3).map(|i| task.train_batch(3 * epoch + i, 8, &mut rng)).collect();
+            assert_eq!(batches.iter().map(Vec::len).collect::<Vec<_>>(), [8, 8, 4]);
+            let seen = batches.concat();
+            for (k, image) in all.iter().enumerate() {
+                assert_eq!(seen.iter().filter(|s| *s == image).count(), 1, "epoch {epoch}: image {k}");
+            }
+        }
+        // at most all but one may be held out
+        let mut c = config(dir.path(), Encoding::Row);
+        c.validation_size = 20;
+        let e = format!("{:#}", Images::new(c, 1).err().unwrap());
+        assert!(e.contains("task.validation_size = 20") && e.contains("between 0"), "{e}");
     }
 
     #[test]

@@ -138,7 +138,9 @@ pub trait Task: Send + Sync {
     fn train_size(&self) -> Option<usize> {
         None
     }
-    /// Held-out samples for model selection; never used for training.
+    /// Held-out samples for model selection; never used for training. Empty
+    /// when the task has no validation set (the trainer then selects the last
+    /// evaluation).
     fn validation(&self) -> &[Sample];
     /// Held-out samples for the reported test accuracy; never used for training
     /// or model selection.

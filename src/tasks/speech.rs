@@ -8,7 +8,8 @@
 //! SHD has no validation split: `validation = "speaker"` holds out the
 //! training samples of the speakers listed in `validation_speakers`,
 //! `"fraction"` a seeded `validation_fraction` of them; SSC uses its
-//! own valid file (`"file"`). Training visits the rest in epochs ([`Epochs`]).
+//! own valid file (`"file"`). `"none"` (the HetSyn authors' protocol) holds
+//! out nothing and has no validation set. Training visits the rest in epochs ([`Epochs`]).
 //!
 //! The robustness evaluations of the paper perturb the test set
 //! ([`Perturbation`]): spikes deleted, spikes added to empty bins, or spike
@@ -56,6 +57,8 @@ pub enum Validation {
     Fraction,
     /// The valid file (SSC's `ssc_valid.h5`).
     File,
+    /// No validation set: every training sample is trained on (the authors' protocol).
+    None,
 }
 
 /// Settings of the SHD and SSC tasks (the `[task]` config section).
@@ -71,7 +74,7 @@ pub struct SpeechConfig {
     pub test_file: String,
     /// Directory of the binned-sample cache.
     pub cache_dir: String,
-    /// `speaker`, `fraction` or `file`; default `fraction` for SHD, `file` for SSC.
+    /// `speaker`, `fraction`, `file` or `none`; default `fraction` for SHD, `file` for SSC.
     pub validation: Option<Validation>,
     /// Speakers held out with `validation = "speaker"`.
     pub validation_speakers: Vec<u16>,
@@ -236,6 +239,7 @@ impl Speech {
                 }
                 (rest, held.iter().map(|&k| sample(&train.samples[k], train.labels[k])).collect())
             }
+            Validation::None => (all, Vec::new()),
         };
         let test_samples = test.samples.iter().zip(&test.labels).map(|(s, l)| sample(s, *l)).collect();
         tracing::info!(

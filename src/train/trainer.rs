@@ -1,6 +1,8 @@
 //! The trainer loop, generic over the task: batches from the task, exact
 //! gradients from the network, Adam/AdamW steps, decay clamping, periodic
 //! evaluation on the held-out validation and test sets, metrics, checkpoints.
+//! A task without a validation set (`validation = "none"`, `validation_size = 0`)
+//! selects the last evaluation and writes no `best.safetensors`.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -19,7 +21,7 @@ use super::schedule::Schedule;
 use super::tau_stats::{input_group_tau, tau_stats, GroupTau, TauStats};
 use crate::config::{Config, NonFinite, OptimizerKind, ScheduleConfig};
 use crate::io::atomic::write_atomic;
-use crate::io::checkpoint::{self, Checkpoint, ResumeData};
+use crate::io::checkpoint::{self, Checkpoint, ResumeData, Role};
 use crate::model::network::Objective;
 use crate::model::{init, BatchStats, Decays, Dropout, Network, ParamKind, RateRegulariser};
 use crate::tasks::{self, Sample, Task, TaskKind};
@@ -50,7 +52,8 @@ pub struct MetricsRow {
     /// Mean over the iterations since the previous row.
     pub train_loss: f64,
     pub train_accuracy: Option<f64>,
-    pub validation_loss: f64,
+    /// Empty without a validation set.
+    pub validation_loss: Option<f64>,
     pub validation_accuracy: Option<f64>,
     pub test_loss: f64,
     pub test_accuracy: Option<f64>,
@@ -91,7 +94,7 @@ impl MetricsRow {
             opt(self.epoch),
             self.train_loss.to_string(),
             opt(self.train_accuracy),
-            self.validation_loss.to_string(),
+            opt(self.validation_loss),
             opt(self.validation_accuracy),
             self.test_loss.to_string(),
             opt(self.test_accuracy),
@@ -105,15 +108,17 @@ impl MetricsRow {
     }
 }
 
-/// `summary.json`: the honest figures, labelled. The model is selected on the
-/// validation set (accuracy for classification, ties broken by lower loss; loss
-/// for regression); test figures of the best-on-test evaluation are reported
-/// only because papers do, and are labelled as such.
 /// Reads `null` (how JSON writes NaN and infinities) back as NaN.
 fn float_or_nan<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<f64, D::Error> {
     Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
 }
 
+/// `summary.json`: the honest figures, labelled. The model is selected on the
+/// validation set (accuracy for classification, ties broken by lower loss; loss
+/// for regression), or, without a validation set, is the last evaluation's
+/// (`selected_on = "last"`: the `*_at_best_validation` figures are then the
+/// last ones); test figures of the best-on-test evaluation are reported only
+/// because papers do, and are labelled as such.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RunSummary {
     pub name: String,
@@ -123,9 +128,19 @@ pub struct RunSummary {
     pub steps: u64,
     #[serde(deserialize_with = "float_or_nan")]
     pub elapsed_s: f64,
-    /// `validation_accuracy` or `validation_loss`.
+    /// Samples of the validation set (0: none, every training sample trained on).
+    #[serde(default)]
+    pub validation_samples: usize,
+    /// `validation_accuracy` or `validation_loss`; `last` without a validation set.
     pub selected_on: String,
-    /// Step of the model saved as `best.safetensors`.
+    /// How the selected model was chosen and which figures are its, in words.
+    #[serde(default)]
+    pub selection: String,
+    /// The selected model's file in the run directory (`checkpoints/best.safetensors`,
+    /// or `checkpoints/last.safetensors` when `selected_on` is `last`).
+    #[serde(default)]
+    pub selected_checkpoint: String,
+    /// Step of the selected model (`best.safetensors`; the last step when `selected_on` is `last`).
     pub best_validation_step: u64,
     /// Its epoch (dataset tasks).
     #[serde(default)]
@@ -146,6 +161,13 @@ pub struct RunSummary {
     #[serde(deserialize_with = "float_or_nan")]
     pub last_train_loss: f64,
     pub last_test_metrics: BTreeMap<String, f64>,
+    /// `test_accuracy` or `test_loss`: the `best_test_*` figures are selected
+    /// on the test set (optimistic; the published protocol).
+    #[serde(default)]
+    pub best_test_selected_on: String,
+    /// `checkpoints/best_on_test.safetensors` with `output.save_best_on_test`, else `null`.
+    #[serde(default)]
+    pub best_on_test_checkpoint: Option<String>,
     /// Best test figure over all evaluations (selected on the test set: optimistic).
     pub best_test_accuracy: Option<f64>,
     #[serde(deserialize_with = "float_or_nan")]
@@ -547,7 +569,10 @@ pub fn train(
         seed: config.seed,
         steps: 0,
         elapsed_s: 0.0,
-        selected_on: if classification { "validation_accuracy" } else { "validation_loss" }.to_string(),
+        validation_samples: 0,
+        selected_on: String::new(),
+        selection: String::new(),
+        selected_checkpoint: String::new(),
         best_validation_step: 0,
         best_validation_epoch: None,
         best_validation_accuracy: None,
@@ -560,6 +585,8 @@ pub fn train(
         last_test_loss: f64::NAN,
         last_train_loss: f64::NAN,
         last_test_metrics: BTreeMap::new(),
+        best_test_selected_on: String::new(),
+        best_on_test_checkpoint: None,
         best_test_accuracy: None,
         best_test_loss: f64::INFINITY,
         best_test_step: 0,
@@ -574,6 +601,9 @@ pub fn train(
     if let Some(s) = resumed_summary {
         summary = s;
     }
+    // without a validation set the selected model is the last evaluation's
+    let validating = !task.validation().is_empty();
+    describe_selection(&mut summary, task.validation().len(), classification, config.output.save_best_on_test);
     let tau_threshold_ms = config.output.tau_threshold * 1000.0;
     let elapsed = |started: &Instant| elapsed_before + started.elapsed().as_secs_f64();
 
@@ -634,7 +664,7 @@ pub fn train(
         bar.inc(1);
 
         if step % plan.eval_every == 0 || step == plan.iterations {
-            let validation = evaluate(&net, task.as_ref(), task.validation(), &objective);
+            let validation = validating.then(|| evaluate(&net, task.as_ref(), task.validation(), &objective));
             let test = evaluate(&net, task.as_ref(), task.test(), &objective);
             let row = MetricsRow {
                 step,
@@ -642,8 +672,8 @@ pub fn train(
                 epoch: plan.epochs_done(step),
                 train_loss: window.loss / window.iterations.max(1) as f64,
                 train_accuracy: classification.then(|| window.correct as f64 / window.samples.max(1) as f64),
-                validation_loss: validation.stats.loss,
-                validation_accuracy: validation.accuracy,
+                validation_loss: validation.as_ref().map(|v| v.stats.loss),
+                validation_accuracy: validation.as_ref().and_then(|v| v.accuracy),
                 test_loss: test.stats.loss,
                 test_accuracy: test.accuracy,
                 lr: train.lr * factor,
@@ -658,7 +688,7 @@ pub fn train(
                 tracing::info!(
                     step,
                     train_loss = row.train_loss,
-                    validation_loss = row.validation_loss,
+                    validation_loss = ?row.validation_loss,
                     test_loss = row.test_loss,
                     validation_accuracy = %percent(row.validation_accuracy),
                     test_accuracy = %percent(row.test_accuracy),
@@ -677,15 +707,17 @@ pub fn train(
             for (name, v) in &row.test_metrics {
                 metrics[format!("test_{name}")] = serde_json::json!(v);
             }
-            let better = match (row.validation_accuracy, summary.best_validation_accuracy) {
-                (Some(a), Some(best)) => a > best || (a == best && row.validation_loss < summary.best_validation_loss),
-                (Some(_), None) => true,
-                (None, _) => row.validation_loss < summary.best_validation_loss,
-            };
+            let validation_loss = row.validation_loss.unwrap_or(f64::NAN);
+            let better = !validating
+                || match (row.validation_accuracy, summary.best_validation_accuracy) {
+                    (Some(a), Some(best)) => a > best || (a == best && validation_loss < summary.best_validation_loss),
+                    (Some(_), None) => true,
+                    (None, _) => validation_loss < summary.best_validation_loss,
+                };
             let test_metrics: BTreeMap<String, f64> = row.test_metrics.iter().cloned().collect();
             if better {
                 summary.best_validation_accuracy = row.validation_accuracy;
-                summary.best_validation_loss = row.validation_loss;
+                summary.best_validation_loss = validation_loss;
                 summary.best_validation_step = step;
                 summary.best_validation_epoch = row.epoch;
                 summary.test_accuracy_at_best_validation = row.test_accuracy;
@@ -693,15 +725,11 @@ pub fn train(
                 summary.test_metrics_at_best_validation = test_metrics.clone();
                 summary.tau_at_best_validation = tau_stats(&net, tau_threshold_ms);
                 summary.input_tau_at_best_validation = input_group_tau(&net, &input_groups, tau_threshold_ms);
-                checkpoint::save(
-                    &checkpoints.join("best.safetensors"),
-                    &net,
-                    config,
-                    step,
-                    plan.epoch(step),
-                    &metrics,
-                    None,
-                )?;
+                if validating {
+                    let path = checkpoints.join("best.safetensors");
+                    let role = Role::Selected(&summary.selected_on);
+                    checkpoint::save(&path, &net, config, step, plan.epoch(step), &metrics, role)?;
+                }
             }
             let best_test = match (row.test_accuracy, summary.best_test_accuracy) {
                 (Some(a), Some(best)) => a > best,
@@ -713,6 +741,11 @@ pub fn train(
                 summary.best_test_loss = row.test_loss;
                 summary.best_test_step = step;
                 summary.best_test_epoch = row.epoch;
+                if config.output.save_best_on_test {
+                    let path = checkpoints.join("best_on_test.safetensors");
+                    let role = Role::Selected(&summary.best_test_selected_on);
+                    checkpoint::save(&path, &net, config, step, plan.epoch(step), &metrics, role)?;
+                }
             }
             summary.last_test_accuracy = row.test_accuracy;
             summary.last_validation_accuracy = row.validation_accuracy;
@@ -737,7 +770,7 @@ pub fn train(
             };
             let state = serde_json::to_string(&state)?;
             let resume = ResumeData { optimizer: &adam, trainer_state: &state };
-            checkpoint::save(&last_path, &net, config, step, plan.epoch(step), &last_metrics, Some(resume))?;
+            checkpoint::save(&last_path, &net, config, step, plan.epoch(step), &last_metrics, Role::Resumable(resume))?;
         }
         if interrupted {
             bar.finish_and_clear();
@@ -756,6 +789,33 @@ pub fn train(
     summary.elapsed_s = elapsed(&started);
     write_atomic(&run_dir.join("summary.json"), serde_json::to_string_pretty(&summary)?.as_bytes())?;
     Ok(summary)
+}
+
+/// Fills in the fields of `summary` that say how its model is selected (a
+/// function of the task and config, so also set on `--resume`).
+fn describe_selection(summary: &mut RunSummary, validation_samples: usize, classification: bool, best_on_test: bool) {
+    let test_figure = if classification { "test_accuracy" } else { "test_loss" };
+    let best_test = format!(
+        "best_test_* are selected on the test set ({test_figure}; optimistic, reported because papers do){}",
+        if best_on_test { ", saved as checkpoints/best_on_test.safetensors" } else { "" }
+    );
+    summary.validation_samples = validation_samples;
+    if validation_samples > 0 {
+        let figure = if classification { "validation_accuracy" } else { "validation_loss" };
+        summary.selected_on = figure.into();
+        summary.selected_checkpoint = "checkpoints/best.safetensors".into();
+        summary.selection = format!(
+            "selected on the validation set ({figure}, {validation_samples} held-out samples): the *_at_best_validation figures are those of checkpoints/best.safetensors; {best_test}"
+        );
+    } else {
+        summary.selected_on = "last".into();
+        summary.selected_checkpoint = "checkpoints/last.safetensors".into();
+        summary.selection = format!(
+            "no validation set (every training sample trained on): the selected model is the last evaluation's (checkpoints/last.safetensors), so the *_at_best_validation figures and best_validation_step/epoch are the last epoch's and best_validation_accuracy/loss are null; {best_test}"
+        );
+    }
+    summary.best_test_selected_on = test_figure.into();
+    summary.best_on_test_checkpoint = best_on_test.then(|| "checkpoints/best_on_test.safetensors".into());
 }
 
 /// `<dir>/<name>-<UTC timestamp>`, with a numeric suffix if that exists already.
