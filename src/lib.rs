@@ -1,8 +1,8 @@
 //! hetsyn: spiking neural networks whose synapses each have their own learnable
 //! time constant (HetSyn), trained with exact, memory-lean surrogate gradients.
 //!
-//! The maths is fixed in `shared/design/model.md`; each module names the section
-//! it implements.
+//! The maths is fixed in `docs/model.md`; each module names the section it
+//! implements.
 
 pub mod bench;
 pub mod config;

@@ -1,8 +1,8 @@
-//! Correctness of the model maths of `shared/design/model.md` (§1–§3, §5, §6).
+//! Correctness of the model maths of `docs/model.md` (§1–§3, §5, §6).
 //!
 //! What is verified
 //! ----------------
-//! (a) `reference_matches_fast_path` (§6, first point): on small random networks
+//! (a) `reference_matches_fast_path` (§6.1): on small random networks
 //!     (5 inputs -> 6 -> 4 hidden -> 3 readouts, 30 steps, inputs mixing 0/1 spikes,
 //!     zeros and analog values, decays in (0.3, 0.95), thresholds 0.9 and 1.1) of every
 //!     model kind (HetSynLIF, HetNeuLIF, HomNeuLIF, HomNeuALIF) x three topologies
@@ -27,7 +27,7 @@
 //!     that more than 10 % of the potentials lie within `theta` of threshold (where
 //!     the triangle surrogate is non-zero), that the regulariser is a visible part of
 //!     the loss, and that every reference gradient tensor has non-zero entries.
-//! (b) `gradients_match_finite_differences` (§6, second point): every hidden layer
+//! (b) `gradients_match_finite_differences` (§6.2): every hidden layer
 //!     uses `Activation::Sigmoid { beta: 4 }` (a smooth network, true derivative), and
 //!     every entry of every learnable tensor of the crate's gradient, and of the
 //!     reference's gradient, matches central finite differences of the crate's batch
@@ -42,7 +42,7 @@
 //!     so it cannot certify 1e-6. The fourth-order quotient (truncation O(h^4),
 //!     rounding ~2e-11) was measured at <= 3e-8 with the same tolerance.
 //!     The crate's gradient is also compared with the reference's (1e-9, as in (a)).
-//! (c) `hetsyn_with_neuron_decays_equals_collapsed_form` (§2 and §6, third point): a
+//! (c) `hetsyn_with_neuron_decays_equals_collapsed_form` (§2.3, §6.3): a
 //!     `Decays::Synapse` network whose decays of neuron `j` all equal `rho_j` (input
 //!     and recurrent synapses, reset `kappa`, and the per-synapse readout) produces
 //!     the same spikes (exactly) and potentials (to `1e-9 * max(1, |V|)`) as the
@@ -97,7 +97,7 @@ enum Kind {
 
 const KINDS: [Kind; 4] = [Kind::HetSynLif, Kind::HetNeuLif, Kind::HomNeuLif, Kind::HomNeuAlif];
 
-/// Spike function and `dz/dV`, written from model.md §1 and §4.
+/// Spike function and `dz/dV`, written from model.md §1 and §5.1.
 #[derive(Clone, Copy, Debug)]
 enum Act {
     Triangle,

@@ -1,5 +1,5 @@
 //! Binning spike events into time steps, as the HetSyn authors do for SHD
-//! (`shared/design/model.md` §4).
+//! (`docs/model.md` §4.1).
 //!
 //! With `dt = bin_ms / 1000` seconds and `T = floor(duration_s * time_scale / dt)`
 //! steps (250 for the defaults), spike `k` goes to the smallest step `n` in

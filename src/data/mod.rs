@@ -1,6 +1,6 @@
 //! Input data sets read from disk: the Spiking Heidelberg Digits (SHD) and
 //! Spiking Speech Commands (SSC) in their official HDF5 layout, binned into
-//! time steps as the HetSyn authors do (`shared/design/model.md` §4), with an
+//! time steps as the HetSyn authors do (`docs/model.md` §4.1), with an
 //! on-disk cache of the binned form.
 //!
 //! - [`shd`]: [`read_spike_file`] reads one split (pure Rust, no libhdf5).

@@ -1,4 +1,4 @@
-//! Spike function `z = H(V - theta)` and its surrogate derivatives (model.md §1, §4).
+//! Spike function `z = H(V - theta)` and its surrogate derivatives (model.md §1, §5.1).
 
 use serde::{Deserialize, Serialize};
 
@@ -21,7 +21,7 @@ pub enum Activation {
     /// `z = H(V - theta)`, `H(x) = 1 if x > 0` (strict); backward uses the surrogate.
     Step(Surrogate),
     /// `z = sigmoid(beta (V - theta))` with its true derivative: a smooth network
-    /// whose gradients can be checked against finite differences (model.md §6).
+    /// whose gradients can be checked against finite differences (model.md §6.2).
     Sigmoid { beta: f64 },
 }
 

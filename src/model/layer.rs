@@ -353,8 +353,8 @@ impl<F: Float> Layer<F> {
     /// dL/dx_i^t = sum_j w_ji lam_ji^t
     /// ```
     ///
-    /// `sum_t x^t K^t` equals `sum_t g^t P^t` of model.md's forward re-sweep
-    /// (`P^t = dE^t/dr`), so no state is rebuilt by division and no second sweep is
+    /// `sum_t x^t K^t` equals `sum_t g^t P^t` of a forward re-sweep (model.md §5.4,
+    /// `P^t = dE^t/dr`), so no state is rebuilt by division and no second sweep is
     /// needed. The decay gradients are accumulated without the factor `w_ji`;
     /// [`Layer::finish_gradient`] applies it once per batch.
     /// The collapsed form uses per-neuron adjoints `mu_j^t = g_j^t + rho_j mu_j^{t+1}`.

@@ -1,11 +1,11 @@
-//! The maths of `shared/design/model.md`: layers of leaky integrate-and-fire
+//! The maths of `docs/model.md`: layers of leaky integrate-and-fire
 //! neurons whose synaptic currents decay per synapse (HetSyn) or per neuron
 //! (the collapsed reductions), a leaky readout, losses, and the exact
 //! memory-lean surrogate gradient (§5).
 //!
 //! - [`layer`]: one layer's state, forward step and reverse sweep (§1, §2, §5)
 //! - [`kernels`]: the contiguous inner loops over synapses
-//! - [`activation`]: spike function and surrogate derivatives (§4)
+//! - [`activation`]: spike function and surrogate derivatives (§1, §5.1)
 //! - [`loss`]: readout losses and the firing-rate regulariser (§3)
 //! - [`network`]: the stack of layers, batch gradients split over samples
 //! - [`init`]: building a network from the config
