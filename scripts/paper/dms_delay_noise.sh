@@ -7,9 +7,10 @@
 #   scripts/paper/dms_delay_noise.sh [--full] [--jobs N] [--threads T] [--out DIR] [--dry-run]
 #
 # Every run: the paper's 1000 iterations of batch 32, 256/512 validation/test trials.
-# Default: 3 seeds (24 runs), WALL_DEFAULT. --full: 10 seeds (80 runs), WALL_FULL.
+# Default: 3 seeds (24 runs), 28 min with --jobs 2 on 2 cores (measured 2026-11-30).
+# --full: 10 seeds (80 runs), about 94 min the same way (estimated from the default).
 set -euo pipefail
-name=dms_delay_noise usage_lines=2,10
+name=dms_delay_noise
 source "$(dirname "$0")/lib.sh"
 paper_args "$@"
 seeds=$(paper_seeds 3 10)
