@@ -1192,8 +1192,9 @@ impl Figure for SeriesComparison<'_> {
                 .draw(&PathElement::new(vec![(0, y), (28, y)], color.stroke_width(3)))
                 .and_then(|()| legend.draw(&Text::new(series.label.clone(), (36, y - 8), (FAMILY, LABEL_SIZE))))
                 .map_err(drawing)?;
-            // side by side within ±0.3 of the x position, so bars and dots stay apart
-            let offset = if n > 1.0 { -0.3 + 0.6 * k as f64 / (n - 1.0) } else { 0.0 };
+            // side by side around the x position (0.15 apart, within ±0.3), so bars and dots stay apart
+            let width = (0.15 * (n - 1.0)).min(0.6);
+            let offset = if n > 1.0 { -width / 2.0 + width * k as f64 / (n - 1.0) } else { 0.0 };
             let means: Vec<(f64, f64, f64)> = series
                 .points
                 .iter()

@@ -310,7 +310,13 @@ fn selection_notes(runs: &[Run]) -> String {
 }
 
 /// `summary_lines.{png,svg}`: the series of [`line_series`].
-fn plot_lines(root: &Path, by: &[String], x_key: &str, y: &[String], groups: &[(Vec<String>, Vec<&Run>)]) -> Result<()> {
+fn plot_lines(
+    root: &Path,
+    by: &[String],
+    x_key: &str,
+    y: &[String],
+    groups: &[(Vec<String>, Vec<&Run>)],
+) -> Result<()> {
     let series = line_series(by, x_key, y, groups)?;
     let others: Vec<&str> = by.iter().filter(|k| *k != x_key).map(String::as_str).collect();
     let title = if others.is_empty() {
@@ -458,9 +464,12 @@ mod tests {
     #[test]
     fn line_plot_series_per_other_key() {
         let dir = tempfile::tempdir().unwrap();
-        for (name, kind, seed, size, acc) in
-            [("a", "hetsynlif", 0, 20, 0.9), ("b", "hetsynlif", 1, 20, 0.7), ("c", "hetsynlif", 0, 5, 0.6), ("d", "homneulif", 0, 5, 0.5)]
-        {
+        for (name, kind, seed, size, acc) in [
+            ("a", "hetsynlif", 0, 20, 0.9),
+            ("b", "hetsynlif", 1, 20, 0.7),
+            ("c", "hetsynlif", 0, 5, 0.6),
+            ("d", "homneulif", 0, 5, 0.5),
+        ] {
             fake_run(dir.path(), name, kind, seed, acc);
             let config = dir.path().join(name).join("config.toml");
             let text = fs_read(&config).replace("size = 5", &format!("size = {size}"));

@@ -142,9 +142,8 @@ fn pattern_grid() {
     };
     assert_eq!(distinct(configs.iter().map(noise)), [1.0, 2.0, 3.0, 4.0]);
     assert_eq!(distinct(configs.iter().map(|c| c.seed)), [0, 1, 2]);
-    let paper_length = |c: &Config| {
-        (c.train.lr, c.train.decay_lr, c.train.iterations, c.train.batch_size) == (1e-3, 1e-3, 1000, 1)
-    };
+    let paper_length =
+        |c: &Config| (c.train.lr, c.train.decay_lr, c.train.iterations, c.train.batch_size) == (1e-3, 1e-3, 1000, 1);
     assert!(configs.iter().all(paper_length));
     let full = dry_run("pattern", &dir.path().join("full"), &["--full"]);
     assert_eq!(full.len(), 4 * 4 * 2 * 5);
@@ -324,7 +323,9 @@ fn shd_grid_and_a_tiny_run() {
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let table = fs::read_to_string(out_dir.join("runs/summary.md")).unwrap();
-    for column in ["eval.delete_prob=0.5.test_accuracy", "eval.time_warp_random_mean.test_accuracy", "last_test_accuracy"] {
+    for column in
+        ["eval.delete_prob=0.5.test_accuracy", "eval.time_warp_random_mean.test_accuracy", "last_test_accuracy"]
+    {
         assert!(table.contains(column), "{column}: {table}");
     }
     for kind in ["hetsynlif", "hetneulif", "homneulif", "homneualif"] {

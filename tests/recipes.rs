@@ -76,7 +76,8 @@ fn pattern_recipe_is_the_papers() {
 const GUARD_ITERATIONS: u64 = 300;
 
 fn test_accuracy_at_best_validation(run: &PathBuf) -> f64 {
-    let summary: serde_json::Value = serde_json::from_str(&fs::read_to_string(run.join("summary.json")).unwrap()).unwrap();
+    let summary: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(run.join("summary.json")).unwrap()).unwrap();
     summary["test_accuracy_at_best_validation"].as_f64().unwrap()
 }
 

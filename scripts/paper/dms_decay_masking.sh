@@ -8,8 +8,9 @@
 #   scripts/paper/dms_decay_masking.sh [--full] [--jobs N] [--threads T] [--out DIR] [--dry-run]
 #
 # Every run: the paper's 1000 iterations of batch 32, 256/512 validation/test trials.
-# Default: 3 seeds x fractions 0 and 0.8 only (12 runs), WALL_DEFAULT. --full: 10 seeds x
-# all five fractions (100 runs), WALL_FULL.
+# Default: 3 seeds x fractions 0 and 0.8 only (12 runs), 30 min with --jobs 2 on 2 cores
+# (measured 2026-11-30). --full: 10 seeds x all five fractions (100 runs), about 4 h the
+# same way (estimated from the default).
 set -euo pipefail
 name=dms_decay_masking
 source "$(dirname "$0")/lib.sh"
