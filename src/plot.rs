@@ -1055,6 +1055,17 @@ mod tests {
     }
 }
 
+/// The label of category `k` at axis position `x = k` (categories placed at 0, 1, 2, …);
+/// empty between them.
+fn category_label(x: f64, labels: &[String]) -> String {
+    let k = x.round();
+    if (x - k).abs() < 1e-6 && k >= 0.0 && (k as usize) < labels.len() {
+        labels[k as usize].clone()
+    } else {
+        String::new()
+    }
+}
+
 /// Mean ± sd of one figure per group, as points with error bars.
 struct GroupComparison<'a> {
     title: &'a str,
@@ -1077,14 +1088,7 @@ impl Figure for GroupComparison<'_> {
         chart
             .configure_mesh()
             .x_labels(n.max(1))
-            .x_label_formatter(&|x| {
-                let k = x.round();
-                if (x - k).abs() < 1e-6 && k >= 0.0 && (k as usize) < labels.len() {
-                    labels[k as usize].clone()
-                } else {
-                    String::new()
-                }
-            })
+            .x_label_formatter(&|x| category_label(*x, &labels))
             .y_label_formatter(&|y| tick(*y))
             .y_desc(self.metric)
             .label_style((FAMILY, LABEL_SIZE))
@@ -1157,6 +1161,7 @@ impl Figure for SeriesComparison<'_> {
         xs.sort_by(f64::total_cmp);
         xs.dedup();
         let position = |x: f64| xs.iter().position(|v| *v == x).unwrap_or(0) as f64;
+        let labels: Vec<String> = xs.iter().map(|x| tick(*x)).collect();
         let values = self.series.iter().flat_map(|s| s.points.iter().flat_map(|p| p.1.iter().copied()));
         let (lo, hi) = finite_range(values.chain([0.0])).unwrap_or((0.0, 1.0));
         let mut chart = ChartBuilder::on(&area)
@@ -1168,14 +1173,7 @@ impl Figure for SeriesComparison<'_> {
         chart
             .configure_mesh()
             .x_labels(xs.len().max(1))
-            .x_label_formatter(&|x| {
-                let k = x.round();
-                if (x - k).abs() < 1e-6 && k >= 0.0 && (k as usize) < xs.len() {
-                    tick(xs[k as usize])
-                } else {
-                    String::new()
-                }
-            })
+            .x_label_formatter(&|x| category_label(*x, &labels))
             .y_label_formatter(&|y| tick(*y))
             .x_desc(self.x_label)
             .y_desc(self.y_label)
