@@ -148,6 +148,9 @@ struct TrainArgs {
     /// Do not draw the plots into <run-dir>/plots/ after training.
     #[arg(long)]
     no_plots: bool,
+    /// Print the fully resolved config (after --set, --seed, --threads) as TOML and exit without training.
+    #[arg(long)]
+    print_config: bool,
 }
 
 #[derive(Args)]
@@ -241,6 +244,10 @@ fn run_train(args: TrainArgs, quiet: bool) -> Result<()> {
             (config, run_dir, None)
         }
     };
+    if args.print_config {
+        print!("{}", config.to_toml()?);
+        return Ok(());
+    }
     init_threads(config.threads)?;
     train::trainer::install_signal_handlers();
     tracing::info!(run_dir = %run_dir.display(), model = ?config.model.kind, "training");

@@ -170,6 +170,25 @@ fn set_overrides_the_file() {
 }
 
 #[test]
+fn print_config_resolves_without_training() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), "c.toml", SHORT_DMS);
+    let run = dir.path().join("run");
+    let out = hetsyn()
+        .args(["train", "--print-config", "--set", "train.lr=0.25", "--seed", "4", "--config"])
+        .arg(&config)
+        .arg("--out")
+        .arg(&run)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let printed = String::from_utf8_lossy(&out.stdout).to_string();
+    let resolved = hetsyn::config::Config::from_toml(&printed, &[]).unwrap();
+    assert_eq!((resolved.train.lr, resolved.seed, resolved.train.beta2), (0.25, 4, 0.999), "defaults filled in");
+    assert!(!run.exists(), "--print-config wrote {run:?}");
+}
+
+#[test]
 fn checkpoint_of_another_architecture_is_refused() {
     use hetsyn::io::safetensors_file::{read_file, write_file};
     let dir = tempfile::tempdir().unwrap();
