@@ -9,6 +9,7 @@ pub mod config;
 pub mod data;
 pub mod grid;
 pub mod io;
+pub mod logging;
 pub mod model;
 pub mod plot;
 pub mod summarize;

@@ -1,6 +1,7 @@
 //! `hetsyn`: the command line. Parses arguments, sets up logging and threads,
 //! calls the library, and turns errors into a message and a non-zero exit code.
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -10,6 +11,7 @@ use clap::{Args, Parser, Subcommand};
 use hetsyn::config::Config;
 use hetsyn::io::atomic::write_atomic;
 use hetsyn::io::checkpoint;
+use hetsyn::logging::ColorChoice;
 use hetsyn::tasks;
 use hetsyn::train::{self, TrainOptions};
 use rand::{Rng, SeedableRng};
@@ -24,6 +26,9 @@ struct Cli {
     /// More log output (-v: debug, -vv: trace).
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     verbose: u8,
+    /// Colour in log output: auto (on a terminal, unless NO_COLOR is set), always or never.
+    #[arg(long, global = true, value_enum, default_value_t = ColorChoice::Auto)]
+    color: ColorChoice,
     #[command(subcommand)]
     command: Command,
 }
@@ -188,14 +193,14 @@ struct EvalArgs {
     reset_long_tau: bool,
 }
 
-fn init_logging(quiet: bool, verbose: u8) {
+fn init_logging(quiet: bool, verbose: u8, color: ColorChoice) {
     let level = match (quiet, verbose) {
         (true, _) => tracing::Level::ERROR,
         (false, 0) => tracing::Level::INFO,
         (false, 1) => tracing::Level::DEBUG,
         _ => tracing::Level::TRACE,
     };
-    tracing_subscriber::fmt().with_max_level(level).with_writer(std::io::stderr).with_target(false).init();
+    hetsyn::logging::init(level, color);
 }
 
 fn init_threads(threads: usize) -> Result<()> {
@@ -251,8 +256,12 @@ fn run_train(args: TrainArgs, quiet: bool) -> Result<()> {
     init_threads(config.threads)?;
     train::trainer::install_signal_handlers();
     tracing::info!(run_dir = %run_dir.display(), model = ?config.model.kind, "training");
-    let summary = train::train(&config, &run_dir, &TrainOptions { progress: !quiet && !args.no_progress }, resume)?;
-    println!("{}: {}", run_dir.display(), summary_line(&summary));
+    // the bar on a terminal; elsewhere (a file, a pipe, Slurm) one plain line per evaluation
+    let progress = !quiet && !args.no_progress && std::io::stderr().is_terminal();
+    let summary = train::train(&config, &run_dir, &TrainOptions { progress }, resume)?;
+    let line = format!("{}: {}", run_dir.display(), summary_line(&summary));
+    println!("{line}");
+    hetsyn::logging::line(&line);
     if !args.no_plots {
         match hetsyn::plot::plot_run(&run_dir) {
             Ok(plotted) => tracing::info!(
@@ -518,7 +527,7 @@ fn run_bench(args: BenchArgs) -> Result<()> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.quiet, cli.verbose);
+    init_logging(cli.quiet, cli.verbose, cli.color);
     // this thread's, and every worker thread's (see init_threads)
     hetsyn::model::flush_subnormals_to_zero();
     let result = match cli.command {
@@ -542,6 +551,7 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
+            hetsyn::logging::line(&format!("error: {e:#}"));
             ExitCode::FAILURE
         }
     }

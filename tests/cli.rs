@@ -232,3 +232,41 @@ fn results_do_not_depend_on_the_thread_count() {
     assert_eq!(outputs[0].0, outputs[1].0, "metrics differ between 1 and 2 threads");
     assert!(outputs[0].1 == outputs[1].1, "parameters differ between 1 and 2 threads");
 }
+
+#[test]
+fn logs_off_a_terminal_are_plain_lines_and_kept_in_the_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), "c.toml", SHORT_DMS);
+    let run = dir.path().join("run");
+    let out = hetsyn().args(["train", "--no-plots", "--config"]).arg(&config).arg("--out").arg(&run).output().unwrap();
+    assert!(out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    // 6 iterations, evaluated every 3: two lines, rounded, without colour codes
+    let evaluated: Vec<&str> = err.lines().filter(|l| l.contains("evaluated")).collect();
+    assert_eq!(evaluated.len(), 2, "{err}");
+    assert!(!err.contains('\u{1b}'), "colour codes off a terminal: {err:?}");
+    for line in &evaluated {
+        let fields = line.split("evaluated").nth(1).unwrap_or_default();
+        let long = fields.split([' ', '=']).any(|w| w.split('.').nth(1).is_some_and(|d| d.len() > 4));
+        assert!(!long && line.contains("step=6") == (line == &evaluated[1]), "{line}");
+    }
+    let log = fs::read_to_string(run.join("train.log")).unwrap();
+    assert!(log.starts_with("=== started"), "{log}");
+    assert_eq!(log.lines().filter(|l| l.contains("evaluated")).count(), 2, "{log}");
+    assert!(log.contains("test accuracy"), "the closing line is in train.log: {log}");
+    // -q silences stderr, not train.log; --color always colours even off a terminal
+    let quiet = dir.path().join("quiet");
+    let out = hetsyn()
+        .args(["-q", "--color", "always", "train", "--no-plots", "--config"])
+        .arg(&config)
+        .arg("--out")
+        .arg(&quiet)
+        .output()
+        .unwrap();
+    assert!(out.status.success() && out.stderr.is_empty(), "{}", String::from_utf8_lossy(&out.stderr));
+    let log = fs::read_to_string(quiet.join("train.log")).unwrap();
+    assert_eq!(log.lines().filter(|l| l.contains("evaluated")).count(), 2, "{log}");
+    assert!(!log.contains('\u{1b}'), "train.log has no colour: {log:?}");
+    let out = hetsyn().args(["--color", "sometimes", "train"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}

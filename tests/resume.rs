@@ -132,6 +132,10 @@ fn killed_and_resumed_run_equals_uninterrupted_run() {
         );
     }
     assert!(!run.join(".lock").exists(), "lock left behind");
+    // train.log is appended to by every process of the run, not replaced
+    let log = fs::read_to_string(run.join("train.log")).unwrap();
+    assert!(log.starts_with("=== started"), "{log}");
+    assert!(log.lines().any(|l| l.starts_with("=== resumed")), "{log}");
 }
 
 #[test]

@@ -22,6 +22,7 @@ use super::tau_stats::{input_group_tau, tau_stats, GroupTau, TauStats};
 use crate::config::{Config, NonFinite, OptimizerKind, ScheduleConfig};
 use crate::io::atomic::write_atomic;
 use crate::io::checkpoint::{self, Checkpoint, ResumeData, Role};
+use crate::logging::sig4;
 use crate::model::network::Objective;
 use crate::model::{init, BatchStats, Decays, Dropout, Network, ParamKind, RateRegulariser};
 use crate::tasks::{self, Sample, Task, TaskKind};
@@ -490,6 +491,14 @@ pub fn train(
     std::fs::create_dir_all(&checkpoints)
         .with_context(|| format!("cannot create run directory {}", checkpoints.display()))?;
     let _lock = RunLock::acquire(run_dir)?;
+    crate::logging::tee_to(&run_dir.join("train.log"))?;
+    crate::logging::line(&format!(
+        "=== {} {} at {} UTC: {}",
+        if resume.is_some() { "resumed" } else { "started" },
+        run_dir.display(),
+        crate::io::atomic::utc_timestamp(),
+        std::env::args().collect::<Vec<_>>().join(" ")
+    ));
     let last_path = checkpoints.join("last.safetensors");
     if resume.is_none() && last_path.exists() {
         bail!(
@@ -684,18 +693,20 @@ pub fn train(
             };
             window = Window::default();
             let percent = |a: Option<f64>| a.map(|a| format!("{:.1}%", 100.0 * a)).unwrap_or_else(|| "-".into());
-            if !options.progress {
+            // one plain line per evaluation (above the bar on a terminal), in train.log too
+            let sig = |v: Option<f64>| v.map(sig4).unwrap_or_else(|| "-".into());
+            bar.suspend(|| {
                 tracing::info!(
                     step,
-                    train_loss = row.train_loss,
-                    validation_loss = ?row.validation_loss,
-                    test_loss = row.test_loss,
+                    train_loss = %sig4(row.train_loss),
+                    validation_loss = %sig(row.validation_loss),
+                    test_loss = %sig4(row.test_loss),
                     validation_accuracy = %percent(row.validation_accuracy),
                     test_accuracy = %percent(row.test_accuracy),
-                    rate_hz = row.mean_rate_hz,
+                    rate_hz = %sig4(row.mean_rate_hz),
                     "evaluated"
-                );
-            }
+                )
+            });
             bar.set_message(format!(
                 "loss {:.4} val {} test {} {:.1} Hz",
                 row.train_loss,
