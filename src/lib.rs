@@ -12,6 +12,7 @@ pub mod io;
 pub mod logging;
 pub mod model;
 pub mod plot;
+pub mod provenance;
 pub mod summarize;
 pub mod tasks;
 pub mod train;

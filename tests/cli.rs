@@ -270,3 +270,28 @@ fn logs_off_a_terminal_are_plain_lines_and_kept_in_the_run() {
     let out = hetsyn().args(["--color", "sometimes", "train"]).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
 }
+
+#[test]
+fn summary_and_checkpoints_record_provenance() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), "c.toml", SHORT_DMS);
+    let run = dir.path().join("run");
+    train_quietly(&config, &run, &["--no-plots", "--set", "train.iterations=3"]);
+    let summary: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(run.join("summary.json")).unwrap()).unwrap();
+    let commit = summary["git_commit"].as_str().unwrap();
+    assert!(commit == "unknown" || (commit.len() == 40 && commit.chars().all(|c| c.is_ascii_hexdigit())), "{commit}");
+    assert_eq!(summary["hetsyn_version"], env!("CARGO_PKG_VERSION"));
+    let command = summary["command_line"].as_str().unwrap();
+    assert!(command.contains("train") && command.contains("train.iterations=3"), "{command}");
+    assert!(!summary["host"].as_str().unwrap().is_empty());
+    // the safetensors header: 8-byte length, then JSON with __metadata__
+    let bytes = fs::read(run.join("checkpoints/last.safetensors")).unwrap();
+    let len = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + len]).unwrap();
+    let meta = &header["__metadata__"];
+    for key in ["hetsyn_version", "git_commit", "command_line", "host"] {
+        assert_eq!(meta[key], summary[key], "{key}");
+    }
+    hetsyn().arg("verify").arg(&run).assert().success();
+}

@@ -189,6 +189,17 @@ pub struct RunSummary {
     pub input_tau_at_best_validation: BTreeMap<String, GroupTau>,
     #[serde(default)]
     pub input_tau_last: BTreeMap<String, GroupTau>,
+    /// Provenance of the process that finished the run: hetsyn's version, the
+    /// git commit it was built from ("unknown" outside a checkout), its command
+    /// line and host.
+    #[serde(default)]
+    pub hetsyn_version: String,
+    #[serde(default)]
+    pub git_commit: String,
+    #[serde(default)]
+    pub command_line: String,
+    #[serde(default)]
+    pub host: String,
 }
 
 /// Loss, accuracy and task figures of a model on held-out samples.
@@ -493,11 +504,14 @@ pub fn train(
     let _lock = RunLock::acquire(run_dir)?;
     crate::logging::tee_to(&run_dir.join("train.log"))?;
     crate::logging::line(&format!(
-        "=== {} {} at {} UTC: {}",
+        "=== {} {} at {} UTC on {}, hetsyn {} (commit {}): {}",
         if resume.is_some() { "resumed" } else { "started" },
         run_dir.display(),
         crate::io::atomic::utc_timestamp(),
-        std::env::args().collect::<Vec<_>>().join(" ")
+        crate::provenance::host(),
+        crate::provenance::VERSION,
+        crate::provenance::GIT_COMMIT,
+        crate::provenance::command_line()
     ));
     let last_path = checkpoints.join("last.safetensors");
     if resume.is_none() && last_path.exists() {
@@ -605,11 +619,19 @@ pub fn train(
         tau_last: BTreeMap::new(),
         input_tau_at_best_validation: BTreeMap::new(),
         input_tau_last: BTreeMap::new(),
+        hetsyn_version: String::new(),
+        git_commit: String::new(),
+        command_line: String::new(),
+        host: String::new(),
     };
     let input_groups = task.input_groups();
     if let Some(s) = resumed_summary {
         summary = s;
     }
+    summary.hetsyn_version = crate::provenance::VERSION.into();
+    summary.git_commit = crate::provenance::GIT_COMMIT.into();
+    summary.command_line = crate::provenance::command_line();
+    summary.host = crate::provenance::host();
     // without a validation set the selected model is the last evaluation's
     let validating = !task.validation().is_empty();
     describe_selection(&mut summary, task.validation().len(), classification, config.output.save_best_on_test);
