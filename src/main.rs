@@ -294,12 +294,15 @@ fn summary_line(summary: &train::RunSummary) -> String {
         Some(a) => percent(Some(a)),
         None => format!("loss {:.6}", summary.best_test_loss),
     };
+    // regression runs have no accuracy: their figure is the test loss
+    let figures = |accuracy: Option<f64>, loss: f64| match accuracy {
+        Some(_) => format!("test accuracy {}, test loss {loss:.6}", percent(accuracy)),
+        None => format!("test loss {loss:.6}"),
+    };
     format!(
-        "{selected} test accuracy {}, test loss {:.6}; last test accuracy {}, loss {:.6}; best on test (selected on the test set) {best_test} at {}; {:.1} s",
-        percent(summary.test_accuracy_at_best_validation),
-        summary.test_loss_at_best_validation,
-        percent(summary.last_test_accuracy),
-        summary.last_test_loss,
+        "{selected} {}; last {}; best on test (selected on the test set) {best_test} at {}; {:.1} s",
+        figures(summary.test_accuracy_at_best_validation, summary.test_loss_at_best_validation),
+        figures(summary.last_test_accuracy, summary.last_test_loss),
         at(summary.best_test_step, summary.best_test_epoch),
         summary.elapsed_s
     )
@@ -552,7 +555,11 @@ fn main() -> ExitCode {
         Err(e) => {
             eprintln!("error: {e:#}");
             hetsyn::logging::line(&format!("error: {e:#}"));
-            ExitCode::FAILURE
+            // stopped by SIGINT/SIGTERM: 128 + the signal (130, 143), as shells report it
+            match e.downcast_ref::<train::trainer::Interrupted>() {
+                Some(i) if (1..128).contains(&i.signal) => ExitCode::from(128 + i.signal as u8),
+                _ => ExitCode::FAILURE,
+            }
         }
     }
 }

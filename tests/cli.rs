@@ -167,6 +167,15 @@ fn set_overrides_the_file() {
     assert!(err.contains("train.lr") && err.contains("-1"), "{err}");
     let err = stderr_of(hetsyn().args(["train", "--config"]).arg(&config).args(["--set", "nonsense"]));
     assert!(err.contains("nonsense"), "{err}");
+    // an override's error is blamed on the --set, in plain words, with a suggestion
+    let err = stderr_of(hetsyn().args(["train", "--config"]).arg(&config).args(["--set", "train.iteratons=20"]));
+    assert!(err.starts_with("error: --set train.iteratons=20:"), "{err}");
+    assert!(err.contains("did you mean `iterations`?") && !err.contains("invalid config file"), "{err}");
+    let err = stderr_of(hetsyn().args(["train", "--config"]).arg(&config).args(["--set", "train.batch_size=-4"]));
+    assert!(err.contains("--set train.batch_size=-4") && err.contains("a whole number ≥ 0"), "{err}");
+    let typo = write_config(dir.path(), "typo.toml", &SHORT_DMS.replace("kind = \"hetsynlif\"", "kind = \"hetsynlf\""));
+    let err = stderr_of(hetsyn().args(["train", "--config"]).arg(&typo));
+    assert!(err.contains("typo.toml") && err.contains("did you mean `hetsynlif`?"), "{err}");
 }
 
 #[test]

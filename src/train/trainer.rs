@@ -402,10 +402,29 @@ struct TrainerState {
 
 /// Set by SIGINT/SIGTERM; the trainer saves a resumable checkpoint and stops.
 static INTERRUPTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+/// The signal that interrupted training (0: none).
+static SIGNAL: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
 
-extern "C" fn on_signal(_: libc::c_int) {
+extern "C" fn on_signal(signal: libc::c_int) {
+    SIGNAL.store(signal, std::sync::atomic::Ordering::SeqCst);
     INTERRUPTED.store(true, std::sync::atomic::Ordering::SeqCst);
 }
+
+/// The error a run stopped by SIGINT or SIGTERM ends with, after its resumable
+/// checkpoint; the process exits with `128 + signal` (130, 143), as shells do.
+#[derive(Debug)]
+pub struct Interrupted {
+    pub signal: i32,
+    pub message: String,
+}
+
+impl std::fmt::Display for Interrupted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Interrupted {}
 
 /// Makes SIGINT and SIGTERM stop training after the current iteration, with a
 /// resumable checkpoint.
@@ -431,8 +450,10 @@ fn process_runs(pid: i32) -> bool {
     !matches!(state, Some('Z' | 'X'))
 }
 
-/// An exclusive claim on a run directory (`<run>/.lock` holding the owner's pid),
-/// released on drop; a lock left by a process that no longer runs is taken over.
+/// An exclusive claim on a run directory (`<run>/.lock` holding the owner's pid
+/// and host), released on drop. A lock of this host whose process no longer
+/// runs is taken over; a lock of another host never is (its process cannot be
+/// checked from here), and the error says how to clear it.
 pub struct RunLock {
     path: PathBuf,
 }
@@ -440,21 +461,32 @@ pub struct RunLock {
 impl RunLock {
     pub fn acquire(run_dir: &Path) -> Result<RunLock> {
         let path = run_dir.join(".lock");
+        let host = crate::provenance::host();
         for _ in 0..3 {
             match std::fs::OpenOptions::new().write(true).create_new(true).open(&path) {
                 Ok(mut file) => {
                     use std::io::Write;
-                    write!(file, "{}", std::process::id())
+                    writeln!(file, "{} {host}", std::process::id())
                         .with_context(|| format!("cannot write {}", path.display()))?;
                     return Ok(RunLock { path });
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
                     let owner = std::fs::read_to_string(&path).unwrap_or_default();
-                    let pid: i32 = owner.trim().parse().unwrap_or(0);
-                    let alive = process_runs(pid);
-                    if alive {
+                    let mut words = owner.split_whitespace();
+                    let pid: i32 = words.next().and_then(|w| w.parse().ok()).unwrap_or(0);
+                    // locks of earlier versions hold only a pid: this host's
+                    let owner_host = words.next().unwrap_or(&host);
+                    if owner_host != host {
                         bail!(
-                            "run directory {} is in use by process {pid} (lock file {}); wait for it or remove the lock if that process is not hetsyn",
+                            "run directory {} is locked by process {pid} on host {owner_host} (lock file {}); if no hetsyn runs there in this directory any more, remove {} and try again",
+                            run_dir.display(),
+                            path.display(),
+                            path.display()
+                        );
+                    }
+                    if process_runs(pid) {
+                        bail!(
+                            "run directory {} is in use by process {pid} on this host (lock file {}); wait for it or remove the lock if that process is not hetsyn",
                             run_dir.display(),
                             path.display()
                         );
@@ -807,11 +839,12 @@ pub fn train(
         }
         if interrupted {
             bar.finish_and_clear();
-            bail!(
+            let message = format!(
                 "interrupted after iteration {step}; a resumable checkpoint is in {}: continue with `hetsyn train --resume {}`",
                 last_path.display(),
                 run_dir.display()
             );
+            return Err(Interrupted { signal: SIGNAL.load(std::sync::atomic::Ordering::SeqCst), message }.into());
         }
     }
     bar.finish_and_clear();
