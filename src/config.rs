@@ -423,6 +423,26 @@ impl Config {
         toml::to_string(self).context("cannot serialise the config")
     }
 
+    /// The keys whose values differ between two configs, `threads` aside (it
+    /// does not change results), as `key: A vs B` lines.
+    pub fn differences(&self, other: &Config) -> Result<Vec<String>> {
+        let flat = |c: &Config| -> Result<std::collections::BTreeMap<String, String>> {
+            let mut c = c.clone();
+            c.threads = 0;
+            let mut out = std::collections::BTreeMap::new();
+            flatten("", &toml::Value::try_from(&c).context("cannot serialise the config")?, &mut out);
+            Ok(out)
+        };
+        let (a, b) = (flat(self)?, flat(other)?);
+        let keys: std::collections::BTreeSet<&String> = a.keys().chain(b.keys()).collect();
+        let show = |v: Option<&String>| v.cloned().unwrap_or_else(|| "(absent)".into());
+        Ok(keys
+            .into_iter()
+            .filter(|k| a.get(*k) != b.get(*k))
+            .map(|k| format!("{k}: {} vs {}", show(a.get(k)), show(b.get(k))))
+            .collect())
+    }
+
     /// Ranges and consistency; messages name the key and the value.
     pub fn validate(&self) -> Result<()> {
         let m = &self.model;
@@ -609,6 +629,18 @@ fn plain_words(message: &str) -> String {
     text
 }
 
+/// `key = value` leaves of a TOML value, keys dotted (array items by index).
+fn flatten(prefix: &str, value: &toml::Value, out: &mut std::collections::BTreeMap<String, String>) {
+    let join = |k: &str| if prefix.is_empty() { k.to_string() } else { format!("{prefix}.{k}") };
+    match value {
+        toml::Value::Table(t) => t.iter().for_each(|(k, v)| flatten(&join(k), v, out)),
+        toml::Value::Array(a) => a.iter().enumerate().for_each(|(i, v)| flatten(&join(&i.to_string()), v, out)),
+        leaf => {
+            out.insert(prefix.to_string(), leaf.to_string());
+        }
+    }
+}
+
 /// Levenshtein distance (insertions, deletions, substitutions), by characters.
 pub fn edit_distance(a: &str, b: &str) -> usize {
     let b: Vec<char> = b.chars().collect();
@@ -709,6 +741,16 @@ mod tests {
         assert!(m.contains("expected one of `iterations`, `epochs`"), "{m}");
         let m = plain_words("unknown variant `hetsynlf`, expected one of `hetsynlif`, `hetneulif`");
         assert!(m.ends_with("did you mean `hetsynlif`?"), "{m}");
+        let base = Config::from_toml(
+            "[model]\nkind = \"hetsynlif\"\ntau_init = { dist = \"constant\", value = 0.02 }\nlayers = [{ size = 4 }]\n[model.readout]\nloss = \"last\"\n[task]\nkind = \"dms\"\n",
+            &[],
+        )
+        .unwrap();
+        let other = Config { threads: 3, ..base.clone() };
+        assert!(base.differences(&other).unwrap().is_empty(), "threads do not count");
+        let mut other = base.clone();
+        other.model.layers[0].size = 5;
+        assert_eq!(base.differences(&other).unwrap(), ["model.layers.0.size: 4 vs 5"]);
         assert_eq!(
             plain_words("invalid value: integer `-1`, expected u64"),
             "invalid value: integer `-1`, expected a whole number ≥ 0"

@@ -224,6 +224,19 @@ fn run_train(args: TrainArgs, quiet: bool) -> Result<()> {
             let last = run_dir.join("checkpoints").join("last.safetensors");
             if last.exists() {
                 let ckpt = checkpoint::load(&last)?;
+                // a checkpoint copied in from another run would continue as a different model
+                let saved = run_dir.join("config.toml");
+                let run_config = Config::load(&saved, &[])?;
+                let differences = run_config.differences(&ckpt.config)?;
+                if !differences.is_empty() {
+                    anyhow::bail!(
+                        "--resume {}: {} was not written by this run: its config differs from {} in {}",
+                        run_dir.display(),
+                        last.display(),
+                        saved.display(),
+                        differences.join("; ")
+                    );
+                }
                 let mut config = ckpt.config.clone();
                 if let Some(threads) = args.threads {
                     config.threads = threads;
@@ -326,6 +339,9 @@ fn run_eval(args: EvalArgs) -> Result<()> {
     init_threads(args.threads)?;
     let ckpt = checkpoint::load(&args.checkpoint)?;
     let perturbations = perturbations(&args)?;
+    // before evaluating: a CSV that cannot be written fails now, not after the work
+    let csv_path = args.csv.clone().unwrap_or_else(|| args.checkpoint.with_extension("eval.csv"));
+    hetsyn::io::atomic::check_writable(&csv_path).context("--csv")?;
     let mut configs = vec![("clean".to_string(), ckpt.config.clone())];
     for rate in &args.noise_rates {
         let mut config = ckpt.config.clone();
@@ -459,7 +475,6 @@ fn run_eval(args: EvalArgs) -> Result<()> {
             writer.write_record(&record)?;
         }
     }
-    let csv_path = args.csv.unwrap_or_else(|| args.checkpoint.with_extension("eval.csv"));
     write_atomic(&csv_path, &writer.into_inner().context("cannot format the CSV")?)?;
     println!("wrote {}", csv_path.display());
     Ok(())

@@ -304,3 +304,31 @@ fn summary_and_checkpoints_record_provenance() {
     }
     hetsyn().arg("verify").arg(&run).assert().success();
 }
+
+#[test]
+fn resume_refuses_a_foreign_checkpoint_and_eval_checks_its_csv_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), "c.toml", SHORT_DMS);
+    let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+    let short = ["--no-plots", "--set", "train.iterations=2", "--set", "train.eval_every=2"];
+    train_quietly(&config, &a, &short);
+    train_quietly(&config, &b, &[&short[..], &["--set", "model.kind=homneulif"]].concat());
+    fs::copy(b.join("checkpoints/last.safetensors"), a.join("checkpoints/last.safetensors")).unwrap();
+    let before = fs::read(a.join("summary.json")).unwrap();
+    let err = stderr_of(hetsyn().args(["train", "--resume"]).arg(&a));
+    assert!(err.contains("model.kind") && err.contains("homneulif") && err.contains("config.toml"), "{err}");
+    assert_eq!(fs::read(a.join("summary.json")).unwrap(), before, "nothing written");
+    // eval --csv into a missing directory fails at once (no condition evaluated), naming the file
+    let csv = dir.path().join("no/such/dir/x.csv");
+    let out = hetsyn()
+        .args(["eval", "--csv"])
+        .arg(&csv)
+        .arg("--checkpoint")
+        .arg(b.join("checkpoints/last.safetensors"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(err.contains("--csv") && err.contains("x.csv"), "{err}");
+    assert!(out.stdout.is_empty(), "evaluated before failing: {}", String::from_utf8_lossy(&out.stdout));
+}
