@@ -241,7 +241,7 @@ fn run_train(args: TrainArgs, quiet: bool) -> Result<()> {
                 if let Some(threads) = args.threads {
                     config.threads = threads;
                 }
-                (config, run_dir.clone(), Some(ckpt))
+                (config, Some(run_dir.clone()), Some(ckpt))
             } else {
                 let path = run_dir.join("config.toml");
                 if !path.exists() {
@@ -252,14 +252,13 @@ fn run_train(args: TrainArgs, quiet: bool) -> Result<()> {
                         path.display()
                     );
                 }
-                (Config::load(&path, &overrides)?, run_dir.clone(), None)
+                (Config::load(&path, &overrides)?, Some(run_dir.clone()), None)
             }
         }
         None => {
             let path = args.config.as_ref().context("--config is required")?;
             let config = Config::load(path, &overrides)?;
-            let run_dir = args.out.clone().unwrap_or_else(|| train::trainer::new_run_dir(&config));
-            (config, run_dir, None)
+            (config, args.out.clone(), None)
         }
     };
     if args.print_config {
@@ -267,11 +266,21 @@ fn run_train(args: TrainArgs, quiet: bool) -> Result<()> {
         return Ok(());
     }
     init_threads(config.threads)?;
+    // the default directory is created here, so that two runs started in the same second get two
+    let (run_dir, reserved) = match run_dir {
+        Some(dir) => (dir, false),
+        None => (train::trainer::reserve_run_dir(&config)?, true),
+    };
     train::trainer::install_signal_handlers();
     tracing::info!(run_dir = %run_dir.display(), model = ?config.model.kind, "training");
     // the bar on a terminal; elsewhere (a file, a pipe, Slurm) one plain line per evaluation
     let progress = !quiet && !args.no_progress && std::io::stderr().is_terminal();
-    let summary = train::train(&config, &run_dir, &TrainOptions { progress }, resume)?;
+    let summary = train::train(&config, &run_dir, &TrainOptions { progress }, resume).inspect_err(|_| {
+        if reserved {
+            // a run that failed before writing anything leaves no empty directory behind
+            let _ = std::fs::remove_dir(&run_dir);
+        }
+    })?;
     let line = format!("{}: {}", run_dir.display(), summary_line(&summary));
     println!("{line}");
     hetsyn::logging::line(&line);

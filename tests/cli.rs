@@ -332,3 +332,45 @@ fn resume_refuses_a_foreign_checkpoint_and_eval_checks_its_csv_first() {
     assert!(err.contains("--csv") && err.contains("x.csv"), "{err}");
     assert!(out.stdout.is_empty(), "evaluated before failing: {}", String::from_utf8_lossy(&out.stdout));
 }
+
+#[test]
+fn default_run_directories_never_collide_and_failures_leave_none() {
+    let dir = tempfile::tempdir().unwrap();
+    let results = dir.path().join("results");
+    let text = format!("{SHORT_DMS}\n[output]\ndir = {:?}\n", results.display().to_string());
+    let config = write_config(dir.path(), "c.toml", &text);
+    let start = || {
+        std::process::Command::new(assert_cmd::cargo::cargo_bin("hetsyn"))
+            .args([
+                "-q",
+                "train",
+                "--no-plots",
+                "--set",
+                "train.iterations=2",
+                "--set",
+                "train.eval_every=2",
+                "--config",
+            ])
+            .arg(&config)
+            .spawn()
+            .unwrap()
+    };
+    let (mut a, mut b) = (start(), start());
+    assert!(a.wait().unwrap().success() && b.wait().unwrap().success());
+    let runs = || fs::read_dir(&results).unwrap().count();
+    assert_eq!(runs(), 2, "two runs started together share a directory");
+    // a run that fails before writing anything (its task cannot be built) leaves no directory
+    let bad = write_config(
+        dir.path(),
+        "bad.toml",
+        &text
+            .replace("kind = \"dms\"", "kind = \"shd\"\ndata_dir = \"/no/such/dir\"")
+            .replace("delay = 0.2\n", "")
+            .replace("validation_trials = 32\n", "")
+            .replace("test_trials = 48\n", ""),
+    );
+    let out = hetsyn().args(["train", "--config"]).arg(&bad).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("/no/such/dir/shd_train.h5"), "{err}");
+    assert_eq!(runs(), 2, "{err}");
+}

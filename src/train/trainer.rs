@@ -884,21 +884,46 @@ fn describe_selection(summary: &mut RunSummary, validation_samples: usize, class
     summary.best_on_test_checkpoint = best_on_test.then(|| "checkpoints/best_on_test.safetensors".into());
 }
 
-/// `<dir>/<name>-<UTC timestamp>`, with a numeric suffix if that exists already.
-pub fn new_run_dir(config: &Config) -> PathBuf {
-    let base = Path::new(&config.output.dir).join(format!("{}-{}", config.name, crate::io::atomic::utc_timestamp()));
+/// Creates and returns the default run directory `<dir>/<name>-<UTC timestamp>`,
+/// with a numeric suffix (`-1`, `-2`, ...) if that exists already. Creating is the
+/// claim, so two runs started in the same second never share a directory.
+pub fn reserve_run_dir(config: &Config) -> Result<PathBuf> {
+    let parent = Path::new(&config.output.dir);
+    std::fs::create_dir_all(parent).with_context(|| format!("cannot create output.dir {}", parent.display()))?;
+    let base = parent.join(format!("{}-{}", config.name, crate::io::atomic::utc_timestamp()));
     let mut dir = base.clone();
-    let mut k = 1;
-    while dir.exists() {
-        dir = PathBuf::from(format!("{}-{k}", base.display()));
-        k += 1;
+    for k in 1..10_000 {
+        match std::fs::create_dir(&dir) {
+            Ok(()) => return Ok(dir),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                dir = PathBuf::from(format!("{}-{k}", base.display()));
+            }
+            Err(e) => return Err(e).with_context(|| format!("cannot create run directory {}", dir.display())),
+        }
     }
-    dir
+    bail!("cannot find a free run directory name next to {}", base.display())
 }
 
 #[cfg(test)]
 mod lock_tests {
     use super::process_runs;
+
+    #[test]
+    fn run_directories_started_together_differ() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = format!(
+            "[model]\nkind = \"homneulif\"\ntau_init = {{ dist = \"constant\", value = 0.02 }}\nlayers = [{{ size = 4 }}]\n[model.readout]\nloss = \"last\"\n[task]\nkind = \"dms\"\n[output]\ndir = {:?}\n",
+            dir.path().display().to_string()
+        );
+        let config = crate::config::Config::from_toml(&text, &[]).unwrap();
+        let dirs: Vec<_> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..8).map(|_| s.spawn(|| super::reserve_run_dir(&config).unwrap())).collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        let unique: std::collections::BTreeSet<_> = dirs.iter().collect();
+        assert_eq!(unique.len(), 8, "{dirs:?}");
+        assert!(dirs.iter().all(|d| d.is_dir()));
+    }
 
     #[test]
     fn zombies_and_missing_processes_do_not_hold_a_lock() {
