@@ -27,7 +27,7 @@ impl ColorChoice {
         match self {
             ColorChoice::Always => true,
             ColorChoice::Never => false,
-            ColorChoice::Auto => stderr_is_terminal && no_color.map_or(true, str::is_empty),
+            ColorChoice::Auto => stderr_is_terminal && no_color.is_none_or(str::is_empty),
         }
     }
 }
