@@ -370,10 +370,29 @@ impl Default for OutputConfig {
 
 impl Config {
     /// Reads `path`, applies `overrides` (`key=value`, dotted keys) and validates.
+    /// An error that only an override causes is blamed on that `--set`.
     pub fn load(path: &Path, overrides: &[String]) -> Result<Config> {
         let text =
             std::fs::read_to_string(path).with_context(|| format!("cannot read config file {}", path.display()))?;
-        Config::from_toml(&text, overrides).with_context(|| format!("invalid config file {}", path.display()))
+        let error = match Config::from_toml(&text, overrides) {
+            Ok(config) => return Ok(config),
+            Err(e) => e,
+        };
+        if !overrides.is_empty() && Config::from_toml(&text, &[]).is_ok() {
+            // the first override after which the config no longer loads
+            for k in 1..=overrides.len() {
+                if let Err(e) = Config::from_toml(&text, &overrides[..k]) {
+                    let message = format!("{e:#}");
+                    let blame = if message.starts_with("--set") {
+                        String::new()
+                    } else {
+                        format!("--set {}: ", overrides[k - 1])
+                    };
+                    bail!("{blame}{message} (the config file {} itself is valid)", path.display());
+                }
+            }
+        }
+        Err(error.context(format!("invalid config file {}", path.display())))
     }
 
     /// Parses TOML text, applies `overrides` and validates.
@@ -388,7 +407,7 @@ impl Config {
             let path = e.path().to_string();
             let inner = e.into_inner().to_string();
             // toml repeats the key on a line of its own; the path is given already
-            let inner = inner.lines().next().unwrap_or_default().trim_end().to_string();
+            let inner = plain_words(inner.lines().next().unwrap_or_default().trim_end());
             if path == "." || path.is_empty() {
                 anyhow!("{inner}")
             } else {
@@ -402,6 +421,26 @@ impl Config {
     /// The fully resolved config as TOML (re-runnable as is).
     pub fn to_toml(&self) -> Result<String> {
         toml::to_string(self).context("cannot serialise the config")
+    }
+
+    /// The keys whose values differ between two configs, `threads` aside (it
+    /// does not change results), as `key: A vs B` lines.
+    pub fn differences(&self, other: &Config) -> Result<Vec<String>> {
+        let flat = |c: &Config| -> Result<std::collections::BTreeMap<String, String>> {
+            let mut c = c.clone();
+            c.threads = 0;
+            let mut out = std::collections::BTreeMap::new();
+            flatten("", &toml::Value::try_from(&c).context("cannot serialise the config")?, &mut out);
+            Ok(out)
+        };
+        let (a, b) = (flat(self)?, flat(other)?);
+        let keys: std::collections::BTreeSet<&String> = a.keys().chain(b.keys()).collect();
+        let show = |v: Option<&String>| v.cloned().unwrap_or_else(|| "(absent)".into());
+        Ok(keys
+            .into_iter()
+            .filter(|k| a.get(*k) != b.get(*k))
+            .map(|k| format!("{k}: {} vs {}", show(a.get(k)), show(b.get(k))))
+            .collect())
     }
 
     /// Ranges and consistency; messages name the key and the value.
@@ -558,6 +597,66 @@ impl Config {
     }
 }
 
+/// A deserialisation message in plain words: Rust type names become "a whole
+/// number ≥ 0" and the like, and an unknown field or variant gets the closest
+/// known one ("did you mean") instead of the whole list when one is close.
+fn plain_words(message: &str) -> String {
+    let mut text = message.to_string();
+    for (rust, plain) in [
+        ("expected u64", "expected a whole number ≥ 0"),
+        ("expected usize", "expected a whole number ≥ 0"),
+        ("expected u32", "expected a whole number ≥ 0"),
+        ("expected i64", "expected a whole number"),
+        ("expected f64", "expected a number"),
+        ("expected a boolean", "expected true or false"),
+    ] {
+        text = text.replace(rust, plain);
+    }
+    for what in ["unknown field `", "unknown variant `"] {
+        let Some(start) = text.find(what) else { continue };
+        let rest = &text[start + what.len()..];
+        let Some(end) = rest.find('`') else { continue };
+        let unknown = &rest[..end];
+        let Some(list_at) = rest.find("expected ") else { continue };
+        let known: Vec<&str> = rest[list_at..].split('`').skip(1).step_by(2).collect();
+        let best = known.iter().map(|k| (edit_distance(unknown, k), *k)).min();
+        if let Some((distance, suggestion)) = best {
+            if distance <= (unknown.chars().count() / 3).max(2) {
+                text = format!("{}{unknown}`; did you mean `{suggestion}`?", &text[..start + what.len()]);
+            }
+        }
+    }
+    text
+}
+
+/// `key = value` leaves of a TOML value, keys dotted (array items by index).
+fn flatten(prefix: &str, value: &toml::Value, out: &mut std::collections::BTreeMap<String, String>) {
+    let join = |k: &str| if prefix.is_empty() { k.to_string() } else { format!("{prefix}.{k}") };
+    match value {
+        toml::Value::Table(t) => t.iter().for_each(|(k, v)| flatten(&join(k), v, out)),
+        toml::Value::Array(a) => a.iter().enumerate().for_each(|(i, v)| flatten(&join(&i.to_string()), v, out)),
+        leaf => {
+            out.insert(prefix.to_string(), leaf.to_string());
+        }
+    }
+}
+
+/// Levenshtein distance (insertions, deletions, substitutions), by characters.
+pub fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let substitution = diagonal + usize::from(ca != *cb);
+            diagonal = row[j + 1];
+            row[j + 1] = substitution.min(row[j] + 1).min(row[j + 1] + 1);
+        }
+    }
+    row[b.len()]
+}
+
 /// Applies one `key=value` override to the parsed table. The value is read as a
 /// TOML value (`3`, `1e-3`, `true`, `"x"`, `[1, 2]`, `{ dist = "constant", value = 0.02 }`)
 /// or, failing that, as a bare string. A numeric key segment indexes an array
@@ -619,4 +718,42 @@ pub fn apply_override(table: &mut toml::Table, assignment: &str) -> Result<()> {
 enum TableOrArray<'a> {
     Table(&'a mut toml::Table),
     Array(&'a mut Vec<toml::Value>),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn edit_distances() {
+        assert_eq!(edit_distance("iteratons", "iterations"), 1);
+        assert_eq!(edit_distance("", "abc"), 3);
+        assert_eq!(edit_distance("kitten", "sitting"), 3);
+        assert_eq!(edit_distance("same", "same"), 0);
+    }
+
+    #[test]
+    fn messages_in_plain_words() {
+        let m = plain_words("unknown field `iteratons`, expected one of `iterations`, `epochs`, `batch_size`");
+        assert_eq!(m, "unknown field `iteratons`; did you mean `iterations`?");
+        // nothing close: the list stays
+        let m = plain_words("unknown field `zzz`, expected one of `iterations`, `epochs`");
+        assert!(m.contains("expected one of `iterations`, `epochs`"), "{m}");
+        let m = plain_words("unknown variant `hetsynlf`, expected one of `hetsynlif`, `hetneulif`");
+        assert!(m.ends_with("did you mean `hetsynlif`?"), "{m}");
+        let base = Config::from_toml(
+            "[model]\nkind = \"hetsynlif\"\ntau_init = { dist = \"constant\", value = 0.02 }\nlayers = [{ size = 4 }]\n[model.readout]\nloss = \"last\"\n[task]\nkind = \"dms\"\n",
+            &[],
+        )
+        .unwrap();
+        let other = Config { threads: 3, ..base.clone() };
+        assert!(base.differences(&other).unwrap().is_empty(), "threads do not count");
+        let mut other = base.clone();
+        other.model.layers[0].size = 5;
+        assert_eq!(base.differences(&other).unwrap(), ["model.layers.0.size: 4 vs 5"]);
+        assert_eq!(
+            plain_words("invalid value: integer `-1`, expected u64"),
+            "invalid value: integer `-1`, expected a whole number ≥ 0"
+        );
+    }
 }

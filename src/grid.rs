@@ -70,7 +70,8 @@ fn slug(key: &str, value: &str) -> String {
 /// Writes one validated, fully resolved config per combination of the axes into
 /// `out` and returns their paths. `sets` (`key=value`, as `train --set`) apply to
 /// every config before the axes and do not appear in the names. The run name of
-/// each is `<base name>-<slugs>`.
+/// each is `<base name>-<slugs>`. Every point is validated first: if one is
+/// invalid, no file is written.
 pub fn write_grid(base: &Path, axes: &[Axis], sets: &[String], out: &Path) -> Result<Vec<PathBuf>> {
     let text = std::fs::read_to_string(base).with_context(|| format!("cannot read config file {}", base.display()))?;
     Config::from_toml(&text, sets).with_context(|| format!("invalid config file {}", base.display()))?;
@@ -78,8 +79,8 @@ pub fn write_grid(base: &Path, axes: &[Axis], sets: &[String], out: &Path) -> Re
     if combinations > 100_000 {
         bail!("the grid has {combinations} configs; more than 100000 is surely a mistake");
     }
-    std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
-    let mut written = Vec::new();
+    // every point is built and validated before any file is written
+    let mut points = Vec::with_capacity(combinations);
     for index in 0..combinations {
         let mut rest = index;
         let mut table: toml::Table = text.parse().with_context(|| format!("invalid config file {}", base.display()))?;
@@ -101,8 +102,12 @@ pub fn write_grid(base: &Path, axes: &[Axis], sets: &[String], out: &Path) -> Re
         table.insert("name".into(), toml::Value::String(format!("{base_name}-{name}")));
         let config = Config::from_toml(&toml::to_string(&table)?, &[])
             .with_context(|| format!("the grid point {name} of {} is not a valid config", base.display()))?;
-        let path = out.join(format!("{name}.toml"));
-        write_atomic(&path, config.to_toml()?.as_bytes())?;
+        points.push((out.join(format!("{name}.toml")), config.to_toml()?));
+    }
+    std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
+    let mut written = Vec::with_capacity(points.len());
+    for (path, text) in points {
+        write_atomic(&path, text.as_bytes())?;
         written.push(path);
     }
     Ok(written)
@@ -136,9 +141,11 @@ mod tests {
         assert_eq!(config.seed, 2);
         assert_eq!(config.name, "dms-kind-homneulif_seed-2");
         assert_eq!(format!("{:?}", config.model.kind), "Homneulif");
-        // an invalid grid point is refused with its name
-        let bad = write_grid(&base, &[Axis::parse("train.lr=1e-3,-1").unwrap()], &[], dir.path()).unwrap_err();
+        // an invalid grid point is refused with its name, and nothing of the grid is written
+        let fresh = dir.path().join("fresh");
+        let bad = write_grid(&base, &[Axis::parse("train.lr=1e-3,-1").unwrap()], &[], &fresh).unwrap_err();
         assert!(format!("{bad:#}").contains("lr--1") && format!("{bad:#}").contains("train.lr"), "{bad:#}");
+        assert!(!fresh.exists(), "a refused grid wrote {fresh:?}");
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! `hetsyn`: the command line. Parses arguments, sets up logging and threads,
 //! calls the library, and turns errors into a message and a non-zero exit code.
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -10,6 +11,7 @@ use clap::{Args, Parser, Subcommand};
 use hetsyn::config::Config;
 use hetsyn::io::atomic::write_atomic;
 use hetsyn::io::checkpoint;
+use hetsyn::logging::ColorChoice;
 use hetsyn::tasks;
 use hetsyn::train::{self, TrainOptions};
 use rand::{Rng, SeedableRng};
@@ -24,6 +26,9 @@ struct Cli {
     /// More log output (-v: debug, -vv: trace).
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     verbose: u8,
+    /// Colour in log output: auto (on a terminal, unless NO_COLOR is set), always or never.
+    #[arg(long, global = true, value_enum, default_value_t = ColorChoice::Auto)]
+    color: ColorChoice,
     #[command(subcommand)]
     command: Command,
 }
@@ -148,6 +153,9 @@ struct TrainArgs {
     /// Do not draw the plots into <run-dir>/plots/ after training.
     #[arg(long)]
     no_plots: bool,
+    /// Print the fully resolved config (after --set, --seed, --threads) as TOML and exit without training.
+    #[arg(long)]
+    print_config: bool,
 }
 
 #[derive(Args)]
@@ -185,14 +193,14 @@ struct EvalArgs {
     reset_long_tau: bool,
 }
 
-fn init_logging(quiet: bool, verbose: u8) {
+fn init_logging(quiet: bool, verbose: u8, color: ColorChoice) {
     let level = match (quiet, verbose) {
         (true, _) => tracing::Level::ERROR,
         (false, 0) => tracing::Level::INFO,
         (false, 1) => tracing::Level::DEBUG,
         _ => tracing::Level::TRACE,
     };
-    tracing_subscriber::fmt().with_max_level(level).with_writer(std::io::stderr).with_target(false).init();
+    hetsyn::logging::init(level, color);
 }
 
 fn init_threads(threads: usize) -> Result<()> {
@@ -216,11 +224,24 @@ fn run_train(args: TrainArgs, quiet: bool) -> Result<()> {
             let last = run_dir.join("checkpoints").join("last.safetensors");
             if last.exists() {
                 let ckpt = checkpoint::load(&last)?;
+                // a checkpoint copied in from another run would continue as a different model
+                let saved = run_dir.join("config.toml");
+                let run_config = Config::load(&saved, &[])?;
+                let differences = run_config.differences(&ckpt.config)?;
+                if !differences.is_empty() {
+                    anyhow::bail!(
+                        "--resume {}: {} was not written by this run: its config differs from {} in {}",
+                        run_dir.display(),
+                        last.display(),
+                        saved.display(),
+                        differences.join("; ")
+                    );
+                }
                 let mut config = ckpt.config.clone();
                 if let Some(threads) = args.threads {
                     config.threads = threads;
                 }
-                (config, run_dir.clone(), Some(ckpt))
+                (config, Some(run_dir.clone()), Some(ckpt))
             } else {
                 let path = run_dir.join("config.toml");
                 if !path.exists() {
@@ -231,21 +252,38 @@ fn run_train(args: TrainArgs, quiet: bool) -> Result<()> {
                         path.display()
                     );
                 }
-                (Config::load(&path, &overrides)?, run_dir.clone(), None)
+                (Config::load(&path, &overrides)?, Some(run_dir.clone()), None)
             }
         }
         None => {
             let path = args.config.as_ref().context("--config is required")?;
             let config = Config::load(path, &overrides)?;
-            let run_dir = args.out.clone().unwrap_or_else(|| train::trainer::new_run_dir(&config));
-            (config, run_dir, None)
+            (config, args.out.clone(), None)
         }
     };
+    if args.print_config {
+        print!("{}", config.to_toml()?);
+        return Ok(());
+    }
     init_threads(config.threads)?;
+    // the default directory is created here, so that two runs started in the same second get two
+    let (run_dir, reserved) = match run_dir {
+        Some(dir) => (dir, false),
+        None => (train::trainer::reserve_run_dir(&config)?, true),
+    };
     train::trainer::install_signal_handlers();
     tracing::info!(run_dir = %run_dir.display(), model = ?config.model.kind, "training");
-    let summary = train::train(&config, &run_dir, &TrainOptions { progress: !quiet && !args.no_progress }, resume)?;
-    println!("{}: {}", run_dir.display(), summary_line(&summary));
+    // the bar on a terminal; elsewhere (a file, a pipe, Slurm) one plain line per evaluation
+    let progress = !quiet && !args.no_progress && std::io::stderr().is_terminal();
+    let summary = train::train(&config, &run_dir, &TrainOptions { progress }, resume).inspect_err(|_| {
+        if reserved {
+            // a run that failed before writing anything leaves no empty directory behind
+            let _ = std::fs::remove_dir(&run_dir);
+        }
+    })?;
+    let line = format!("{}: {}", run_dir.display(), summary_line(&summary));
+    println!("{line}");
+    hetsyn::logging::line(&line);
     if !args.no_plots {
         match hetsyn::plot::plot_run(&run_dir) {
             Ok(plotted) => tracing::info!(
@@ -278,12 +316,15 @@ fn summary_line(summary: &train::RunSummary) -> String {
         Some(a) => percent(Some(a)),
         None => format!("loss {:.6}", summary.best_test_loss),
     };
+    // regression runs have no accuracy: their figure is the test loss
+    let figures = |accuracy: Option<f64>, loss: f64| match accuracy {
+        Some(_) => format!("test accuracy {}, test loss {loss:.6}", percent(accuracy)),
+        None => format!("test loss {loss:.6}"),
+    };
     format!(
-        "{selected} test accuracy {}, test loss {:.6}; last test accuracy {}, loss {:.6}; best on test (selected on the test set) {best_test} at {}; {:.1} s",
-        percent(summary.test_accuracy_at_best_validation),
-        summary.test_loss_at_best_validation,
-        percent(summary.last_test_accuracy),
-        summary.last_test_loss,
+        "{selected} {}; last {}; best on test (selected on the test set) {best_test} at {}; {:.1} s",
+        figures(summary.test_accuracy_at_best_validation, summary.test_loss_at_best_validation),
+        figures(summary.last_test_accuracy, summary.last_test_loss),
         at(summary.best_test_step, summary.best_test_epoch),
         summary.elapsed_s
     )
@@ -307,6 +348,9 @@ fn run_eval(args: EvalArgs) -> Result<()> {
     init_threads(args.threads)?;
     let ckpt = checkpoint::load(&args.checkpoint)?;
     let perturbations = perturbations(&args)?;
+    // before evaluating: a CSV that cannot be written fails now, not after the work
+    let csv_path = args.csv.clone().unwrap_or_else(|| args.checkpoint.with_extension("eval.csv"));
+    hetsyn::io::atomic::check_writable(&csv_path).context("--csv")?;
     let mut configs = vec![("clean".to_string(), ckpt.config.clone())];
     for rate in &args.noise_rates {
         let mut config = ckpt.config.clone();
@@ -440,7 +484,6 @@ fn run_eval(args: EvalArgs) -> Result<()> {
             writer.write_record(&record)?;
         }
     }
-    let csv_path = args.csv.unwrap_or_else(|| args.checkpoint.with_extension("eval.csv"));
     write_atomic(&csv_path, &writer.into_inner().context("cannot format the CSV")?)?;
     println!("wrote {}", csv_path.display());
     Ok(())
@@ -511,7 +554,7 @@ fn run_bench(args: BenchArgs) -> Result<()> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.quiet, cli.verbose);
+    init_logging(cli.quiet, cli.verbose, cli.color);
     // this thread's, and every worker thread's (see init_threads)
     hetsyn::model::flush_subnormals_to_zero();
     let result = match cli.command {
@@ -535,7 +578,12 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
-            ExitCode::FAILURE
+            hetsyn::logging::line(&format!("error: {e:#}"));
+            // stopped by SIGINT/SIGTERM: 128 + the signal (130, 143), as shells report it
+            match e.downcast_ref::<train::trainer::Interrupted>() {
+                Some(i) if (1..128).contains(&i.signal) => ExitCode::from(128 + i.signal as u8),
+                _ => ExitCode::FAILURE,
+            }
         }
     }
 }

@@ -167,6 +167,34 @@ fn set_overrides_the_file() {
     assert!(err.contains("train.lr") && err.contains("-1"), "{err}");
     let err = stderr_of(hetsyn().args(["train", "--config"]).arg(&config).args(["--set", "nonsense"]));
     assert!(err.contains("nonsense"), "{err}");
+    // an override's error is blamed on the --set, in plain words, with a suggestion
+    let err = stderr_of(hetsyn().args(["train", "--config"]).arg(&config).args(["--set", "train.iteratons=20"]));
+    assert!(err.starts_with("error: --set train.iteratons=20:"), "{err}");
+    assert!(err.contains("did you mean `iterations`?") && !err.contains("invalid config file"), "{err}");
+    let err = stderr_of(hetsyn().args(["train", "--config"]).arg(&config).args(["--set", "train.batch_size=-4"]));
+    assert!(err.contains("--set train.batch_size=-4") && err.contains("a whole number ≥ 0"), "{err}");
+    let typo = write_config(dir.path(), "typo.toml", &SHORT_DMS.replace("kind = \"hetsynlif\"", "kind = \"hetsynlf\""));
+    let err = stderr_of(hetsyn().args(["train", "--config"]).arg(&typo));
+    assert!(err.contains("typo.toml") && err.contains("did you mean `hetsynlif`?"), "{err}");
+}
+
+#[test]
+fn print_config_resolves_without_training() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), "c.toml", SHORT_DMS);
+    let run = dir.path().join("run");
+    let out = hetsyn()
+        .args(["train", "--print-config", "--set", "train.lr=0.25", "--seed", "4", "--config"])
+        .arg(&config)
+        .arg("--out")
+        .arg(&run)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let printed = String::from_utf8_lossy(&out.stdout).to_string();
+    let resolved = hetsyn::config::Config::from_toml(&printed, &[]).unwrap();
+    assert_eq!((resolved.train.lr, resolved.seed, resolved.train.beta2), (0.25, 4, 0.999), "defaults filled in");
+    assert!(!run.exists(), "--print-config wrote {run:?}");
 }
 
 #[test]
@@ -212,4 +240,137 @@ fn results_do_not_depend_on_the_thread_count() {
     }
     assert_eq!(outputs[0].0, outputs[1].0, "metrics differ between 1 and 2 threads");
     assert!(outputs[0].1 == outputs[1].1, "parameters differ between 1 and 2 threads");
+}
+
+#[test]
+fn logs_off_a_terminal_are_plain_lines_and_kept_in_the_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), "c.toml", SHORT_DMS);
+    let run = dir.path().join("run");
+    let out = hetsyn().args(["train", "--no-plots", "--config"]).arg(&config).arg("--out").arg(&run).output().unwrap();
+    assert!(out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    // 6 iterations, evaluated every 3: two lines, rounded, without colour codes
+    let evaluated: Vec<&str> = err.lines().filter(|l| l.contains("evaluated")).collect();
+    assert_eq!(evaluated.len(), 2, "{err}");
+    assert!(!err.contains('\u{1b}'), "colour codes off a terminal: {err:?}");
+    for line in &evaluated {
+        let fields = line.split("evaluated").nth(1).unwrap_or_default();
+        let long = fields.split([' ', '=']).any(|w| w.split('.').nth(1).is_some_and(|d| d.len() > 4));
+        assert!(!long && line.contains("step=6") == (line == &evaluated[1]), "{line}");
+    }
+    let log = fs::read_to_string(run.join("train.log")).unwrap();
+    assert!(log.starts_with("=== started"), "{log}");
+    assert_eq!(log.lines().filter(|l| l.contains("evaluated")).count(), 2, "{log}");
+    assert!(log.contains("test accuracy"), "the closing line is in train.log: {log}");
+    // -q silences stderr, not train.log; --color always colours even off a terminal
+    let quiet = dir.path().join("quiet");
+    let out = hetsyn()
+        .args(["-q", "--color", "always", "train", "--no-plots", "--config"])
+        .arg(&config)
+        .arg("--out")
+        .arg(&quiet)
+        .output()
+        .unwrap();
+    assert!(out.status.success() && out.stderr.is_empty(), "{}", String::from_utf8_lossy(&out.stderr));
+    let log = fs::read_to_string(quiet.join("train.log")).unwrap();
+    assert_eq!(log.lines().filter(|l| l.contains("evaluated")).count(), 2, "{log}");
+    assert!(!log.contains('\u{1b}'), "train.log has no colour: {log:?}");
+    let out = hetsyn().args(["--color", "sometimes", "train"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn summary_and_checkpoints_record_provenance() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), "c.toml", SHORT_DMS);
+    let run = dir.path().join("run");
+    train_quietly(&config, &run, &["--no-plots", "--set", "train.iterations=3"]);
+    let summary: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(run.join("summary.json")).unwrap()).unwrap();
+    let commit = summary["git_commit"].as_str().unwrap();
+    assert!(commit == "unknown" || (commit.len() == 40 && commit.chars().all(|c| c.is_ascii_hexdigit())), "{commit}");
+    assert_eq!(summary["hetsyn_version"], env!("CARGO_PKG_VERSION"));
+    let command = summary["command_line"].as_str().unwrap();
+    assert!(command.contains("train") && command.contains("train.iterations=3"), "{command}");
+    assert!(!summary["host"].as_str().unwrap().is_empty());
+    // the safetensors header: 8-byte length, then JSON with __metadata__
+    let bytes = fs::read(run.join("checkpoints/last.safetensors")).unwrap();
+    let len = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + len]).unwrap();
+    let meta = &header["__metadata__"];
+    for key in ["hetsyn_version", "git_commit", "command_line", "host"] {
+        assert_eq!(meta[key], summary[key], "{key}");
+    }
+    hetsyn().arg("verify").arg(&run).assert().success();
+}
+
+#[test]
+fn resume_refuses_a_foreign_checkpoint_and_eval_checks_its_csv_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), "c.toml", SHORT_DMS);
+    let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+    let short = ["--no-plots", "--set", "train.iterations=2", "--set", "train.eval_every=2"];
+    train_quietly(&config, &a, &short);
+    train_quietly(&config, &b, &[&short[..], &["--set", "model.kind=homneulif"]].concat());
+    fs::copy(b.join("checkpoints/last.safetensors"), a.join("checkpoints/last.safetensors")).unwrap();
+    let before = fs::read(a.join("summary.json")).unwrap();
+    let err = stderr_of(hetsyn().args(["train", "--resume"]).arg(&a));
+    assert!(err.contains("model.kind") && err.contains("homneulif") && err.contains("config.toml"), "{err}");
+    assert_eq!(fs::read(a.join("summary.json")).unwrap(), before, "nothing written");
+    // eval --csv into a missing directory fails at once (no condition evaluated), naming the file
+    let csv = dir.path().join("no/such/dir/x.csv");
+    let out = hetsyn()
+        .args(["eval", "--csv"])
+        .arg(&csv)
+        .arg("--checkpoint")
+        .arg(b.join("checkpoints/last.safetensors"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(err.contains("--csv") && err.contains("x.csv"), "{err}");
+    assert!(out.stdout.is_empty(), "evaluated before failing: {}", String::from_utf8_lossy(&out.stdout));
+}
+
+#[test]
+fn default_run_directories_never_collide_and_failures_leave_none() {
+    let dir = tempfile::tempdir().unwrap();
+    let results = dir.path().join("results");
+    let text = format!("{SHORT_DMS}\n[output]\ndir = {:?}\n", results.display().to_string());
+    let config = write_config(dir.path(), "c.toml", &text);
+    let start = || {
+        std::process::Command::new(assert_cmd::cargo::cargo_bin("hetsyn"))
+            .args([
+                "-q",
+                "train",
+                "--no-plots",
+                "--set",
+                "train.iterations=2",
+                "--set",
+                "train.eval_every=2",
+                "--config",
+            ])
+            .arg(&config)
+            .spawn()
+            .unwrap()
+    };
+    let (mut a, mut b) = (start(), start());
+    assert!(a.wait().unwrap().success() && b.wait().unwrap().success());
+    let runs = || fs::read_dir(&results).unwrap().count();
+    assert_eq!(runs(), 2, "two runs started together share a directory");
+    // a run that fails before writing anything (its task cannot be built) leaves no directory
+    let bad = write_config(
+        dir.path(),
+        "bad.toml",
+        &text
+            .replace("kind = \"dms\"", "kind = \"shd\"\ndata_dir = \"/no/such/dir\"")
+            .replace("delay = 0.2\n", "")
+            .replace("validation_trials = 32\n", "")
+            .replace("test_trials = 48\n", ""),
+    );
+    let out = hetsyn().args(["train", "--config"]).arg(&bad).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("/no/such/dir/shd_train.h5"), "{err}");
+    assert_eq!(runs(), 2, "{err}");
 }

@@ -130,6 +130,10 @@ fn regression_runs_get_an_output_plot() {
     // no accuracy is logged for regression: the learning curves show the losses alone
     let metrics = fs::read_to_string(run.join("metrics.csv")).unwrap();
     assert!(metrics.lines().nth(1).unwrap().contains(",,"), "{metrics}");
+    // the closing line (also in train.log) gives the test loss, not an empty accuracy
+    let log = fs::read_to_string(run.join("train.log")).unwrap();
+    let closing = log.lines().find(|l| l.contains("best on test")).unwrap_or_default();
+    assert!(closing.contains("test loss") && !closing.contains("accuracy"), "{closing}");
     check_plots(&run, &["learning_curves", "decay_hist", "raster", "output"]);
 }
 

@@ -132,6 +132,10 @@ fn killed_and_resumed_run_equals_uninterrupted_run() {
         );
     }
     assert!(!run.join(".lock").exists(), "lock left behind");
+    // train.log is appended to by every process of the run, not replaced
+    let log = fs::read_to_string(run.join("train.log")).unwrap();
+    assert!(log.starts_with("=== started"), "{log}");
+    assert!(log.lines().any(|l| l.starts_with("=== resumed")), "{log}");
 }
 
 #[test]
@@ -154,7 +158,7 @@ fn sigterm_stops_with_a_resumable_checkpoint_and_a_second_writer_is_refused() {
     // SAFETY: sending a signal to our own child.
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     let status = child.wait().unwrap();
-    assert!(!status.success(), "an interrupted run exits non-zero");
+    assert_eq!(status.code(), Some(143), "SIGTERM exits with 128 + 15");
     let (_, metadata) = read_file(&dir.path().join("run/checkpoints/last.safetensors")).unwrap();
     assert!(metadata.contains_key("trainer_state"));
     assert!(!dir.path().join("run/.lock").exists(), "lock left behind");
@@ -166,4 +170,17 @@ fn sigterm_stops_with_a_resumable_checkpoint_and_a_second_writer_is_refused() {
         .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--resume"));
+    // SIGINT (Ctrl-C) stops a resumed run the same way, with status 130
+    let mut child = hetsyn(&["train", "--no-progress", "--resume", "run"], dir.path()).spawn().unwrap();
+    std::thread::sleep(Duration::from_millis(700));
+    // SAFETY: sending a signal to our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    assert_eq!(child.wait().unwrap().code(), Some(130), "SIGINT exits with 128 + 2");
+    // a lock taken on another host is never taken over
+    fs::write(dir.path().join("run/.lock"), "1 some-other-node\n").unwrap();
+    let out =
+        Process::new(cargo_bin("hetsyn")).args(["train", "--resume", "run"]).current_dir(dir.path()).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("some-other-node") && err.contains("remove"), "{err}");
+    assert!(dir.path().join("run/.lock").exists());
 }

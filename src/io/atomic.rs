@@ -45,6 +45,22 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Checks, before long work, that [`write_atomic`] will be able to write
+/// `path`: creates and removes a temp file in its directory.
+pub fn check_writable(path: &Path) -> anyhow::Result<()> {
+    let file_name =
+        path.file_name().with_context(|| format!("cannot write {}: path has no file name", path.display()))?;
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let (tmp, file) = create_temp(&dir, &file_name.to_string_lossy())
+        .with_context(|| format!("cannot write {} (directory {})", path.display(), dir.display()))?;
+    drop(file);
+    let _ = fs::remove_file(tmp);
+    Ok(())
+}
+
 /// Creates a fresh temp file `.<name>.<pid>.<n>.tmp` in `dir` (never reusing an existing one).
 fn create_temp(dir: &Path, name: &str) -> std::io::Result<(PathBuf, File)> {
     let pid = std::process::id();

@@ -14,6 +14,7 @@ use super::checksum::Integrity;
 use super::safetensors_file::{read_checked, write_file, NamedTensor};
 use crate::config::Config;
 use crate::model::{init, Decays, Network};
+use crate::provenance;
 use crate::train::optim::Adam;
 
 pub const FORMAT: &str = "hetsyn-checkpoint/1";
@@ -115,7 +116,10 @@ pub fn save(
     metadata.insert("step".to_string(), step.to_string());
     metadata.insert("epoch".to_string(), epoch.to_string());
     metadata.insert("metrics".to_string(), metrics.to_string());
-    metadata.insert("hetsyn_version".to_string(), env!("CARGO_PKG_VERSION").to_string());
+    metadata.insert("hetsyn_version".to_string(), provenance::VERSION.to_string());
+    metadata.insert("git_commit".to_string(), provenance::GIT_COMMIT.to_string());
+    metadata.insert("command_line".to_string(), provenance::command_line());
+    metadata.insert("host".to_string(), provenance::host());
     if let Role::Selected(figure) = role {
         metadata.insert("selected_on".to_string(), figure.to_string());
     }

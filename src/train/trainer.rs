@@ -22,6 +22,7 @@ use super::tau_stats::{input_group_tau, tau_stats, GroupTau, TauStats};
 use crate::config::{Config, NonFinite, OptimizerKind, ScheduleConfig};
 use crate::io::atomic::write_atomic;
 use crate::io::checkpoint::{self, Checkpoint, ResumeData, Role};
+use crate::logging::sig4;
 use crate::model::network::Objective;
 use crate::model::{init, BatchStats, Decays, Dropout, Network, ParamKind, RateRegulariser};
 use crate::tasks::{self, Sample, Task, TaskKind};
@@ -188,6 +189,17 @@ pub struct RunSummary {
     pub input_tau_at_best_validation: BTreeMap<String, GroupTau>,
     #[serde(default)]
     pub input_tau_last: BTreeMap<String, GroupTau>,
+    /// Provenance of the process that finished the run: hetsyn's version, the
+    /// git commit it was built from ("unknown" outside a checkout), its command
+    /// line and host.
+    #[serde(default)]
+    pub hetsyn_version: String,
+    #[serde(default)]
+    pub git_commit: String,
+    #[serde(default)]
+    pub command_line: String,
+    #[serde(default)]
+    pub host: String,
 }
 
 /// Loss, accuracy and task figures of a model on held-out samples.
@@ -390,10 +402,29 @@ struct TrainerState {
 
 /// Set by SIGINT/SIGTERM; the trainer saves a resumable checkpoint and stops.
 static INTERRUPTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+/// The signal that interrupted training (0: none).
+static SIGNAL: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
 
-extern "C" fn on_signal(_: libc::c_int) {
+extern "C" fn on_signal(signal: libc::c_int) {
+    SIGNAL.store(signal, std::sync::atomic::Ordering::SeqCst);
     INTERRUPTED.store(true, std::sync::atomic::Ordering::SeqCst);
 }
+
+/// The error a run stopped by SIGINT or SIGTERM ends with, after its resumable
+/// checkpoint; the process exits with `128 + signal` (130, 143), as shells do.
+#[derive(Debug)]
+pub struct Interrupted {
+    pub signal: i32,
+    pub message: String,
+}
+
+impl std::fmt::Display for Interrupted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Interrupted {}
 
 /// Makes SIGINT and SIGTERM stop training after the current iteration, with a
 /// resumable checkpoint.
@@ -419,8 +450,10 @@ fn process_runs(pid: i32) -> bool {
     !matches!(state, Some('Z' | 'X'))
 }
 
-/// An exclusive claim on a run directory (`<run>/.lock` holding the owner's pid),
-/// released on drop; a lock left by a process that no longer runs is taken over.
+/// An exclusive claim on a run directory (`<run>/.lock` holding the owner's pid
+/// and host), released on drop. A lock of this host whose process no longer
+/// runs is taken over; a lock of another host never is (its process cannot be
+/// checked from here), and the error says how to clear it.
 pub struct RunLock {
     path: PathBuf,
 }
@@ -428,21 +461,32 @@ pub struct RunLock {
 impl RunLock {
     pub fn acquire(run_dir: &Path) -> Result<RunLock> {
         let path = run_dir.join(".lock");
+        let host = crate::provenance::host();
         for _ in 0..3 {
             match std::fs::OpenOptions::new().write(true).create_new(true).open(&path) {
                 Ok(mut file) => {
                     use std::io::Write;
-                    write!(file, "{}", std::process::id())
+                    writeln!(file, "{} {host}", std::process::id())
                         .with_context(|| format!("cannot write {}", path.display()))?;
                     return Ok(RunLock { path });
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
                     let owner = std::fs::read_to_string(&path).unwrap_or_default();
-                    let pid: i32 = owner.trim().parse().unwrap_or(0);
-                    let alive = process_runs(pid);
-                    if alive {
+                    let mut words = owner.split_whitespace();
+                    let pid: i32 = words.next().and_then(|w| w.parse().ok()).unwrap_or(0);
+                    // locks of earlier versions hold only a pid: this host's
+                    let owner_host = words.next().unwrap_or(&host);
+                    if owner_host != host {
                         bail!(
-                            "run directory {} is in use by process {pid} (lock file {}); wait for it or remove the lock if that process is not hetsyn",
+                            "run directory {} is locked by process {pid} on host {owner_host} (lock file {}); if no hetsyn runs there in this directory any more, remove {} and try again",
+                            run_dir.display(),
+                            path.display(),
+                            path.display()
+                        );
+                    }
+                    if process_runs(pid) {
+                        bail!(
+                            "run directory {} is in use by process {pid} on this host (lock file {}); wait for it or remove the lock if that process is not hetsyn",
                             run_dir.display(),
                             path.display()
                         );
@@ -490,6 +534,17 @@ pub fn train(
     std::fs::create_dir_all(&checkpoints)
         .with_context(|| format!("cannot create run directory {}", checkpoints.display()))?;
     let _lock = RunLock::acquire(run_dir)?;
+    crate::logging::tee_to(&run_dir.join("train.log"))?;
+    crate::logging::line(&format!(
+        "=== {} {} at {} UTC on {}, hetsyn {} (commit {}): {}",
+        if resume.is_some() { "resumed" } else { "started" },
+        run_dir.display(),
+        crate::io::atomic::utc_timestamp(),
+        crate::provenance::host(),
+        crate::provenance::VERSION,
+        crate::provenance::GIT_COMMIT,
+        crate::provenance::command_line()
+    ));
     let last_path = checkpoints.join("last.safetensors");
     if resume.is_none() && last_path.exists() {
         bail!(
@@ -596,11 +651,19 @@ pub fn train(
         tau_last: BTreeMap::new(),
         input_tau_at_best_validation: BTreeMap::new(),
         input_tau_last: BTreeMap::new(),
+        hetsyn_version: String::new(),
+        git_commit: String::new(),
+        command_line: String::new(),
+        host: String::new(),
     };
     let input_groups = task.input_groups();
     if let Some(s) = resumed_summary {
         summary = s;
     }
+    summary.hetsyn_version = crate::provenance::VERSION.into();
+    summary.git_commit = crate::provenance::GIT_COMMIT.into();
+    summary.command_line = crate::provenance::command_line();
+    summary.host = crate::provenance::host();
     // without a validation set the selected model is the last evaluation's
     let validating = !task.validation().is_empty();
     describe_selection(&mut summary, task.validation().len(), classification, config.output.save_best_on_test);
@@ -684,18 +747,20 @@ pub fn train(
             };
             window = Window::default();
             let percent = |a: Option<f64>| a.map(|a| format!("{:.1}%", 100.0 * a)).unwrap_or_else(|| "-".into());
-            if !options.progress {
+            // one plain line per evaluation (above the bar on a terminal), in train.log too
+            let sig = |v: Option<f64>| v.map(sig4).unwrap_or_else(|| "-".into());
+            bar.suspend(|| {
                 tracing::info!(
                     step,
-                    train_loss = row.train_loss,
-                    validation_loss = ?row.validation_loss,
-                    test_loss = row.test_loss,
+                    train_loss = %sig4(row.train_loss),
+                    validation_loss = %sig(row.validation_loss),
+                    test_loss = %sig4(row.test_loss),
                     validation_accuracy = %percent(row.validation_accuracy),
                     test_accuracy = %percent(row.test_accuracy),
-                    rate_hz = row.mean_rate_hz,
+                    rate_hz = %sig4(row.mean_rate_hz),
                     "evaluated"
-                );
-            }
+                )
+            });
             bar.set_message(format!(
                 "loss {:.4} val {} test {} {:.1} Hz",
                 row.train_loss,
@@ -774,11 +839,12 @@ pub fn train(
         }
         if interrupted {
             bar.finish_and_clear();
-            bail!(
+            let message = format!(
                 "interrupted after iteration {step}; a resumable checkpoint is in {}: continue with `hetsyn train --resume {}`",
                 last_path.display(),
                 run_dir.display()
             );
+            return Err(Interrupted { signal: SIGNAL.load(std::sync::atomic::Ordering::SeqCst), message }.into());
         }
     }
     bar.finish_and_clear();
@@ -818,21 +884,46 @@ fn describe_selection(summary: &mut RunSummary, validation_samples: usize, class
     summary.best_on_test_checkpoint = best_on_test.then(|| "checkpoints/best_on_test.safetensors".into());
 }
 
-/// `<dir>/<name>-<UTC timestamp>`, with a numeric suffix if that exists already.
-pub fn new_run_dir(config: &Config) -> PathBuf {
-    let base = Path::new(&config.output.dir).join(format!("{}-{}", config.name, crate::io::atomic::utc_timestamp()));
+/// Creates and returns the default run directory `<dir>/<name>-<UTC timestamp>`,
+/// with a numeric suffix (`-1`, `-2`, ...) if that exists already. Creating is the
+/// claim, so two runs started in the same second never share a directory.
+pub fn reserve_run_dir(config: &Config) -> Result<PathBuf> {
+    let parent = Path::new(&config.output.dir);
+    std::fs::create_dir_all(parent).with_context(|| format!("cannot create output.dir {}", parent.display()))?;
+    let base = parent.join(format!("{}-{}", config.name, crate::io::atomic::utc_timestamp()));
     let mut dir = base.clone();
-    let mut k = 1;
-    while dir.exists() {
-        dir = PathBuf::from(format!("{}-{k}", base.display()));
-        k += 1;
+    for k in 1..10_000 {
+        match std::fs::create_dir(&dir) {
+            Ok(()) => return Ok(dir),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                dir = PathBuf::from(format!("{}-{k}", base.display()));
+            }
+            Err(e) => return Err(e).with_context(|| format!("cannot create run directory {}", dir.display())),
+        }
     }
-    dir
+    bail!("cannot find a free run directory name next to {}", base.display())
 }
 
 #[cfg(test)]
 mod lock_tests {
     use super::process_runs;
+
+    #[test]
+    fn run_directories_started_together_differ() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = format!(
+            "[model]\nkind = \"homneulif\"\ntau_init = {{ dist = \"constant\", value = 0.02 }}\nlayers = [{{ size = 4 }}]\n[model.readout]\nloss = \"last\"\n[task]\nkind = \"dms\"\n[output]\ndir = {:?}\n",
+            dir.path().display().to_string()
+        );
+        let config = crate::config::Config::from_toml(&text, &[]).unwrap();
+        let dirs: Vec<_> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..8).map(|_| s.spawn(|| super::reserve_run_dir(&config).unwrap())).collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        let unique: std::collections::BTreeSet<_> = dirs.iter().collect();
+        assert_eq!(unique.len(), 8, "{dirs:?}");
+        assert!(dirs.iter().all(|d| d.is_dir()));
+    }
 
     #[test]
     fn zombies_and_missing_processes_do_not_hold_a_lock() {
