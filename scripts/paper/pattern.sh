@@ -11,7 +11,7 @@
 #
 # Every run: the paper's 1000 iterations of batch 1.
 # Default: 3 seeds (96 runs), 11 min with --jobs 2 on 2 cores (measured 2026-11-30).
-# --full: the paper's 5 seeds (160 runs), about 18 min the same way (estimated).
+# --full: the paper's 5 seeds (160 runs), 17 min the same way (measured 2026-11-30).
 set -euo pipefail
 name=pattern
 source "$(dirname "$0")/lib.sh"
