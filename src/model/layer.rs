@@ -5,8 +5,8 @@
 
 use super::activation::Activation;
 use super::kernels::{
-    adjoint_product, axpy, channel_outer_product, dispatch, input_row_drive, input_row_sweep, padded_row,
-    recurrent_row_adjoint, recurrent_step, sparse_row_sum, BlockInput, ChannelEvents, Isa, IsaTask, WIDTH,
+    adjoint_product, channel_outer_product, dispatch, input_row_drive, input_row_sweep, padded_row, recurrent_adjoint,
+    recurrent_step, sparse_row_sum, BlockInput, ChannelEvents, Isa, IsaTask, WIDTH,
 };
 use super::Float;
 
@@ -459,17 +459,7 @@ impl<F: Float> Layer<F> {
                     // recurrent synapses: only lam feeds the carry; their gradients
                     // are summed after the loop (`input_row_sweep` on z^{t-1})
                     if let (Some((rec, lam)), true) = (lam_rec.as_mut(), t > 0) {
-                        for (j, g) in g.iter().enumerate() {
-                            let row = j * np..(j + 1) * np;
-                            recurrent_row_adjoint(
-                                isa,
-                                *g,
-                                &rec.weight[row.clone()],
-                                &rec.decay[row.clone()],
-                                &mut lam[row],
-                                &mut next_carry,
-                            );
-                        }
+                        recurrent_adjoint(isa, &g, &rec.weight, &rec.decay, np, lam, &mut next_carry);
                     }
                     if let Some(spiking) = &self.spiking {
                         // J = kappa J + theta z^{t-1}, V -= J:  mu^t = -g^t + kappa mu^{t+1}
@@ -490,10 +480,9 @@ impl<F: Float> Layer<F> {
                         }
                     }
                     history[t * np..t * np + n].copy_from_slice(&mu);
+                    // C^{t-1} = U^T mu^t (next_carry is zero here)
                     if let (Some(u), true) = (&self.recurrent_weight, t > 0 && self.spiking.is_some()) {
-                        for j in 0..n {
-                            axpy(mu[j], &u[j * n..(j + 1) * n], &mut next_carry[..n]);
-                        }
+                        adjoint_product(isa, &mu, n, u, n, n, &mut next_carry[..n]);
                     }
                     if let Some(spiking) = &self.spiking {
                         for j in 0..n {
