@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{kernels, Float};
+use super::Float;
 
 /// Pseudo-derivative used for `dz/dV` in the backward pass.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -25,24 +25,32 @@ pub enum Activation {
     Sigmoid { beta: f64 },
 }
 
-/// Normal density `N(x; mean, std)`, with the branch-free [`kernels::exp`]
-/// so that a row of them vectorises.
+/// Normal density `N(x; mean, std)` in the float type `F`, with the
+/// branch-free [`Float::fast_exp`] so that a row of them vectorises.
 #[inline(always)]
-fn normal_pdf(x: f64, mean: f64, std: f64) -> f64 {
-    let u = (x - mean) / std;
-    kernels::exp(-0.5 * u * u) / (std * (2.0 * std::f64::consts::PI).sqrt())
+fn normal_pdf<F: Float>(x: F, mean: f64, std: f64) -> F {
+    let u = (x - F::of(mean)) / F::of(std);
+    (F::of(-0.5) * u * u).fast_exp() / F::of(std * (2.0 * std::f64::consts::PI).sqrt())
 }
 
 impl Surrogate {
     /// `dz/dV` at `x = V - theta`.
     #[inline(always)]
     pub fn derivative(self, x: f64, theta: f64) -> f64 {
+        self.derivative_in(x, theta)
+    }
+
+    /// [`Surrogate::derivative`] computed in the network's float type `F`
+    /// (a row of `f32` takes half the vector instructions of `f64`).
+    #[inline(always)]
+    pub fn derivative_in<F: Float>(self, x: F, theta: F) -> F {
         match self {
-            Surrogate::Triangle => (1.0 - (x / theta).abs()).max(0.0),
+            Surrogate::Triangle => (F::one() - (x / theta).abs()).max(F::zero()),
             Surrogate::MultiGaussian => {
-                0.5 * (1.15 * normal_pdf(x, 0.0, 0.5)
-                    - 0.15 * normal_pdf(x, 0.5, 3.0)
-                    - 0.15 * normal_pdf(x, -0.5, 3.0))
+                F::of(0.5)
+                    * (F::of(1.15) * normal_pdf(x, 0.0, 0.5)
+                        - F::of(0.15) * normal_pdf(x, 0.5, 3.0)
+                        - F::of(0.15) * normal_pdf(x, -0.5, 3.0))
             }
         }
     }
@@ -81,16 +89,6 @@ macro_rules! map_row {
     };
 }
 
-/// `g_j *= f(V_j - theta)` over a row, `f` written as `|x| expression`.
-macro_rules! scale_row {
-    ($potential:expr, $theta:expr, $g:expr, |$x:ident| $f:expr) => {
-        for (g, v) in $g.iter_mut().zip($potential) {
-            let $x = v.f64() - $theta;
-            *g *= F::of($f);
-        }
-    };
-}
-
 impl Activation {
     /// The output `z` for `x = V - theta`.
     #[inline]
@@ -122,17 +120,27 @@ impl Activation {
     }
 
     /// `g_j *= derivative(V_j - theta)` over a row, the function chosen once per
-    /// row and written into the loop, which vectorises (no call, no branch).
+    /// row and written into the loop, which vectorises (no call, no branch). The
+    /// surrogates are computed in `F` ([`Surrogate::derivative_in`]).
     #[inline(always)]
     pub fn scale_by_derivatives<F: Float>(self, potential: &[F], theta: f64, g: &mut [F]) {
+        let theta_f = F::of(theta);
         match self {
             Activation::Step(Surrogate::Triangle) => {
-                scale_row!(potential, theta, g, |x| Surrogate::Triangle.derivative(x, theta))
+                for (g, v) in g.iter_mut().zip(potential) {
+                    *g *= Surrogate::Triangle.derivative_in(*v - theta_f, theta_f);
+                }
             }
             Activation::Step(Surrogate::MultiGaussian) => {
-                scale_row!(potential, theta, g, |x| Surrogate::MultiGaussian.derivative(x, theta))
+                for (g, v) in g.iter_mut().zip(potential) {
+                    *g *= Surrogate::MultiGaussian.derivative_in(*v - theta_f, theta_f);
+                }
             }
-            Activation::Sigmoid { beta } => scale_row!(potential, theta, g, |x| sigmoid_derivative(beta, x)),
+            Activation::Sigmoid { beta } => {
+                for (g, v) in g.iter_mut().zip(potential) {
+                    *g *= F::of(sigmoid_derivative(beta, v.f64() - theta));
+                }
+            }
         }
     }
 

@@ -859,6 +859,36 @@ pub fn exp(x: f64) -> f64 {
     }
 }
 
+/// [`exp`] in `f32`: `x = k ln2 + r`, `e^r` by its Taylor polynomial of degree
+/// 7, `2^k` by building the exponent. Within 2 ulp for `-87 <= x <= 88`; 0
+/// below, infinity above, NaN for NaN.
+#[inline(always)]
+pub fn exp_f32(x: f32) -> f32 {
+    const LOG2E: f32 = std::f32::consts::LOG2_E;
+    // ln 2 split: the high part has 12 trailing zero bits, so `k * LN2_HI` is exact
+    const LN2_HI: f32 = f32::from_bits(0x3F31_7200);
+    const LN2_LO: f32 = f32::from_bits(0x35BF_BE8E);
+    const ROUND: f32 = 12_582_912.0; // 1.5 * 2^23
+    let clamped = x.clamp(-87.0, 88.0);
+    let shifted = clamped * LOG2E + ROUND;
+    let k = shifted - ROUND; // round(x / ln 2), to nearest
+    let r = (clamped - k * LN2_HI) - k * LN2_LO;
+    let mut p = 1.0 / 5_040.0;
+    for d in [720.0, 120.0, 24.0, 6.0, 2.0, 1.0, 1.0] {
+        p = p * r + 1.0 / d;
+    }
+    let ki = (shifted.to_bits() as i32).wrapping_sub(ROUND.to_bits() as i32);
+    let scale = f32::from_bits(((ki + 127) as u32) << 23);
+    let y = p * scale;
+    let y = if x < -87.0 { 0.0 } else { y };
+    let y = if x > 88.0 { f32::INFINITY } else { y };
+    if x.is_nan() {
+        x
+    } else {
+        y
+    }
+}
+
 // ---------------------------------------------------------------------------
 // x86: AVX2 and AVX-512
 // ---------------------------------------------------------------------------
@@ -1324,6 +1354,20 @@ mod tests {
                 assert_eq!(bits(&want), bits(&got), "{set:?} {steps}x{n}x{m}");
             }
         }
+    }
+
+    #[test]
+    fn exp_f32_is_within_two_ulp() {
+        let mut worst = 0.0f64;
+        for k in 0..200_000 {
+            let x = (-87.0 + 175.0 * unit(k, 98)) as f32;
+            let (a, b) = (f64::from(exp_f32(x)), f64::from(x).exp());
+            worst = worst.max((a - b).abs() / b);
+        }
+        assert!(worst <= 2.0 * f64::from(f32::EPSILON), "relative error {worst:e}");
+        assert_eq!(exp_f32(-100.0), 0.0);
+        assert_eq!(exp_f32(100.0), f32::INFINITY);
+        assert!(exp_f32(f32::NAN).is_nan());
     }
 
     #[test]

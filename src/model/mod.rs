@@ -43,6 +43,10 @@ pub trait Float:
 
     fn of(x: f64) -> Self;
     fn f64(self) -> f64;
+
+    /// `e^x` in plain arithmetic, branch-free, so that a loop of it vectorises
+    /// and gives the same bits on every CPU ([`kernels::exp`], [`kernels::exp_f32`]).
+    fn fast_exp(self) -> Self;
 }
 
 impl Float for f32 {
@@ -55,6 +59,10 @@ impl Float for f32 {
     fn f64(self) -> f64 {
         self as f64
     }
+    #[inline(always)]
+    fn fast_exp(self) -> Self {
+        kernels::exp_f32(self)
+    }
 }
 
 impl Float for f64 {
@@ -66,6 +74,10 @@ impl Float for f64 {
     #[inline(always)]
     fn f64(self) -> f64 {
         self
+    }
+    #[inline(always)]
+    fn fast_exp(self) -> Self {
+        kernels::exp(self)
     }
 }
 
