@@ -233,6 +233,7 @@ impl<F: Float> BlockInput<F> {
     /// Spike events: the inputs with value 1 at step `t` are
     /// `active[offsets[t]..offsets[t + 1]]`; with `counts`, input `active[k]` has
     /// value `counts[k]` instead.
+    #[inline(always)]
     pub fn from_events(offsets: &[u32], active: &[u32], counts: Option<&[u16]>, steps: usize, width: usize) -> Self {
         assert!(offsets.len() > steps, "spike input must have steps + 1 offsets");
         if let Some(c) = counts {
@@ -257,15 +258,19 @@ impl<F: Float> BlockInput<F> {
     /// Dense rows `x` (`[steps, width]`), read `shift` steps late: the input of
     /// step `t` is row `t - shift` (zero for `t < shift`). `binary` promises that
     /// every entry is 0 or 1.
+    #[inline(always)]
     pub fn from_dense(x: &[F], steps: usize, width: usize, shift: usize, binary: bool) -> Self {
         assert!(x.len() >= steps.saturating_sub(shift) * width, "layer input must be [steps, inputs]");
         let mut input = Self::empty(steps, width, !binary);
         let stride = input.blocks + 1;
         for t in shift..steps {
             let row = &x[(t - shift) * width..(t - shift + 1) * width];
-            for (i, v) in row.iter().enumerate() {
-                if *v != F::zero() {
-                    input.set(t, i, *v, stride);
+            for (b, chunk) in row.chunks(WIDTH).enumerate() {
+                let mut mask = nonzero_bits(chunk);
+                while mask != 0 {
+                    let i = b * WIDTH + mask.trailing_zeros() as usize;
+                    input.set(t, i, row[i], stride);
+                    mask &= mask - 1;
                 }
             }
         }
@@ -291,6 +296,16 @@ impl<F: Float> BlockInput<F> {
     pub fn is_binary(&self) -> bool {
         self.values.is_none()
     }
+}
+
+/// Bit `l` set for the non-zero `x[l]` (`x` at most [`WIDTH`] long).
+#[inline(always)]
+pub fn nonzero_bits<F: Float>(x: &[F]) -> u32 {
+    let mut mask = 0u32;
+    for (l, v) in x.iter().enumerate().take(WIDTH) {
+        mask |= u32::from(*v != F::zero()) << l;
+    }
+    mask
 }
 
 /// A row of `width` numbers copied into `(blocks + 1) * WIDTH`, zero-padded

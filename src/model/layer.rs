@@ -5,8 +5,8 @@
 
 use super::activation::Activation;
 use super::kernels::{
-    adjoint_product, channel_outer_product, dispatch, input_row_drive, input_row_sweep, padded_row, recurrent_adjoint,
-    recurrent_step, sparse_row_sum, BlockInput, ChannelEvents, Isa, IsaTask, WIDTH,
+    adjoint_product, channel_outer_product, dispatch, input_row_drive, input_row_sweep, nonzero_bits, padded_row,
+    recurrent_adjoint, recurrent_step, sparse_row_sum, BlockInput, ChannelEvents, Isa, IsaTask, WIDTH,
 };
 use super::Float;
 
@@ -105,6 +105,7 @@ enum Rows<'a, F> {
 }
 
 impl<'a, F: Float> StepInputs<'a, F> {
+    #[inline(always)]
     fn new(input: LayerInput<'a, F>, steps: usize, width: usize) -> Self {
         let mut offsets = Vec::with_capacity(steps + 1);
         offsets.push(0);
@@ -139,6 +140,7 @@ impl<'a, F: Float> StepInputs<'a, F> {
     }
 
     /// Appends the events of steps `0..steps` to `active`, one offset per step.
+    #[inline(always)]
     fn collect_events(
         spike_offsets: &[u32],
         spikes: &[u32],
@@ -159,6 +161,7 @@ impl<'a, F: Float> StepInputs<'a, F> {
 
     /// The events grouped by input, each input's in decreasing step, read
     /// `shift` steps late (the event of step `t` counts at step `t + shift`).
+    #[inline(always)]
     fn by_channel(&self, shift: usize) -> ChannelEvents<F> {
         let steps = self.offsets.len() - 1;
         let last = steps.saturating_sub(shift);
@@ -233,12 +236,55 @@ impl<F: Float> Layer<F> {
     /// (model.md §1): `V_j^t = sum_i I_ji^t + sum_k R_jk^t - J_j^t - A_j^t`, or in the
     /// collapsed form `V_j^t = S_j^t - A_j^t`; `z_j^t = H(V_j^t - theta)`.
     pub fn forward(&self, input: LayerInput<'_, F>, steps: usize, tape: &mut LayerTape<F>) {
-        dispatch(Forward { layer: self, input, steps, tape })
+        self.forward_prepared(&self.prepare(), input, steps, tape)
+    }
+
+    /// [`Layer::forward`] with the parameters arranged once by [`Layer::prepare`].
+    pub fn forward_prepared(
+        &self,
+        prepared: &Prepared<F>,
+        input: LayerInput<'_, F>,
+        steps: usize,
+        tape: &mut LayerTape<F>,
+    ) {
+        dispatch(Forward { layer: self, prepared, input, steps, tape })
+    }
+
+    /// The layer's parameters arranged for the kernels, to be shared by the
+    /// samples of a batch (the parameters must not change in between): the
+    /// transposed weights of the collapsed form, and the recurrent matrices of
+    /// HetSyn transposed (forward) and padded to whole blocks (reverse sweep).
+    pub fn prepare(&self) -> Prepared<F> {
+        let (n, m) = (self.size, self.inputs);
+        let np = n.div_ceil(WIDTH) * WIDTH;
+        match (&self.decays, &self.recurrent_weight) {
+            (Decays::Synapse { recurrent: Some(q), .. }, Some(u)) => Prepared {
+                recurrent_columns: Some(RecurrentMatrices {
+                    weight: transposed(u, n, n, np),
+                    decay: transposed(q, n, n, np),
+                }),
+                recurrent_rows: Some(RecurrentMatrices::padded(u, q, n, np)),
+                ..Prepared::default()
+            },
+            (Decays::Synapse { .. }, _) => Prepared::default(),
+            (Decays::Neuron { .. }, u) => Prepared {
+                input_t: transposed(&self.input_weight, n, m, np),
+                recurrent_t: u.as_ref().map(|u| transposed(u, n, n, np)),
+                ..Prepared::default()
+            },
+        }
     }
 
     /// The body of [`Layer::forward`], compiled once per instruction set.
     #[inline(always)]
-    fn forward_body<I: Isa>(&self, isa: I, input: LayerInput<'_, F>, steps: usize, tape: &mut LayerTape<F>) {
+    fn forward_body<I: Isa>(
+        &self,
+        isa: I,
+        prepared: &Prepared<F>,
+        input: LayerInput<'_, F>,
+        steps: usize,
+        tape: &mut LayerTape<F>,
+    ) {
         let (n, m) = (self.size, self.inputs);
         tape.potential.clear();
         tape.potential.resize(steps * n, F::zero());
@@ -275,24 +321,23 @@ impl<F: Float> Layer<F> {
                     padded_row(&r[j * m..(j + 1) * m], x.blocks, &mut r_row);
                     input_row_drive(isa, &w_row, &r_row, &x, &mut acc, &mut input_drive[j..], n);
                 }
-                if let (Some(u), Some(q)) = (&self.recurrent_weight, q) {
+                if let (Some(_), Some(_)) = (&self.recurrent_weight, q) {
                     // transposed: the sums over k run down the lanes
-                    let matrices =
-                        RecurrentMatrices { weight: transposed(u, n, n, np), decay: transposed(q, n, n, np) };
+                    let matrices = prepared.recurrent_columns.as_ref().expect("prepared for another layer");
                     recurrent = Some((matrices, vec![F::zero(); n * np], vec![false; n]));
                 }
             }
             Decays::Neuron { .. } => {
                 // with the weights transposed, each step adds a row per active input
                 let inputs = StepInputs::new(input, steps, m);
-                let wt = transposed(&self.input_weight, n, m, np);
+                assert_eq!(prepared.input_t.len(), m * np, "prepared for another layer");
                 for t in 0..steps {
                     let (x, active) = inputs.at(t);
-                    sparse_row_sum(isa, &wt, np, x, active, &mut row_sum);
+                    sparse_row_sum(isa, &prepared.input_t, np, x, active, &mut row_sum);
                     input_drive[t * n..(t + 1) * n].copy_from_slice(&row_sum[..n]);
                 }
-                sparse_inputs =
-                    self.recurrent_weight.as_ref().map(|u| (transposed(u, n, n, np), Vec::with_capacity(n)));
+                assert_eq!(prepared.recurrent_t.is_some(), self.is_recurrent(), "prepared for another layer");
+                sparse_inputs = prepared.recurrent_t.as_ref().map(|ut| (ut, Vec::with_capacity(n)));
             }
         }
         // per-neuron states: reset current J (HetSyn) or collapsed S; adaptation A
@@ -399,7 +444,23 @@ impl<F: Float> Layer<F> {
         grad: &mut Layer<F>,
         d_input: Option<&mut [F]>,
     ) {
-        dispatch(Backward { layer: self, input, steps, tape, d_output, rate_grad, grad, d_input })
+        self.backward_prepared(&self.prepare(), input, steps, tape, d_output, rate_grad, grad, d_input)
+    }
+
+    /// [`Layer::backward`] with the parameters arranged once by [`Layer::prepare`].
+    #[allow(clippy::too_many_arguments)]
+    pub fn backward_prepared(
+        &self,
+        prepared: &Prepared<F>,
+        input: LayerInput<'_, F>,
+        steps: usize,
+        tape: &LayerTape<F>,
+        d_output: &[F],
+        rate_grad: Option<&[F]>,
+        grad: &mut Layer<F>,
+        d_input: Option<&mut [F]>,
+    ) {
+        dispatch(Backward { layer: self, prepared, input, steps, tape, d_output, rate_grad, grad, d_input })
     }
 
     /// The body of [`Layer::backward`], compiled once per instruction set.
@@ -408,6 +469,7 @@ impl<F: Float> Layer<F> {
     fn backward_body<I: Isa>(
         &self,
         isa: I,
+        prepared: &Prepared<F>,
         input: LayerInput<'_, F>,
         steps: usize,
         tape: &LayerTape<F>,
@@ -428,8 +490,9 @@ impl<F: Float> Layer<F> {
         // step, for the sweeps after the time loop
         let mut history = vec![F::zero(); steps * np];
         let mut lam_rec = None;
-        if let (Decays::Synapse { recurrent: Some(q), .. }, Some(u)) = (&self.decays, &self.recurrent_weight) {
-            lam_rec = Some((RecurrentMatrices::padded(u, q, n, np), vec![F::zero(); n * np]));
+        if let (Decays::Synapse { recurrent: Some(_), .. }, Some(_)) = (&self.decays, &self.recurrent_weight) {
+            let rows = prepared.recurrent_rows.as_ref().expect("prepared for another layer");
+            lam_rec = Some((rows, vec![F::zero(); n * np]));
         }
         let mut mu = vec![F::zero(); n]; // adjoint of J (HetSyn reset) or of S (collapsed)
         let mut nu = vec![F::zero(); n]; // adjoint of A
@@ -608,6 +671,7 @@ impl<F: Float> Layer<F> {
 
 /// A layer's input as the row kernels read it ([`BlockInput`]). Dense rows count
 /// as spikes when every entry is 0 or 1.
+#[inline(always)]
 fn block_input<F: Float>(input: LayerInput<'_, F>, steps: usize, width: usize) -> BlockInput<F> {
     match input {
         LayerInput::Dense(x) => {
@@ -622,8 +686,22 @@ fn block_input<F: Float>(input: LayerInput<'_, F>, steps: usize, width: usize) -
     }
 }
 
+/// A layer's parameters arranged for the kernels ([`Layer::prepare`]).
+#[derive(Debug, Clone, Default)]
+pub struct Prepared<F> {
+    /// Collapsed form: `w` transposed, `[inputs, stride]`.
+    input_t: Vec<F>,
+    /// Collapsed form: `u` transposed, `[size, stride]`.
+    recurrent_t: Option<Vec<F>>,
+    /// HetSyn: `u`, `q` transposed (forward).
+    recurrent_columns: Option<RecurrentMatrices<F>>,
+    /// HetSyn: `u`, `q` in rows padded to whole blocks (reverse sweep).
+    recurrent_rows: Option<RecurrentMatrices<F>>,
+}
+
 /// The recurrent weights `u` and decays `q` of a HetSyn layer, `[n, stride]`:
 /// rows zero-padded to whole blocks, or transposed.
+#[derive(Debug, Clone)]
 struct RecurrentMatrices<F> {
     weight: Vec<F>,
     decay: Vec<F>,
@@ -680,19 +758,29 @@ fn transposed<F: Float>(w: &[F], rows: usize, cols: usize, stride: usize) -> Vec
 }
 
 /// Indices of the non-zero entries of `x`.
+#[inline(always)]
 fn active_indices<F: Float>(x: &[F], active: &mut Vec<usize>) {
     active.clear();
     append_active_indices(x, active);
 }
 
-/// Appends the indices of the non-zero entries of `x` to `active`.
+/// Appends the indices of the non-zero entries of `x` to `active` (a bit mask
+/// per block of 16 entries, then its set bits: the compare vectorises).
+#[inline(always)]
 fn append_active_indices<F: Float>(x: &[F], active: &mut Vec<usize>) {
-    active.extend(x.iter().enumerate().filter(|(_, v)| **v != F::zero()).map(|(i, _)| i));
+    for (c, chunk) in x.chunks(WIDTH).enumerate() {
+        let mut mask = nonzero_bits(chunk);
+        while mask != 0 {
+            active.push(c * WIDTH + mask.trailing_zeros() as usize);
+            mask &= mask - 1;
+        }
+    }
 }
 
 /// [`Layer::forward_body`] as a task for [`dispatch`].
 struct Forward<'l, 'x, 't, F> {
     layer: &'l Layer<F>,
+    prepared: &'l Prepared<F>,
     input: LayerInput<'x, F>,
     steps: usize,
     tape: &'t mut LayerTape<F>,
@@ -702,13 +790,14 @@ impl<F: Float> IsaTask for Forward<'_, '_, '_, F> {
     type Output = ();
     #[inline(always)]
     fn run<I: Isa>(self, isa: I) {
-        self.layer.forward_body(isa, self.input, self.steps, self.tape)
+        self.layer.forward_body(isa, self.prepared, self.input, self.steps, self.tape)
     }
 }
 
 /// [`Layer::backward_body`] as a task for [`dispatch`].
 struct Backward<'l, 'x, 'a, F> {
     layer: &'l Layer<F>,
+    prepared: &'l Prepared<F>,
     input: LayerInput<'x, F>,
     steps: usize,
     tape: &'a LayerTape<F>,
@@ -722,8 +811,8 @@ impl<F: Float> IsaTask for Backward<'_, '_, '_, F> {
     type Output = ();
     #[inline(always)]
     fn run<I: Isa>(self, isa: I) {
-        let Backward { layer, input, steps, tape, d_output, rate_grad, grad, d_input } = self;
-        layer.backward_body(isa, input, steps, tape, d_output, rate_grad, grad, d_input)
+        let Backward { layer, prepared, input, steps, tape, d_output, rate_grad, grad, d_input } = self;
+        layer.backward_body(isa, prepared, input, steps, tape, d_output, rate_grad, grad, d_input)
     }
 }
 
@@ -781,8 +870,9 @@ mod tests {
             let mut grad = layer.zeros_like();
             let mut dx = vec![0.0f32; steps * layer.inputs];
             let input = LayerInput::Dense(self.x);
-            layer.forward_body(isa, input, steps, &mut tape);
-            layer.backward_body(isa, input, steps, &tape, self.d_out, None, &mut grad, Some(&mut dx));
+            let prepared = layer.prepare();
+            layer.forward_body(isa, &prepared, input, steps, &mut tape);
+            layer.backward_body(isa, &prepared, input, steps, &tape, self.d_out, None, &mut grad, Some(&mut dx));
             (tape.potential, tape.spikes, grad, dx)
         }
     }
