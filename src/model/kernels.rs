@@ -39,6 +39,15 @@ pub trait Lanes<F: Copy>: Copy {
     /// The sum of the lanes in a fixed tree: `a_l += a_{l+w}` for `w = 8, 4, 2, 1`,
     /// then `a_0`.
     unsafe fn sum(self) -> F;
+    /// `[v_0.sum(), .., v_15.sum()]`, the same additions for 16 vectors at once.
+    #[inline(always)]
+    unsafe fn sums(v: &[Self; WIDTH]) -> [F; WIDTH] {
+        let mut out = [v[0].sum(); WIDTH];
+        for (o, v) in out.iter_mut().zip(v).skip(1) {
+            *o = v.sum();
+        }
+        out
+    }
 }
 
 /// [`Lanes`] as a plain array: the reference every instruction set reproduces.
@@ -63,20 +72,34 @@ impl<F: Float> Lanes<F> for Portable16<F> {
         std::ptr::write_unaligned(p as *mut [F; WIDTH], self.0)
     }
     #[inline(always)]
-    unsafe fn add(self, other: Self) -> Self {
-        Portable16(std::array::from_fn(|l| self.0[l] + other.0[l]))
+    unsafe fn add(mut self, other: Self) -> Self {
+        for (a, b) in self.0.iter_mut().zip(other.0) {
+            *a += b;
+        }
+        self
     }
     #[inline(always)]
-    unsafe fn mul(self, other: Self) -> Self {
-        Portable16(std::array::from_fn(|l| self.0[l] * other.0[l]))
+    unsafe fn mul(mut self, other: Self) -> Self {
+        for (a, b) in self.0.iter_mut().zip(other.0) {
+            *a *= b;
+        }
+        self
     }
     #[inline(always)]
-    unsafe fn mul_add(self, a: Self, b: Self) -> Self {
-        Portable16(std::array::from_fn(|l| self.0[l].mul_add(a.0[l], b.0[l])))
+    unsafe fn mul_add(mut self, a: Self, b: Self) -> Self {
+        for ((s, a), b) in self.0.iter_mut().zip(a.0).zip(b.0) {
+            *s = s.mul_add(a, b);
+        }
+        self
     }
     #[inline(always)]
-    unsafe fn add_where(self, mask: u16, other: Self) -> Self {
-        Portable16(std::array::from_fn(|l| if mask >> l & 1 != 0 { self.0[l] + other.0[l] } else { self.0[l] }))
+    unsafe fn add_where(mut self, mask: u16, other: Self) -> Self {
+        for (l, (a, b)) in self.0.iter_mut().zip(other.0).enumerate() {
+            if mask >> l & 1 != 0 {
+                *a += b;
+            }
+        }
+        self
     }
     #[inline(always)]
     unsafe fn sum(self) -> F {
@@ -414,10 +437,24 @@ pub fn input_rows_drive<F: Float, I: Isa>(
         r0 += take;
     }
     for r in 0..rows {
-        for t in 0..steps {
-            // SAFETY: `acc` holds `rows * steps * WIDTH` entries (asserted); the
-            // token of `I` proves the CPU has its instruction set.
-            drive[r + t * stride] = unsafe { V::<F, I>::load(acc.as_ptr().add((r * steps + t) * WIDTH)).sum() };
+        // SAFETY: `acc` holds `rows * steps * WIDTH` entries (asserted); the
+        // token of `I` proves the CPU has its instruction set.
+        unsafe {
+            let row = acc.as_ptr().add(r * steps * WIDTH);
+            let mut t = 0;
+            while t + WIDTH <= steps {
+                let mut v = [V::<F, I>::zero(); WIDTH];
+                for (s, v) in v.iter_mut().enumerate() {
+                    *v = V::<F, I>::load(row.add((t + s) * WIDTH));
+                }
+                for (s, sum) in V::<F, I>::sums(&v).iter().enumerate() {
+                    drive[r + (t + s) * stride] = *sum;
+                }
+                t += WIDTH;
+            }
+            for t in t..steps {
+                drive[r + t * stride] = V::<F, I>::load(row.add(t * WIDTH)).sum();
+            }
         }
     }
 }
@@ -444,9 +481,14 @@ fn drive_groups<F: Float, I: Isa, const R: usize, const G: usize, const BINARY: 
         // stride * WIDTH]`) are in bounds; `acc` holds `R * steps * WIDTH`. The
         // token of `I` proves the instruction set.
         unsafe {
-            let row = |p: *const F, q: usize, b: usize| load_block::<F, V<F, I>>(p.add(q * width), blocks[b], width);
-            let wv: [[V<F, I>; G]; R] = std::array::from_fn(|q| std::array::from_fn(|g| row(w, q, g)));
-            let rv: [[V<F, I>; G]; R] = std::array::from_fn(|q| std::array::from_fn(|g| row(r, q, g)));
+            // plain loops: a closure that is not inlined loses the instruction set
+            let (mut wv, mut rv) = ([[V::<F, I>::zero(); G]; R], [[V::<F, I>::zero(); G]; R]);
+            for q in 0..R {
+                for g in 0..G {
+                    wv[q][g] = load_block(w.add(q * width), blocks[g], width);
+                    rv[q][g] = load_block(r.add(q * width), blocks[g], width);
+                }
+            }
             let mut cur = [[V::<F, I>::zero(); G]; R];
             for t in start..steps {
                 let mut sum = [V::<F, I>::zero(); R];
@@ -572,11 +614,16 @@ fn sweep_groups<F: Float, I: Isa, const R: usize, const G: usize, const BINARY: 
         // SAFETY: as in `drive_groups`; `dx` holds `[steps, stride * WIDTH]`
         // (asserted). The padding block of `dx` is written only with zeros added.
         unsafe {
-            let row = |p: *const F, q: usize, b: usize| load_block::<F, V<F, I>>(p.add(q * width), blocks[b], width);
-            let wv: [[V<F, I>; G]; R] = std::array::from_fn(|q| std::array::from_fn(|b| row(w, q, b)));
-            let rv: [[V<F, I>; G]; R] = std::array::from_fn(|q| std::array::from_fn(|b| row(r, q, b)));
-            let mut dwv: [[V<F, I>; G]; R] = std::array::from_fn(|q| std::array::from_fn(|b| row(pw, q, b)));
-            let mut dkv: [[V<F, I>; G]; R] = std::array::from_fn(|q| std::array::from_fn(|b| row(pk, q, b)));
+            let (mut wv, mut rv) = ([[V::<F, I>::zero(); G]; R], [[V::<F, I>::zero(); G]; R]);
+            let (mut dwv, mut dkv) = ([[V::<F, I>::zero(); G]; R], [[V::<F, I>::zero(); G]; R]);
+            for q in 0..R {
+                for b in 0..G {
+                    wv[q][b] = load_block(w.add(q * width), blocks[b], width);
+                    rv[q][b] = load_block(r.add(q * width), blocks[b], width);
+                    dwv[q][b] = load_block(pw.add(q * width), blocks[b], width);
+                    dkv[q][b] = load_block(pk.add(q * width), blocks[b], width);
+                }
+            }
             let mut lam = [[V::<F, I>::zero(); G]; R];
             let mut k = [[V::<F, I>::zero(); G]; R];
             for t in (stop..steps).rev() {
@@ -921,7 +968,10 @@ fn product_tile<F: Float, I: Isa, const T: usize, const B: usize>(
         let mut acc = [[V::<F, I>::zero(); B]; T];
         for j in 0..n {
             let w = weight.as_ptr().add(j * m + i);
-            let wv: [V<F, I>; B] = std::array::from_fn(|b| V::<F, I>::load(w.add(b * WIDTH)));
+            let mut wv = [V::<F, I>::zero(); B];
+            for (b, wv) in wv.iter_mut().enumerate() {
+                *wv = V::<F, I>::load(w.add(b * WIDTH));
+            }
             for (s, row) in acc.iter_mut().enumerate() {
                 let a = V::<F, I>::splat(*mu.get_unchecked((t + s) * mu_stride + j));
                 for (acc, w) in row.iter_mut().zip(&wv) {
@@ -1092,6 +1142,45 @@ pub mod x86 {
             let lo = _mm512_castps512_ps256(self.0);
             let hi = _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(self.0)));
             sum8(_mm256_add_ps(lo, hi))
+        }
+        /// The tree of [`Lanes::sum`] for 16 registers at once: each level adds
+        /// the same pairs of lanes, with the registers' halves, quarters and pairs
+        /// shuffled side by side (results in the order 0 2 1 3 8 10 9 11 4 6 5 7
+        /// 12 14 13 15, put right by one permutation).
+        #[inline(always)]
+        unsafe fn sums(v: &[Self; 16]) -> [f32; 16] {
+            // l + 8: u_k = [v_k halves added | v_{k+8} halves added]
+            let mut u = [_mm512_setzero_ps(); 8];
+            for (k, u) in u.iter_mut().enumerate() {
+                *u = Self::fold::<0x44, 0xEE>(v[k].0, v[k + 8].0);
+            }
+            // l + 4 within each half: quarters v_k, v_{k+8}, v_{k+4}, v_{k+12}
+            let mut w = [_mm512_setzero_ps(); 4];
+            for (k, w) in w.iter_mut().enumerate() {
+                *w = Self::fold::<0x88, 0xDD>(u[k], u[k + 4]);
+            }
+            // l + 2, then l + 1, within each quarter
+            let y0 = Self::fold_in_quarters::<0x44, 0xEE>(w[0], w[2]);
+            let y1 = Self::fold_in_quarters::<0x44, 0xEE>(w[1], w[3]);
+            let z = Self::fold_in_quarters::<0x88, 0xDD>(y0, y1);
+            let order = _mm512_setr_epi32(0, 2, 1, 3, 8, 10, 9, 11, 4, 6, 5, 7, 12, 14, 13, 15);
+            let mut out = [0.0f32; 16];
+            _mm512_storeu_ps(out.as_mut_ptr(), _mm512_permutexvar_ps(order, z));
+            out
+        }
+    }
+
+    impl Avx512F32 {
+        /// Level `l + w` of the tree of 16 sums: pairs `(a, b)` of registers
+        /// whose 128-bit quarters (`SHUFFLE_*` pick them) hold the halves to add.
+        #[inline(always)]
+        unsafe fn fold<const LO: i32, const HI: i32>(a: __m512, b: __m512) -> __m512 {
+            _mm512_add_ps(_mm512_shuffle_f32x4::<LO>(a, b), _mm512_shuffle_f32x4::<HI>(a, b))
+        }
+
+        #[inline(always)]
+        unsafe fn fold_in_quarters<const LO: i32, const HI: i32>(a: __m512, b: __m512) -> __m512 {
+            _mm512_add_ps(_mm512_shuffle_ps::<LO>(a, b), _mm512_shuffle_ps::<HI>(a, b))
         }
     }
 
