@@ -1510,18 +1510,18 @@ mod tests {
                 }
                 for j in 0..n {
                     let g = f64::from(0.3 - t as f32 + 0.01 * j as f32);
-                    for k in 0..n {
+                    for (k, carry) in carry.iter_mut().enumerate().take(n) {
                         let e = j * stride + k;
                         lam[e] = g + q[e] * lam[e];
-                        carry[k] += u[e] * lam[e];
+                        *carry += u[e] * lam[e];
                     }
                 }
             }
             for e in (0..n * stride).filter(|e| e % stride < n) {
                 assert!((f64::from(p.2[e]) - lam[e]).abs() < 1e-5 * (1.0 + lam[e].abs()), "lam n {n} entry {e}");
             }
-            for k in 0..n {
-                assert!((f64::from(p.3[k]) - carry[k]).abs() < 1e-4 * (1.0 + carry[k].abs()), "carry n {n} k {k}");
+            for (k, (got, want)) in p.3.iter().zip(&carry).take(n).enumerate() {
+                assert!((f64::from(*got) - want).abs() < 1e-4 * (1.0 + want.abs()), "carry n {n} k {k}");
             }
         }
     }
