@@ -223,9 +223,9 @@ pub type V<F, I> = <F as Float>::Lanes<I>;
 
 /// The input `x_i^t` of a set of synapses over all steps, arranged for the row
 /// kernels: per step and block of [`WIDTH`] inputs a bit mask of the non-zero
-/// inputs, their values unless they are all 1 (spikes), and the blocks that
-/// hold any non-zero input at all. Block `blocks` is an extra block that is
-/// always zero (the row kernels pad their last group with it).
+/// inputs, their values ([`Values`]), and the blocks that hold any non-zero
+/// input at all. Block `blocks` is an extra block that is always zero (the row
+/// kernels pad their last group with it).
 #[derive(Debug, Clone, Default)]
 pub struct BlockInput<F> {
     pub steps: usize,
@@ -235,23 +235,34 @@ pub struct BlockInput<F> {
     pub blocks: usize,
     /// `[blocks + 1, steps]`: bit `l` of entry `(b, t)` is set when `x_{bW+l}^t != 0`.
     masks: Vec<u16>,
-    /// `[steps, (blocks + 1) * WIDTH]`, zero-padded; `None` when every non-zero input is 1.
-    values: Option<Vec<F>>,
+    values: Values<F>,
     /// First step with a non-zero input in each block (`steps` if none).
     first: Vec<usize>,
     /// The blocks with a non-zero input at some step, in increasing order.
     active: Vec<usize>,
 }
 
+/// The values of the non-zero inputs of a [`BlockInput`].
+#[derive(Debug, Clone, Default)]
+pub enum Values<F> {
+    /// All 1 (spikes).
+    #[default]
+    Ones,
+    /// All equal to this (e.g. spikes scaled by dropout).
+    Uniform(F),
+    /// `[steps, (blocks + 1) * WIDTH]`, zero-padded.
+    Dense(Vec<F>),
+}
+
 impl<F: Float> BlockInput<F> {
-    fn empty(steps: usize, width: usize, with_values: bool) -> Self {
+    fn empty(steps: usize, width: usize) -> Self {
         let blocks = width.div_ceil(WIDTH);
         BlockInput {
             steps,
             width,
             blocks,
             masks: vec![0; steps * (blocks + 1)],
-            values: with_values.then(|| vec![F::zero(); steps * (blocks + 1) * WIDTH]),
+            values: Values::Ones,
             first: vec![steps; blocks + 1],
             active: Vec::new(),
         }
@@ -266,63 +277,105 @@ impl<F: Float> BlockInput<F> {
         if let Some(c) = counts {
             assert_eq!(c.len(), active.len(), "spike counts must parallel the active inputs");
         }
-        let mut input = Self::empty(steps, width, counts.is_some());
-        let stride = input.blocks + 1;
-        for t in 0..steps {
-            for k in offsets[t] as usize..offsets[t + 1] as usize {
-                let i = active[k] as usize;
-                assert!(i < width, "spike input channel {i} out of range");
-                let value = counts.map_or(F::one(), |c| F::of(f64::from(c[k])));
-                if value != F::zero() {
-                    input.set(t, i, value, stride);
+        let mut input = Self::empty(steps, width);
+        let mut seen = Seen::default();
+        for pass in 0..2 {
+            for t in 0..steps {
+                for k in offsets[t] as usize..offsets[t + 1] as usize {
+                    let i = active[k] as usize;
+                    assert!(i < width, "spike input channel {i} out of range");
+                    let value = counts.map_or(F::one(), |c| F::of(f64::from(c[k])));
+                    if value != F::zero() {
+                        input.note(pass, t, i, value, &mut seen);
+                    }
                 }
             }
+            if !input.finish(pass, seen) {
+                break;
+            }
         }
-        input.finish();
         input
     }
 
     /// Dense rows `x` (`[steps, width]`), read `shift` steps late: the input of
-    /// step `t` is row `t - shift` (zero for `t < shift`). `binary` promises that
-    /// every entry is 0 or 1.
+    /// step `t` is row `t - shift` (zero for `t < shift`).
     #[inline(always)]
-    pub fn from_dense(x: &[F], steps: usize, width: usize, shift: usize, binary: bool) -> Self {
+    pub fn from_dense(x: &[F], steps: usize, width: usize, shift: usize) -> Self {
         assert!(x.len() >= steps.saturating_sub(shift) * width, "layer input must be [steps, inputs]");
-        let mut input = Self::empty(steps, width, !binary);
-        let stride = input.blocks + 1;
-        for t in shift..steps {
-            let row = &x[(t - shift) * width..(t - shift + 1) * width];
-            for (b, chunk) in row.chunks(WIDTH).enumerate() {
-                let mut mask = nonzero_bits(chunk);
-                while mask != 0 {
-                    let i = b * WIDTH + mask.trailing_zeros() as usize;
-                    input.set(t, i, row[i], stride);
-                    mask &= mask - 1;
+        let mut input = Self::empty(steps, width);
+        let mut seen = Seen::default();
+        for pass in 0..2 {
+            for t in shift..steps {
+                let row = &x[(t - shift) * width..(t - shift + 1) * width];
+                for (b, chunk) in row.chunks(WIDTH).enumerate() {
+                    let mut mask = nonzero_bits(chunk);
+                    while mask != 0 {
+                        let i = b * WIDTH + mask.trailing_zeros() as usize;
+                        input.note(pass, t, i, row[i], &mut seen);
+                        mask &= mask - 1;
+                    }
                 }
             }
+            if !input.finish(pass, seen) {
+                break;
+            }
         }
-        input.finish();
         input
     }
 
+    /// Pass 0 records the masks and what the values are like, pass 1 (only
+    /// when they differ) the values.
     #[inline(always)]
-    fn set(&mut self, t: usize, i: usize, value: F, stride: usize) {
+    fn note(&mut self, pass: usize, t: usize, i: usize, value: F, seen: &mut Seen<F>) {
         let b = i / WIDTH;
-        self.masks[b * self.steps + t] |= 1 << (i % WIDTH);
-        self.first[b] = self.first[b].min(t);
-        if let Some(values) = self.values.as_mut() {
-            values[t * stride * WIDTH + i] = value;
+        if pass == 0 {
+            self.masks[b * self.steps + t] |= 1 << (i % WIDTH);
+            self.first[b] = self.first[b].min(t);
+            match seen.value {
+                None => seen.value = Some(value),
+                Some(v) => seen.differ |= v != value,
+            }
+        } else if let Values::Dense(values) = &mut self.values {
+            values[(t * (self.blocks + 1)) * WIDTH + i] = value;
         }
     }
 
-    fn finish(&mut self) {
+    /// Ends a pass; whether another is needed (for the values).
+    fn finish(&mut self, pass: usize, seen: Seen<F>) -> bool {
+        if pass > 0 {
+            return false;
+        }
         self.active = (0..self.blocks).filter(|&b| self.first[b] < self.steps).collect();
+        self.values = match seen {
+            Seen { differ: true, .. } => Values::Dense(vec![F::zero(); self.steps * (self.blocks + 1) * WIDTH]),
+            Seen { value: Some(v), .. } if v != F::one() => Values::Uniform(v),
+            _ => Values::Ones,
+        };
+        matches!(self.values, Values::Dense(_))
     }
 
     /// Whether every non-zero input is 1.
     pub fn is_binary(&self) -> bool {
-        self.values.is_none()
+        matches!(self.values, Values::Ones)
     }
+
+    /// The value of every non-zero input, if they are all equal but not 1, and
+    /// the padded rows of values, if they differ.
+    #[inline(always)]
+    fn value_rows(&self) -> (Option<F>, &[F]) {
+        match &self.values {
+            Values::Ones => (None, &[]),
+            Values::Uniform(v) => (Some(*v), &[]),
+            Values::Dense(rows) => (None, rows),
+        }
+    }
+}
+
+/// What the values of an input seen so far are like.
+#[derive(Debug, Clone, Copy, Default)]
+struct Seen<F> {
+    value: Option<F>,
+    differ: bool,
 }
 
 /// Bit `l` set for the non-zero `x[l]` (`x` at most [`WIDTH`] long).
@@ -470,7 +523,7 @@ fn drive_groups<F: Float, I: Isa, const R: usize, const G: usize, const BINARY: 
     let (steps, width) = (input.steps, input.width);
     let stride = input.blocks + 1;
     let masks = &input.masks;
-    let values = input.values.as_deref().unwrap_or(&[]);
+    let (uniform, values) = input.value_rows();
     assert!(weight.len() >= R * width && decay.len() >= R * width && acc.len() >= R * steps * WIDTH);
     let (w, r, a) = (weight.as_ptr(), decay.as_ptr(), acc.as_mut_ptr());
     for group in input.active.chunks(G) {
@@ -497,10 +550,10 @@ fn drive_groups<F: Float, I: Isa, const R: usize, const G: usize, const BINARY: 
                 }
                 for g in 0..G {
                     let mask = *masks.get_unchecked(blocks[g] * steps + t);
-                    let x = if BINARY {
-                        V::<F, I>::zero()
-                    } else {
-                        V::<F, I>::load(values.as_ptr().add((t * stride + blocks[g]) * WIDTH))
+                    let x = match (BINARY, uniform) {
+                        (true, _) => V::<F, I>::zero(),
+                        (false, Some(v)) => V::<F, I>::splat(v),
+                        (false, None) => V::<F, I>::load(values.as_ptr().add((t * stride + blocks[g]) * WIDTH)),
                     };
                     for q in 0..R {
                         let drive = if BINARY { wv[q][g] } else { wv[q][g].mul(x) };
@@ -529,7 +582,7 @@ fn drive_groups<F: Float, I: Isa, const R: usize, const G: usize, const BINARY: 
 ///
 /// `weight`, `decay`, `dw`, `dk` hold the rows of `input.width` entries, one
 /// after the other (`dw`, `dk` accumulate: each entry adds its terms in
-/// decreasing `t`); `dx` is `[steps, (blocks + 1) * WIDTH]`. `lam` and `K` of a
+/// decreasing `t`); `dx` is `[steps, input.width]`. `lam` and `K` of a
 /// block stay in registers over all steps, and several rows share each load of
 /// the bit masks (and of `dx`). Without `dx`, blocks without input are skipped
 /// and a block's sweep stops at its first input, which changes no bit.
@@ -546,13 +599,13 @@ pub fn input_rows_sweep<F: Float, I: Isa>(
     dk: &mut [F],
     mut dx: Option<&mut [F]>,
 ) {
-    let (steps, width, padded) = (input.steps, input.width, (input.blocks + 1) * WIDTH);
+    let (steps, width) = (input.steps, input.width);
     assert!(g.len() >= rows * steps);
     for v in [weight.len(), decay.len(), dw.len(), dk.len()] {
         assert!(v >= rows * width);
     }
     if let Some(dx) = dx.as_deref() {
-        assert!(dx.len() >= steps * padded);
+        assert!(dx.len() >= steps * width);
     }
     let mut r0 = 0;
     while r0 < rows {
@@ -597,9 +650,9 @@ fn sweep_groups<F: Float, I: Isa, const R: usize, const G: usize, const BINARY: 
 ) {
     let (steps, width, stride) = (input.steps, input.width, input.blocks + 1);
     assert!(g.len() >= R * steps && weight.len() >= R * width && decay.len() >= R * width);
-    assert!(dw.len() >= R * width && dk.len() >= R * width && (!DX || dx.len() >= steps * stride * WIDTH));
+    assert!(dw.len() >= R * width && dk.len() >= R * width && (!DX || dx.len() >= steps * width));
     let masks = &input.masks;
-    let values = input.values.as_deref().unwrap_or(&[]);
+    let (uniform, values) = input.value_rows();
     let all: Vec<usize>;
     let blocks_to_do: &[usize] = if DX {
         all = (0..input.blocks).collect();
@@ -611,8 +664,8 @@ fn sweep_groups<F: Float, I: Isa, const R: usize, const G: usize, const BINARY: 
     for group in blocks_to_do.chunks(G) {
         let blocks = group_blocks::<G>(group, input.blocks);
         let stop = if DX { 0 } else { blocks.iter().map(|&b| input.first[b]).min().unwrap_or(steps) };
-        // SAFETY: as in `drive_groups`; `dx` holds `[steps, stride * WIDTH]`
-        // (asserted). The padding block of `dx` is written only with zeros added.
+        // SAFETY: as in `drive_groups`; `dx` holds `[steps, width]` (asserted) and
+        // is read and written by `load_block` and `store_block`.
         unsafe {
             let (mut wv, mut rv) = ([[V::<F, I>::zero(); G]; R], [[V::<F, I>::zero(); G]; R]);
             let (mut dwv, mut dkv) = ([[V::<F, I>::zero(); G]; R], [[V::<F, I>::zero(); G]; R]);
@@ -633,13 +686,13 @@ fn sweep_groups<F: Float, I: Isa, const R: usize, const G: usize, const BINARY: 
                 }
                 for b in 0..G {
                     let mask = *masks.get_unchecked(blocks[b] * steps + t);
-                    let x = if BINARY {
-                        V::<F, I>::zero()
-                    } else {
-                        V::<F, I>::load(values.as_ptr().add((t * stride + blocks[b]) * WIDTH))
+                    let x = match (BINARY, uniform) {
+                        (true, _) => V::<F, I>::zero(),
+                        (false, Some(v)) => V::<F, I>::splat(v),
+                        (false, None) => V::<F, I>::load(values.as_ptr().add((t * stride + blocks[b]) * WIDTH)),
                     };
-                    let pd = px.add((t * stride + blocks[b]) * WIDTH);
-                    let mut d = if DX { V::<F, I>::load(pd) } else { V::<F, I>::zero() };
+                    let pd = px.add(t * width);
+                    let mut d = if DX { load_block(pd, blocks[b], width) } else { V::<F, I>::zero() };
                     for q in 0..R {
                         k[q][b] = rv[q][b].mul_add(k[q][b], lam[q][b]);
                         lam[q][b] = rv[q][b].mul_add(lam[q][b], gv[q]);
@@ -655,7 +708,7 @@ fn sweep_groups<F: Float, I: Isa, const R: usize, const G: usize, const BINARY: 
                         }
                     }
                     if DX {
-                        d.store(pd);
+                        store_block(d, pd, blocks[b], width);
                     }
                 }
             }
@@ -896,10 +949,10 @@ pub fn channel_outer_product<F: Float, I: Isa>(
     }
 }
 
-/// `dx^t = sum_j mu_j^t w_j·` for every step: `mu` is `[steps, mu_stride]`
-/// (`n` used), `weight` `[n, m]`, `dx` `[steps, m]` (overwritten). Each entry
-/// sums `j = 0, 1, ..` in order from +0 with fused multiply-adds, the per-step
-/// loop `dx = mul_add(mu_j, w_j·, dx)`; tiles of 4 steps x 64 columns stay in
+/// `dx^t += sum_j mu_j^t w_j·` for every step: `mu` is `[steps, mu_stride]`
+/// (`n` used), `weight` `[n, m]`, `dx` `[steps, m]`. Each entry adds `j = 0, 1,
+/// ..` in order with fused multiply-adds, the per-step loop
+/// `dx = mul_add(mu_j, w_j·, dx)`; tiles of 4 steps x 64 columns stay in
 /// registers.
 #[inline(always)]
 pub fn adjoint_product<F: Float, I: Isa>(
@@ -937,7 +990,7 @@ pub fn adjoint_product<F: Float, I: Isa>(
         }
         for s in t..t + rows {
             for c in full..m {
-                let mut acc = F::zero();
+                let mut acc = dx[s * m + c];
                 for j in 0..n {
                     acc = mu[s * mu_stride + j].mul_add(weight[j * m + c], acc);
                 }
@@ -966,6 +1019,11 @@ fn product_tile<F: Float, I: Isa, const T: usize, const B: usize>(
     // holds `n * m`); the token of `I` proves the instruction set.
     unsafe {
         let mut acc = [[V::<F, I>::zero(); B]; T];
+        for (s, row) in acc.iter_mut().enumerate() {
+            for (b, acc) in row.iter_mut().enumerate() {
+                *acc = V::<F, I>::load(dx.as_ptr().add((t + s) * m + i + b * WIDTH));
+            }
+        }
         for j in 0..n {
             let w = weight.as_ptr().add(j * m + i);
             let mut wv = [V::<F, I>::zero(); B];
@@ -1281,28 +1339,34 @@ mod tests {
         decay: Vec<f32>,
         x: Vec<f32>,
         g: Vec<f32>,
-        binary: bool,
+    }
+
+    /// The values of the non-zero inputs of a test.
+    #[derive(Clone, Copy, Debug)]
+    enum Kind {
+        Ones,
+        Uniform,
+        Analog,
     }
 
     impl Rows {
-        fn new(rows: usize, m: usize, steps: usize, density: f64, binary: bool, salt: u64) -> Self {
+        fn new(rows: usize, m: usize, steps: usize, density: f64, kind: Kind, salt: u64) -> Self {
             let weight = (0..rows * m).map(|i| (unit(i, salt) * 2.0 - 0.7) as f32).collect();
             let decay = (0..rows * m).map(|i| (0.5 + 0.49 * unit(i, salt + 1)) as f32).collect();
             let x = (0..steps * m)
                 .map(|k| {
                     // every third block of 16 inputs stays silent
                     let silent = (k % m) / WIDTH % 3 == 2;
-                    if silent || unit(k, salt + 2) >= density {
-                        0.0
-                    } else if binary {
-                        1.0
-                    } else {
-                        (0.25 + unit(k, salt + 3)) as f32
+                    match kind {
+                        _ if silent || unit(k, salt + 2) >= density => 0.0,
+                        Kind::Ones => 1.0,
+                        Kind::Uniform => 1.25,
+                        Kind::Analog => (0.25 + unit(k, salt + 3)) as f32,
                     }
                 })
                 .collect();
             let g = (0..rows * steps).map(|t| (unit(t, salt + 4) * 2.0 - 1.0) as f32).collect();
-            Rows { rows, m, steps, weight, decay, x, g, binary }
+            Rows { rows, m, steps, weight, decay, x, g }
         }
     }
 
@@ -1317,16 +1381,15 @@ mod tests {
         type Output = RowResult;
         fn run<I: Isa>(self, isa: I) -> RowResult {
             let r = self.0;
-            let input = self.1.unwrap_or_else(|| BlockInput::from_dense(&r.x, r.steps, r.m, 0, r.binary));
+            let input = self.1.unwrap_or_else(|| BlockInput::from_dense(&r.x, r.steps, r.m, 0));
             let (w, d) = (&r.weight, &r.decay);
             let mut acc = vec![0.0; r.rows * r.steps * WIDTH];
             let mut drive = vec![0.0; r.steps * r.rows];
             input_rows_drive(isa, w, d, r.rows, &input, &mut acc, &mut drive, r.rows);
             let sweep = |with_dx: bool| {
-                let padded = (input.blocks + 1) * WIDTH;
                 let mut dw = vec![0.1f32; r.rows * r.m];
                 let mut dk = dw.clone();
-                let mut dx = vec![0.0f32; r.steps * padded];
+                let mut dx = vec![0.0f32; r.steps * r.m];
                 let dxr = with_dx.then_some(&mut dx[..]);
                 input_rows_sweep(isa, r.rows, &r.g, w, d, &input, &mut dw, &mut dk, dxr);
                 (dw, dk, dx)
@@ -1339,11 +1402,17 @@ mod tests {
     /// out plainly here in f64, for one row and for several (rows run in groups).
     #[test]
     fn row_kernels_match_plain_loops() {
-        let cases = [(1, 1, 5, true), (3, 17, 40, true), (5, 40, 33, false), (9, 100, 61, true), (2, 70, 50, false)];
-        for (rows, m, steps, binary) in cases {
-            let task = Rows::new(rows, m, steps, 0.1, binary, m as u64);
+        let cases = [
+            (1, 1, 5, Kind::Ones),
+            (3, 17, 40, Kind::Ones),
+            (5, 40, 33, Kind::Analog),
+            (9, 100, 61, Kind::Ones),
+            (2, 70, 50, Kind::Analog),
+            (6, 37, 30, Kind::Uniform),
+        ];
+        for (rows, m, steps, kind) in cases {
+            let task = Rows::new(rows, m, steps, 0.1, kind, m as u64);
             let (drive, sweeps) = RowTask(task.clone(), None).run(Portable);
-            let padded = m.div_ceil(WIDTH) * WIDTH + WIDTH;
             let close = |a: f32, b: f64| (f64::from(a) - b).abs() < 1e-4 * (1.0 + b.abs());
             let mut dx = vec![0.0f64; steps * m];
             for q in 0..rows {
@@ -1382,7 +1451,7 @@ mod tests {
             }
             for t in 0..steps {
                 for i in 0..m {
-                    assert!(close(sweeps[1].2[t * padded + i], dx[t * m + i]), "dx rows {rows} m {m} t {t} i {i}");
+                    assert!(close(sweeps[1].2[t * m + i], dx[t * m + i]), "dx rows {rows} m {m} t {t} i {i}");
                 }
             }
         }
@@ -1391,9 +1460,16 @@ mod tests {
     /// Every instruction set computes the bits of the portable code.
     #[test]
     fn row_kernels_are_the_same_on_every_instruction_set() {
-        let cases = [(1, 1, 3, true), (4, 16, 20, true), (6, 33, 47, false), (5, 700, 30, true), (3, 128, 25, false)];
-        for (rows, m, steps, binary) in cases {
-            let results = on_every_set(RowTask(Rows::new(rows, m, steps, 0.05, binary, 7 + m as u64), None));
+        let cases = [
+            (1, 1, 3, Kind::Ones),
+            (4, 16, 20, Kind::Ones),
+            (6, 33, 47, Kind::Analog),
+            (5, 700, 30, Kind::Ones),
+            (3, 128, 25, Kind::Analog),
+            (7, 50, 18, Kind::Uniform),
+        ];
+        for (rows, m, steps, kind) in cases {
+            let results = on_every_set(RowTask(Rows::new(rows, m, steps, 0.05, kind, 7 + m as u64), None));
             let (_, (drive, sweeps)) = &results[0];
             for (set, (d, s)) in &results[1..] {
                 assert_eq!(bits(drive), bits(d), "{set:?} drive, rows {rows} m {m}");
@@ -1410,9 +1486,9 @@ mod tests {
     /// blocks' masks forced on (their inputs stay zero) give the same results.
     #[test]
     fn skipping_silent_blocks_changes_nothing() {
-        let rows = Rows::new(5, 100, 40, 0.05, false, 3);
+        let rows = Rows::new(5, 100, 40, 0.05, Kind::Analog, 3);
         let (drive, sweeps) = RowTask(rows.clone(), None).run(Portable);
-        let mut input = BlockInput::from_dense(&rows.x, rows.steps, rows.m, 0, false);
+        let mut input = BlockInput::from_dense(&rows.x, rows.steps, rows.m, 0);
         assert!(input.active.len() < input.blocks, "the test needs silent blocks");
         input.active = (0..input.blocks).collect();
         input.first.iter_mut().for_each(|f| *f = 0);
@@ -1551,7 +1627,7 @@ mod tests {
             let task = ProductTask { steps, n, m };
             let mu: Vec<f32> = (0..steps * n).map(|k| (unit(k, 11) * 2.0 - 1.0) as f32).collect();
             let w: Vec<f32> = (0..n * m).map(|k| (unit(k, 12) * 2.0 - 1.0) as f32).collect();
-            let mut want = vec![0.0f32; steps * m];
+            let mut want = vec![7.0f32; steps * m];
             for t in 0..steps {
                 for j in 0..n {
                     for i in 0..m {

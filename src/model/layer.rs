@@ -300,19 +300,21 @@ impl<F: Float> Layer<F> {
         let zeros = vec![F::zero(); n];
         let binary_spikes = self.spiking.is_some_and(|s| s.activation.is_binary());
 
-        // The input drive of every neuron at every step, `[steps, n]`, computed
-        // before the time loop (it does not depend on the layer's own spikes), one
-        // neuron at a time so that its row of weights (and decays) stays in cache.
-        // HetSyn: `sum_i I_ji^t` with the currents of a block of inputs in registers
-        // over all steps (`input_rows_drive`). Collapsed form: `sum_i w_ji x_i^t`
-        // over the active inputs of each step.
-        let mut input_drive = vec![F::zero(); steps * n];
+        // HetSyn: the input drive `sum_i I_ji^t` of every neuron at every step,
+        // `[steps, n]`, computed before the time loop (it does not depend on the
+        // layer's own spikes), a few neurons at a time so that their rows stay in
+        // cache, with the currents of a block of inputs in registers over all steps
+        // (`input_rows_drive`). Collapsed form: `sum_i w_ji x_i^t` over the active
+        // inputs, step by step, with the weights transposed.
+        let mut input_drive = Vec::new();
         let np = n.div_ceil(WIDTH) * WIDTH;
         let mut row_sum = vec![F::zero(); np];
         let mut recurrent = None;
         let mut sparse_inputs = None;
+        let mut step_inputs = None;
         match &self.decays {
             Decays::Synapse { input: r, recurrent: q, .. } => {
+                input_drive = vec![F::zero(); steps * n];
                 let x = block_input(input, steps, m);
                 let mut acc = vec![F::zero(); I::ROWS * steps * WIDTH];
                 for j0 in (0..n).step_by(I::ROWS) {
@@ -327,14 +329,8 @@ impl<F: Float> Layer<F> {
                 }
             }
             Decays::Neuron { .. } => {
-                // with the weights transposed, each step adds a row per active input
-                let inputs = StepInputs::new(input, steps, m);
+                step_inputs = Some(StepInputs::new(input, steps, m));
                 assert_eq!(prepared.input_t.len(), m * np, "prepared for another layer");
-                for t in 0..steps {
-                    let (x, active) = inputs.at(t);
-                    sparse_row_sum(isa, &prepared.input_t, np, x, active, &mut row_sum);
-                    input_drive[t * n..(t + 1) * n].copy_from_slice(&row_sum[..n]);
-                }
                 assert_eq!(prepared.recurrent_t.is_some(), self.is_recurrent(), "prepared for another layer");
                 sparse_inputs = prepared.recurrent_t.as_ref().map(|ut| (ut, Vec::with_capacity(n)));
             }
@@ -349,11 +345,10 @@ impl<F: Float> Layer<F> {
             let z_prev: &[F] = if t == 0 || past.is_empty() { &zeros } else { &past[(t - 1) * n..] };
             let v = &mut tape.potential[t * n..(t + 1) * n];
             let theta = self.spiking.map(|s| s.threshold);
-            let drive = &input_drive[t * n..(t + 1) * n];
 
             match &self.decays {
                 Decays::Synapse { reset: kappa, .. } => {
-                    v.copy_from_slice(drive);
+                    v.copy_from_slice(&input_drive[t * n..(t + 1) * n]);
                     if let Some((rec, current, started)) = recurrent.as_mut() {
                         let z = &z_prev[..n];
                         recurrent_step(
@@ -379,8 +374,13 @@ impl<F: Float> Layer<F> {
                     }
                 }
                 Decays::Neuron { rho, .. } => {
+                    // each active input adds its row of the transposed weights
+                    if let Some(inputs) = &step_inputs {
+                        let (x, active) = inputs.at(t);
+                        sparse_row_sum(isa, &prepared.input_t, np, x, active, &mut row_sum);
+                    }
                     for j in 0..n {
-                        neuron_state[j] = rho[j] * neuron_state[j] + drive[j];
+                        neuron_state[j] = rho[j] * neuron_state[j] + row_sum[j];
                     }
                     if let Some((ut, active)) = sparse_inputs.as_mut() {
                         active_indices(z_prev, active);
@@ -564,38 +564,24 @@ impl<F: Float> Layer<F> {
             std::mem::swap(&mut carry, &mut next_carry);
         }
 
-        let binary_spikes = self.spiking.is_some_and(|s| s.activation.is_binary());
         match (&self.decays, &mut grad.decays) {
             (Decays::Synapse { input: r, recurrent: q, .. }, Decays::Synapse { input: dr, recurrent: dq, .. }) => {
                 // Input synapses, one neuron at a time over all steps (their adjoints
                 // do not feed back into g): lam and K of a block stay in registers.
                 let x = block_input(input, steps, m);
-                let padded = (x.blocks + 1) * WIDTH;
-                let mut dx = d_input.map(|d| {
-                    let mut rows = vec![F::zero(); steps * padded];
-                    for (row, d) in rows.chunks_exact_mut(padded).zip(d.chunks_exact(m.max(1))) {
-                        row[..m].copy_from_slice(d);
-                    }
-                    (d, rows)
-                });
+                let mut dx = d_input;
                 for j0 in (0..n).step_by(I::ROWS) {
                     let (j1, span) = ((j0 + I::ROWS).min(n), j0 * m..(j0 + I::ROWS).min(n) * m);
                     let (w, decay) = (&self.input_weight[span.clone()], &r[span.clone()]);
                     let (dw, dk) = (&mut grad.input_weight[span.clone()], &mut dr[span]);
                     let g = &history[j0 * steps..j1 * steps];
-                    let dx_rows = dx.as_mut().map(|(_, rows)| &mut rows[..]);
-                    input_rows_sweep(isa, j1 - j0, g, w, decay, &x, dw, dk, dx_rows);
-                }
-                if let Some((d, rows)) = dx {
-                    for (d, row) in d.chunks_exact_mut(m.max(1)).zip(rows.chunks_exact(padded)) {
-                        d.copy_from_slice(&row[..m]);
-                    }
+                    input_rows_sweep(isa, j1 - j0, g, w, decay, &x, dw, dk, dx.as_deref_mut());
                 }
                 // Recurrent synapses: the same sweep with the input z^{t-1}.
                 if let (Some(u), Some(q), Some(du), Some(dq)) =
                     (&self.recurrent_weight, q, grad.recurrent_weight.as_mut(), dq.as_mut())
                 {
-                    let z = BlockInput::from_dense(&tape.spikes, steps, n, 1, binary_spikes);
+                    let z = BlockInput::from_dense(&tape.spikes, steps, n, 1);
                     for j0 in (0..n).step_by(I::ROWS) {
                         let (j1, span) = ((j0 + I::ROWS).min(n), j0 * n..(j0 + I::ROWS).min(n) * n);
                         let g = &history[j0 * steps..j1 * steps];
@@ -616,11 +602,7 @@ impl<F: Float> Layer<F> {
                 }
                 // dL/dx^t = sum_j mu_j^t w_j· for all steps at once
                 if let Some(d) = d_input {
-                    let mut dx = vec![F::zero(); steps * m];
-                    adjoint_product(isa, &history, np, &self.input_weight, n, m, &mut dx);
-                    for (d, x) in d.iter_mut().zip(&dx) {
-                        *d += *x;
-                    }
+                    adjoint_product(isa, &history, np, &self.input_weight, n, m, d);
                 }
             }
         }
@@ -642,15 +624,13 @@ impl<F: Float> Layer<F> {
     }
 }
 
-/// A layer's input as the row kernels read it ([`BlockInput`]). Dense rows count
-/// as spikes when every entry is 0 or 1.
+/// A layer's input as the row kernels read it ([`BlockInput`]).
 #[inline(always)]
 fn block_input<F: Float>(input: LayerInput<'_, F>, steps: usize, width: usize) -> BlockInput<F> {
     match input {
         LayerInput::Dense(x) => {
             assert_eq!(x.len(), steps * width, "layer input must be [steps, inputs]");
-            let binary = x.iter().all(|v| *v == F::zero() || *v == F::one());
-            BlockInput::from_dense(x, steps, width, 0, binary)
+            BlockInput::from_dense(x, steps, width, 0)
         }
         LayerInput::Spikes { offsets, active } => BlockInput::from_events(offsets, active, None, steps, width),
         LayerInput::Counts { offsets, active, counts } => {
