@@ -83,14 +83,19 @@ fn test_accuracy_at_best_validation(run: &PathBuf) -> f64 {
 
 /// A regression guard for the recipe: with the shipped configs/dms.toml and a hidden
 /// layer of 5 recurrent HetSynLIF neurons (the paper's smallest network that solves
-/// DMS), two seeds reach at least 90 % test accuracy, selected on validation, within
-/// a short budget. With the regulariser weight of 1.0 that the recipe once had, such
-/// runs stay at chance.
+/// DMS), at least two of seeds 0, 1, 2 reach 90 % test accuracy, selected on
+/// validation, within a short budget. With the regulariser weight of 1.0 that the
+/// recipe once had, such runs stay at chance. Two of three, because when a run
+/// leaves the chance plateau is chaotic in rounding: over seeds 0..8 at 300
+/// iterations, 6 of 8 runs learned before the kernels changed their order of
+/// summation (issue 15) and 5 of 8 after, seed 1 now leaving the plateau at
+/// iteration 525 instead of 175 (measured).
 #[test]
 fn five_recurrent_hetsyn_neurons_learn_dms() {
     let dir = tempfile::tempdir().unwrap();
     let config = Path::new(env!("CARGO_MANIFEST_DIR")).join("configs/dms.toml");
-    for seed in ["0", "1"] {
+    let mut accuracies = Vec::new();
+    for seed in ["0", "1", "2"] {
         let run = dir.path().join(format!("seed{seed}"));
         hetsyn()
             .args(["-q", "train", "--no-plots", "--no-progress", "--config"])
@@ -101,7 +106,8 @@ fn five_recurrent_hetsyn_neurons_learn_dms() {
             .arg(&run)
             .assert()
             .success();
-        let accuracy = test_accuracy_at_best_validation(&run);
-        assert!(accuracy >= 0.9, "seed {seed}: test accuracy {accuracy} at best validation");
+        accuracies.push(test_accuracy_at_best_validation(&run));
     }
+    let learned = accuracies.iter().filter(|a| **a >= 0.9).count();
+    assert!(learned >= 2, "test accuracies at best validation of seeds 0, 1, 2: {accuracies:?}");
 }
