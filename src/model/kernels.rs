@@ -570,7 +570,7 @@ fn drive_groups<F: Float, I: Isa, const R: usize, const G: usize, const BINARY: 
 }
 
 /// The reverse sweep of `rows` neurons' input synapses over all steps
-/// (model.md §5.3), `t = steps-1 .. 0`, with `g[r * steps + t]` the adjoint
+/// (model.md §5.3), `t = steps-1 .. 0`, with `g[t * g_stride + r]` the adjoint
 /// `g^t` of row `r`'s potential:
 ///
 /// ```text
@@ -592,6 +592,7 @@ pub fn input_rows_sweep<F: Float, I: Isa>(
     _isa: I,
     rows: usize,
     g: &[F],
+    g_stride: usize,
     weight: &[F],
     decay: &[F],
     input: &BlockInput<F>,
@@ -600,7 +601,7 @@ pub fn input_rows_sweep<F: Float, I: Isa>(
     mut dx: Option<&mut [F]>,
 ) {
     let (steps, width) = (input.steps, input.width);
-    assert!(g.len() >= rows * steps);
+    assert!(rows == 0 || steps == 0 || g.len() > (steps - 1) * g_stride + rows - 1);
     for v in [weight.len(), decay.len(), dw.len(), dk.len()] {
         assert!(v >= rows * width);
     }
@@ -614,15 +615,19 @@ pub fn input_rows_sweep<F: Float, I: Isa>(
             (2.., 2..) => 2,
             _ => 1,
         };
-        let (gr, w, d) = (&g[r0 * steps..], &weight[r0 * width..], &decay[r0 * width..]);
+        let (gr, w, d) = (&g[r0..], &weight[r0 * width..], &decay[r0 * width..]);
         let (pw, pk) = (&mut dw[r0 * width..], &mut dk[r0 * width..]);
         macro_rules! go {
             ($r:literal, $g:literal) => {
                 match (input.is_binary(), dx.as_deref_mut()) {
-                    (true, None) => sweep_groups::<F, I, $r, $g, true, false>(gr, w, d, input, pw, pk, &mut []),
-                    (false, None) => sweep_groups::<F, I, $r, $g, false, false>(gr, w, d, input, pw, pk, &mut []),
-                    (true, Some(x)) => sweep_groups::<F, I, $r, $g, true, true>(gr, w, d, input, pw, pk, x),
-                    (false, Some(x)) => sweep_groups::<F, I, $r, $g, false, true>(gr, w, d, input, pw, pk, x),
+                    (true, None) => {
+                        sweep_groups::<F, I, $r, $g, true, false>(gr, g_stride, w, d, input, pw, pk, &mut [])
+                    }
+                    (false, None) => {
+                        sweep_groups::<F, I, $r, $g, false, false>(gr, g_stride, w, d, input, pw, pk, &mut [])
+                    }
+                    (true, Some(x)) => sweep_groups::<F, I, $r, $g, true, true>(gr, g_stride, w, d, input, pw, pk, x),
+                    (false, Some(x)) => sweep_groups::<F, I, $r, $g, false, true>(gr, g_stride, w, d, input, pw, pk, x),
                 }
             };
         }
@@ -641,6 +646,7 @@ pub fn input_rows_sweep<F: Float, I: Isa>(
 #[inline(always)]
 fn sweep_groups<F: Float, I: Isa, const R: usize, const G: usize, const BINARY: bool, const DX: bool>(
     g: &[F],
+    g_stride: usize,
     weight: &[F],
     decay: &[F],
     input: &BlockInput<F>,
@@ -649,7 +655,8 @@ fn sweep_groups<F: Float, I: Isa, const R: usize, const G: usize, const BINARY: 
     dx: &mut [F],
 ) {
     let (steps, width, stride) = (input.steps, input.width, input.blocks + 1);
-    assert!(g.len() >= R * steps && weight.len() >= R * width && decay.len() >= R * width);
+    assert!(steps == 0 || g.len() > (steps - 1) * g_stride + R - 1);
+    assert!(weight.len() >= R * width && decay.len() >= R * width);
     assert!(dw.len() >= R * width && dk.len() >= R * width && (!DX || dx.len() >= steps * width));
     let masks = &input.masks;
     let (uniform, values) = input.value_rows();
@@ -682,7 +689,7 @@ fn sweep_groups<F: Float, I: Isa, const R: usize, const G: usize, const BINARY: 
             for t in (stop..steps).rev() {
                 let mut gv = [V::<F, I>::zero(); R];
                 for (q, gv) in gv.iter_mut().enumerate() {
-                    *gv = V::<F, I>::splat(*g.get_unchecked(q * steps + t));
+                    *gv = V::<F, I>::splat(*g.get_unchecked(t * g_stride + q));
                 }
                 for b in 0..G {
                     let mask = *masks.get_unchecked(blocks[b] * steps + t);
@@ -905,20 +912,19 @@ pub struct ChannelEvents<F> {
 /// weight gradient of a collapsed layer (model.md §5.5). Each entry adds the
 /// events of channel `i` in decreasing `t`, each product rounded before it is
 /// added (the per-step loop `grad_ji += mu_j^t x_i^t`), vectorised over 16
-/// neurons at a time. `mu` is `[steps, stride]` (zero-padded rows), `grad`
-/// `[n, m]`; channels without events are skipped.
+/// neurons at a time. `mu` is `[steps, n]`, `grad` `[n, m]`; channels without
+/// events are skipped.
 #[inline(always)]
 pub fn channel_outer_product<F: Float, I: Isa>(
     _isa: I,
     events: &ChannelEvents<F>,
     mu: &[F],
-    stride: usize,
     n: usize,
     grad: &mut [F],
     m: usize,
 ) {
-    assert!(stride.is_multiple_of(WIDTH) && n <= stride && grad.len() >= n * m && events.offsets.len() > m);
-    let steps = mu.len() / stride.max(1);
+    assert!(grad.len() >= n * m && events.offsets.len() > m);
+    let steps = mu.len() / n.max(1);
     assert!(events.steps.iter().all(|&t| (t as usize) < steps) && events.values.len() == events.steps.len());
     for j0 in (0..n).step_by(WIDTH) {
         let lanes = WIDTH.min(n - j0);
@@ -932,13 +938,13 @@ pub fn channel_outer_product<F: Float, I: Isa>(
                 *c = grad[(j0 + l) * m + i];
             }
             // SAFETY: every event step is `< steps` (asserted), so the rows of `mu`
-            // read hold `stride >= j0 + WIDTH` entries; the token of `I` proves the
-            // instruction set.
+            // read hold `n` entries, of which `load_block` reads those that exist;
+            // the token of `I` proves the instruction set.
             unsafe {
                 let mut acc = V::<F, I>::load(column.as_ptr());
                 for (t, x) in events.steps[range.clone()].iter().zip(&events.values[range]) {
-                    let row = mu.as_ptr().add(*t as usize * stride + j0);
-                    acc = acc.add(V::<F, I>::splat(*x).mul(V::<F, I>::load(row)));
+                    let row = mu.as_ptr().add(*t as usize * n);
+                    acc = acc.add(V::<F, I>::splat(*x).mul(load_block(row, j0 / WIDTH, n)));
                 }
                 acc.store(column.as_mut_ptr());
             }
@@ -1365,7 +1371,8 @@ mod tests {
                     }
                 })
                 .collect();
-            let g = (0..rows * steps).map(|t| (unit(t, salt + 4) * 2.0 - 1.0) as f32).collect();
+            // [steps, rows]
+            let g = (0..steps * rows).map(|t| (unit(t, salt + 4) * 2.0 - 1.0) as f32).collect();
             Rows { rows, m, steps, weight, decay, x, g }
         }
     }
@@ -1391,7 +1398,7 @@ mod tests {
                 let mut dk = dw.clone();
                 let mut dx = vec![0.0f32; r.steps * r.m];
                 let dxr = with_dx.then_some(&mut dx[..]);
-                input_rows_sweep(isa, r.rows, &r.g, w, d, &input, &mut dw, &mut dk, dxr);
+                input_rows_sweep(isa, r.rows, &r.g, r.rows, w, d, &input, &mut dw, &mut dk, dxr);
                 (dw, dk, dx)
             };
             (drive, [sweep(false), sweep(true)])
@@ -1417,7 +1424,7 @@ mod tests {
             let mut dx = vec![0.0f64; steps * m];
             for q in 0..rows {
                 let (w, r) = (&task.weight[q * m..(q + 1) * m], &task.decay[q * m..(q + 1) * m]);
-                let (x, g) = (&task.x, &task.g[q * steps..(q + 1) * steps]);
+                let (x, g): (_, Vec<f32>) = (&task.x, (0..steps).map(|t| task.g[t * rows + q]).collect());
                 let mut cur = vec![0.0f64; m];
                 for t in 0..steps {
                     let mut sum = 0.0;

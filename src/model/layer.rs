@@ -443,10 +443,14 @@ impl<F: Float> Layer<F> {
         grad: &mut Layer<F>,
         d_input: Option<&mut [F]>,
     ) {
-        self.backward_prepared(&self.prepare(), input, steps, tape, d_output, rate_grad, grad, d_input)
+        let mut d_output = d_output.to_vec();
+        self.backward_prepared(&self.prepare(), input, steps, tape, &mut d_output, rate_grad, grad, d_input)
     }
 
     /// [`Layer::backward`] with the parameters arranged once by [`Layer::prepare`].
+    /// `d_output` is overwritten: row `t` receives the adjoints of step `t`
+    /// (`g^t`, or `mu^t` of the collapsed form), which the sweeps after the time
+    /// loop read, so that no other `[steps, size]` record is needed.
     #[allow(clippy::too_many_arguments)]
     pub fn backward_prepared(
         &self,
@@ -454,7 +458,7 @@ impl<F: Float> Layer<F> {
         input: LayerInput<'_, F>,
         steps: usize,
         tape: &LayerTape<F>,
-        d_output: &[F],
+        d_output: &mut [F],
         rate_grad: Option<&[F]>,
         grad: &mut Layer<F>,
         d_input: Option<&mut [F]>,
@@ -472,7 +476,7 @@ impl<F: Float> Layer<F> {
         input: LayerInput<'_, F>,
         steps: usize,
         tape: &LayerTape<F>,
-        d_output: &[F],
+        d_output: &mut [F],
         rate_grad: Option<&[F]>,
         grad: &mut Layer<F>,
         d_input: Option<&mut [F]>,
@@ -485,9 +489,6 @@ impl<F: Float> Layer<F> {
         let np = n.div_ceil(WIDTH) * WIDTH;
         let mut carry = vec![F::zero(); np];
         let mut next_carry = vec![F::zero(); np];
-        // g^t (HetSyn, `[n, steps]`) or mu^t (collapsed, `[steps, np]`) of every
-        // step, for the sweeps after the time loop
-        let mut history = vec![F::zero(); steps * np];
         let mut lam_rec = None;
         if let (Decays::Synapse { recurrent: Some(_), .. }, Some(_)) = (&self.decays, &self.recurrent_weight) {
             let rows = prepared.recurrent_rows.as_ref().expect("prepared for another layer");
@@ -498,7 +499,8 @@ impl<F: Float> Layer<F> {
 
         for t in (0..steps).rev() {
             let potential = &tape.potential[t * n..(t + 1) * n];
-            let dz = &d_output[t * n..(t + 1) * n];
+            // row t of d_output is read here and then holds g^t or mu^t
+            let dz = &mut d_output[t * n..(t + 1) * n];
             match &self.spiking {
                 Some(spiking) => {
                     for j in 0..n {
@@ -515,9 +517,7 @@ impl<F: Float> Layer<F> {
 
             match (&self.decays, &mut grad.decays) {
                 (Decays::Synapse { reset: kappa, .. }, _) => {
-                    for (j, g) in g.iter().enumerate() {
-                        history[j * steps + t] = *g;
-                    }
+                    dz.copy_from_slice(&g);
                     // recurrent synapses: only lam feeds the carry; their gradients
                     // are summed after the loop (`input_rows_sweep` on z^{t-1})
                     if let (Some((rec, lam)), true) = (lam_rec.as_mut(), t > 0) {
@@ -541,7 +541,7 @@ impl<F: Float> Layer<F> {
                             drho[j] += mu[j] * s_prev[j];
                         }
                     }
-                    history[t * np..t * np + n].copy_from_slice(&mu);
+                    dz.copy_from_slice(&mu);
                     // C^{t-1} = U^T mu^t (next_carry is zero here)
                     if let (Some(u), true) = (&self.recurrent_weight, t > 0 && self.spiking.is_some()) {
                         adjoint_product(isa, &mu, n, u, n, n, &mut next_carry[..n]);
@@ -574,8 +574,8 @@ impl<F: Float> Layer<F> {
                     let (j1, span) = ((j0 + I::ROWS).min(n), j0 * m..(j0 + I::ROWS).min(n) * m);
                     let (w, decay) = (&self.input_weight[span.clone()], &r[span.clone()]);
                     let (dw, dk) = (&mut grad.input_weight[span.clone()], &mut dr[span]);
-                    let g = &history[j0 * steps..j1 * steps];
-                    input_rows_sweep(isa, j1 - j0, g, w, decay, &x, dw, dk, dx.as_deref_mut());
+                    let g = &d_output[j0..];
+                    input_rows_sweep(isa, j1 - j0, g, n, w, decay, &x, dw, dk, dx.as_deref_mut());
                 }
                 // Recurrent synapses: the same sweep with the input z^{t-1}.
                 if let (Some(u), Some(q), Some(du), Some(dq)) =
@@ -584,9 +584,9 @@ impl<F: Float> Layer<F> {
                     let z = BlockInput::from_dense(&tape.spikes, steps, n, 1);
                     for j0 in (0..n).step_by(I::ROWS) {
                         let (j1, span) = ((j0 + I::ROWS).min(n), j0 * n..(j0 + I::ROWS).min(n) * n);
-                        let g = &history[j0 * steps..j1 * steps];
+                        let g = &d_output[j0..];
                         let (du, dq) = (&mut du[span.clone()], &mut dq[span.clone()]);
-                        input_rows_sweep(isa, j1 - j0, g, &u[span.clone()], &q[span], &z, du, dq, None);
+                        input_rows_sweep(isa, j1 - j0, g, n, &u[span.clone()], &q[span], &z, du, dq, None);
                     }
                 }
             }
@@ -595,14 +595,14 @@ impl<F: Float> Layer<F> {
                 // dL/dw_ji = sum_t mu_j^t x_i^t (terms in decreasing t), with the
                 // events grouped by input; likewise dL/du_jk with z_k^{t-1}.
                 let events = StepInputs::new(input, steps, m).by_channel(0);
-                channel_outer_product(isa, &events, &history, np, n, &mut grad.input_weight, m);
+                channel_outer_product(isa, &events, d_output, n, &mut grad.input_weight, m);
                 if let (Some(du), true) = (grad.recurrent_weight.as_mut(), self.spiking.is_some()) {
                     let events = StepInputs::new(LayerInput::Dense(&tape.spikes), steps, n).by_channel(1);
-                    channel_outer_product(isa, &events, &history, np, n, du, n);
+                    channel_outer_product(isa, &events, d_output, n, du, n);
                 }
                 // dL/dx^t = sum_j mu_j^t w_j· for all steps at once
                 if let Some(d) = d_input {
-                    adjoint_product(isa, &history, np, &self.input_weight, n, m, d);
+                    adjoint_product(isa, d_output, n, &self.input_weight, n, m, d);
                 }
             }
         }
@@ -736,7 +736,7 @@ struct Backward<'l, 'x, 'a, F> {
     input: LayerInput<'x, F>,
     steps: usize,
     tape: &'a LayerTape<F>,
-    d_output: &'a [F],
+    d_output: &'a mut [F],
     rate_grad: Option<&'a [F]>,
     grad: &'a mut Layer<F>,
     d_input: Option<&'a mut [F]>,
@@ -807,7 +807,8 @@ mod tests {
             let input = LayerInput::Dense(self.x);
             let prepared = layer.prepare();
             layer.forward_body(isa, &prepared, input, steps, &mut tape);
-            layer.backward_body(isa, &prepared, input, steps, &tape, self.d_out, None, &mut grad, Some(&mut dx));
+            let mut d_out = self.d_out.to_vec();
+            layer.backward_body(isa, &prepared, input, steps, &tape, &mut d_out, None, &mut grad, Some(&mut dx));
             (tape.potential, tape.spikes, grad, dx)
         }
     }

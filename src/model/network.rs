@@ -355,7 +355,7 @@ impl<F: Float> Network<F> {
                 x,
                 steps,
                 &tape.layers[l],
-                &d_out,
+                &mut d_out,
                 rate,
                 &mut grad.layers[l],
                 d_input.as_deref_mut(),
@@ -469,38 +469,58 @@ impl<F: Float> Network<F> {
         // main pass: forward (unless kept), loss, reverse sweep, in fixed chunks
         let scale = F::of(1.0 / batch.max(1) as f64);
         let kept = std::sync::Mutex::new(kept);
-        let chunks: Vec<(Option<Network<F>>, Vec<(f64, Option<bool>, Vec<f64>)>)> = (0..batch)
-            .collect::<Vec<_>>()
-            .par_chunks(GRADIENT_CHUNK)
-            .map(|chunk| {
-                let mut grad = with_grad.then(|| self.zeros_like());
-                let mut summaries = Vec::new();
-                for &b in chunk {
-                    let stored = if keep { kept.lock().map(|mut k| k[b].take()).unwrap_or(None) } else { None };
-                    let (tape, loss) = stored.unwrap_or_else(|| run(b));
-                    if !couple {
-                        summaries.push((loss.loss, loss.correct, self.spike_counts(&tape, steps)));
-                    }
-                    if let Some(grad) = grad.as_mut() {
-                        let d_output = loss.d_output.iter().map(|d| *d * scale).collect();
-                        let rate = rate_grad.as_ref().map(|(_, r)| &r[..]);
-                        self.backward_prepared(&prepared, samples[b].input(), steps, &tape, d_output, rate, grad);
-                    }
+        // Chunk results are summed in chunk order as soon as that order allows,
+        // so that only the chunks that finished early wait in memory (not all of
+        // them): the sums, and so the bits, do not depend on which thread did what.
+        type ChunkResult<F> = (Option<Network<F>>, Vec<(f64, Option<bool>, Vec<f64>)>);
+        struct Ordered<F> {
+            next: usize,
+            waiting: std::collections::BTreeMap<usize, ChunkResult<F>>,
+            grad: Option<Network<F>>,
+            per_sample: Vec<(f64, Option<bool>, Vec<f64>)>,
+        }
+        let ordered = std::sync::Mutex::new(Ordered {
+            next: 0,
+            waiting: std::collections::BTreeMap::new(),
+            grad: None,
+            per_sample: std::mem::take(&mut per_sample),
+        });
+        (0..batch).collect::<Vec<_>>().par_chunks(GRADIENT_CHUNK).enumerate().for_each(|(index, chunk)| {
+            let mut grad = with_grad.then(|| self.zeros_like());
+            let mut summaries = Vec::new();
+            for &b in chunk {
+                let stored = if keep { kept.lock().map(|mut k| k[b].take()).unwrap_or(None) } else { None };
+                let (tape, loss) = stored.unwrap_or_else(|| run(b));
+                if !couple {
+                    summaries.push((loss.loss, loss.correct, self.spike_counts(&tape, steps)));
                 }
-                (grad, summaries)
-            })
-            .collect();
-
-        let mut grad: Option<Network<F>> = None;
-        for (g, summaries) in chunks {
-            per_sample.extend(summaries);
-            if let Some(g) = g {
-                match grad.as_mut() {
-                    None => grad = Some(g),
-                    Some(total) => total.add_assign(&g),
+                if let Some(grad) = grad.as_mut() {
+                    let d_output = loss.d_output.iter().map(|d| *d * scale).collect();
+                    let rate = rate_grad.as_ref().map(|(_, r)| &r[..]);
+                    self.backward_prepared(&prepared, samples[b].input(), steps, &tape, d_output, rate, grad);
                 }
             }
-        }
+            // a poisoned lock means another chunk panicked, which rayon re-raises
+            if let Ok(mut state) = ordered.lock() {
+                state.waiting.insert(index, (grad, summaries));
+                loop {
+                    let next = state.next;
+                    let Some((g, summaries)) = state.waiting.remove(&next) else { break };
+                    state.next += 1;
+                    state.per_sample.extend(summaries);
+                    if let Some(g) = g {
+                        match state.grad.as_mut() {
+                            None => state.grad = Some(g),
+                            Some(total) => total.add_assign(&g),
+                        }
+                    }
+                }
+            }
+        });
+        let state = ordered.into_inner().expect("a gradient chunk panicked");
+        assert!(state.waiting.is_empty(), "every chunk is summed");
+        let mut grad = state.grad;
+        per_sample = state.per_sample;
         if let Some(grad) = grad.as_mut() {
             self.finish_gradient(grad);
         }
