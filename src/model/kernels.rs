@@ -898,6 +898,62 @@ pub fn sparse_row_sum<F: Float, I: Isa>(_isa: I, c: &[F], stride: usize, x: &[F]
     }
 }
 
+/// The rows of an input over all steps, with the indices of their non-zero
+/// entries.
+pub trait StepRows<F> {
+    /// Row `t` and its active (non-zero) entries, in increasing order.
+    fn at(&self, t: usize) -> (&[F], &[usize]);
+}
+
+/// `drive_j^t = sum_i x_i^t w_ji` for every step `t < steps` and neuron
+/// `j < n`: the input drive of a collapsed layer (model.md §2.2). Each entry
+/// adds the active inputs of its step in their order, from +0, each product
+/// rounded before it is added (`acc += w_ji x_i`). A block of 16 neurons at a
+/// time, with the block's weights transposed into `slab` (`[m, 16]`) so that
+/// each active input adds one row of it. `w` is `[n, m]`, `drive` `[steps, n]`
+/// (overwritten).
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+pub fn input_columns_drive<F: Float, I: Isa, S: StepRows<F>>(
+    _isa: I,
+    w: &[F],
+    n: usize,
+    m: usize,
+    steps: usize,
+    inputs: &S,
+    slab: &mut Vec<F>,
+    drive: &mut [F],
+) {
+    assert!(w.len() >= n * m && drive.len() >= steps * n);
+    slab.clear();
+    slab.resize(m * WIDTH, F::zero());
+    for j0 in (0..n).step_by(WIDTH) {
+        let lanes = WIDTH.min(n - j0);
+        for l in 0..lanes {
+            for (i, v) in w[(j0 + l) * m..(j0 + l + 1) * m].iter().enumerate() {
+                slab[i * WIDTH + l] = *v;
+            }
+        }
+        for t in 0..steps {
+            let (x, active) = inputs.at(t);
+            for &i in active {
+                assert!(i < m && i < x.len());
+            }
+            // SAFETY: rows `i < m` of the slab (asserted), row `t < steps` of
+            // `drive` (asserted; `store_block` writes the entries `< n`); the token
+            // of `I` proves the instruction set.
+            unsafe {
+                let mut acc = V::<F, I>::zero();
+                for &i in active {
+                    let row = V::<F, I>::load(slab.as_ptr().add(i * WIDTH));
+                    acc = acc.add(row.mul(V::<F, I>::splat(*x.get_unchecked(i))));
+                }
+                store_block(acc, drive.as_mut_ptr().add(t * n), j0 / WIDTH, n);
+            }
+        }
+    }
+}
+
 /// The events of an input over all steps grouped by input (channel): the
 /// events of channel `i` are `steps[offsets[i]..offsets[i + 1]]` with values
 /// `values[..]`, in decreasing step.

@@ -5,8 +5,9 @@
 
 use super::activation::Activation;
 use super::kernels::{
-    adjoint_product, channel_outer_product, dispatch, input_rows_drive, input_rows_sweep, nonzero_bits,
-    recurrent_adjoint, recurrent_step, sparse_row_sum, BlockInput, ChannelEvents, Isa, IsaTask, WIDTH,
+    adjoint_product, channel_outer_product, dispatch, input_columns_drive, input_rows_drive, input_rows_sweep,
+    nonzero_bits, recurrent_adjoint, recurrent_step, sparse_row_sum, BlockInput, ChannelEvents, Isa, IsaTask, StepRows,
+    WIDTH,
 };
 use super::Float;
 
@@ -189,6 +190,13 @@ impl<'a, F: Float> StepInputs<'a, F> {
     /// Row `t` and its active (non-zero) entries.
     #[inline(always)]
     fn at(&self, t: usize) -> (&[F], &[usize]) {
+        StepRows::at(self, t)
+    }
+}
+
+impl<F: Float> StepRows<F> for StepInputs<'_, F> {
+    #[inline(always)]
+    fn at(&self, t: usize) -> (&[F], &[usize]) {
         let active = &self.active[self.offsets[t]..self.offsets[t + 1]];
         match &self.rows {
             Rows::Dense(x) => (&x[t * self.width..(t + 1) * self.width], active),
@@ -205,7 +213,8 @@ pub struct LayerTape<F> {
     pub potential: Vec<F>,
     /// `z^t`, `[steps, size]` (spiking layers only)
     pub spikes: Vec<F>,
-    /// `S^t` of the collapsed form, `[steps, size]` (learnable per-neuron decays only)
+    /// `S^t` of the collapsed form, `[steps, size]`, for learnable per-neuron
+    /// decays with adaptation only (otherwise `S^t = V^t`, and this is empty)
     pub membrane: Vec<F>,
 }
 
@@ -252,10 +261,11 @@ impl<F: Float> Layer<F> {
 
     /// The layer's parameters arranged for the kernels, to be shared by the
     /// samples of a batch (the parameters must not change in between): the
-    /// transposed weights of the collapsed form, and the recurrent matrices of
-    /// HetSyn transposed (forward) and padded to whole blocks (reverse sweep).
+    /// recurrent weights of the collapsed form transposed, and the recurrent
+    /// matrices of HetSyn transposed (forward) and padded to whole blocks
+    /// (reverse sweep).
     pub fn prepare(&self) -> Prepared<F> {
-        let (n, m) = (self.size, self.inputs);
+        let n = self.size;
         let np = n.div_ceil(WIDTH) * WIDTH;
         match (&self.decays, &self.recurrent_weight) {
             (Decays::Synapse { recurrent: Some(q), .. }, Some(u)) => Prepared {
@@ -267,11 +277,9 @@ impl<F: Float> Layer<F> {
                 ..Prepared::default()
             },
             (Decays::Synapse { .. }, _) => Prepared::default(),
-            (Decays::Neuron { .. }, u) => Prepared {
-                input_t: transposed(&self.input_weight, n, m, np),
-                recurrent_t: u.as_ref().map(|u| transposed(u, n, n, np)),
-                ..Prepared::default()
-            },
+            (Decays::Neuron { .. }, u) => {
+                Prepared { recurrent_t: u.as_ref().map(|u| transposed(u, n, n, np)), ..Prepared::default() }
+            }
         }
     }
 
@@ -292,7 +300,9 @@ impl<F: Float> Layer<F> {
         if self.spiking.is_some() {
             tape.spikes.resize(steps * n, F::zero());
         }
-        let keep_membrane = matches!(self.decays, Decays::Neuron { learnable: true, .. });
+        // S^t is needed for learnable decays; without adaptation it is V^t
+        let adapting = self.spiking.is_some_and(|s| s.adaptation.is_some());
+        let keep_membrane = matches!(self.decays, Decays::Neuron { learnable: true, .. }) && adapting;
         tape.membrane.clear();
         if keep_membrane {
             tape.membrane.resize(steps * n, F::zero());
@@ -300,26 +310,24 @@ impl<F: Float> Layer<F> {
         let zeros = vec![F::zero(); n];
         let binary_spikes = self.spiking.is_some_and(|s| s.activation.is_binary());
 
-        // HetSyn: the input drive `sum_i I_ji^t` of every neuron at every step,
-        // `[steps, n]`, computed before the time loop (it does not depend on the
-        // layer's own spikes), a few neurons at a time so that their rows stay in
-        // cache, with the currents of a block of inputs in registers over all steps
-        // (`input_rows_drive`). Collapsed form: `sum_i w_ji x_i^t` over the active
-        // inputs, step by step, with the weights transposed.
-        let mut input_drive = Vec::new();
+        // The input drive of every neuron at every step is computed before the
+        // time loop (it does not depend on the layer's own spikes) into the
+        // potentials, `[steps, n]`: row `t` is read, then overwritten, at step `t`.
+        // HetSyn: `sum_i I_ji^t`, a few neurons at a time so that their rows stay
+        // in cache, with the currents of a block of inputs in registers over all
+        // steps (`input_rows_drive`). Collapsed form: `sum_i w_ji x_i^t` over the
+        // active inputs (`input_columns_drive`).
         let np = n.div_ceil(WIDTH) * WIDTH;
         let mut row_sum = vec![F::zero(); np];
         let mut recurrent = None;
         let mut sparse_inputs = None;
-        let mut step_inputs = None;
         match &self.decays {
             Decays::Synapse { input: r, recurrent: q, .. } => {
-                input_drive = vec![F::zero(); steps * n];
                 let x = block_input(input, steps, m);
                 let mut acc = vec![F::zero(); I::ROWS * steps * WIDTH];
                 for j0 in (0..n).step_by(I::ROWS) {
                     let (j1, span) = ((j0 + I::ROWS).min(n), j0 * m..(j0 + I::ROWS).min(n) * m);
-                    let drive = &mut input_drive[j0..];
+                    let drive = &mut tape.potential[j0..];
                     input_rows_drive(isa, &self.input_weight[span.clone()], &r[span], j1 - j0, &x, &mut acc, drive, n);
                 }
                 if let (Some(_), Some(_)) = (&self.recurrent_weight, q) {
@@ -329,8 +337,11 @@ impl<F: Float> Layer<F> {
                 }
             }
             Decays::Neuron { .. } => {
-                step_inputs = Some(StepInputs::new(input, steps, m));
-                assert_eq!(prepared.input_t.len(), m * np, "prepared for another layer");
+                // the drive of every step, written into the potentials (each row is
+                // read, then overwritten, at its step)
+                let inputs = StepInputs::new(input, steps, m);
+                let mut slab = Vec::new();
+                input_columns_drive(isa, &self.input_weight, n, m, steps, &inputs, &mut slab, &mut tape.potential);
                 assert_eq!(prepared.recurrent_t.is_some(), self.is_recurrent(), "prepared for another layer");
                 sparse_inputs = prepared.recurrent_t.as_ref().map(|ut| (ut, Vec::with_capacity(n)));
             }
@@ -348,7 +359,6 @@ impl<F: Float> Layer<F> {
 
             match &self.decays {
                 Decays::Synapse { reset: kappa, .. } => {
-                    v.copy_from_slice(&input_drive[t * n..(t + 1) * n]);
                     if let Some((rec, current, started)) = recurrent.as_mut() {
                         let z = &z_prev[..n];
                         recurrent_step(
@@ -374,13 +384,8 @@ impl<F: Float> Layer<F> {
                     }
                 }
                 Decays::Neuron { rho, .. } => {
-                    // each active input adds its row of the transposed weights
-                    if let Some(inputs) = &step_inputs {
-                        let (x, active) = inputs.at(t);
-                        sparse_row_sum(isa, &prepared.input_t, np, x, active, &mut row_sum);
-                    }
                     for j in 0..n {
-                        neuron_state[j] = rho[j] * neuron_state[j] + row_sum[j];
+                        neuron_state[j] = rho[j] * neuron_state[j] + v[j];
                     }
                     if let Some((ut, active)) = sparse_inputs.as_mut() {
                         active_indices(z_prev, active);
@@ -536,7 +541,8 @@ impl<F: Float> Layer<F> {
                         mu[j] = g[j] + rho[j] * mu[j];
                     }
                     if *learnable && t > 0 {
-                        let s_prev = &tape.membrane[(t - 1) * n..t * n];
+                        let s = if tape.membrane.is_empty() { &tape.potential } else { &tape.membrane };
+                        let s_prev = &s[(t - 1) * n..t * n];
                         for j in 0..n {
                             drho[j] += mu[j] * s_prev[j];
                         }
@@ -642,8 +648,6 @@ fn block_input<F: Float>(input: LayerInput<'_, F>, steps: usize, width: usize) -
 /// A layer's parameters arranged for the kernels ([`Layer::prepare`]).
 #[derive(Debug, Clone, Default)]
 pub struct Prepared<F> {
-    /// Collapsed form: `w` transposed, `[inputs, stride]`.
-    input_t: Vec<F>,
     /// Collapsed form: `u` transposed, `[size, stride]`.
     recurrent_t: Option<Vec<F>>,
     /// HetSyn: `u`, `q` transposed (forward).
