@@ -929,9 +929,13 @@ pub fn input_columns_drive<F: Float, I: Isa, S: StepRows<F>>(
     slab.resize(m * WIDTH, F::zero());
     for j0 in (0..n).step_by(WIDTH) {
         let lanes = WIDTH.min(n - j0);
-        for l in 0..lanes {
-            for (i, v) in w[(j0 + l) * m..(j0 + l + 1) * m].iter().enumerate() {
-                slab[i * WIDTH + l] = *v;
+        // in tiles of 16 x 16, so that the lines written stay in cache
+        for i0 in (0..m).step_by(WIDTH) {
+            for l in 0..lanes {
+                let row = &w[(j0 + l) * m + i0..(j0 + l) * m + (i0 + WIDTH).min(m)];
+                for (i, v) in row.iter().enumerate() {
+                    slab[(i0 + i) * WIDTH + l] = *v;
+                }
             }
         }
         for t in 0..steps {
