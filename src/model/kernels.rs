@@ -39,6 +39,8 @@ pub trait Lanes<F: Copy>: Copy {
     /// The sum of the lanes in a fixed tree: `a_l += a_{l+w}` for `w = 8, 4, 2, 1`,
     /// then `a_0`.
     unsafe fn sum(self) -> F;
+    /// Bit `l` set where lane `l` is not zero (NaN included, as `!=` has it).
+    unsafe fn nonzero(self) -> u16;
     /// `[v_0.sum(), .., v_15.sum()]`, the same additions for 16 vectors at once.
     #[inline(always)]
     unsafe fn sums(v: &[Self; WIDTH]) -> [F; WIDTH] {
@@ -100,6 +102,14 @@ impl<F: Float> Lanes<F> for Portable16<F> {
             }
         }
         self
+    }
+    #[inline(always)]
+    unsafe fn nonzero(self) -> u16 {
+        let mut mask = 0u16;
+        for (l, v) in self.0.iter().enumerate() {
+            mask |= u16::from(*v != F::zero()) << l;
+        }
+        mask
     }
     #[inline(always)]
     unsafe fn sum(self) -> F {
@@ -300,7 +310,7 @@ impl<F: Float> BlockInput<F> {
     /// Dense rows `x` (`[steps, width]`), read `shift` steps late: the input of
     /// step `t` is row `t - shift` (zero for `t < shift`).
     #[inline(always)]
-    pub fn from_dense(x: &[F], steps: usize, width: usize, shift: usize) -> Self {
+    pub fn from_dense<I: Isa>(isa: I, x: &[F], steps: usize, width: usize, shift: usize) -> Self {
         assert!(x.len() >= steps.saturating_sub(shift) * width, "layer input must be [steps, inputs]");
         let mut input = Self::empty(steps, width);
         let mut seen = Seen::default();
@@ -308,7 +318,7 @@ impl<F: Float> BlockInput<F> {
             for t in shift..steps {
                 let row = &x[(t - shift) * width..(t - shift + 1) * width];
                 for (b, chunk) in row.chunks(WIDTH).enumerate() {
-                    let mut mask = nonzero_bits(chunk);
+                    let mut mask = nonzero_bits(isa, chunk);
                     while mask != 0 {
                         let i = b * WIDTH + mask.trailing_zeros() as usize;
                         input.note(pass, t, i, row[i], &mut seen);
@@ -380,12 +390,10 @@ struct Seen<F> {
 
 /// Bit `l` set for the non-zero `x[l]` (`x` at most [`WIDTH`] long).
 #[inline(always)]
-pub fn nonzero_bits<F: Float>(x: &[F]) -> u32 {
-    let mut mask = 0u32;
-    for (l, v) in x.iter().enumerate().take(WIDTH) {
-        mask |= u32::from(*v != F::zero()) << l;
-    }
-    mask
+pub fn nonzero_bits<F: Float, I: Isa>(_isa: I, x: &[F]) -> u32 {
+    // SAFETY: `load_block` reads the entries of `x` that exist; the token of `I`
+    // proves the instruction set.
+    u32::from(unsafe { load_block::<F, V<F, I>>(x.as_ptr(), 0, x.len().min(WIDTH)).nonzero() })
 }
 
 /// Block `b` of a row of `width` entries: zeros past the end (the padding
@@ -1267,6 +1275,10 @@ pub mod x86 {
             let hi = _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(self.0)));
             sum8(_mm256_add_ps(lo, hi))
         }
+        #[inline(always)]
+        unsafe fn nonzero(self) -> u16 {
+            _mm512_cmp_ps_mask::<_CMP_NEQ_UQ>(self.0, _mm512_setzero_ps())
+        }
         /// The tree of [`Lanes::sum`] for 16 registers at once: each level adds
         /// the same pairs of lanes, with the registers' halves, quarters and pairs
         /// shuffled side by side (results in the order 0 2 1 3 8 10 9 11 4 6 5 7
@@ -1368,6 +1380,13 @@ pub mod x86 {
         unsafe fn sum(self) -> f32 {
             sum8(_mm256_add_ps(self.0, self.1))
         }
+        #[inline(always)]
+        unsafe fn nonzero(self) -> u16 {
+            let zero = _mm256_setzero_ps();
+            let lo = _mm256_movemask_ps(_mm256_cmp_ps::<_CMP_NEQ_UQ>(self.0, zero)) as u16;
+            let hi = _mm256_movemask_ps(_mm256_cmp_ps::<_CMP_NEQ_UQ>(self.1, zero)) as u16;
+            lo | hi << 8
+        }
     }
 }
 
@@ -1448,7 +1467,7 @@ mod tests {
         type Output = RowResult;
         fn run<I: Isa>(self, isa: I) -> RowResult {
             let r = self.0;
-            let input = self.1.unwrap_or_else(|| BlockInput::from_dense(&r.x, r.steps, r.m, 0));
+            let input = self.1.unwrap_or_else(|| BlockInput::from_dense(isa, &r.x, r.steps, r.m, 0));
             let (w, d) = (&r.weight, &r.decay);
             let mut acc = vec![0.0; r.rows * r.steps * WIDTH];
             let mut drive = vec![0.0; r.steps * r.rows];
@@ -1555,7 +1574,7 @@ mod tests {
     fn skipping_silent_blocks_changes_nothing() {
         let rows = Rows::new(5, 100, 40, 0.05, Kind::Analog, 3);
         let (drive, sweeps) = RowTask(rows.clone(), None).run(Portable);
-        let mut input = BlockInput::from_dense(&rows.x, rows.steps, rows.m, 0);
+        let mut input = BlockInput::from_dense(Portable, &rows.x, rows.steps, rows.m, 0);
         assert!(input.active.len() < input.blocks, "the test needs silent blocks");
         input.active = (0..input.blocks).collect();
         input.first.iter_mut().for_each(|f| *f = 0);

@@ -107,7 +107,7 @@ enum Rows<'a, F> {
 
 impl<'a, F: Float> StepInputs<'a, F> {
     #[inline(always)]
-    fn new(input: LayerInput<'a, F>, steps: usize, width: usize) -> Self {
+    fn new<I: Isa>(isa: I, input: LayerInput<'a, F>, steps: usize, width: usize) -> Self {
         let mut offsets = Vec::with_capacity(steps + 1);
         offsets.push(0);
         let mut active = Vec::new();
@@ -115,7 +115,7 @@ impl<'a, F: Float> StepInputs<'a, F> {
             LayerInput::Dense(x) => {
                 assert_eq!(x.len(), steps * width, "layer input must be [steps, inputs]");
                 for row in x.chunks_exact(width.max(1)).take(steps) {
-                    append_active_indices(row, &mut active);
+                    append_active_indices(isa, row, &mut active);
                     offsets.push(active.len());
                 }
                 offsets.resize(steps + 1, active.len());
@@ -323,7 +323,7 @@ impl<F: Float> Layer<F> {
         let mut sparse_inputs = None;
         match &self.decays {
             Decays::Synapse { input: r, recurrent: q, .. } => {
-                let x = block_input(input, steps, m);
+                let x = block_input(isa, input, steps, m);
                 let mut acc = vec![F::zero(); I::ROWS * steps * WIDTH];
                 for j0 in (0..n).step_by(I::ROWS) {
                     let (j1, span) = ((j0 + I::ROWS).min(n), j0 * m..(j0 + I::ROWS).min(n) * m);
@@ -339,7 +339,7 @@ impl<F: Float> Layer<F> {
             Decays::Neuron { .. } => {
                 // the drive of every step, written into the potentials (each row is
                 // read, then overwritten, at its step)
-                let inputs = StepInputs::new(input, steps, m);
+                let inputs = StepInputs::new(isa, input, steps, m);
                 let mut slab = Vec::new();
                 input_columns_drive(isa, &self.input_weight, n, m, steps, &inputs, &mut slab, &mut tape.potential);
                 assert_eq!(prepared.recurrent_t.is_some(), self.is_recurrent(), "prepared for another layer");
@@ -388,7 +388,7 @@ impl<F: Float> Layer<F> {
                         neuron_state[j] = rho[j] * neuron_state[j] + v[j];
                     }
                     if let Some((ut, active)) = sparse_inputs.as_mut() {
-                        active_indices(z_prev, active);
+                        active_indices(isa, z_prev, active);
                         sparse_row_sum(isa, ut, np, z_prev, active, &mut row_sum);
                         for j in 0..n {
                             neuron_state[j] += row_sum[j];
@@ -574,7 +574,7 @@ impl<F: Float> Layer<F> {
             (Decays::Synapse { input: r, recurrent: q, .. }, Decays::Synapse { input: dr, recurrent: dq, .. }) => {
                 // Input synapses, one neuron at a time over all steps (their adjoints
                 // do not feed back into g): lam and K of a block stay in registers.
-                let x = block_input(input, steps, m);
+                let x = block_input(isa, input, steps, m);
                 let mut dx = d_input;
                 for j0 in (0..n).step_by(I::ROWS) {
                     let (j1, span) = ((j0 + I::ROWS).min(n), j0 * m..(j0 + I::ROWS).min(n) * m);
@@ -587,7 +587,7 @@ impl<F: Float> Layer<F> {
                 if let (Some(u), Some(q), Some(du), Some(dq)) =
                     (&self.recurrent_weight, q, grad.recurrent_weight.as_mut(), dq.as_mut())
                 {
-                    let z = BlockInput::from_dense(&tape.spikes, steps, n, 1);
+                    let z = BlockInput::from_dense(isa, &tape.spikes, steps, n, 1);
                     for j0 in (0..n).step_by(I::ROWS) {
                         let (j1, span) = ((j0 + I::ROWS).min(n), j0 * n..(j0 + I::ROWS).min(n) * n);
                         let g = &d_output[j0..];
@@ -600,10 +600,10 @@ impl<F: Float> Layer<F> {
             (Decays::Neuron { .. }, _) => {
                 // dL/dw_ji = sum_t mu_j^t x_i^t (terms in decreasing t), with the
                 // events grouped by input; likewise dL/du_jk with z_k^{t-1}.
-                let events = StepInputs::new(input, steps, m).by_channel(0);
+                let events = StepInputs::new(isa, input, steps, m).by_channel(0);
                 channel_outer_product(isa, &events, d_output, n, &mut grad.input_weight, m);
                 if let (Some(du), true) = (grad.recurrent_weight.as_mut(), self.spiking.is_some()) {
-                    let events = StepInputs::new(LayerInput::Dense(&tape.spikes), steps, n).by_channel(1);
+                    let events = StepInputs::new(isa, LayerInput::Dense(&tape.spikes), steps, n).by_channel(1);
                     channel_outer_product(isa, &events, d_output, n, du, n);
                 }
                 // dL/dx^t = sum_j mu_j^t w_j· for all steps at once
@@ -632,11 +632,11 @@ impl<F: Float> Layer<F> {
 
 /// A layer's input as the row kernels read it ([`BlockInput`]).
 #[inline(always)]
-fn block_input<F: Float>(input: LayerInput<'_, F>, steps: usize, width: usize) -> BlockInput<F> {
+fn block_input<F: Float, I: Isa>(isa: I, input: LayerInput<'_, F>, steps: usize, width: usize) -> BlockInput<F> {
     match input {
         LayerInput::Dense(x) => {
             assert_eq!(x.len(), steps * width, "layer input must be [steps, inputs]");
-            BlockInput::from_dense(x, steps, width, 0)
+            BlockInput::from_dense(isa, x, steps, width, 0)
         }
         LayerInput::Spikes { offsets, active } => BlockInput::from_events(offsets, active, None, steps, width),
         LayerInput::Counts { offsets, active, counts } => {
@@ -698,17 +698,17 @@ fn transposed<F: Float>(w: &[F], rows: usize, cols: usize, stride: usize) -> Vec
 
 /// Indices of the non-zero entries of `x`.
 #[inline(always)]
-fn active_indices<F: Float>(x: &[F], active: &mut Vec<usize>) {
+fn active_indices<F: Float, I: Isa>(isa: I, x: &[F], active: &mut Vec<usize>) {
     active.clear();
-    append_active_indices(x, active);
+    append_active_indices(isa, x, active);
 }
 
 /// Appends the indices of the non-zero entries of `x` to `active` (a bit mask
 /// per block of 16 entries, then its set bits: the compare vectorises).
 #[inline(always)]
-fn append_active_indices<F: Float>(x: &[F], active: &mut Vec<usize>) {
+fn append_active_indices<F: Float, I: Isa>(isa: I, x: &[F], active: &mut Vec<usize>) {
     for (c, chunk) in x.chunks(WIDTH).enumerate() {
-        let mut mask = nonzero_bits(chunk);
+        let mut mask = nonzero_bits(isa, chunk);
         while mask != 0 {
             active.push(c * WIDTH + mask.trailing_zeros() as usize);
             mask &= mask - 1;
