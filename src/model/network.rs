@@ -241,9 +241,11 @@ impl<F: Float> Network<F> {
     /// Dropout masks for sample `b`: `[hidden layer][steps * size]`, entries `0` or `1/(1-p)`.
     /// Entry `e` is dropped when the `e`-th `rng.gen::<f64>()` of the stream is
     /// below `p`; the words are drawn in bulk (`rng.fill`), which gives the same
-    /// numbers: each is the next 64-bit word `w`, as `(w >> 11) * 2^-53`.
+    /// numbers: each is the next 64-bit word `w`, as `(w >> 11) * 2^-53`, and
+    /// `(w >> 11) * 2^-53 < p` exactly when the integer `w >> 11` is below
+    /// `ceil(p * 2^53)` (scaling by a power of two is exact).
     pub fn dropout_masks(&self, p: f64, seed: u64, sample: usize, steps: usize) -> Vec<Vec<F>> {
-        const SCALE: f64 = 1.0 / (1u64 << 53) as f64;
+        let below = (p.clamp(0.0, 1.0) * (1u64 << 53) as f64).ceil() as u64;
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         rng.set_stream(sample as u64);
         let keep = F::of(1.0 / (1.0 - p));
@@ -254,7 +256,7 @@ impl<F: Float> Network<F> {
                 words.clear();
                 words.resize(steps * l.size, 0u64);
                 rng.fill(&mut words[..]);
-                words.iter().map(|w| if (w >> 11) as f64 * SCALE < p { F::zero() } else { keep }).collect()
+                words.iter().map(|w| if w >> 11 < below { F::zero() } else { keep }).collect()
             })
             .collect()
     }
@@ -628,7 +630,9 @@ mod tests {
             }),
         };
         let net = Network { layers: vec![layer(3, 7, true), layer(7, 5, true), layer(5, 2, false)], dt: 1e-3 };
-        for (seed, sample, steps, p) in [(1u64, 0usize, 1usize, 0.2), (7, 3, 13, 0.5), (99, 31, 250, 0.2)] {
+        let cases =
+            [(1u64, 0usize, 1usize, 0.2), (7, 3, 13, 0.5), (99, 31, 250, 0.2), (5, 2, 40, 0.1), (6, 1, 40, 1.0 / 3.0)];
+        for (seed, sample, steps, p) in cases {
             let got = net.dropout_masks(p, seed, sample, steps);
             let mut rng = ChaCha8Rng::seed_from_u64(seed);
             rng.set_stream(sample as u64);
