@@ -160,6 +160,21 @@ pub trait Task: Send + Sync {
     fn input_groups(&self) -> Vec<(String, Range<usize>)> {
         Vec::new()
     }
+    /// Disjoint named groups of input channels, in channel order, that plots
+    /// label (DMS: left cue, right cue, noise); none by default.
+    fn channel_groups(&self) -> Vec<(String, Range<usize>)> {
+        Vec::new()
+    }
+    /// Names of the classes by index (DMS: match, mismatch); empty (the
+    /// default) when a class has no name but its index.
+    fn class_names(&self) -> Vec<String> {
+        Vec::new()
+    }
+    /// Named spans of a trial's steps that plots mark (DMS: the two cues;
+    /// pattern generation: the presentations of the frozen segment); none by default.
+    fn marked_windows(&self) -> Vec<(String, Range<usize>)> {
+        Vec::new()
+    }
 }
 
 /// Optimizer steps of one epoch over `count` training samples in batches of
