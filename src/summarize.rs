@@ -259,7 +259,7 @@ pub fn summarize(root: &Path, by: &[String], table: &TableOptions) -> Result<Str
                 }
                 let (mean, sd) = mean_sd(&values);
                 if i == 0 {
-                    plotted.push((if by.is_empty() { "all".to_string() } else { key.join(", ") }, mean, sd));
+                    plotted.push((if by.is_empty() { "all".to_string() } else { key.join(", ") }, values));
                 }
                 format!("{mean:.4} ± {sd:.4}")
             })
