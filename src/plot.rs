@@ -549,7 +549,7 @@ fn tick(v: f64) -> String {
 }
 
 /// A log-scaled axis from `lo` to `hi` (both > 0) whose ticks stay readable
-/// over any span: powers of ten, then 1-2-5, 1-2-3-5 or 1..9 per decade, and plain
+/// over any span: powers of ten, then 1-3, 1-2-5, 1-2-3-5 or 1..9 per decade, and plain
 /// linear ticks when the span is narrower than a decade has to offer
 /// (plotters' own log axis puts ticks at powers of ten only).
 #[derive(Debug, Clone)]
@@ -606,9 +606,13 @@ fn log_ticks(lo: f64, hi: f64, max: usize) -> Vec<f64> {
         ticks
     };
     let mut best = Vec::new();
-    for mantissas in
-        [&[1.0][..], &[1.0, 2.0, 5.0], &[1.0, 2.0, 3.0, 5.0], &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0]]
-    {
+    for mantissas in [
+        &[1.0][..],
+        &[1.0, 3.0],
+        &[1.0, 2.0, 5.0],
+        &[1.0, 2.0, 3.0, 5.0],
+        &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0],
+    ] {
         let ticks = per_decade(mantissas);
         if ticks.len() > max {
             break;
@@ -897,7 +901,7 @@ impl DecayPanel {
         // at least 0..5, so that whole-number ticks are there to label
         let top = (counts.chain(beyond).max().unwrap_or(0) as f64 * 1.15).max(5.0);
         let (width, _) = area.dim_in_pixel();
-        let side = 30 + 80 * self.beyond.len() as u32;
+        let side = 20 + 70 * self.beyond.len() as u32;
         let (main, side_area) = area.split_horizontally(width.saturating_sub(side));
         let (fill_label, fill) = self.filled();
         let (lo, hi) = (self.edges[0], self.edges[self.edges.len() - 1]);
@@ -911,6 +915,7 @@ impl DecayPanel {
         chart
             .configure_mesh()
             .x_desc("time constant τ (ms), log scale")
+            .x_labels((width.saturating_sub(side) / 80).max(3) as usize)
             .y_desc("count")
             .x_label_formatter(&|v| tick(*v))
             .y_label_formatter(&|v| if v.fract() == 0.0 { tick(*v) } else { String::new() })
@@ -1313,6 +1318,8 @@ mod tests {
         // a decade or two: 1-2-5, 1-2-3-5
         assert_eq!(log_ticks(3.0, 60.0, 10), vec![5.0, 10.0, 20.0, 50.0]);
         assert_eq!(log_ticks(18.0, 150.0, 10), vec![20.0, 30.0, 50.0, 100.0]);
+        // three decades in a narrow panel: 1-3
+        assert_eq!(log_ticks(15.0, 8000.0, 5), vec![30.0, 100.0, 300.0, 1000.0, 3000.0]);
         // within a decade: 1..9
         assert_eq!(log_ticks(25.0, 60.0, 10), vec![30.0, 40.0, 50.0, 60.0]);
         // narrower still: linear round numbers
