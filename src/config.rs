@@ -7,6 +7,7 @@ use std::path::Path;
 use anyhow::{anyhow, bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
+use crate::model::init::{LayerSpec, NetworkSpec};
 use crate::model::{LossKind, Surrogate};
 use crate::tasks::dms::DmsConfig;
 use crate::tasks::images::ImagesConfig;
@@ -38,72 +39,32 @@ fn default_name() -> String {
     "run".into()
 }
 
-/// The neuron model family (model.md §2).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ModelKind {
-    /// One learnable decay per synapse; fixed reset decay `tau_reset`.
-    Hetsynlif,
-    /// One learnable decay per neuron.
-    Hetneulif,
-    /// One fixed decay per layer.
-    Homneulif,
-    /// One fixed decay per layer, with an adaptation current.
-    Homneualif,
-}
+pub use crate::model::init::{ModelKind, TauInit};
 
-/// Distribution of initial time constants, seconds; decays are `exp(-dt/tau)`.
-/// Models with one fixed decay per layer (HomNeu) use the distribution's mean.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "dist", rename_all = "lowercase", deny_unknown_fields)]
-pub enum TauInit {
-    Constant {
-        value: f64,
-    },
-    /// Redrawn until positive.
-    Normal {
-        mean: f64,
-        std: f64,
-    },
-    Uniform {
-        low: f64,
-        high: f64,
-    },
-}
-
-impl TauInit {
-    pub fn mean(&self) -> f64 {
-        match *self {
-            TauInit::Constant { value } => value,
-            TauInit::Normal { mean, .. } => mean,
-            TauInit::Uniform { low, high } => 0.5 * (low + high),
+/// Checks a time-constant distribution given under `key`.
+fn validate_tau_init(init: &TauInit, key: &str) -> Result<()> {
+    let positive = |k: &str, v: f64| -> Result<()> {
+        if !(v.is_finite() && v > 0.0) {
+            bail!("{key}.{k} = {v}: a time constant must be a positive number of seconds");
         }
-    }
-
-    fn validate(&self, key: &str) -> Result<()> {
-        let positive = |k: &str, v: f64| -> Result<()> {
-            if !(v.is_finite() && v > 0.0) {
-                bail!("{key}.{k} = {v}: a time constant must be a positive number of seconds");
+        Ok(())
+    };
+    match *init {
+        TauInit::Constant { value } => positive("value", value),
+        TauInit::Normal { mean, std } => {
+            positive("mean", mean)?;
+            if !(std.is_finite() && std >= 0.0) {
+                bail!("{key}.std = {std}: must be >= 0");
             }
             Ok(())
-        };
-        match *self {
-            TauInit::Constant { value } => positive("value", value),
-            TauInit::Normal { mean, std } => {
-                positive("mean", mean)?;
-                if !(std.is_finite() && std >= 0.0) {
-                    bail!("{key}.std = {std}: must be >= 0");
-                }
-                Ok(())
+        }
+        TauInit::Uniform { low, high } => {
+            positive("low", low)?;
+            positive("high", high)?;
+            if high < low {
+                bail!("{key}.high = {high}: must be >= low ({low})");
             }
-            TauInit::Uniform { low, high } => {
-                positive("low", low)?;
-                positive("high", high)?;
-                if high < low {
-                    bail!("{key}.high = {high}: must be >= low ({low})");
-                }
-                Ok(())
-            }
+            Ok(())
         }
     }
 }
@@ -174,6 +135,32 @@ pub struct ModelConfig {
     pub frozen_decay_fraction: f64,
     pub layers: Vec<LayerConfig>,
     pub readout: ReadoutConfig,
+}
+
+impl ModelConfig {
+    /// The network this config describes, as the model builds it (per-layer
+    /// `tau_init` overrides resolved).
+    pub fn network_spec(&self) -> NetworkSpec {
+        NetworkSpec {
+            kind: self.kind,
+            dt: self.dt,
+            threshold: self.threshold,
+            surrogate: self.surrogate,
+            tau_reset: self.tau_reset,
+            adaptation_tau: self.adaptation_tau,
+            adaptation_strength: self.adaptation_strength,
+            weight_scale: self.weight_scale,
+            decay_min: self.decay_min,
+            decay_max: self.decay_max,
+            layers: self
+                .layers
+                .iter()
+                .map(|l| LayerSpec { size: l.size, recurrent: l.recurrent, tau_init: l.tau_init.unwrap_or(self.tau_init) })
+                .collect(),
+            readout_tau_init: self.readout.tau_init.unwrap_or(self.tau_init),
+            spiking_readout: self.readout.loss == LossKind::SpikeCount,
+        }
+    }
 }
 
 fn default_dt() -> f64 {
@@ -480,7 +467,7 @@ impl Config {
         if !(0.0..1.0).contains(&m.frozen_decay_fraction) {
             bail!("model.frozen_decay_fraction = {}: must be in [0, 1)", m.frozen_decay_fraction);
         }
-        m.tau_init.validate("model.tau_init")?;
+        validate_tau_init(&m.tau_init, "model.tau_init")?;
         if m.layers.is_empty() {
             bail!("model.layers = []: at least one hidden layer is needed");
         }
@@ -489,11 +476,11 @@ impl Config {
                 bail!("model.layers[{i}].size = 0: must be at least 1");
             }
             if let Some(t) = &l.tau_init {
-                t.validate(&format!("model.layers[{i}].tau_init"))?;
+                validate_tau_init(t, &format!("model.layers[{i}].tau_init"))?;
             }
         }
         if let Some(t) = &m.readout.tau_init {
-            t.validate("model.readout.tau_init")?;
+            validate_tau_init(t, "model.readout.tau_init")?;
         }
 
         if !(self.output.tau_threshold.is_finite() && self.output.tau_threshold >= 0.0) {

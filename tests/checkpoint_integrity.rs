@@ -98,7 +98,8 @@ fn fingerprint(ckpt: &Checkpoint) -> String {
     let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<u32>>();
     let tensors: Vec<_> =
         network_tensors(&ckpt.network).into_iter().map(|t| (t.name, t.shape, bits(&t.data))).collect();
-    let optimizer = ckpt.optimizer.as_ref().map(|(step, m, v)| {
+    let optimizer = ckpt.optimizer.as_ref().map(|o| {
+        let (step, m, v) = (o.step, &o.m, &o.v);
         (step, m.iter().map(|x| bits(x)).collect::<Vec<_>>(), v.iter().map(|x| bits(x)).collect::<Vec<_>>())
     });
     format!(

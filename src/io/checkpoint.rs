@@ -15,7 +15,6 @@ use super::safetensors_file::{read_checked, write_file, NamedTensor};
 use crate::config::Config;
 use crate::model::{init, Decays, Network};
 use crate::provenance;
-use crate::train::optim::Adam;
 
 pub const FORMAT: &str = "hetsyn-checkpoint/1";
 
@@ -30,8 +29,8 @@ pub struct Checkpoint {
     pub epoch: u64,
     /// The metrics logged for this checkpoint.
     pub metrics: serde_json::Value,
-    /// Adam's step count and moments `(m, v)` in the order of `Network::params`, when saved.
-    pub optimizer: Option<(u64, Vec<Vec<f32>>, Vec<Vec<f32>>)>,
+    /// The optimizer's state, when saved.
+    pub optimizer: Option<OptimizerState>,
     /// The trainer's state for resuming (JSON), in checkpoints written for that.
     pub trainer_state: Option<String>,
     /// The figure this model was selected on (metadata `selected_on`, e.g.
@@ -42,10 +41,21 @@ pub struct Checkpoint {
     pub integrity: Integrity,
 }
 
+/// Adam's state as a checkpoint stores it (tensors `adam.m.<name>`,
+/// `adam.v.<name>`, metadata `adam_step`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct OptimizerState {
+    /// Steps taken (the `t` of the last bias correction).
+    pub step: u64,
+    /// First and second moments, one buffer per tensor in the order of `Network::params`.
+    pub m: Vec<Vec<f32>>,
+    pub v: Vec<Vec<f32>>,
+}
+
 /// What a resumable checkpoint carries besides the model.
 #[derive(Debug, Clone, Copy)]
 pub struct ResumeData<'a> {
-    pub optimizer: &'a Adam,
+    pub optimizer: &'a OptimizerState,
     /// The trainer's state as JSON (metadata `trainer_state`).
     pub trainer_state: &'a str,
 }
@@ -123,11 +133,10 @@ pub fn save(
     if let Role::Selected(figure) = role {
         metadata.insert("selected_on".to_string(), figure.to_string());
     }
-    if let Role::Resumable(ResumeData { optimizer: adam, trainer_state }) = role {
+    if let Role::Resumable(ResumeData { optimizer, trainer_state }) = role {
         metadata.insert("trainer_state".to_string(), trainer_state.to_string());
-        let (m, v) = adam.moments();
-        metadata.insert("adam_step".to_string(), adam.steps_taken().to_string());
-        for ((info, _), (m, v)) in net.params().iter().zip(m.iter().zip(v)) {
+        metadata.insert("adam_step".to_string(), optimizer.step.to_string());
+        for ((info, _), (m, v)) in net.params().iter().zip(optimizer.m.iter().zip(&optimizer.v)) {
             tensors.push(NamedTensor {
                 name: format!("adam.m.{}", info.name),
                 shape: info.shape.clone(),
@@ -215,7 +224,7 @@ pub fn load(path: &Path) -> Result<Checkpoint> {
             readout.shape
         );
     }
-    let mut network: Network<f32> = init::build(&config.model, inputs, outputs, &mut ChaCha8Rng::seed_from_u64(0));
+    let mut network: Network<f32> = init::build(&config.model.network_spec(), inputs, outputs, &mut ChaCha8Rng::seed_from_u64(0));
     for expected in network_tensors(&network) {
         let data = take(&expected.name, &expected.shape, &mut by_name)?;
         if data.iter().any(|v| !v.is_finite()) {
@@ -233,7 +242,7 @@ pub fn load(path: &Path) -> Result<Checkpoint> {
             m.push(take(&format!("adam.m.{}", info.name), &info.shape, &mut by_name)?);
             v.push(take(&format!("adam.v.{}", info.name), &info.shape, &mut by_name)?);
         }
-        optimizer = Some((adam_step, m, v));
+        optimizer = Some(OptimizerState { step: adam_step, m, v });
     }
     if let Some(name) = by_name.keys().next() {
         bail!("{}: unexpected tensor `{name}` (another architecture?)", at());

@@ -8,7 +8,7 @@
 //! - [`activation`]: spike function and surrogate derivatives (§1, §5.1)
 //! - [`loss`]: readout losses and the firing-rate regulariser (§3)
 //! - [`network`]: the stack of layers, batch gradients split over samples
-//! - [`init`]: building a network from the config
+//! - [`init`]: building a network from its [`init::NetworkSpec`]
 
 pub mod activation;
 pub mod init;
@@ -19,7 +19,7 @@ pub mod network;
 
 pub use activation::{Activation, Surrogate};
 pub use layer::{Adaptation, Decays, Layer, LayerInput, Spiking};
-pub use loss::{LossKind, RateRegulariser};
+pub use loss::{LossKind, RateRegulariser, Target};
 pub use network::{BatchStats, Dropout, Network, ParamInfo, ParamKind};
 
 /// The floating-point type of a network: `f32` for training, `f64` in the

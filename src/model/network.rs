@@ -8,9 +8,8 @@ use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 
 use super::layer::{Decays, Layer, LayerInput, LayerTape};
-use super::loss::{LossKind, RateRegulariser, SampleLoss};
+use super::loss::{LossKind, RateRegulariser, SampleLoss, Target};
 use super::Float;
-use crate::tasks::{Sample, Target};
 
 /// Samples whose gradients are summed by one task before the ordered reduction.
 const GRADIENT_CHUNK: usize = 4;
@@ -112,15 +111,6 @@ impl<F: Float> SampleSource<F> for (&[F], &Target) {
     }
     fn target(&self) -> &Target {
         self.1
-    }
-}
-
-impl SampleSource<f32> for Sample {
-    fn input(&self) -> LayerInput<'_, f32> {
-        self.input.layer_input()
-    }
-    fn target(&self) -> &Target {
-        &self.target
     }
 }
 

@@ -13,6 +13,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 use crate::data::BinnedSample;
+use crate::model::network::SampleSource;
 use crate::model::LayerInput;
 
 /// What the readout must produce.
@@ -24,14 +25,7 @@ pub enum TaskKind {
     Regression,
 }
 
-/// The target of one sample.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Target {
-    /// Class index in `0..outputs`.
-    Class(usize),
-    /// Target values, row-major `[steps, outputs]`.
-    Series(Vec<f32>),
-}
+pub use crate::model::Target;
 
 /// The input of one sample over all its steps.
 #[derive(Debug, Clone, PartialEq)]
@@ -85,6 +79,15 @@ impl Input {
 pub struct Sample {
     pub input: Input,
     pub target: Target,
+}
+
+impl SampleSource<f32> for Sample {
+    fn input(&self) -> LayerInput<'_, f32> {
+        self.input.layer_input()
+    }
+    fn target(&self) -> &Target {
+        &self.target
+    }
 }
 
 /// A perturbation of the test inputs (the paper's robustness evaluations).

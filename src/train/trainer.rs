@@ -513,7 +513,7 @@ impl Drop for RunLock {
 pub fn initial_network(config: &Config, inputs: usize, outputs: usize) -> Network<f32> {
     let mut init_rng = ChaCha8Rng::seed_from_u64(config.seed);
     init_rng.set_stream(STREAM_INIT);
-    init::build(&config.model, inputs, outputs, &mut init_rng)
+    init::build(&config.model.network_spec(), inputs, outputs, &mut init_rng)
 }
 
 /// Trains the model of `config` into `run_dir` and returns the summary.
@@ -591,8 +591,8 @@ pub fn train(
         )
         .context("the trainer state is not valid")
         .with_context(at)?;
-        let (adam_step, m, v) = ckpt.optimizer.context("the checkpoint has no optimizer state").with_context(at)?;
-        adam = Adam::from_state(adam_config, adam_step, m, v, &sizes).with_context(at)?;
+        let optimizer = ckpt.optimizer.context("the checkpoint has no optimizer state").with_context(at)?;
+        adam = Adam::from_state(adam_config, optimizer, &sizes).with_context(at)?;
         net = ckpt.network;
         let word_pos: u128 = state.train_rng_word_pos.parse().context("bad generator position").with_context(at)?;
         train_rng.set_word_pos(word_pos);
@@ -834,7 +834,7 @@ pub fn train(
                 elapsed_s: elapsed(&started),
             };
             let state = serde_json::to_string(&state)?;
-            let resume = ResumeData { optimizer: &adam, trainer_state: &state };
+            let resume = ResumeData { optimizer: adam.state(), trainer_state: &state };
             checkpoint::save(&last_path, &net, config, step, plan.epoch(step), &last_metrics, Role::Resumable(resume))?;
         }
         if interrupted {
