@@ -9,10 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::model::init::{LayerSpec, NetworkSpec};
 use crate::model::{LossKind, Surrogate};
-use crate::tasks::dms::DmsConfig;
-use crate::tasks::images::ImagesConfig;
-use crate::tasks::pattern::PatternConfig;
-use crate::tasks::speech::{Corpus, SpeechConfig};
+pub use crate::tasks::{Sampling, TaskConfig};
 
 /// A whole run: model, task, training and output settings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -180,50 +177,6 @@ fn default_adaptation_tau() -> f64 {
 }
 fn default_adaptation_strength() -> f64 {
     0.01
-}
-
-/// The task and its settings.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub enum TaskConfig {
-    /// Delayed match-to-sample (paper §4.2).
-    Dms(DmsConfig),
-    /// Pattern generation (paper §4.1).
-    Pattern(PatternConfig),
-    /// Image classification from MNIST-family IDX files (paper §4.4).
-    Images(ImagesConfig),
-    /// Spiking Heidelberg Digits from the official HDF5 files (paper §4.3).
-    Shd(SpeechConfig),
-    /// Spiking Speech Commands from the official HDF5 files.
-    Ssc(SpeechConfig),
-}
-
-impl TaskConfig {
-    /// The speech corpus and its settings (`shd`, `ssc`).
-    pub fn speech(&self) -> Option<(Corpus, &SpeechConfig)> {
-        match self {
-            TaskConfig::Shd(s) => Some((Corpus::Shd, s)),
-            TaskConfig::Ssc(s) => Some((Corpus::Ssc, s)),
-            _ => None,
-        }
-    }
-
-    /// Whether the task trains on a fixed data set (in epochs) rather than fresh trials.
-    pub fn is_dataset(&self) -> bool {
-        matches!(self, TaskConfig::Images(_) | TaskConfig::Shd(_) | TaskConfig::Ssc(_))
-    }
-
-    /// Sets the rate of the task's background noise channels, Hz.
-    pub fn set_noise_rate(&mut self, hz: f64) -> Result<()> {
-        match self {
-            TaskConfig::Dms(d) => d.noise_rate = hz,
-            TaskConfig::Pattern(p) => p.noise_rate = hz,
-            TaskConfig::Images(_) | TaskConfig::Shd(_) | TaskConfig::Ssc(_) => {
-                bail!("this task has no background noise channels")
-            }
-        }
-        Ok(())
-    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -514,7 +467,7 @@ impl Config {
         if t.eval_every_epochs == 0 {
             bail!("train.eval_every_epochs = 0: must be at least 1");
         }
-        if t.epochs > 0 && !self.task.is_dataset() {
+        if t.epochs > 0 && self.task.sampling() == Sampling::Trials {
             bail!("train.epochs = {}: this task draws fresh trials and has no epochs; use train.iterations", t.epochs);
         }
         if !(t.rate_reg.is_finite() && t.rate_reg >= 0.0) {
@@ -540,7 +493,7 @@ impl Config {
                     (s, true) if s > 0 => {
                         bail!("train.schedule: give span ({s} steps) or span_epochs ({span_epochs}), not both")
                     }
-                    (_, true) if !self.task.is_dataset() => {
+                    (_, true) if self.task.sampling() == Sampling::Trials => {
                         bail!("train.schedule.span_epochs = {span_epochs}: this task draws fresh trials and has no epochs; give span in steps")
                     }
                     _ => {}
@@ -550,37 +503,7 @@ impl Config {
             }
         }
 
-        match &self.task {
-            TaskConfig::Dms(d) => {
-                d.validate(m.dt)?;
-                if d.validation_trials == 0 {
-                    bail!("task.validation_trials = 0: the best checkpoint is chosen on validation trials; give at least 1");
-                }
-                if m.readout.loss == LossKind::Mse {
-                    bail!("model.readout.loss = \"mse\": the dms task is a classification; use \"last\" or \"softmax_sum\"");
-                }
-            }
-            TaskConfig::Images(_) => {
-                if m.readout.loss == LossKind::Mse {
-                    bail!("model.readout.loss = \"mse\": the images task is a classification; use \"last\" or \"softmax_sum\"");
-                }
-            }
-            TaskConfig::Shd(_) | TaskConfig::Ssc(_) => {
-                if let Some((corpus, s)) = self.task.speech() {
-                    s.validate(corpus)?;
-                }
-                if m.readout.loss == LossKind::Mse {
-                    bail!("model.readout.loss = \"mse\": speech recognition is a classification; use \"softmax_sum\" or \"last\"");
-                }
-            }
-            TaskConfig::Pattern(p) => {
-                p.validate(m.dt)?;
-                if m.readout.loss != LossKind::Mse {
-                    bail!("model.readout.loss = {:?}: the pattern task is a regression; use \"mse\"", m.readout.loss);
-                }
-            }
-        }
-        Ok(())
+        self.task.validate(m.dt, m.readout.loss)
     }
 }
 

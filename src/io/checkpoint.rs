@@ -13,7 +13,7 @@ use rand_chacha::ChaCha8Rng;
 use super::checksum::Integrity;
 use super::safetensors_file::{read_checked, write_file, NamedTensor};
 use crate::config::Config;
-use crate::model::{init, Decays, Network};
+use crate::model::{init, param_name, Decays, Network, Part};
 use crate::provenance;
 
 pub const FORMAT: &str = "hetsyn-checkpoint/1";
@@ -70,39 +70,30 @@ pub enum Role<'a> {
     Resumable(ResumeData<'a>),
 }
 
-/// The network's tensors with their checkpoint names and shapes. Fixed decays
-/// (HomNeu) are scalars; per-neuron decays of a recurrent layer are stored under
-/// both `input.decay` and `recurrent.decay` (they are one tensor, model.md §2).
+/// The network's tensors with their checkpoint names and shapes: the learnable
+/// ones of [`Network::params`], and for neuron-level decays what is not a
+/// learnable tensor of its own. Fixed decays (HomNeu) are scalars; per-neuron
+/// decays of a recurrent layer are stored under both `input.decay` and
+/// `recurrent.decay` (they are one tensor, model.md §2).
 pub fn network_tensors(net: &Network<f32>) -> Vec<NamedTensor> {
+    let layers = net.layers.len();
     let mut out = Vec::new();
-    let last = net.layers.len() - 1;
     for (l, layer) in net.layers.iter().enumerate() {
-        let prefix = if l == last { "readout".to_string() } else { format!("hidden.{l}.input") };
-        let rec = format!("hidden.{l}.recurrent");
-        let t = |name: String, shape: Vec<usize>, data: &[f32]| NamedTensor { name, shape, data: data.to_vec() };
-        out.push(t(format!("{prefix}.weight"), vec![layer.size, layer.inputs], &layer.input_weight));
-        let neuron_decay = |rho: &[f32], learnable: bool| {
-            if learnable {
-                (vec![rho.len()], rho.to_vec())
-            } else {
-                (vec![], vec![rho[0]])
-            }
+        let tensor = |part: Part, shape: Vec<usize>, data: &[f32]| NamedTensor {
+            name: param_name(l, layers, part),
+            shape,
+            data: data.to_vec(),
         };
-        match &layer.decays {
-            Decays::Synapse { input, recurrent, .. } => {
-                out.push(t(format!("{prefix}.decay"), vec![layer.size, layer.inputs], input));
-                if let (Some(u), Some(q)) = (&layer.recurrent_weight, recurrent) {
-                    out.push(t(format!("{rec}.weight"), vec![layer.size, layer.size], u));
-                    out.push(t(format!("{rec}.decay"), vec![layer.size, layer.size], q));
-                }
+        for (part, data) in layer.params() {
+            out.push(tensor(part, layer.part_shape(part), data));
+        }
+        if let Decays::Neuron { rho, learnable } = &layer.decays {
+            let (shape, data) = if *learnable { (vec![rho.len()], &rho[..]) } else { (vec![], &rho[..1]) };
+            if !learnable {
+                out.push(tensor(Part::InputDecay, shape.clone(), data));
             }
-            Decays::Neuron { rho, learnable } => {
-                let (shape, data) = neuron_decay(rho, *learnable);
-                out.push(t(format!("{prefix}.decay"), shape.clone(), &data));
-                if let Some(u) = &layer.recurrent_weight {
-                    out.push(t(format!("{rec}.weight"), vec![layer.size, layer.size], u));
-                    out.push(t(format!("{rec}.decay"), shape, &data));
-                }
+            if layer.is_recurrent() {
+                out.push(tensor(Part::RecurrentDecay, shape, data));
             }
         }
     }
@@ -225,12 +216,40 @@ pub fn load(path: &Path) -> Result<Checkpoint> {
         );
     }
     let mut network: Network<f32> = init::build(&config.model.network_spec(), inputs, outputs, &mut ChaCha8Rng::seed_from_u64(0));
-    for expected in network_tensors(&network) {
-        let data = take(&expected.name, &expected.shape, &mut by_name)?;
+    let finite = |name: &str, data: Vec<f32>| -> Result<Vec<f32>> {
         if data.iter().any(|v| !v.is_finite()) {
-            bail!("{}: tensor `{}` holds non-finite values", at(), expected.name);
+            bail!("{}: tensor `{name}` holds non-finite values", at());
         }
-        set_tensor(&mut network, &expected.name, data).with_context(at)?;
+        Ok(data)
+    };
+    let layers = network.layers.len();
+    for (l, layer) in network.layers.iter_mut().enumerate() {
+        let shapes: Vec<Vec<usize>> = layer.params().iter().map(|(part, _)| layer.part_shape(*part)).collect();
+        for ((part, values), shape) in layer.params_mut().into_iter().zip(&shapes) {
+            let name = param_name(l, layers, part);
+            values.copy_from_slice(&finite(&name, take(&name, shape, &mut by_name)?)?);
+        }
+        let recurrent = layer.is_recurrent();
+        if let Decays::Neuron { rho, learnable } = &mut layer.decays {
+            let shape = if *learnable { vec![rho.len()] } else { vec![] };
+            if !*learnable {
+                let name = param_name(l, layers, Part::InputDecay);
+                let value = finite(&name, take(&name, &shape, &mut by_name)?)?;
+                rho.fill(value[0]);
+            }
+            if recurrent {
+                let name = param_name(l, layers, Part::RecurrentDecay);
+                let data = take(&name, &shape, &mut by_name)?;
+                let same = if *learnable { *rho == data } else { rho.iter().all(|r| *r == data[0]) };
+                if !same {
+                    bail!(
+                        "{}: tensor `{name}` differs from `{}`; a neuron-level model has one decay per neuron",
+                        at(),
+                        param_name(l, layers, Part::InputDecay)
+                    );
+                }
+            }
+        }
     }
     let mut optimizer = None;
     if let Some(adam_step) = metadata.get("adam_step") {
@@ -250,35 +269,4 @@ pub fn load(path: &Path) -> Result<Checkpoint> {
     let trainer_state = metadata.get("trainer_state").cloned();
     let selected_on = metadata.get("selected_on").cloned();
     Ok(Checkpoint { config, network, step, epoch, metrics, optimizer, trainer_state, selected_on, integrity })
-}
-
-/// Puts a checkpoint tensor into the network (names of [`network_tensors`]).
-fn set_tensor(net: &mut Network<f32>, name: &str, data: Vec<f32>) -> Result<()> {
-    let last = net.layers.len() - 1;
-    let (l, part) = if let Some(rest) = name.strip_prefix("readout.") {
-        (last, format!("input.{rest}"))
-    } else {
-        let rest = name.strip_prefix("hidden.").ok_or_else(|| anyhow!("unknown tensor `{name}`"))?;
-        let (l, part) = rest.split_once('.').ok_or_else(|| anyhow!("unknown tensor `{name}`"))?;
-        (l.parse::<usize>().map_err(|_| anyhow!("unknown tensor `{name}`"))?, part.to_string())
-    };
-    let layer = &mut net.layers[l];
-    match (part.as_str(), &mut layer.decays) {
-        ("input.weight", _) => layer.input_weight = data,
-        ("recurrent.weight", _) => layer.recurrent_weight = Some(data),
-        ("input.decay", Decays::Synapse { input, .. }) => *input = data,
-        ("recurrent.decay", Decays::Synapse { recurrent, .. }) => *recurrent = Some(data),
-        ("input.decay", Decays::Neuron { rho, .. }) => {
-            let n = rho.len();
-            *rho = if data.len() == 1 { vec![data[0]; n] } else { data };
-        }
-        ("recurrent.decay", Decays::Neuron { rho, .. }) => {
-            let same = if data.len() == 1 { rho.iter().all(|r| *r == data[0]) } else { *rho == data };
-            if !same {
-                bail!("tensor `{name}` differs from `hidden.{l}.input.decay`; a neuron-level model has one decay per neuron");
-            }
-        }
-        _ => bail!("unknown tensor `{name}`"),
-    }
-    Ok(())
 }
