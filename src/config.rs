@@ -358,6 +358,12 @@ impl Config {
         Ok(config)
     }
 
+    /// The task this config describes, with its fixed validation and test sets
+    /// drawn from the run's seed.
+    pub fn build_task(&self) -> Result<Box<dyn crate::tasks::Task>> {
+        self.task.build(self.model.dt, self.seed)
+    }
+
     /// The fully resolved config as TOML (re-runnable as is).
     pub fn to_toml(&self) -> Result<String> {
         toml::to_string(self).context("cannot serialise the config")

@@ -299,11 +299,11 @@ fn run_eval(args: EvalArgs) -> Result<()> {
 }
 
 fn run_verify(args: VerifyArgs) -> Result<()> {
-    let checks = hetsyn::io::verify::verify(&args.path)?;
+    let checks = hetsyn::verify::verify(&args.path)?;
     for check in &checks {
         println!("{check}");
     }
-    let failed = checks.iter().filter(|c| c.verdict == hetsyn::io::verify::Verdict::Failed).count();
+    let failed = checks.iter().filter(|c| c.verdict == hetsyn::verify::Verdict::Failed).count();
     if failed > 0 {
         anyhow::bail!("{failed} of {} files failed verification", checks.len());
     }

@@ -16,9 +16,11 @@ use plotters::coord::Shift;
 use plotters::prelude::*;
 
 use crate::io::atomic::write_atomic;
-use crate::io::checkpoint;
+use crate::train::evaluate::Trained;
+use crate::train::metrics::read_metrics;
+use crate::train::run::RunDir;
 use crate::model::{Decays, Layer, Network};
-use crate::tasks::{self, Sample, Target};
+use crate::tasks::{Sample, Target};
 
 /// Width of every figure, pixels (PNG) or SVG user units.
 pub const WIDTH: u32 = 1200;
@@ -43,19 +45,6 @@ const SPIKE_COLOR: RGBColor = RGBColor(20, 20, 20);
 /// At most this many readouts get a panel in `output`.
 const MAX_OUTPUT_PANELS: usize = 6;
 
-/// The checkpoint a run's plots show: `checkpoints/best.safetensors` (selected
-/// on validation), or `checkpoints/last.safetensors` when there is no best (a
-/// run without a validation set, or one stopped before its first evaluation).
-pub fn plot_checkpoint(run_dir: &Path) -> Result<PathBuf> {
-    let dir = run_dir.join("checkpoints");
-    let (best, last) = (dir.join("best.safetensors"), dir.join("last.safetensors"));
-    match (best.is_file(), last.is_file()) {
-        (true, _) => Ok(best),
-        (false, true) => Ok(last),
-        (false, false) => bail!("no checkpoint to plot: neither {} nor {}", best.display(), last.display()),
-    }
-}
-
 /// The files [`plot_run`] wrote and the checkpoint it drew them from.
 #[derive(Debug, Clone)]
 pub struct Plotted {
@@ -64,14 +53,14 @@ pub struct Plotted {
 }
 
 /// Writes every plot of the run in `run_dir` (which holds `metrics.csv` and a
-/// checkpoint, see [`plot_checkpoint`]) into `run_dir/plots/` and returns the
+/// checkpoint, see [`RunDir::selected_checkpoint`]) into `run_dir/plots/` and returns the
 /// files written. Fails, naming the file, when an input is missing or
 /// unreadable; nothing is written then.
 pub fn plot_run(run_dir: &Path) -> Result<Plotted> {
-    let metrics_path = run_dir.join("metrics.csv");
-    let metrics = Metrics::read(&metrics_path)?;
-    let checkpoint_path = plot_checkpoint(run_dir)?;
-    let ckpt = checkpoint::load(&checkpoint_path)?;
+    let run_dir = RunDir::at(run_dir);
+    let metrics = Metrics::read(&run_dir.metrics())?;
+    let checkpoint_path = run_dir.selected_checkpoint()?;
+    let Trained { checkpoint: ckpt, task, .. } = Trained::load(&checkpoint_path, None)?;
     let config = &ckpt.config;
     let network = &ckpt.network;
     // "best checkpoint", "last checkpoint"
@@ -82,19 +71,6 @@ pub fn plot_run(run_dir: &Path) -> Result<Plotted> {
     );
     let initial = crate::train::initial_network(config, network.inputs(), network.outputs());
 
-    let task = tasks::build(config)
-        .with_context(|| format!("checkpoint {}: cannot build its task", checkpoint_path.display()))?;
-    let shape = task.shape();
-    if shape.channels != network.inputs() || shape.outputs != network.outputs() {
-        bail!(
-            "checkpoint {}: the network has {} inputs and {} outputs, its task needs {} and {}",
-            checkpoint_path.display(),
-            network.inputs(),
-            network.outputs(),
-            shape.channels,
-            shape.outputs
-        );
-    }
     let sample = task.test().first().ok_or_else(|| {
         anyhow!("checkpoint {}: its task has no test samples to draw a raster of", checkpoint_path.display())
     })?;
@@ -107,7 +83,7 @@ pub fn plot_run(run_dir: &Path) -> Result<Plotted> {
     let raster = run.raster(format!("spikes of test sample 0: {title}, {which}"));
     let output = run.output(format!("output of test sample 0: {title}, {which}"));
 
-    let dir = run_dir.join("plots");
+    let dir = run_dir.plots();
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let mut written = Vec::new();
     written.extend(write_figure(&dir, "learning_curves", &learning)?);
@@ -205,49 +181,27 @@ struct Metrics {
 }
 
 impl Metrics {
+    /// The loss and accuracy series of a metrics.csv ([`read_metrics`]).
     fn read(path: &Path) -> Result<Metrics> {
+        let rows = read_metrics(path)?;
         let at = || format!("metrics file {}", path.display());
-        let text = std::fs::read(path).with_context(|| format!("cannot read {}", at()))?;
-        let mut reader = csv::Reader::from_reader(text.as_slice());
-        let headers = reader.headers().with_context(|| format!("{}: cannot read the header", at()))?.clone();
-        let column = |name: &str| headers.iter().position(|h| h.trim() == name);
-        let step_col = column("step").ok_or_else(|| anyhow!("{}: no `step` column", at()))?;
         let series = [("train", TRAIN_COLOR), ("validation", VALIDATION_COLOR), ("test", TEST_COLOR)];
-        let wanted = |suffix: &str| -> Vec<(&'static str, RGBColor, usize)> {
-            series.iter().filter_map(|(s, c)| column(&format!("{s}_{suffix}")).map(|k| (*s, *c, k))).collect()
-        };
-        let (loss_cols, accuracy_cols) = (wanted("loss"), wanted("accuracy"));
-        if loss_cols.is_empty() {
-            bail!("{}: none of the columns train_loss, validation_loss, test_loss", at());
-        }
-        let mut metrics = Metrics {
-            step: Vec::new(),
-            loss: loss_cols.iter().map(|(s, c, _)| (*s, *c, Vec::new())).collect(),
-            accuracy: accuracy_cols.iter().map(|(s, c, _)| (*s, *c, Vec::new())).collect(),
-        };
-        for (row, record) in reader.records().enumerate() {
-            let record = record.with_context(|| format!("{}: cannot read row {}", at(), row + 2))?;
-            let value = |k: usize| -> Result<f64> {
-                let text = record.get(k).unwrap_or("").trim();
-                if text.is_empty() {
-                    return Ok(f64::NAN);
-                }
-                text.parse::<f64>().map_err(|_| {
-                    anyhow!("{}: row {}, column `{}`: {text:?} is not a number", at(), row + 2, &headers[k])
+        let columns = |suffix: &str| -> Vec<(&'static str, RGBColor, Vec<f64>)> {
+            series
+                .iter()
+                .map(|(s, c)| {
+                    let column = format!("{s}_{suffix}");
+                    (*s, *c, rows.iter().map(|r| r.figure(&column).unwrap_or(f64::NAN)).collect::<Vec<f64>>())
                 })
-            };
-            metrics.step.push(value(step_col)?);
-            for ((_, _, col), (_, _, values)) in loss_cols.iter().zip(&mut metrics.loss) {
-                values.push(value(*col)?);
-            }
-            for ((_, _, col), (_, _, values)) in accuracy_cols.iter().zip(&mut metrics.accuracy) {
-                values.push(value(*col)?);
-            }
-        }
-        if metrics.step.is_empty() {
-            bail!("{}: no rows (no evaluation yet?)", at());
-        }
-        if !metrics.loss.iter().any(|(_, _, v)| v.iter().any(|x| x.is_finite())) {
+                .filter(|(_, _, values)| values.iter().any(|v| v.is_finite()))
+                .collect()
+        };
+        let metrics = Metrics {
+            step: rows.iter().map(|r| r.step as f64).collect(),
+            loss: columns("loss"),
+            accuracy: columns("accuracy"),
+        };
+        if metrics.loss.is_empty() {
             bail!("{}: no finite loss value to plot", at());
         }
         Ok(metrics)

@@ -229,7 +229,7 @@ fn spike_counts_run_as_their_dense_form() {
         &["task.binning.binary=false".to_string(), "task.binning.bin_ms=20".to_string()],
     )
     .unwrap();
-    let task = hetsyn::tasks::build(&config).unwrap();
+    let task = &config.build_task().unwrap();
     let shape = task.shape();
     assert_eq!(shape.steps, 10);
     let net = hetsyn::train::initial_network(&config, shape.channels, shape.outputs);

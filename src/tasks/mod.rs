@@ -366,12 +366,6 @@ impl TaskConfig {
     }
 }
 
-/// The task a config describes, with its fixed validation and test sets drawn
-/// from the run's seed.
-pub fn build(config: &crate::config::Config) -> anyhow::Result<Box<dyn Task>> {
-    config.task.build(config.model.dt, config.seed)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -147,10 +147,14 @@ impl MetricsRow {
         Ok(json)
     }
 
-    /// The figure by column name (`None` when the column is absent or empty).
+    /// The cell of a column as metrics.csv holds it (`None` when the row has no such column).
+    pub fn cell(&self, column: &str) -> Option<String> {
+        self.cells().into_iter().zip(self.header()).find(|(_, h)| h == column).map(|(c, _)| c)
+    }
+
+    /// The figure of a column (`None` when the column is absent or empty).
     pub fn figure(&self, column: &str) -> Option<f64> {
-        let text = self.cells().into_iter().zip(self.header()).find(|(_, h)| h == column).map(|(c, _)| c)?;
-        text.parse().ok()
+        self.cell(column)?.parse().ok()
     }
 }
 

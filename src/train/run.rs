@@ -42,6 +42,11 @@ impl Saved {
         }
     }
 
+    /// The file's path inside the run directory, e.g. `checkpoints/best.safetensors`.
+    pub fn relative_path(self) -> String {
+        format!("checkpoints/{}.safetensors", self.stem())
+    }
+
     /// The checkpoint whose evaluation a run reports, in order of preference:
     /// the model selected on validation; without a validation set the best on
     /// test (the published protocol, when saved), else the last.
@@ -108,7 +113,7 @@ impl RunDir {
     }
 
     pub fn checkpoint(&self, which: Saved) -> PathBuf {
-        self.checkpoints().join(format!("{}.safetensors", which.stem()))
+        self.path.join(which.relative_path())
     }
 
     /// The `hetsyn eval` CSV written next to a checkpoint by default.

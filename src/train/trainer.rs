@@ -275,7 +275,7 @@ impl<'c> Trainer<'c> {
     pub fn new(config: &'c Config, run: RunDir, resume: Option<Checkpoint>) -> Result<Trainer<'c>> {
         let started = Instant::now();
         // the task first: a config whose data is missing leaves no run directory behind
-        let mut task: Box<dyn Task> = tasks::build(config)?;
+        let mut task: Box<dyn Task> = config.build_task()?;
         let checkpoints = run.checkpoints();
         std::fs::create_dir_all(&checkpoints)
             .with_context(|| format!("cannot create run directory {}", checkpoints.display()))?;
@@ -692,23 +692,25 @@ fn describe_selection(summary: &mut RunSummary, validation_samples: usize, class
     let test_figure = if classification { "test_accuracy" } else { "test_loss" };
     let best_test = format!(
         "best_test_* are selected on the test set ({test_figure}; optimistic, reported because papers do){}",
-        if best_on_test { ", saved as checkpoints/best_on_test.safetensors" } else { "" }
+        if best_on_test { format!(", saved as {}", Saved::BestOnTest.relative_path()) } else { String::new() }
     );
     summary.validation_samples = validation_samples;
     if validation_samples > 0 {
         let figure = if classification { "validation_accuracy" } else { "validation_loss" };
         summary.selected_on = figure.into();
-        summary.selected_checkpoint = "checkpoints/best.safetensors".into();
+        summary.selected_checkpoint = Saved::Best.relative_path();
         summary.selection = format!(
-            "selected on the validation set ({figure}, {validation_samples} held-out samples): the *_at_best_validation figures are those of checkpoints/best.safetensors; {best_test}"
+            "selected on the validation set ({figure}, {validation_samples} held-out samples): the *_at_best_validation figures are those of {}; {best_test}",
+            Saved::Best.relative_path()
         );
     } else {
         summary.selected_on = "last".into();
-        summary.selected_checkpoint = "checkpoints/last.safetensors".into();
+        summary.selected_checkpoint = Saved::Last.relative_path();
         summary.selection = format!(
-            "no validation set (every training sample trained on): the selected model is the last evaluation's (checkpoints/last.safetensors), so the *_at_best_validation figures and best_validation_step/epoch are the last epoch's and best_validation_accuracy/loss are null; {best_test}"
+            "no validation set (every training sample trained on): the selected model is the last evaluation's ({}), so the *_at_best_validation figures and best_validation_step/epoch are the last epoch's and best_validation_accuracy/loss are null; {best_test}",
+            Saved::Last.relative_path()
         );
     }
     summary.best_test_selected_on = test_figure.into();
-    summary.best_on_test_checkpoint = best_on_test.then(|| "checkpoints/best_on_test.safetensors".into());
+    summary.best_on_test_checkpoint = best_on_test.then(|| Saved::BestOnTest.relative_path());
 }
