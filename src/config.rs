@@ -640,6 +640,66 @@ enum TableOrArray<'a> {
 mod tests {
     use super::*;
 
+    const BASE: &str = "[model]\nkind = \"hetsynlif\"\ntau_init = { dist = \"constant\", value = 0.02 }\nlayers = [{ size = 4 }]\n[model.readout]\nloss = \"last\"\n[task]\nkind = \"dms\"\n";
+
+    /// The error of BASE with one override, as text.
+    fn error_with(set: &str) -> String {
+        format!("{:#}", Config::from_toml(BASE, &[set.to_string()]).err().unwrap_or_else(|| panic!("{set} was accepted")))
+    }
+
+    #[test]
+    fn bad_values_are_refused_naming_the_key_and_value() {
+        assert!(Config::from_toml(BASE, &[]).is_ok());
+        for (set, want) in [
+            ("model.dt=0", "model.dt = 0"),
+            ("model.dropout=1.0", "model.dropout = 1"),
+            ("model.decay_min=1.5", "model.decay_min = 1.5"),
+            ("model.layers.0.size=0", "model.layers[0].size = 0"),
+            ("model.tau_init={ dist = \"uniform\", low = 0.05, high = 0.01 }", "model.tau_init.high = 0.01"),
+            ("model.tau_init={ dist = \"normal\", mean = -1.0, std = 0.1 }", "model.tau_init.mean = -1"),
+            ("train.iterations=0", "train.iterations = 0"),
+            ("train.lr=-1e-3", "train.lr = -0.001"),
+            ("train.beta2=1.0", "train.beta2 = 1"),
+            ("train.epochs=3", "this task draws fresh trials"),
+            ("train.schedule={ kind = \"warmup_cosine\" }", "needs span"),
+            ("train.schedule={ kind = \"warmup_cosine\", span_epochs = 4.0 }", "has no epochs"),
+            ("model.readout.loss=\"mse\"", "the dms task is a classification"),
+            ("task.validation_trials=0", "task.validation_trials = 0"),
+            ("name=\"a/b\"", "path separator"),
+            ("output.tau_threshold=-1", "output.tau_threshold = -1"),
+        ] {
+            let e = error_with(set);
+            assert!(e.contains(want), "--set {set}: {e}");
+        }
+    }
+
+    #[test]
+    fn unknown_keys_and_wrong_types_are_named() {
+        let e = error_with("train.iteratons=5");
+        assert!(e.contains("train") && e.contains("did you mean `iterations`"), "{e}");
+        let e = error_with("train.iterations=\"many\"");
+        assert!(e.contains("train.iterations") && e.contains("whole number"), "{e}");
+        let e = error_with("task.kind=\"dsm\"");
+        assert!(e.contains("did you mean `dms`"), "{e}");
+        assert!(Config::from_toml("[model", &[]).is_err());
+    }
+
+    #[test]
+    fn the_network_spec_resolves_per_layer_time_constants() {
+        let config = Config::from_toml(
+            BASE,
+            &["model.layers=[{ size = 3, recurrent = true, tau_init = { dist = \"constant\", value = 0.5 } }, { size = 2 }]".into()],
+        )
+        .unwrap();
+        let spec = config.model.network_spec();
+        assert_eq!(spec.layers.len(), 2);
+        assert_eq!(spec.layers[0].tau_init, TauInit::Constant { value: 0.5 });
+        assert_eq!(spec.layers[1].tau_init, config.model.tau_init);
+        assert!(spec.layers[0].recurrent && !spec.layers[1].recurrent);
+        assert_eq!(spec.readout_tau_init, config.model.tau_init);
+        assert!(!spec.spiking_readout);
+    }
+
     #[test]
     fn edit_distances() {
         assert_eq!(edit_distance("iteratons", "iterations"), 1);

@@ -79,7 +79,7 @@ use hetsyn::model::network::{Objective, Tape};
 use hetsyn::model::{
     Activation, Adaptation, Decays, Dropout, Float, Layer, LossKind, Network, RateRegulariser, Spiking, Surrogate,
 };
-use hetsyn::tasks::Target;
+use hetsyn::model::Target;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 

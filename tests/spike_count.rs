@@ -6,7 +6,7 @@
 
 use hetsyn::model::network::Objective;
 use hetsyn::model::{Activation, Decays, Dropout, Layer, LossKind, Network, Spiking};
-use hetsyn::tasks::Target;
+use hetsyn::model::Target;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 

@@ -1,6 +1,6 @@
-//! IEEE 754 binary16 ("half", numpy `float16`), by the `half` crate: decoding
-//! stored bits, and rounding an `f64` to the nearest half value (ties to even,
-//! as numpy does). The tests pin the behaviour the binning relies on.
+//! IEEE 754 binary16 ("half", numpy `float16`): decoding stored bits (the
+//! `half` crate), and rounding an `f64` to the nearest half value (ties to
+//! even, as numpy does). The tests pin the behaviour the binning relies on.
 
 use half::f16;
 
@@ -10,10 +10,32 @@ pub fn f16_bits_to_f32(bits: u16) -> f32 {
 }
 
 /// `x` rounded to the nearest binary16 value, ties to even; overflow gives
-/// ±infinity, NaN stays NaN. Rounded once, from `f64` (no double rounding
-/// through `f32`); the result is exact in `f64`.
+/// ±infinity, NaN stays NaN. The result is returned as an `f64` (exact).
+///
+/// Computed exactly: `x / q` with `q` the half quantum at `x`'s binade is a
+/// power-of-two scaling (exact), so `round_ties_even(x / q) * q` is the
+/// correctly rounded half value. Hand-written rather than `half::f16::from_f64`
+/// because that rounds some values wrongly: half 2.7 gives 0 for numbers just
+/// above 2^-25 (half the smallest subnormal), which round to 2^-24
+/// (`every_half_is_fixed_and_midpoints_tie_to_even` checks every half's
+/// neighbourhood).
 pub fn round_to_f16(x: f64) -> f64 {
-    f16::from_f64(x).to_f64()
+    if !x.is_finite() || x == 0.0 {
+        return x;
+    }
+    let ax = x.abs();
+    // Largest half is 65504; values from the midpoint 65520 up round to 65536 = overflow.
+    if ax >= 65520.0 {
+        return f64::INFINITY.copysign(x);
+    }
+    // The quantum is 2^(e - 10) with e = floor(log2(ax)) for normal halves
+    // (e >= -14) and 2^-24 for subnormal ones. The f64 biased exponent field
+    // holds e + 1023 (0 for f64 subnormals, which get the 2^-24 quantum too),
+    // and 2^k has biased exponent k + 1023 with a zero mantissa.
+    let biased = (ax.to_bits() >> 52) & 0x7ff;
+    let quantum_biased = biased.max(1023 - 14) - 10;
+    let quantum = f64::from_bits(quantum_biased << 52);
+    ((ax / quantum).round_ties_even() * quantum).copysign(x)
 }
 
 #[cfg(test)]

@@ -270,3 +270,64 @@ pub fn load(path: &Path) -> Result<Checkpoint> {
     let selected_on = metadata.get("selected_on").cloned();
     Ok(Checkpoint { config, network, step, epoch, metrics, optimizer, trainer_state, selected_on, integrity })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(kind: &str, loss: &str) -> Config {
+        let text = format!(
+            "seed = 4\n[model]\nkind = \"{kind}\"\ntau_init = {{ dist = \"uniform\", low = 0.01, high = 0.05 }}\nlayers = [{{ size = 5, recurrent = true }}, {{ size = 3 }}]\n[model.readout]\nloss = \"{loss}\"\n[task]\nkind = \"dms\"\nchannels_per_group = 2\n"
+        );
+        Config::from_toml(&text, &[]).unwrap()
+    }
+
+    #[test]
+    fn every_model_round_trips_with_its_optimizer_state() {
+        let dir = tempfile::tempdir().unwrap();
+        for (kind, loss) in
+            [("hetsynlif", "last"), ("hetneulif", "softmax_sum"), ("homneulif", "spike_count"), ("homneualif", "last")]
+        {
+            let config = config(kind, loss);
+            let mut rng = ChaCha8Rng::seed_from_u64(9);
+            let net: Network<f32> = init::build(&config.model.network_spec(), 6, 2, &mut rng);
+            let sizes: Vec<usize> = net.params().iter().map(|(_, d)| d.len()).collect();
+            let optimizer = OptimizerState {
+                step: 7,
+                m: sizes.iter().map(|&n| (0..n).map(|i| i as f32 * 0.5).collect()).collect(),
+                v: sizes.iter().map(|&n| (0..n).map(|i| i as f32 * 0.25).collect()).collect(),
+            };
+            let path = dir.path().join(format!("{kind}.safetensors"));
+            let metrics = serde_json::json!({"step": 7, "test_loss": 0.5});
+            let resume = ResumeData { optimizer: &optimizer, trainer_state: "{\"x\": 1}" };
+            save(&path, &net, &config, 7, 1, &metrics, Role::Resumable(resume)).unwrap();
+            let back = load(&path).unwrap();
+            assert_eq!(back.network, net, "{kind}");
+            assert_eq!(back.config, config, "{kind}");
+            assert_eq!(back.optimizer.as_ref(), Some(&optimizer), "{kind}");
+            assert_eq!((back.step, back.epoch, back.metrics), (7, 1, metrics), "{kind}");
+            assert_eq!(back.trainer_state.as_deref(), Some("{\"x\": 1}"));
+            assert_eq!(back.integrity, Integrity::Verified);
+            // a selected model carries no optimizer state, and says what it was selected on
+            let best = dir.path().join(format!("{kind}-best.safetensors"));
+            save(&best, &net, &config, 7, 1, &serde_json::Value::Null, Role::Selected("validation_accuracy")).unwrap();
+            let back = load(&best).unwrap();
+            assert!(back.optimizer.is_none() && back.trainer_state.is_none());
+            assert_eq!(back.selected_on.as_deref(), Some("validation_accuracy"));
+        }
+    }
+
+    #[test]
+    fn a_checkpoint_of_another_architecture_is_refused_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = config("hetsynlif", "last");
+        let net: Network<f32> = init::build(&config.model.network_spec(), 6, 2, &mut ChaCha8Rng::seed_from_u64(1));
+        let path = dir.path().join("a.safetensors");
+        // the stored config says 5 neurons in layer 0, the tensors another size
+        let mut other = config.clone();
+        other.model.layers[0].size = 4;
+        save(&path, &net, &other, 1, 0, &serde_json::Value::Null, Role::Selected("validation_accuracy")).unwrap();
+        let e = format!("{:#}", load(&path).unwrap_err());
+        assert!(e.contains("hidden.0.input.weight") && e.contains("4 neurons"), "{e}");
+    }
+}

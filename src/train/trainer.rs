@@ -714,3 +714,137 @@ fn describe_selection(summary: &mut RunSummary, validation_samples: usize, class
     summary.best_test_selected_on = test_figure.into();
     summary.best_on_test_checkpoint = best_on_test.then(|| Saved::BestOnTest.relative_path());
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A small recurrent DMS run: 12 iterations, evaluated every 4.
+    fn config(dir: &Path, kind: &str) -> Config {
+        let text = format!(
+            r#"
+name = "unit"
+seed = 3
+[model]
+kind = "{kind}"
+tau_init = {{ dist = "uniform", low = 0.02, high = 0.1 }}
+layers = [{{ size = 6, recurrent = true }}]
+[model.readout]
+loss = "last"
+[task]
+kind = "dms"
+channels_per_group = 2
+validation_trials = 16
+test_trials = 16
+[train]
+iterations = 12
+eval_every = 4
+batch_size = 4
+rate_reg = 0.01
+grad_clip = 1.0
+[output]
+dir = {:?}
+"#,
+            dir.display().to_string()
+        );
+        Config::from_toml(&text, &[]).unwrap()
+    }
+
+    fn params(trainer: &Trainer) -> Vec<u32> {
+        trainer.net.params().iter().flat_map(|(_, d)| d.iter().map(|v| v.to_bits())).collect()
+    }
+
+    #[test]
+    fn steps_evaluations_and_checkpoints_follow_the_plan() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = config(dir.path(), "hetsynlif");
+        let run = RunDir::at(dir.path().join("run"));
+        let mut trainer = Trainer::new(&config, run.clone(), None).unwrap();
+        assert_eq!((trainer.plan.iterations, trainer.plan.eval_every, trainer.iteration), (12, 4, 0));
+        let start = params(&trainer);
+        let mut rows = Vec::new();
+        while !trainer.done() {
+            trainer.step().unwrap();
+            if trainer.evaluation_due() {
+                rows.push(trainer.evaluate().unwrap());
+                trainer.checkpoint().unwrap();
+            }
+        }
+        assert_ne!(params(&trainer), start, "the steps changed the parameters");
+        assert_eq!(rows.iter().map(|r| r.step).collect::<Vec<_>>(), [4, 8, 12]);
+        assert!(rows.iter().all(|r| r.train_loss.is_finite() && r.validation_accuracy.is_some()));
+        assert_eq!(crate::train::metrics::read_metrics(&run.metrics()).unwrap().len(), 3);
+        assert!(run.checkpoint(Saved::Best).is_file() && run.checkpoint(Saved::Last).is_file());
+        let summary = trainer.finish().unwrap();
+        assert_eq!(summary.steps, 12);
+        assert!(run.summary().is_file() && run.config().is_file());
+        assert!(!run.path().join(".lock").exists(), "the lock goes with the trainer");
+    }
+
+    #[test]
+    fn a_trainer_resumed_from_its_checkpoint_continues_bit_for_bit() {
+        let dir = tempfile::tempdir().unwrap();
+        for kind in ["hetsynlif", "homneualif"] {
+            let config = config(dir.path(), kind);
+            let straight = RunDir::at(dir.path().join(format!("{kind}-straight")));
+            let mut a = Trainer::new(&config, straight, None).unwrap();
+            while !a.done() {
+                a.step().unwrap();
+                if a.evaluation_due() {
+                    a.evaluate().unwrap();
+                }
+            }
+            let split = RunDir::at(dir.path().join(format!("{kind}-split")));
+            let mut b = Trainer::new(&config, split.clone(), None).unwrap();
+            for _ in 0..6 {
+                b.step().unwrap();
+                if b.evaluation_due() {
+                    b.evaluate().unwrap();
+                }
+            }
+            b.checkpoint().unwrap();
+            drop(b);
+            let ckpt = checkpoint::load(&split.checkpoint(Saved::Last)).unwrap();
+            let mut c = Trainer::new(&config, split.clone(), Some(ckpt)).unwrap();
+            assert_eq!(c.iteration, 6);
+            while !c.done() {
+                c.step().unwrap();
+                if c.evaluation_due() {
+                    c.evaluate().unwrap();
+                }
+            }
+            assert_eq!(params(&a), params(&c), "{kind}: parameters after the resumed run");
+            let figures = |t: Trainer| serde_json::to_string(&t.summary.figures).unwrap();
+            assert_eq!(figures(a), figures(c), "{kind}: selection");
+        }
+    }
+
+    #[test]
+    fn a_fresh_run_refuses_a_directory_that_holds_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = config(dir.path(), "homneulif");
+        let run = RunDir::at(dir.path().join("run"));
+        let mut trainer = Trainer::new(&config, run.clone(), None).unwrap();
+        trainer.step().unwrap();
+        trainer.checkpoint().unwrap();
+        // a second process while the first holds the lock
+        let e = format!("{:#}", Trainer::new(&config, run.clone(), None).err().unwrap());
+        assert!(e.contains("in use by process"), "{e}");
+        drop(trainer);
+        let e = format!("{:#}", Trainer::new(&config, run, None).err().unwrap());
+        assert!(e.contains("already holds a run") && e.contains("--resume"), "{e}");
+    }
+
+    #[test]
+    fn plans_in_epochs_and_iterations() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = config(dir.path(), "hetsynlif");
+        assert_eq!(Plan::new(&config, None), Plan { iterations: 12, eval_every: 4, steps_per_epoch: None });
+        config.train.epochs = 3;
+        config.train.eval_every_epochs = 2;
+        config.train.batch_size = 8;
+        let plan = Plan::new(&config, Some(20));
+        assert_eq!(plan, Plan { iterations: 9, eval_every: 6, steps_per_epoch: Some(3) });
+        assert_eq!((plan.epoch(7), plan.epochs_done(6)), (2, Some(2.0)));
+    }
+}
