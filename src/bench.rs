@@ -64,8 +64,11 @@ impl SampleSource<f32> for SpikeSample {
     }
 }
 
+/// Hidden layers as `(size, recurrent)`.
+pub type Hidden = Vec<(usize, bool)>;
+
 /// Parses `700-128R-64R-20` into inputs, hidden layers and outputs.
-pub fn parse_layers(spec: &str) -> Result<(usize, Vec<(usize, bool)>, usize)> {
+pub fn parse_layers(spec: &str) -> Result<(usize, Hidden, usize)> {
     let parts: Vec<&str> = spec.split('-').collect();
     if parts.len() < 3 {
         bail!("--layers {spec:?}: expected inputs-hidden-...-outputs, e.g. 700-128R-64R-20");

@@ -147,6 +147,10 @@ pub trait TrialSource: Sync {
 pub trait EpochSource {
     /// Training samples per epoch.
     fn len(&self) -> usize;
+    /// Whether there is nothing to train on.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
     /// The `n` samples of optimizer step `iteration` (see [`Epochs::batch`]).
     fn batch(&mut self, iteration: u64, n: usize) -> Vec<Sample>;
 }

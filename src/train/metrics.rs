@@ -370,7 +370,7 @@ mod tests {
     fn rows_read_back_as_written() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("metrics.csv");
-        let rows = vec![row(3, Some(0.5), Some(0.4)), row(6, None, Some(1.0 / 3.0)), row(9, Some(0.75), None)];
+        let rows = [row(3, Some(0.5), Some(0.4)), row(6, None, Some(1.0 / 3.0)), row(9, Some(0.75), None)];
         let mut log = MetricsLog::default();
         rows.iter().for_each(|r| log.push(r));
         log.write(&path).unwrap();

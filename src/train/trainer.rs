@@ -391,14 +391,14 @@ impl<'c> Trainer<'c> {
 
     /// Whether the iterations done call for an evaluation.
     pub fn evaluation_due(&self) -> bool {
-        self.iteration % self.plan.eval_every == 0 || self.iteration == self.plan.iterations
+        self.iteration.is_multiple_of(self.plan.eval_every) || self.iteration == self.plan.iterations
     }
 
     /// Whether the iterations done call for a resumable checkpoint besides the
     /// evaluations' (`train.checkpoint_every`).
     pub fn checkpoint_due(&self) -> bool {
         let every = self.config.train.checkpoint_every;
-        self.evaluation_due() || (every > 0 && self.iteration % every == 0)
+        self.evaluation_due() || (every > 0 && self.iteration.is_multiple_of(every))
     }
 
     /// One optimizer step: the batch of this iteration, its exact gradient, the
