@@ -196,11 +196,15 @@ impl Metrics {
                 .filter(|(_, _, values)| values.iter().any(|v| v.is_finite()))
                 .collect()
         };
-        let metrics = Metrics {
-            step: rows.iter().map(|r| r.step as f64).collect(),
-            loss: columns("loss"),
-            accuracy: columns("accuracy"),
-        };
+        // training's task loss, comparable with validation and test (no regulariser), when logged
+        let mut loss = columns("loss");
+        let task_loss: Vec<f64> = rows.iter().map(|r| r.train_task_loss).collect();
+        if task_loss.iter().any(|v| v.is_finite()) {
+            if let Some(train) = loss.iter_mut().find(|(name, _, _)| *name == "train") {
+                *train = ("train (task loss)", train.1, task_loss);
+            }
+        }
+        let metrics = Metrics { step: rows.iter().map(|r| r.step as f64).collect(), loss, accuracy: columns("accuracy") };
         if metrics.loss.is_empty() {
             bail!("{}: no finite loss value to plot", at());
         }

@@ -112,8 +112,13 @@ metrics_row! {
     /// Epochs done (dataset tasks; fractional between epoch ends).
     epoch: Option<f64>,
     /// Mean training loss (task loss plus the rate regulariser) over the
-    /// iterations since the previous row.
+    /// iterations since the previous row: what the optimizer minimised.
     train_loss: f64,
+    /// Its task-loss part: comparable with `validation_loss` and `test_loss`,
+    /// which hold no regulariser.
+    train_task_loss: f64,
+    /// Its firing-rate regulariser part (`train.rate_reg`; 0 when off).
+    train_regulariser_loss: f64,
     train_accuracy: Option<f64>,
     /// Empty without a validation set.
     validation_loss: Option<f64>,
@@ -206,7 +211,13 @@ pub fn read_metrics(path: &Path) -> Result<Vec<MetricsRow>> {
         if record.len() != header.len() {
             bail!("{}: line {line} has {} fields, the header {}", at(), record.len(), header.len());
         }
-        let mut row = MetricsRow { train_loss: f64::NAN, test_loss: f64::NAN, ..MetricsRow::default() };
+        let mut row = MetricsRow {
+            train_loss: f64::NAN,
+            train_task_loss: f64::NAN,
+            train_regulariser_loss: f64::NAN,
+            test_loss: f64::NAN,
+            ..MetricsRow::default()
+        };
         for (column, cell) in header.iter().zip(record.iter()) {
             let cell = cell.trim();
             let known = row.set(column, cell).with_context(|| format!("{}: line {line}, column `{column}`", at()))?;

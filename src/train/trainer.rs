@@ -214,14 +214,25 @@ fn dropout_seed(seed: u64, iteration: u64) -> u64 {
 /// Sums over the iterations since the last metrics row.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 struct Window {
+    /// Sum of the training losses (task loss plus the rate regulariser).
     #[serde(deserialize_with = "float_or_nan")]
     loss: f64,
+    /// Sum of their task-loss and regulariser parts (absent in trainer states
+    /// of earlier versions: the row then shows NaN, as no part was summed).
+    #[serde(default = "nan", deserialize_with = "float_or_nan")]
+    task_loss: f64,
+    #[serde(default = "nan", deserialize_with = "float_or_nan")]
+    regulariser_loss: f64,
     correct: usize,
     samples: usize,
     #[serde(deserialize_with = "float_or_nan")]
     rate: f64,
     iterations: u64,
     skipped: u64,
+}
+
+fn nan() -> f64 {
+    f64::NAN
 }
 
 /// Everything besides model and optimizer that a resumed run needs to continue
@@ -459,6 +470,8 @@ impl<'c> Trainer<'c> {
             self.frozen.restore(&mut self.net.params_mut());
             let window = &mut self.window;
             window.loss += stats.loss;
+            window.task_loss += stats.task_loss;
+            window.regulariser_loss += stats.regulariser_loss;
             window.correct += stats.correct;
             window.samples += stats.samples;
             window.rate += stats.mean_rate_hz;
@@ -483,6 +496,8 @@ impl<'c> Trainer<'c> {
             iteration: step,
             epoch: self.plan.epochs_done(step),
             train_loss: window.loss / window.iterations.max(1) as f64,
+            train_task_loss: window.task_loss / window.iterations.max(1) as f64,
+            train_regulariser_loss: window.regulariser_loss / window.iterations.max(1) as f64,
             train_accuracy: classification.then(|| window.correct as f64 / window.samples.max(1) as f64),
             validation_loss: validation.as_ref().map(|v| v.stats.loss),
             validation_accuracy: validation.as_ref().and_then(|v| v.accuracy),
@@ -773,6 +788,12 @@ dir = {:?}
         assert_ne!(params(&trainer), start, "the steps changed the parameters");
         assert_eq!(rows.iter().map(|r| r.step).collect::<Vec<_>>(), [4, 8, 12]);
         assert!(rows.iter().all(|r| r.train_loss.is_finite() && r.validation_accuracy.is_some()));
+        // the logged loss is its task and regulariser parts (rate_reg is on)
+        for r in &rows {
+            assert!(r.train_regulariser_loss > 0.0, "{r:?}");
+            let sum = r.train_task_loss + r.train_regulariser_loss;
+            assert!((sum - r.train_loss).abs() <= 1e-12 * r.train_loss.abs().max(1.0), "{r:?}");
+        }
         assert_eq!(crate::train::metrics::read_metrics(&run.metrics()).unwrap().len(), 3);
         assert!(run.checkpoint(Saved::Best).is_file() && run.checkpoint(Saved::Last).is_file());
         let summary = trainer.finish().unwrap();
