@@ -19,9 +19,11 @@ use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 use crate::io::atomic::write_atomic;
-use crate::io::checkpoint;
 use crate::model::{Decays, Network};
 use crate::tasks::{self, Sample, Target};
+use crate::train::evaluate::Trained;
+use crate::train::metrics::read_metrics;
+use crate::train::run::RunDir;
 
 /// Width of every figure, pixels (PNG) or SVG user units.
 pub const WIDTH: u32 = 1200;
@@ -56,19 +58,6 @@ const SPIKE_COLOR: RGBColor = RGBColor(20, 20, 20);
 /// At most this many readouts get a panel in `output`.
 const MAX_OUTPUT_PANELS: usize = 6;
 
-/// The checkpoint a run's plots show: `checkpoints/best.safetensors` (selected
-/// on validation), or `checkpoints/last.safetensors` when there is no best (a
-/// run without a validation set, or one stopped before its first evaluation).
-pub fn plot_checkpoint(run_dir: &Path) -> Result<PathBuf> {
-    let dir = run_dir.join("checkpoints");
-    let (best, last) = (dir.join("best.safetensors"), dir.join("last.safetensors"));
-    match (best.is_file(), last.is_file()) {
-        (true, _) => Ok(best),
-        (false, true) => Ok(last),
-        (false, false) => bail!("no checkpoint to plot: neither {} nor {}", best.display(), last.display()),
-    }
-}
-
 /// The files [`plot_run`] wrote and the checkpoint it drew them from.
 #[derive(Debug, Clone)]
 pub struct Plotted {
@@ -77,14 +66,14 @@ pub struct Plotted {
 }
 
 /// Writes every plot of the run in `run_dir` (which holds `metrics.csv` and a
-/// checkpoint, see [`plot_checkpoint`]) into `run_dir/plots/` and returns the
+/// checkpoint, see [`RunDir::selected_checkpoint`]) into `run_dir/plots/` and returns the
 /// files written. Fails, naming the file, when an input is missing or
 /// unreadable; nothing is written then.
 pub fn plot_run(run_dir: &Path) -> Result<Plotted> {
-    let metrics_path = run_dir.join("metrics.csv");
-    let metrics = Metrics::read(&metrics_path)?;
-    let checkpoint_path = plot_checkpoint(run_dir)?;
-    let ckpt = checkpoint::load(&checkpoint_path)?;
+    let run_dir = RunDir::at(run_dir);
+    let metrics = Metrics::read(&run_dir.metrics())?;
+    let checkpoint_path = run_dir.selected_checkpoint()?;
+    let Trained { checkpoint: ckpt, task, .. } = Trained::load(&checkpoint_path, None)?;
     let config = &ckpt.config;
     let network = &ckpt.network;
     // "best checkpoint", "last checkpoint"
@@ -95,26 +84,13 @@ pub fn plot_run(run_dir: &Path) -> Result<Plotted> {
     );
     let initial = crate::train::initial_network(config, network.inputs(), network.outputs());
 
-    let task = tasks::build(config)
-        .with_context(|| format!("checkpoint {}: cannot build its task", checkpoint_path.display()))?;
-    let shape = task.shape();
-    if shape.channels != network.inputs() || shape.outputs != network.outputs() {
-        bail!(
-            "checkpoint {}: the network has {} inputs and {} outputs, its task needs {} and {}",
-            checkpoint_path.display(),
-            network.inputs(),
-            network.outputs(),
-            shape.channels,
-            shape.outputs
-        );
-    }
     let sample = task.test().first().ok_or_else(|| {
         anyhow!("checkpoint {}: its task has no test samples to draw a raster of", checkpoint_path.display())
     })?;
 
     let title = format!("{} ({:?}, seed {})", config.name, config.model.kind, config.seed).to_lowercase();
     let learning = LearningCurves::new(&metrics, format!("learning curves: {title}"));
-    let trial_ms = shape.steps as f64 * config.model.dt * 1000.0;
+    let trial_ms = task.shape().steps as f64 * config.model.dt * 1000.0;
     let decays = DecayHistograms::new(
         network,
         &initial,
@@ -132,7 +108,7 @@ pub fn plot_run(run_dir: &Path) -> Result<Plotted> {
         run.raster(trial_title(&sample.target, prediction, &task.class_names()), format!("{title}, {which}"), &marks);
     let output = run.output(format!("output of test sample 0: {title}, {which}"), &marks);
 
-    let dir = run_dir.join("plots");
+    let dir = run_dir.plots();
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let mut written = Vec::new();
     written.extend(write_figure(&dir, "learning_curves", &learning)?);
@@ -218,49 +194,32 @@ struct Metrics {
 }
 
 impl Metrics {
+    /// The loss and accuracy series of a metrics.csv ([`read_metrics`]).
     fn read(path: &Path) -> Result<Metrics> {
+        let rows = read_metrics(path)?;
         let at = || format!("metrics file {}", path.display());
-        let text = std::fs::read(path).with_context(|| format!("cannot read {}", at()))?;
-        let mut reader = csv::Reader::from_reader(text.as_slice());
-        let headers = reader.headers().with_context(|| format!("{}: cannot read the header", at()))?.clone();
-        let column = |name: &str| headers.iter().position(|h| h.trim() == name);
-        let step_col = column("step").ok_or_else(|| anyhow!("{}: no `step` column", at()))?;
         let series = [("train", TRAIN_COLOR), ("validation", VALIDATION_COLOR), ("test", TEST_COLOR)];
-        let wanted = |suffix: &str| -> Vec<(&'static str, RGBColor, usize)> {
-            series.iter().filter_map(|(s, c)| column(&format!("{s}_{suffix}")).map(|k| (*s, *c, k))).collect()
-        };
-        let (loss_cols, accuracy_cols) = (wanted("loss"), wanted("accuracy"));
-        if loss_cols.is_empty() {
-            bail!("{}: none of the columns train_loss, validation_loss, test_loss", at());
-        }
-        let mut metrics = Metrics {
-            step: Vec::new(),
-            loss: loss_cols.iter().map(|(s, c, _)| (*s, *c, Vec::new())).collect(),
-            accuracy: accuracy_cols.iter().map(|(s, c, _)| (*s, *c, Vec::new())).collect(),
-        };
-        for (row, record) in reader.records().enumerate() {
-            let record = record.with_context(|| format!("{}: cannot read row {}", at(), row + 2))?;
-            let value = |k: usize| -> Result<f64> {
-                let text = record.get(k).unwrap_or("").trim();
-                if text.is_empty() {
-                    return Ok(f64::NAN);
-                }
-                text.parse::<f64>().map_err(|_| {
-                    anyhow!("{}: row {}, column `{}`: {text:?} is not a number", at(), row + 2, &headers[k])
+        let columns = |suffix: &str| -> Vec<(&'static str, RGBColor, Vec<f64>)> {
+            series
+                .iter()
+                .map(|(s, c)| {
+                    let column = format!("{s}_{suffix}");
+                    (*s, *c, rows.iter().map(|r| r.figure(&column).unwrap_or(f64::NAN)).collect::<Vec<f64>>())
                 })
-            };
-            metrics.step.push(value(step_col)?);
-            for ((_, _, col), (_, _, values)) in loss_cols.iter().zip(&mut metrics.loss) {
-                values.push(value(*col)?);
-            }
-            for ((_, _, col), (_, _, values)) in accuracy_cols.iter().zip(&mut metrics.accuracy) {
-                values.push(value(*col)?);
+                .filter(|(_, _, values)| values.iter().any(|v| v.is_finite()))
+                .collect()
+        };
+        // training's task loss, comparable with validation and test (no regulariser), when logged
+        let mut loss = columns("loss");
+        let task_loss: Vec<f64> = rows.iter().map(|r| r.train_task_loss).collect();
+        if task_loss.iter().any(|v| v.is_finite()) {
+            if let Some(train) = loss.iter_mut().find(|(name, _, _)| *name == "train") {
+                *train = ("train (task loss)", train.1, task_loss);
             }
         }
-        if metrics.step.is_empty() {
-            bail!("{}: no rows (no evaluation yet?)", at());
-        }
-        if !metrics.loss.iter().any(|(_, _, v)| v.iter().any(|x| x.is_finite())) {
+        let metrics =
+            Metrics { step: rows.iter().map(|r| r.step as f64).collect(), loss, accuracy: columns("accuracy") };
+        if metrics.loss.is_empty() {
             bail!("{}: no finite loss value to plot", at());
         }
         Ok(metrics)
@@ -1391,34 +1350,46 @@ mod tests {
         assert_eq!(plot.windows, vec![("w".to_string(), 1.0..3.0)]);
     }
 
-    /// A config of model `kind` on a 6-channel DMS task.
-    fn config(kind: &str, recurrent: bool) -> crate::config::Config {
-        let text = format!(
-            r#"
-            [model]
-            kind = "{kind}"
-            dt = 0.005
-            tau_init = {{ dist = "normal", mean = 0.04, std = 0.004 }}
-            layers = [{{ size = 5, recurrent = {recurrent} }}]
-            [model.readout]
-            loss = "last"
-            [task]
-            kind = "dms"
-            channels_per_group = 2
-            delay = 0.1
-            validation_trials = 2
-            test_trials = 2
-            "#
-        );
-        crate::config::Config::from_toml(&text, &[]).unwrap()
+    /// A network of model `kind` with 6 inputs, one hidden layer of 5 and 2
+    /// outputs, time constants about 40 ms at dt = 5 ms.
+    fn network(kind: crate::model::init::ModelKind, recurrent: bool) -> Network<f32> {
+        use crate::model::init::{LayerSpec, NetworkSpec, TauInit};
+        use rand::SeedableRng;
+        let tau_init = TauInit::Normal { mean: 0.04, std: 0.004 };
+        let spec = NetworkSpec {
+            kind,
+            dt: DT,
+            threshold: 1.0,
+            surrogate: crate::model::Surrogate::Triangle,
+            tau_reset: 0.04,
+            adaptation_tau: 0.8,
+            adaptation_strength: 0.15,
+            weight_scale: 1.0,
+            decay_min: 0.0,
+            decay_max: 1.0,
+            layers: vec![LayerSpec { size: 5, recurrent, tau_init }],
+            readout_tau_init: tau_init,
+            spiking_readout: false,
+        };
+        crate::model::init::build(&spec, 6, 2, &mut rand_chacha::ChaCha8Rng::seed_from_u64(1))
     }
 
+    /// The step of [`network`], seconds.
+    const DT: f64 = 0.005;
+
     fn histograms(kind: &str, recurrent: bool, edit: impl Fn(&mut Network<f32>)) -> DecayHistograms {
-        let config = config(kind, recurrent);
-        let initial = crate::train::initial_network(&config, 6, 2);
+        use crate::model::init::ModelKind;
+        let kind = match kind {
+            "hetsynlif" => ModelKind::Hetsynlif,
+            "hetneulif" => ModelKind::Hetneulif,
+            "homneulif" => ModelKind::Homneulif,
+            "homneualif" => ModelKind::Homneualif,
+            other => panic!("{other}"),
+        };
+        let initial = network(kind, recurrent);
         let mut learned = initial.clone();
         edit(&mut learned);
-        DecayHistograms::new(&learned, &initial, config.model.dt, 350.0, 0.0, "t".into())
+        DecayHistograms::new(&learned, &initial, DT, 350.0, 0.0, "t".into())
     }
 
     /// One panel per decay tensor, named as in the checkpoint; learned ones
@@ -1493,11 +1464,14 @@ mod tests {
     /// The raster's channel groups and windows are the task's.
     #[test]
     fn raster_marks_come_from_the_task() {
-        let config = config("hetsynlif", true);
-        let task = tasks::build(&config).unwrap();
-        let marks = TrialMarks::of(task.as_ref());
-        let network = crate::train::initial_network(&config, 6, 2);
-        let run = SampleRun::new(&network, config.model.dt, &task.test()[0]).unwrap();
+        use crate::tasks::dms::{Dms, DmsConfig};
+        use crate::tasks::Task;
+        let config =
+            DmsConfig { channels_per_group: 2, delay: 0.1, validation_trials: 2, test_trials: 2, ..Default::default() };
+        let task = Dms::new(config, DT, 0).unwrap();
+        let marks = TrialMarks::of(&task);
+        let network = network(crate::model::init::ModelKind::Hetsynlif, true);
+        let run = SampleRun::new(&network, DT, &task.test()[0]).unwrap();
         let raster = run.raster("t".into(), "s".into(), &marks);
         let groups: Vec<(&str, Range<usize>)> =
             raster.panels[0].groups.iter().map(|(n, c)| (n.as_str(), c.clone())).collect();

@@ -4,7 +4,15 @@
 use serde::{Deserialize, Serialize};
 
 use super::Float;
-use crate::tasks::Target;
+
+/// The target of one sample.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Target {
+    /// Class index in `0..outputs`.
+    Class(usize),
+    /// Target values, row-major `[steps, outputs]`.
+    Series(Vec<f32>),
+}
 
 /// How the readout trace `y^t` becomes a loss.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -19,7 +19,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use super::{Input, Sample, Target, Task, TaskKind, TaskShape};
+use super::{Input, Sample, Target, Task, TaskKind, TaskShape, Training, TrialSource};
 
 /// Class index of a match trial (both cues on the same side).
 pub const MATCH: usize = 0;
@@ -298,6 +298,12 @@ fn balanced_cues(n: usize, rng: &mut ChaCha8Rng) -> Vec<(Cue, Cue)> {
     cues
 }
 
+impl TrialSource for Dms {
+    fn trials(&self, n: usize, rng: &mut ChaCha8Rng) -> Vec<Sample> {
+        self.draw_trials(n, rng)
+    }
+}
+
 impl Task for Dms {
     fn shape(&self) -> TaskShape {
         TaskShape {
@@ -308,8 +314,8 @@ impl Task for Dms {
         }
     }
 
-    fn train_batch(&mut self, _iteration: u64, n: usize, rng: &mut ChaCha8Rng) -> Vec<Sample> {
-        self.draw_trials(n, rng)
+    fn training(&mut self) -> Training<'_> {
+        Training::Trials(self)
     }
 
     fn validation(&self) -> &[Sample] {
@@ -401,7 +407,7 @@ mod tests {
             assert_eq!(s.input.dense().unwrap().len(), 210 * 30);
             assert!(s.input.dense().unwrap().iter().all(|&v| v == 0.0 || v == 1.0));
         }
-        let batch = Dms::new(small(0, 1), DT, 1).unwrap().train_batch(0, 3, &mut rng(5));
+        let batch = Dms::new(small(0, 1), DT, 1).unwrap().training().batch(0, 3, &mut rng(5));
         assert_eq!(batch.len(), 3);
         assert!(batch.iter().all(|s| s.input.dense().unwrap().len() == 210 * 30));
     }

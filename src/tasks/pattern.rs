@@ -10,7 +10,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use super::{Input, Sample, Target, Task, TaskKind, TaskShape};
+use super::{Input, Sample, Target, Task, TaskKind, TaskShape, Training, TrialSource};
 
 /// ChaCha8 streams (seeded with the run seed) of the frozen parts and held-out trials.
 const SEGMENT_STREAM: u64 = 3;
@@ -232,6 +232,12 @@ impl Pattern {
     }
 }
 
+impl TrialSource for Pattern {
+    fn trials(&self, n: usize, rng: &mut ChaCha8Rng) -> Vec<Sample> {
+        self.draw_trials(n, rng)
+    }
+}
+
 impl Task for Pattern {
     fn shape(&self) -> TaskShape {
         TaskShape {
@@ -242,8 +248,8 @@ impl Task for Pattern {
         }
     }
 
-    fn train_batch(&mut self, _iteration: u64, n: usize, rng: &mut ChaCha8Rng) -> Vec<Sample> {
-        self.draw_trials(n, rng)
+    fn training(&mut self) -> Training<'_> {
+        Training::Trials(self)
     }
 
     fn validation(&self) -> &[Sample] {
