@@ -8,9 +8,9 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use crate::io::atomic::peak_rss_bytes;
+use crate::model::init::{self, LayerSpec, ModelKind, NetworkSpec, TauInit};
 use crate::model::layer::LayerInput;
 use crate::model::network::{Objective, SampleSource};
-use crate::model::init::{self, LayerSpec, ModelKind, NetworkSpec, TauInit};
 use crate::model::{Dropout, LossKind, Network, Surrogate, Target};
 use crate::train::optim::{Adam, AdamConfig};
 

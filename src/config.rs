@@ -152,7 +152,11 @@ impl ModelConfig {
             layers: self
                 .layers
                 .iter()
-                .map(|l| LayerSpec { size: l.size, recurrent: l.recurrent, tau_init: l.tau_init.unwrap_or(self.tau_init) })
+                .map(|l| LayerSpec {
+                    size: l.size,
+                    recurrent: l.recurrent,
+                    tau_init: l.tau_init.unwrap_or(self.tau_init),
+                })
                 .collect(),
             readout_tau_init: self.readout.tau_init.unwrap_or(self.tau_init),
             spiking_readout: self.readout.loss == LossKind::SpikeCount,
@@ -644,7 +648,10 @@ mod tests {
 
     /// The error of BASE with one override, as text.
     fn error_with(set: &str) -> String {
-        format!("{:#}", Config::from_toml(BASE, &[set.to_string()]).err().unwrap_or_else(|| panic!("{set} was accepted")))
+        format!(
+            "{:#}",
+            Config::from_toml(BASE, &[set.to_string()]).err().unwrap_or_else(|| panic!("{set} was accepted"))
+        )
     }
 
     #[test]

@@ -245,7 +245,7 @@ pub fn summarize(root: &Path, by: &[String], table: &TableOptions) -> Result<Str
                 }
                 let (mean, sd) = mean_sd(&values);
                 if i == 0 {
-                    plotted.push((if by.is_empty() { "all".to_string() } else { key.join(", ") }, mean, sd));
+                    plotted.push((if by.is_empty() { "all".to_string() } else { key.join(", ") }, values));
                 }
                 format!("{mean:.4} ± {sd:.4}")
             })
@@ -371,11 +371,8 @@ mod tests {
     fn fake_run(root: &Path, name: &str, kind: &str, seed: u64, accuracy: f64) {
         let dir = RunDir::at(root.join(name));
         std::fs::create_dir_all(dir.path()).unwrap();
-        std::fs::write(
-            dir.config(),
-            format!("seed = {seed}\n[model]\nkind = \"{kind}\"\nlayers = [{{ size = 5 }}]\n"),
-        )
-        .unwrap();
+        std::fs::write(dir.config(), format!("seed = {seed}\n[model]\nkind = \"{kind}\"\nlayers = [{{ size = 5 }}]\n"))
+            .unwrap();
         std::fs::write(
             dir.summary(),
             format!(r#"{{"test_accuracy_at_best_validation": {accuracy}, "last_test_loss": 0.5, "test_metrics_at_best_validation": {{"distance_2_1": 0.25}}, "tau_last": {{"x": {{"count": 3}}}}}}"#),

@@ -215,7 +215,8 @@ pub fn load(path: &Path) -> Result<Checkpoint> {
             readout.shape
         );
     }
-    let mut network: Network<f32> = init::build(&config.model.network_spec(), inputs, outputs, &mut ChaCha8Rng::seed_from_u64(0));
+    let mut network: Network<f32> =
+        init::build(&config.model.network_spec(), inputs, outputs, &mut ChaCha8Rng::seed_from_u64(0));
     let finite = |name: &str, data: Vec<f32>| -> Result<Vec<f32>> {
         if data.iter().any(|v| !v.is_finite()) {
             bail!("{}: tensor `{name}` holds non-finite values", at());

@@ -179,11 +179,8 @@ pub fn build<F: Float>(model: &NetworkSpec, inputs: usize, outputs: usize, rng: 
     let input_weight = weights(outputs * fan_in, fan_in, model.weight_scale, rng);
     let decays = layer_decays(model, init, outputs, fan_in, false, rng);
     // the spike-count readout is a spiking layer (no recurrence, no adaptation)
-    let spiking = model.spiking_readout.then_some(Spiking {
-        threshold: F::of(model.threshold),
-        activation,
-        adaptation: None,
-    });
+    let spiking =
+        model.spiking_readout.then_some(Spiking { threshold: F::of(model.threshold), activation, adaptation: None });
     layers.push(Layer { inputs: fan_in, size: outputs, input_weight, recurrent_weight: None, decays, spiking });
     Network { layers, dt: model.dt }
 }

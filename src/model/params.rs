@@ -144,7 +144,8 @@ impl<F: Float> Network<F> {
         let mut out = Vec::new();
         for (l, layer) in self.layers.iter().enumerate() {
             for (part, data) in layer.params() {
-                let info = ParamInfo { name: param_name(l, layers, part), kind: part.kind(), shape: layer.part_shape(part) };
+                let info =
+                    ParamInfo { name: param_name(l, layers, part), kind: part.kind(), shape: layer.part_shape(part) };
                 out.push((info, data));
             }
         }
@@ -203,7 +204,10 @@ mod tests {
             weight_scale: 1.0,
             decay_min: 0.0,
             decay_max: 1.0,
-            layers: vec![LayerSpec { size: 3, recurrent: true, tau_init }, LayerSpec { size: 2, recurrent: false, tau_init }],
+            layers: vec![
+                LayerSpec { size: 3, recurrent: true, tau_init },
+                LayerSpec { size: 2, recurrent: false, tau_init },
+            ],
             readout_tau_init: tau_init,
             spiking_readout: false,
         };
@@ -238,7 +242,10 @@ mod tests {
                     "readout.decay",
                 ][..],
             ),
-            (ModelKind::Homneualif, &["hidden.0.input.weight", "hidden.0.recurrent.weight", "hidden.1.input.weight", "readout.weight"][..]),
+            (
+                ModelKind::Homneualif,
+                &["hidden.0.input.weight", "hidden.0.recurrent.weight", "hidden.1.input.weight", "readout.weight"][..],
+            ),
         ] {
             let mut net = network(kind);
             let listed: Vec<(String, Vec<usize>, Vec<f64>)> =

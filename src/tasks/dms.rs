@@ -337,6 +337,22 @@ impl Task for Dms {
             ("noise".into(), 2 * g..3 * g),
         ]
     }
+
+    fn channel_groups(&self) -> Vec<(String, Range<usize>)> {
+        let g = self.config.channels_per_group;
+        vec![("left cue".into(), 0..g), ("right cue".into(), g..2 * g), ("noise".into(), 2 * g..3 * g)]
+    }
+
+    /// Index [`MATCH`] is `match`, [`MISMATCH`] is `mismatch`.
+    fn class_names(&self) -> Vec<String> {
+        vec!["match".into(), "mismatch".into()]
+    }
+
+    /// `cue 1` and `cue 2`.
+    fn marked_windows(&self) -> Vec<(String, Range<usize>)> {
+        let [first, second] = self.config.cue_windows(self.dt);
+        vec![("cue 1".into(), first), ("cue 2".into(), second)]
+    }
 }
 
 #[cfg(test)]
@@ -418,6 +434,27 @@ mod tests {
         assert_eq!(spiking_groups(200.0, 0.0, Cue::Left), ["left_cue", "cue"]);
         assert_eq!(spiking_groups(200.0, 0.0, Cue::Right), ["right_cue", "cue"]);
         assert_eq!(spiking_groups(0.0, 100.0, Cue::Left), ["noise"]);
+    }
+
+    /// Plots label the channels by disjoint groups that tile the input, name
+    /// the classes by what they mean, and mark the cues.
+    #[test]
+    fn plot_labels_are_the_task_structure() {
+        let dms = Dms::new(DmsConfig { channels_per_group: 4, ..small(1, 1) }, DT, 0).unwrap();
+        let groups = dms.channel_groups();
+        let names: Vec<&str> = groups.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["left cue", "right cue", "noise"]);
+        let tiles: Vec<usize> = groups.iter().flat_map(|(_, c)| c.clone()).collect();
+        assert_eq!(tiles, (0..dms.shape().channels).collect::<Vec<_>>());
+        for ((_, shown), stats) in groups.iter().zip(["left_cue", "right_cue", "noise"]) {
+            assert_eq!(Some(shown), dms.input_groups().iter().find(|(n, _)| n == stats).map(|(_, c)| c));
+        }
+        let classes = dms.class_names();
+        assert_eq!(classes[label(Cue::Left, Cue::Left)], "match");
+        assert_eq!(classes[label(Cue::Left, Cue::Right)], "mismatch");
+        let windows: Vec<(String, Range<usize>)> =
+            dms.config().cue_windows(DT).into_iter().enumerate().map(|(k, w)| (format!("cue {}", k + 1), w)).collect();
+        assert_eq!(dms.marked_windows(), windows);
     }
 
     #[test]

@@ -15,13 +15,13 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use crate::data::BinnedSample;
+use crate::model::network::SampleSource;
+use crate::model::LayerInput;
 use crate::model::LossKind;
 use dms::DmsConfig;
 use images::ImagesConfig;
 use pattern::PatternConfig;
 use speech::{Corpus, SpeechConfig};
-use crate::model::network::SampleSource;
-use crate::model::LayerInput;
 
 /// What the readout must produce.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -215,6 +215,21 @@ pub trait Task: Send + Sync {
     /// Named groups of input channels (e.g. DMS: left cue, right cue, noise)
     /// for per-group statistics of learned time constants; none by default.
     fn input_groups(&self) -> Vec<(String, Range<usize>)> {
+        Vec::new()
+    }
+    /// Disjoint named groups of input channels, in channel order, that plots
+    /// label (DMS: left cue, right cue, noise); none by default.
+    fn channel_groups(&self) -> Vec<(String, Range<usize>)> {
+        Vec::new()
+    }
+    /// Names of the classes by index (DMS: match, mismatch); empty (the
+    /// default) when a class has no name but its index.
+    fn class_names(&self) -> Vec<String> {
+        Vec::new()
+    }
+    /// Named spans of a trial's steps that plots mark (DMS: the two cues;
+    /// pattern generation: the presentations of the frozen segment); none by default.
+    fn marked_windows(&self) -> Vec<(String, Range<usize>)> {
         Vec::new()
     }
 }

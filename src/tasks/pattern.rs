@@ -267,6 +267,12 @@ impl Task for Pattern {
             .map(|(k, d)| (format!("distance_{}_{}", k + 2, k + 1), d))
             .collect()
     }
+
+    /// `repeat 1`, `repeat 2`, …: the presentations of the frozen segment.
+    fn marked_windows(&self) -> Vec<(String, std::ops::Range<usize>)> {
+        let windows = self.config.repeat_windows(self.dt);
+        windows.into_iter().enumerate().map(|(k, w)| (format!("repeat {}", k + 1), w)).collect()
+    }
 }
 
 #[cfg(test)]

@@ -114,8 +114,8 @@ impl Trained {
 
     /// The task of `config`, checked against the checkpoint's network.
     fn task_of(path: &Path, checkpoint: &Checkpoint, config: &Config) -> Result<Box<dyn Task>> {
-        let task = config.build_task()
-            .with_context(|| format!("checkpoint {}: cannot build its task", path.display()))?;
+        let task =
+            config.build_task().with_context(|| format!("checkpoint {}: cannot build its task", path.display()))?;
         let (shape, net) = (task.shape(), &checkpoint.network);
         if shape.channels != net.inputs() || shape.outputs != net.outputs() {
             bail!(

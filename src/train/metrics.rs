@@ -390,7 +390,10 @@ mod tests {
         assert!(text.lines().next().unwrap().ends_with("elapsed_s,test_distance_2_1"), "{text}");
         let back = read_metrics(&path).unwrap();
         // NaN != NaN: compare the cells
-        assert_eq!(back.iter().map(MetricsRow::cells).collect::<Vec<_>>(), rows.iter().map(MetricsRow::cells).collect::<Vec<_>>());
+        assert_eq!(
+            back.iter().map(MetricsRow::cells).collect::<Vec<_>>(),
+            rows.iter().map(MetricsRow::cells).collect::<Vec<_>>()
+        );
         assert_eq!(back[1].figure("test_distance_2_1"), Some(1.5));
         assert_eq!(back[1].figure("validation_accuracy"), None);
     }

@@ -351,8 +351,18 @@ mod tests {
             for k in 0..sizes.len() {
                 for i in 0..sizes[k] {
                     assert_relative_eq!(f64::from(p32[k][i]), p64[k][i], epsilon = 1e-6, max_relative = 1e-5);
-                    assert_relative_eq!(f64::from(opt.state().m[k][i]), reference.m[k][i], epsilon = 1e-7, max_relative = 1e-5);
-                    assert_relative_eq!(f64::from(opt.state().v[k][i]), reference.v[k][i], epsilon = 1e-9, max_relative = 1e-5);
+                    assert_relative_eq!(
+                        f64::from(opt.state().m[k][i]),
+                        reference.m[k][i],
+                        epsilon = 1e-7,
+                        max_relative = 1e-5
+                    );
+                    assert_relative_eq!(
+                        f64::from(opt.state().v[k][i]),
+                        reference.v[k][i],
+                        epsilon = 1e-9,
+                        max_relative = 1e-5
+                    );
                 }
             }
         }

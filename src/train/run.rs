@@ -139,7 +139,9 @@ impl RunDir {
         match (best.is_file(), last.is_file()) {
             (true, _) => Ok(best),
             (false, true) => Ok(last),
-            (false, false) => bail!("no checkpoint in {}: neither {} nor {}", self.path.display(), best.display(), last.display()),
+            (false, false) => {
+                bail!("no checkpoint in {}: neither {} nor {}", self.path.display(), best.display(), last.display())
+            }
         }
     }
 
@@ -242,7 +244,8 @@ impl RunLock {
             if !same_file(&file, path) {
                 continue;
             }
-            file.set_len(0).and_then(|_| writeln!(file, "{} {}", std::process::id(), crate::provenance::host()))
+            file.set_len(0)
+                .and_then(|_| writeln!(file, "{} {}", std::process::id(), crate::provenance::host()))
                 .with_context(|| format!("cannot write lock file {}", path.display()))?;
             return Ok(RunLock { path: path.to_path_buf(), file: Some(file) });
         }

@@ -631,7 +631,12 @@ pub fn train_into(
 /// (but for `elapsed_s`) and parameters as an uninterrupted run. On SIGINT or
 /// SIGTERM ([`interrupt`]) it stops after the current iteration with a
 /// resumable checkpoint and returns [`Interrupted`].
-pub fn train(config: &Config, run_dir: &Path, options: &TrainOptions, resume: Option<Checkpoint>) -> Result<RunSummary> {
+pub fn train(
+    config: &Config,
+    run_dir: &Path,
+    options: &TrainOptions,
+    resume: Option<Checkpoint>,
+) -> Result<RunSummary> {
     let mut trainer = Trainer::new(config, RunDir::at(run_dir), resume)?;
     let bar = progress_bar(options, trainer.plan.iterations, trainer.iteration);
     while !trainer.done() {
