@@ -1,21 +1,106 @@
-//! The inner loops over synapses: plain loops over contiguous slices that the
-//! compiler vectorises, and for the row sums of the forward sweep explicit
-//! AVX-512 / AVX2 code. Sums use a fixed number of lanes combined in a fixed
-//! order, so results do not depend on threads or on the instruction set.
+//! The inner loops over synapses and the one place where the instruction set
+//! is chosen.
+//!
+//! Every kernel is written once, against [`Lanes`]: a vector of [`WIDTH`] = 16
+//! lanes with lane-by-lane IEEE additions, multiplications, fused multiply-adds
+//! (one rounding; the portable code calls `mul_add`) and masked additions.
+//! [`Lanes`] is one AVX-512 register, two AVX2 registers (with FMA), or a plain
+//! array ([`Portable16`], every CPU, and `f64`). A
+//! kernel is compiled once per instruction set by [`dispatch`], which picks the
+//! widest set the CPU has; since every lane computes what the plain array
+//! computes, all instruction sets give the same bits. Sums over synapses use a
+//! fixed order (see [`Lanes::sum`] and the kernels' docs), and blocks of inputs
+//! that hold no spike in a sample are skipped without changing any bit.
 
 use super::Float;
 
-/// Accumulator lanes of the row sums. Lane `l` sums the entries `i = l mod LANES`
-/// in increasing `i`, and the lanes are combined in a fixed tree (see [`tree_sum`]),
-/// so the sum is the same whatever vector width computes it: four AVX-512 or
-/// eight AVX2 registers of independent partial sums (no fused multiply-add).
-const LANES: usize = 64;
+/// Lanes of a [`Lanes`] vector. Input `i` of a row lives in block `i / WIDTH`,
+/// lane `i % WIDTH`.
+pub const WIDTH: usize = 16;
 
-/// The instruction set a forward sweep runs with. A token of a wider set than
+/// A vector of [`WIDTH`] lanes of `F`; every operation acts lane by lane.
+///
+/// # Safety
+/// The methods of an implementation for a wider instruction set may only be
+/// called on a CPU that has it: kernels call them with the token of an [`Isa`],
+/// which exists only on such a CPU. Pointers must address `WIDTH` valid entries.
+#[allow(clippy::missing_safety_doc)] // the trait's `# Safety` covers every method
+pub trait Lanes<F: Copy>: Copy {
+    unsafe fn zero() -> Self;
+    unsafe fn splat(x: F) -> Self;
+    unsafe fn load(p: *const F) -> Self;
+    unsafe fn store(self, p: *mut F);
+    unsafe fn add(self, other: Self) -> Self;
+    unsafe fn mul(self, other: Self) -> Self;
+    /// `self * a + b` with one rounding (fused multiply-add).
+    unsafe fn mul_add(self, a: Self, b: Self) -> Self;
+    /// `self + other` in the lanes whose bit is set in `mask`, `self` elsewhere.
+    unsafe fn add_where(self, mask: u16, other: Self) -> Self;
+    /// The sum of the lanes in a fixed tree: `a_l += a_{l+w}` for `w = 8, 4, 2, 1`,
+    /// then `a_0`.
+    unsafe fn sum(self) -> F;
+}
+
+/// [`Lanes`] as a plain array: the reference every instruction set reproduces.
+#[derive(Debug, Clone, Copy)]
+pub struct Portable16<F>([F; WIDTH]);
+
+impl<F: Float> Lanes<F> for Portable16<F> {
+    #[inline(always)]
+    unsafe fn zero() -> Self {
+        Portable16([F::zero(); WIDTH])
+    }
+    #[inline(always)]
+    unsafe fn splat(x: F) -> Self {
+        Portable16([x; WIDTH])
+    }
+    #[inline(always)]
+    unsafe fn load(p: *const F) -> Self {
+        Portable16(std::ptr::read_unaligned(p as *const [F; WIDTH]))
+    }
+    #[inline(always)]
+    unsafe fn store(self, p: *mut F) {
+        std::ptr::write_unaligned(p as *mut [F; WIDTH], self.0)
+    }
+    #[inline(always)]
+    unsafe fn add(self, other: Self) -> Self {
+        Portable16(std::array::from_fn(|l| self.0[l] + other.0[l]))
+    }
+    #[inline(always)]
+    unsafe fn mul(self, other: Self) -> Self {
+        Portable16(std::array::from_fn(|l| self.0[l] * other.0[l]))
+    }
+    #[inline(always)]
+    unsafe fn mul_add(self, a: Self, b: Self) -> Self {
+        Portable16(std::array::from_fn(|l| self.0[l].mul_add(a.0[l], b.0[l])))
+    }
+    #[inline(always)]
+    unsafe fn add_where(self, mask: u16, other: Self) -> Self {
+        Portable16(std::array::from_fn(|l| if mask >> l & 1 != 0 { self.0[l] + other.0[l] } else { self.0[l] }))
+    }
+    #[inline(always)]
+    unsafe fn sum(self) -> F {
+        let mut a = self.0;
+        let mut width = WIDTH;
+        while width > 1 {
+            width /= 2;
+            let (low, high) = a.split_at_mut(width);
+            for (x, y) in low.iter_mut().zip(high.iter()) {
+                *x += *y;
+            }
+        }
+        a[0]
+    }
+}
+
+/// An instruction set the kernels are compiled for. A token of a wider set than
 /// [`Portable`] exists only on a CPU that has it.
-pub trait Isa: Copy {
-    /// [`decay_row`] on `f32`.
-    fn decay_row_f32<const SUM_BEFORE: bool>(self, decay: &[f32], current: &mut [f32]) -> f32;
+pub trait Isa: Copy + Send + Sync + 'static {
+    /// `f32` lanes in this instruction set (`f64` always uses [`Portable16`]).
+    type F32: Lanes<f32>;
+    /// Blocks of [`WIDTH`] synapses a row kernel keeps in registers at once.
+    /// It does not change any result, only how many registers are used.
+    const GROUP: usize;
 }
 
 /// Plain Rust, any CPU.
@@ -23,213 +108,813 @@ pub trait Isa: Copy {
 pub struct Portable;
 
 impl Isa for Portable {
+    type F32 = Portable16<f32>;
+    const GROUP: usize = 4;
+}
+
+/// The instruction sets [`dispatch`] chooses from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum InstructionSet {
+    Portable,
+    Avx2,
+    Avx512,
+}
+
+impl InstructionSet {
+    /// Whether this CPU has the instruction set.
+    pub fn available(self) -> bool {
+        match self {
+            InstructionSet::Portable => true,
+            #[cfg(target_arch = "x86_64")]
+            InstructionSet::Avx2 => {
+                std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+            }
+            #[cfg(target_arch = "x86_64")]
+            InstructionSet::Avx512 => std::arch::is_x86_feature_detected!("avx512f"),
+            #[cfg(not(target_arch = "x86_64"))]
+            _ => false,
+        }
+    }
+
+    /// The widest instruction set of this CPU, or a narrower one if the
+    /// environment variable `HETSYN_ISA` asks for it (`portable`, `avx2`,
+    /// `avx512`; for benchmarks and tests: results are the same on every set).
+    pub fn chosen() -> Self {
+        static CHOSEN: std::sync::OnceLock<InstructionSet> = std::sync::OnceLock::new();
+        *CHOSEN.get_or_init(|| {
+            let best = [InstructionSet::Avx512, InstructionSet::Avx2]
+                .into_iter()
+                .find(|set| set.available())
+                .unwrap_or(InstructionSet::Portable);
+            let asked = match std::env::var("HETSYN_ISA").as_deref() {
+                Ok("portable") => InstructionSet::Portable,
+                Ok("avx2") => InstructionSet::Avx2,
+                _ => best,
+            };
+            asked.min(best)
+        })
+    }
+}
+
+/// Work to run with an instruction set: [`IsaTask::run`] is compiled once per set.
+pub trait IsaTask {
+    type Output;
+    fn run<I: Isa>(self, isa: I) -> Self::Output;
+}
+
+/// Runs `task` with [`InstructionSet::chosen`].
+pub fn dispatch<T: IsaTask>(task: T) -> T::Output {
+    match run_with(InstructionSet::chosen(), task) {
+        Ok(out) => out,
+        Err(task) => task.run(Portable),
+    }
+}
+
+/// Runs `task` with `set`, or gives it back if this CPU does not have `set`.
+pub fn run_with<T: IsaTask>(set: InstructionSet, task: T) -> Result<T::Output, T> {
+    if !set.available() {
+        return Err(task);
+    }
+    match set {
+        InstructionSet::Portable => Ok(task.run(Portable)),
+        // SAFETY: the CPU has the instruction set (checked above).
+        #[cfg(target_arch = "x86_64")]
+        InstructionSet::Avx2 => Ok(unsafe { x86::run_avx2(task) }),
+        #[cfg(target_arch = "x86_64")]
+        InstructionSet::Avx512 => Ok(unsafe { x86::run_avx512(task) }),
+        #[cfg(not(target_arch = "x86_64"))]
+        _ => Err(task),
+    }
+}
+
+/// The lanes of `F` in instruction set `I`.
+pub type V<F, I> = <F as Float>::Lanes<I>;
+
+// ---------------------------------------------------------------------------
+// Inputs of a set of synapses, in blocks of WIDTH
+// ---------------------------------------------------------------------------
+
+/// The input `x_i^t` of a set of synapses over all steps, arranged for the row
+/// kernels: per step and block of [`WIDTH`] inputs a bit mask of the non-zero
+/// inputs, their values unless they are all 1 (spikes), and the blocks that
+/// hold any non-zero input at all. Block `blocks` is an extra block that is
+/// always zero (the row kernels pad their last group with it).
+#[derive(Debug, Clone, Default)]
+pub struct BlockInput<F> {
+    pub steps: usize,
+    /// Inputs `m`.
+    pub width: usize,
+    /// `ceil(m / WIDTH)`.
+    pub blocks: usize,
+    /// `[blocks + 1, steps]`: bit `l` of entry `(b, t)` is set when `x_{bW+l}^t != 0`.
+    masks: Vec<u16>,
+    /// `[steps, (blocks + 1) * WIDTH]`, zero-padded; `None` when every non-zero input is 1.
+    values: Option<Vec<F>>,
+    /// First step with a non-zero input in each block (`steps` if none).
+    first: Vec<usize>,
+    /// The blocks with a non-zero input at some step, in increasing order.
+    active: Vec<usize>,
+}
+
+impl<F: Float> BlockInput<F> {
+    fn empty(steps: usize, width: usize, with_values: bool) -> Self {
+        let blocks = width.div_ceil(WIDTH);
+        BlockInput {
+            steps,
+            width,
+            blocks,
+            masks: vec![0; steps * (blocks + 1)],
+            values: with_values.then(|| vec![F::zero(); steps * (blocks + 1) * WIDTH]),
+            first: vec![steps; blocks + 1],
+            active: Vec::new(),
+        }
+    }
+
+    /// Spike events: the inputs with value 1 at step `t` are
+    /// `active[offsets[t]..offsets[t + 1]]`; with `counts`, input `active[k]` has
+    /// value `counts[k]` instead.
     #[inline(always)]
-    fn decay_row_f32<const SUM_BEFORE: bool>(self, decay: &[f32], current: &mut [f32]) -> f32 {
-        decay_row_portable::<f32, SUM_BEFORE>(decay, current)
+    pub fn from_events(offsets: &[u32], active: &[u32], counts: Option<&[u16]>, steps: usize, width: usize) -> Self {
+        assert!(offsets.len() > steps, "spike input must have steps + 1 offsets");
+        if let Some(c) = counts {
+            assert_eq!(c.len(), active.len(), "spike counts must parallel the active inputs");
+        }
+        let mut input = Self::empty(steps, width, counts.is_some());
+        let stride = input.blocks + 1;
+        for t in 0..steps {
+            for k in offsets[t] as usize..offsets[t + 1] as usize {
+                let i = active[k] as usize;
+                assert!(i < width, "spike input channel {i} out of range");
+                let value = counts.map_or(F::one(), |c| F::of(f64::from(c[k])));
+                if value != F::zero() {
+                    input.set(t, i, value, stride);
+                }
+            }
+        }
+        input.finish();
+        input
     }
-}
 
-/// One row of per-synapse currents decayed in place, `I_i = r_i * I_i`, returning
-/// `sum_i I_i` of the currents before the decay (`SUM_BEFORE`) or after it.
-/// One pass: each current is read once.
-#[inline(always)]
-pub fn decay_row<F: Float, I: Isa, const SUM_BEFORE: bool>(isa: I, decay: &[F], current: &mut [F]) -> F {
-    F::decay_row::<I, SUM_BEFORE>(isa, decay, current)
-}
+    /// Dense rows `x` (`[steps, width]`), read `shift` steps late: the input of
+    /// step `t` is row `t - shift` (zero for `t < shift`). `binary` promises that
+    /// every entry is 0 or 1.
+    #[inline(always)]
+    pub fn from_dense(x: &[F], steps: usize, width: usize, shift: usize, binary: bool) -> Self {
+        assert!(x.len() >= steps.saturating_sub(shift) * width, "layer input must be [steps, inputs]");
+        let mut input = Self::empty(steps, width, !binary);
+        let stride = input.blocks + 1;
+        for t in shift..steps {
+            let row = &x[(t - shift) * width..(t - shift + 1) * width];
+            for (b, chunk) in row.chunks(WIDTH).enumerate() {
+                let mut mask = nonzero_bits(chunk);
+                while mask != 0 {
+                    let i = b * WIDTH + mask.trailing_zeros() as usize;
+                    input.set(t, i, row[i], stride);
+                    mask &= mask - 1;
+                }
+            }
+        }
+        input.finish();
+        input
+    }
 
-/// [`decay_row`] in plain Rust, the reference order of every instruction set.
-#[inline(always)]
-pub fn decay_row_portable<F: Float, const SUM_BEFORE: bool>(decay: &[F], current: &mut [F]) -> F {
-    let n = current.len();
-    let mut acc = [F::zero(); LANES];
-    for (cur, dec) in current.chunks_mut(LANES).zip(decay[..n].chunks(LANES)) {
-        for l in 0..cur.len() {
-            let before = cur[l];
-            cur[l] = dec[l] * before;
-            acc[l] += if SUM_BEFORE { before } else { cur[l] };
+    #[inline(always)]
+    fn set(&mut self, t: usize, i: usize, value: F, stride: usize) {
+        let b = i / WIDTH;
+        self.masks[b * self.steps + t] |= 1 << (i % WIDTH);
+        self.first[b] = self.first[b].min(t);
+        if let Some(values) = self.values.as_mut() {
+            values[t * stride * WIDTH + i] = value;
         }
     }
-    tree_sum(&mut acc)
-}
 
-/// `sum_i v_i` in the lane order of [`decay_row`].
-pub fn lane_sum<F: Float>(values: &[F]) -> F {
-    let mut acc = [F::zero(); LANES];
-    for chunk in values.chunks(LANES) {
-        for (a, v) in acc.iter_mut().zip(chunk) {
-            *a += *v;
-        }
+    fn finish(&mut self) {
+        self.active = (0..self.blocks).filter(|&b| self.first[b] < self.steps).collect();
     }
-    tree_sum(&mut acc)
+
+    /// Whether every non-zero input is 1.
+    pub fn is_binary(&self) -> bool {
+        self.values.is_none()
+    }
 }
 
-/// Combines partial sums (a power of two of them) in a fixed tree:
-/// `acc_l += acc_{l + width}` for `width = len/2, len/4, .., 1`; returns `acc_0`.
+/// Bit `l` set for the non-zero `x[l]` (`x` at most [`WIDTH`] long).
 #[inline(always)]
-fn tree_sum<F: Float>(acc: &mut [F]) -> F {
-    let mut width = acc.len();
-    while width > 1 {
-        width /= 2;
-        for l in 0..width {
-            acc[l] = acc[l] + acc[l + width];
-        }
+pub fn nonzero_bits<F: Float>(x: &[F]) -> u32 {
+    let mut mask = 0u32;
+    for (l, v) in x.iter().enumerate().take(WIDTH) {
+        mask |= u32::from(*v != F::zero()) << l;
     }
-    acc[0]
+    mask
 }
 
-/// One row of per-synapse currents (model.md §1), returning their sum:
-/// `I_i = r_i * I_i + w_i * x_i`, `sum_i I_i`, computed as the sum of the decayed
-/// row (lane order of [`decay_row`]) plus the input terms of the `active`
-/// (non-zero) inputs in order.
+/// A row of `width` numbers copied into `(blocks + 1) * WIDTH`, zero-padded
+/// (the extra block is the padding block of [`BlockInput`]).
+pub fn padded_row<F: Float>(row: &[F], blocks: usize, out: &mut Vec<F>) {
+    out.clear();
+    out.extend_from_slice(row);
+    out.resize((blocks + 1) * WIDTH, F::zero());
+}
+
+/// The blocks of a group of at most `G` blocks, padded with the zero block.
 #[inline(always)]
-pub fn synapse_row_forward<F: Float, I: Isa>(
-    isa: I,
-    weight: &[F],
-    decay: &[F],
-    x: &[F],
-    active: &[usize],
-    current: &mut [F],
-) -> F {
-    let mut sum = decay_row::<F, I, false>(isa, decay, current);
-    for &i in active {
-        let drive = weight[i] * x[i];
-        current[i] += drive;
-        sum += drive;
-    }
-    sum
+fn group_blocks<const G: usize>(group: &[usize], zero_block: usize) -> [usize; G] {
+    let mut blocks = [zero_block; G];
+    blocks[..group.len()].copy_from_slice(group);
+    blocks
 }
 
-/// `I_i += w_i * x_i` over the `active` (non-zero) inputs.
-#[inline(always)]
-pub fn add_input<F: Float>(weight: &[F], x: &[F], active: &[usize], current: &mut [F]) {
-    for &i in active {
-        current[i] += weight[i] * x[i];
-    }
-}
+// ---------------------------------------------------------------------------
+// Input synapses: one neuron's row over all steps
+// ---------------------------------------------------------------------------
 
-/// One row of the reverse sweep of per-synapse currents (model.md §5), with
-/// `g` the adjoint of the neuron's potential at step t:
+/// The summed input currents of one neuron over all steps (model.md §1),
 ///
 /// ```text
-/// K_i   = lam_i + r_i * K_i        (K^t = lam^{t+1} + r K^{t+1})
-/// lam_i = g + r_i * lam_i          (lam^t = g^t + r lam^{t+1})
-/// dx_i += w_i * lam_i              (only when the input needs a gradient)
+/// I_i^t = r_i I_i^{t-1} + w_i x_i^t      (the input term only where x_i^t != 0)
+/// drive^t = sum_i I_i^t
 /// ```
+///
+/// `weight`, `decay`: the neuron's row, padded by [`padded_row`]; `acc`:
+/// scratch of `steps * WIDTH`; `drive[t * stride]` receives `drive^t`. The sum
+/// adds, in lane `l`, the blocks in increasing order (`acc_l += I_{bW+l}`),
+/// then the lanes by [`Lanes::sum`]. The currents of a block stay in registers
+/// over all steps; a block without input in the sample is all zeros and is
+/// skipped, which changes no bit (a zero added to a sum started at +0).
 #[inline(always)]
-pub fn synapse_row_backward<F: Float>(
-    g: F,
+pub fn input_row_drive<F: Float, I: Isa>(
+    _isa: I,
     weight: &[F],
     decay: &[F],
-    lam: &mut [F],
-    k: &mut [F],
+    input: &BlockInput<F>,
+    acc: &mut [F],
+    drive: &mut [F],
+    stride: usize,
+) {
+    let steps = input.steps;
+    let padded = (input.blocks + 1) * WIDTH;
+    assert!(weight.len() >= padded && decay.len() >= padded && acc.len() >= steps * WIDTH);
+    assert!(steps == 0 || drive.len() > (steps - 1) * stride);
+    acc[..steps * WIDTH].fill(F::zero());
+    match (I::GROUP, input.is_binary()) {
+        (8, true) => drive_groups::<F, I, 8, true>(weight, decay, input, acc),
+        (8, false) => drive_groups::<F, I, 8, false>(weight, decay, input, acc),
+        (4, true) => drive_groups::<F, I, 4, true>(weight, decay, input, acc),
+        (4, false) => drive_groups::<F, I, 4, false>(weight, decay, input, acc),
+        (_, true) => drive_groups::<F, I, 2, true>(weight, decay, input, acc),
+        (_, false) => drive_groups::<F, I, 2, false>(weight, decay, input, acc),
+    }
+    for t in 0..steps {
+        // SAFETY: `acc` holds `steps * WIDTH` entries (asserted); the token of `I`
+        // proves the CPU has its instruction set.
+        drive[t * stride] = unsafe { V::<F, I>::load(acc.as_ptr().add(t * WIDTH)).sum() };
+    }
+}
+
+#[inline(always)]
+fn drive_groups<F: Float, I: Isa, const G: usize, const BINARY: bool>(
+    weight: &[F],
+    decay: &[F],
+    input: &BlockInput<F>,
+    acc: &mut [F],
+) {
+    let (steps, stride) = (input.steps, input.blocks + 1);
+    let masks = &input.masks;
+    let values = input.values.as_deref().unwrap_or(&[]);
+    let (w, r, a) = (weight.as_ptr(), decay.as_ptr(), acc.as_mut_ptr());
+    for group in input.active.chunks(G) {
+        let blocks = group_blocks::<G>(group, input.blocks);
+        let start = blocks.iter().map(|&b| input.first[b]).min().unwrap_or(steps);
+        // SAFETY: blocks are `<= input.blocks`, so every load is within the padded
+        // rows (asserted by the caller) and within `values` (`[steps, stride * WIDTH]`);
+        // `acc` holds `steps * WIDTH`. The token of `I` proves the instruction set.
+        unsafe {
+            let wv: [V<F, I>; G] = std::array::from_fn(|g| V::<F, I>::load(w.add(blocks[g] * WIDTH)));
+            let rv: [V<F, I>; G] = std::array::from_fn(|g| V::<F, I>::load(r.add(blocks[g] * WIDTH)));
+            let mut cur = [V::<F, I>::zero(); G];
+            for t in start..steps {
+                let mut sum = V::<F, I>::load(a.add(t * WIDTH));
+                for g in 0..G {
+                    let drive = if BINARY {
+                        wv[g]
+                    } else {
+                        wv[g].mul(V::<F, I>::load(values.as_ptr().add((t * stride + blocks[g]) * WIDTH)))
+                    };
+                    cur[g] = cur[g].mul(rv[g]).add_where(*masks.get_unchecked(blocks[g] * steps + t), drive);
+                    sum = sum.add(cur[g]);
+                }
+                sum.store(a.add(t * WIDTH));
+            }
+        }
+    }
+}
+
+/// The reverse sweep of one neuron's input synapses over all steps (model.md
+/// §5.3), `t = steps-1 .. 0`, with `g[t]` the adjoint `g^t` of its potential:
+///
+/// ```text
+/// K_i   = lam_i + r_i K_i          (K^t = lam^{t+1} + r K^{t+1}, fused)
+/// lam_i = g^t + r_i lam_i          (lam^t = g^t + r lam^{t+1}, fused)
+/// dw_i += x_i^t lam_i,  dk_i += x_i^t K_i     (only where x_i^t != 0)
+/// dx_i^t += w_i lam_i              (only with `dx`, fused)
+/// ```
+///
+/// `weight`, `decay`, `dw`, `dk` are the neuron's rows padded by [`padded_row`]
+/// (`dw`, `dk` accumulate: each entry adds its terms in decreasing `t`); `dx`
+/// is `[steps, (blocks + 1) * WIDTH]`. `lam` and `K` of a block stay in
+/// registers over all steps. Without `dx`, blocks without input are skipped and
+/// a block's sweep stops at its first input, which changes no bit.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+pub fn input_row_sweep<F: Float, I: Isa>(
+    _isa: I,
+    g: &[F],
+    weight: &[F],
+    decay: &[F],
+    input: &BlockInput<F>,
+    dw: &mut [F],
+    dk: &mut [F],
     dx: Option<&mut [F]>,
 ) {
-    let n = lam.len();
-    let (weight, decay, k) = (&weight[..n], &decay[..n], &mut k[..n]);
-    match dx {
-        Some(dx) => {
-            let dx = &mut dx[..n];
-            for i in 0..n {
-                let l = lam[i];
-                k[i] = l + decay[i] * k[i];
-                let l = g + decay[i] * l;
-                lam[i] = l;
-                dx[i] += weight[i] * l;
+    let padded = (input.blocks + 1) * WIDTH;
+    assert!(g.len() >= input.steps);
+    assert!(weight.len() >= padded && decay.len() >= padded && dw.len() >= padded && dk.len() >= padded);
+    if let Some(dx) = dx.as_deref() {
+        assert!(dx.len() >= input.steps * padded);
+    }
+    macro_rules! sweep {
+        ($g:literal) => {
+            match (input.is_binary(), dx) {
+                (true, None) => sweep_groups::<F, I, $g, true, false>(g, weight, decay, input, dw, dk, &mut []),
+                (false, None) => sweep_groups::<F, I, $g, false, false>(g, weight, decay, input, dw, dk, &mut []),
+                (true, Some(dx)) => sweep_groups::<F, I, $g, true, true>(g, weight, decay, input, dw, dk, dx),
+                (false, Some(dx)) => sweep_groups::<F, I, $g, false, true>(g, weight, decay, input, dw, dk, dx),
             }
-        }
-        None => {
-            for i in 0..n {
-                let l = lam[i];
-                k[i] = l + decay[i] * k[i];
-                lam[i] = g + decay[i] * l;
-            }
-        }
+        };
+    }
+    match I::GROUP {
+        8 => sweep!(4),
+        4 => sweep!(4),
+        _ => sweep!(2),
     }
 }
 
-/// `S` steps of [`synapse_row_backward`] in one pass over the row, `t, t-1, ..,
-/// t-S+1` with `g[s]` the adjoint at step `t-s` and `dx[s]` the row of step `t-s`:
-/// each `lam_i`, `K_i`, `r_i` is loaded and stored once for `S` steps. Per entry
-/// the operations are those of `S` calls, in the same order, so the bits are too.
 #[inline(always)]
-pub fn synapse_row_backward_steps<F: Float, const S: usize>(
-    g: [F; S],
+fn sweep_groups<F: Float, I: Isa, const G: usize, const BINARY: bool, const DX: bool>(
+    g: &[F],
     weight: &[F],
     decay: &[F],
-    lam: &mut [F],
-    k: &mut [F],
-    dx: Option<[&mut [F]; S]>,
+    input: &BlockInput<F>,
+    dw: &mut [F],
+    dk: &mut [F],
+    dx: &mut [F],
 ) {
-    let n = lam.len();
-    let (weight, decay, k) = (&weight[..n], &decay[..n], &mut k[..n]);
-    match dx {
-        Some(dx) => {
-            let dx = dx.map(|d| &mut d[..n]);
-            for i in 0..n {
-                let (r, w) = (decay[i], weight[i]);
-                let (mut l, mut kk) = (lam[i], k[i]);
-                for s in 0..S {
-                    kk = l + r * kk;
-                    l = g[s] + r * l;
-                    dx[s][i] += w * l;
+    let (steps, stride) = (input.steps, input.blocks + 1);
+    let masks = &input.masks;
+    let values = input.values.as_deref().unwrap_or(&[]);
+    let all: Vec<usize>;
+    let blocks_to_do: &[usize] = if DX {
+        all = (0..input.blocks).collect();
+        &all
+    } else {
+        &input.active
+    };
+    let (w, r, pw, pk, px) = (weight.as_ptr(), decay.as_ptr(), dw.as_mut_ptr(), dk.as_mut_ptr(), dx.as_mut_ptr());
+    for group in blocks_to_do.chunks(G) {
+        let blocks = group_blocks::<G>(group, input.blocks);
+        let stop = if DX { 0 } else { blocks.iter().map(|&b| input.first[b]).min().unwrap_or(steps) };
+        // SAFETY: as in `drive_groups`; `dx` holds `[steps, stride * WIDTH]` (asserted
+        // by the caller). The padding block is written only with zeros added.
+        unsafe {
+            let wv: [V<F, I>; G] = std::array::from_fn(|b| V::<F, I>::load(w.add(blocks[b] * WIDTH)));
+            let rv: [V<F, I>; G] = std::array::from_fn(|b| V::<F, I>::load(r.add(blocks[b] * WIDTH)));
+            let mut dwv: [V<F, I>; G] = std::array::from_fn(|b| V::<F, I>::load(pw.add(blocks[b] * WIDTH)));
+            let mut dkv: [V<F, I>; G] = std::array::from_fn(|b| V::<F, I>::load(pk.add(blocks[b] * WIDTH)));
+            let mut lam = [V::<F, I>::zero(); G];
+            let mut k = [V::<F, I>::zero(); G];
+            for t in (stop..steps).rev() {
+                let gv = V::<F, I>::splat(*g.get_unchecked(t));
+                for b in 0..G {
+                    k[b] = rv[b].mul_add(k[b], lam[b]);
+                    lam[b] = rv[b].mul_add(lam[b], gv);
+                    let m = *masks.get_unchecked(blocks[b] * steps + t);
+                    if BINARY {
+                        dwv[b] = dwv[b].add_where(m, lam[b]);
+                        dkv[b] = dkv[b].add_where(m, k[b]);
+                    } else {
+                        let x = V::<F, I>::load(values.as_ptr().add((t * stride + blocks[b]) * WIDTH));
+                        dwv[b] = dwv[b].add_where(m, x.mul(lam[b]));
+                        dkv[b] = dkv[b].add_where(m, x.mul(k[b]));
+                    }
+                    if DX {
+                        let p = px.add((t * stride + blocks[b]) * WIDTH);
+                        wv[b].mul_add(lam[b], V::<F, I>::load(p)).store(p);
+                    }
                 }
-                lam[i] = l;
-                k[i] = kk;
             }
-        }
-        None => {
-            for i in 0..n {
-                let r = decay[i];
-                let (mut l, mut kk) = (lam[i], k[i]);
-                for s in 0..S {
-                    kk = l + r * kk;
-                    l = g[s] + r * l;
-                }
-                lam[i] = l;
-                k[i] = kk;
+            for b in 0..G {
+                dwv[b].store(pw.add(blocks[b] * WIDTH));
+                dkv[b].store(pk.add(blocks[b] * WIDTH));
             }
         }
     }
 }
 
-/// `sum_i w_i x_i` over the active (non-zero) inputs only.
-#[inline]
-pub fn sparse_dot<F: Float>(weight: &[F], x: &[F], active: &[usize]) -> F {
-    let mut acc = F::zero();
+// ---------------------------------------------------------------------------
+// Recurrent synapses: one step of one neuron's row
+// ---------------------------------------------------------------------------
+
+/// One step of a layer's recurrent synapses (model.md §1), all neurons at once:
+///
+/// ```text
+/// R_jk = q_jk R_jk + u_jk z_k     (the input term only where z_k != 0)
+/// out_j = sum_k R_jk              (k = 0, 1, .. in order, from +0)
+/// ```
+///
+/// The matrices are stored transposed, row `k` holding the synapses leaving
+/// neuron `k` (`[n, stride]`, rows zero-padded to a multiple of [`WIDTH`]), so
+/// that the sums run down the lanes. A row whose currents are all zero (neuron `k`
+/// has not spiked yet: `started[k]` false) is skipped, which changes no bit.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+pub fn recurrent_step<F: Float, I: Isa>(
+    _isa: I,
+    weight_t: &[F],
+    decay_t: &[F],
+    stride: usize,
+    z: &[F],
+    binary: bool,
+    started: &mut [bool],
+    current_t: &mut [F],
+    out: &mut [F],
+) {
+    const R: usize = 8;
+    let n = z.len();
+    assert!(stride.is_multiple_of(WIDTH) && n <= stride && started.len() >= n && out.len() >= stride);
+    assert!(weight_t.len() >= n * stride && decay_t.len() >= n * stride && current_t.len() >= n * stride);
+    for (s, z) in started.iter_mut().zip(z) {
+        *s |= *z != F::zero();
+    }
+    let blocks = stride / WIDTH;
+    let mut b0 = 0;
+    while b0 < blocks {
+        let nb = R.min(blocks - b0);
+        // SAFETY: rows `k < n` of `stride` entries (asserted), blocks `b0..b0+nb`
+        // within them; the token of `I` proves the instruction set.
+        unsafe {
+            let mut acc = [V::<F, I>::zero(); R];
+            for (k, (&zk, _)) in z.iter().zip(started.iter()).enumerate().filter(|(_, (_, on))| **on) {
+                let offset = k * stride + b0 * WIDTH;
+                let (pc, pq, pw) =
+                    (current_t.as_mut_ptr().add(offset), decay_t.as_ptr().add(offset), weight_t.as_ptr().add(offset));
+                if zk == F::zero() {
+                    for (b, a) in acc.iter_mut().enumerate().take(nb) {
+                        let c = V::<F, I>::load(pc.add(b * WIDTH)).mul(V::<F, I>::load(pq.add(b * WIDTH)));
+                        c.store(pc.add(b * WIDTH));
+                        *a = a.add(c);
+                    }
+                } else {
+                    let zv = V::<F, I>::splat(zk);
+                    for (b, a) in acc.iter_mut().enumerate().take(nb) {
+                        let w = V::<F, I>::load(pw.add(b * WIDTH));
+                        let drive = if binary { w } else { w.mul(zv) };
+                        let c = V::<F, I>::load(pc.add(b * WIDTH)).mul(V::<F, I>::load(pq.add(b * WIDTH))).add(drive);
+                        c.store(pc.add(b * WIDTH));
+                        *a = a.add(c);
+                    }
+                }
+            }
+            for (b, a) in acc.iter().enumerate().take(nb) {
+                a.store(out.as_mut_ptr().add((b0 + b) * WIDTH));
+            }
+        }
+        b0 += nb;
+    }
+}
+
+/// One step of the reverse sweep of a layer's recurrent synapses (model.md
+/// §5.2, §5.5), all neurons at once, with `g[j]` the adjoint of neuron `j`:
+///
+/// ```text
+/// lam_jk = g_j + q_jk lam_jk          (fused)
+/// carry_k += u_jk lam_jk              (j = 0, 1, .. in order, fused)
+/// ```
+///
+/// `weight`, `decay`, `lam` are `[n, stride]` with rows zero-padded to a
+/// multiple of [`WIDTH`]; `carry` has `stride` entries and is kept in registers
+/// while the rows pass. The weight and decay gradients are summed after the
+/// time loop by [`input_row_sweep`] with the input `z^{t-1}`, which recomputes
+/// the same `lam`.
+#[inline(always)]
+pub fn recurrent_adjoint<F: Float, I: Isa>(
+    _isa: I,
+    g: &[F],
+    weight: &[F],
+    decay: &[F],
+    stride: usize,
+    lam: &mut [F],
+    carry: &mut [F],
+) {
+    const R: usize = 8;
+    let n = g.len();
+    assert!(stride.is_multiple_of(WIDTH) && n <= stride && carry.len() >= stride);
+    assert!(weight.len() >= n * stride && decay.len() >= n * stride && lam.len() >= n * stride);
+    let blocks = stride / WIDTH;
+    let mut b0 = 0;
+    while b0 < blocks {
+        let nb = R.min(blocks - b0);
+        // SAFETY: rows `j < n` of `stride` entries (asserted), blocks `b0..b0+nb`
+        // within them; the token of `I` proves the instruction set.
+        unsafe {
+            let pcarry = carry.as_mut_ptr().add(b0 * WIDTH);
+            let mut acc = [V::<F, I>::zero(); R];
+            for (b, a) in acc.iter_mut().enumerate().take(nb) {
+                *a = V::<F, I>::load(pcarry.add(b * WIDTH));
+            }
+            for (j, &gj) in g.iter().enumerate() {
+                let gv = V::<F, I>::splat(gj);
+                let offset = j * stride + b0 * WIDTH;
+                let (pl, pq, pw) =
+                    (lam.as_mut_ptr().add(offset), decay.as_ptr().add(offset), weight.as_ptr().add(offset));
+                for (b, a) in acc.iter_mut().enumerate().take(nb) {
+                    let l = V::<F, I>::load(pq.add(b * WIDTH)).mul_add(V::<F, I>::load(pl.add(b * WIDTH)), gv);
+                    l.store(pl.add(b * WIDTH));
+                    *a = V::<F, I>::load(pw.add(b * WIDTH)).mul_add(l, *a);
+                }
+            }
+            for (b, a) in acc.iter().enumerate().take(nb) {
+                a.store(pcarry.add(b * WIDTH));
+            }
+        }
+        b0 += nb;
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Neuron-level models: sparse products
+// ---------------------------------------------------------------------------
+
+/// `out_j = sum_i x_i c_ij` over the `active` inputs `i` in their order, from
+/// +0, each product rounded before it is added (`acc += c_ij x_i`): the drive of every neuron of a collapsed
+/// layer at one step, with `c` the transposed weights (`[inputs, stride]`, rows
+/// padded to a multiple of [`WIDTH`]), vectorised over neurons. `out` has `stride`
+/// entries.
+#[inline(always)]
+pub fn sparse_row_sum<F: Float, I: Isa>(_isa: I, c: &[F], stride: usize, x: &[F], active: &[usize], out: &mut [F]) {
+    const R: usize = 8;
+    assert!(stride.is_multiple_of(WIDTH) && out.len() >= stride);
     for &i in active {
-        acc += weight[i] * x[i];
+        assert!((i + 1) * stride <= c.len() && i < x.len());
     }
-    acc
-}
-
-/// `y_i += a * x_i` over a contiguous row.
-#[inline]
-pub fn axpy<F: Float>(a: F, x: &[F], y: &mut [F]) {
-    let n = y.len();
-    let x = &x[..n];
-    for i in 0..n {
-        y[i] += a * x[i];
+    let blocks = stride / WIDTH;
+    let mut b0 = 0;
+    while b0 < blocks {
+        let nb = R.min(blocks - b0);
+        // SAFETY: rows `i` of `c` hold `stride` entries (asserted) and the blocks
+        // `b0..b0+nb` lie within them; the token of `I` proves the instruction set.
+        unsafe {
+            let mut acc = [V::<F, I>::zero(); R];
+            for &i in active {
+                let xi = V::<F, I>::splat(*x.get_unchecked(i));
+                let row = c.as_ptr().add(i * stride + b0 * WIDTH);
+                for (b, a) in acc.iter_mut().enumerate().take(nb) {
+                    *a = a.add(V::<F, I>::load(row.add(b * WIDTH)).mul(xi));
+                }
+            }
+            for (b, a) in acc.iter().enumerate().take(nb) {
+                a.store(out.as_mut_ptr().add((b0 + b) * WIDTH));
+            }
+        }
+        b0 += nb;
     }
 }
 
-/// Indices of the non-zero entries of `x`.
-pub fn active_indices<F: Float>(x: &[F], active: &mut Vec<usize>) {
-    active.clear();
-    append_active_indices(x, active);
+/// The events of an input over all steps grouped by input (channel): the
+/// events of channel `i` are `steps[offsets[i]..offsets[i + 1]]` with values
+/// `values[..]`, in decreasing step.
+#[derive(Debug, Clone, Default)]
+pub struct ChannelEvents<F> {
+    pub offsets: Vec<usize>,
+    pub steps: Vec<u32>,
+    pub values: Vec<F>,
 }
 
-/// Appends the indices of the non-zero entries of `x` to `active`.
-pub fn append_active_indices<F: Float>(x: &[F], active: &mut Vec<usize>) {
-    active.extend(x.iter().enumerate().filter(|(_, v)| **v != F::zero()).map(|(i, _)| i));
+/// `grad_ji += sum_t x_i^t mu_j^t` for every neuron `j < n` and input `i`: the
+/// weight gradient of a collapsed layer (model.md §5.5). Each entry adds the
+/// events of channel `i` in decreasing `t`, each product rounded before it is
+/// added (the per-step loop `grad_ji += mu_j^t x_i^t`), vectorised over 16
+/// neurons at a time. `mu` is `[steps, stride]` (zero-padded rows), `grad`
+/// `[n, m]`; channels without events are skipped.
+#[inline(always)]
+pub fn channel_outer_product<F: Float, I: Isa>(
+    _isa: I,
+    events: &ChannelEvents<F>,
+    mu: &[F],
+    stride: usize,
+    n: usize,
+    grad: &mut [F],
+    m: usize,
+) {
+    assert!(stride.is_multiple_of(WIDTH) && n <= stride && grad.len() >= n * m && events.offsets.len() > m);
+    let steps = mu.len() / stride.max(1);
+    assert!(events.steps.iter().all(|&t| (t as usize) < steps) && events.values.len() == events.steps.len());
+    for j0 in (0..n).step_by(WIDTH) {
+        let lanes = WIDTH.min(n - j0);
+        for i in 0..m {
+            let range = events.offsets[i]..events.offsets[i + 1];
+            if range.is_empty() {
+                continue;
+            }
+            let mut column = [F::zero(); WIDTH];
+            for (l, c) in column.iter_mut().enumerate().take(lanes) {
+                *c = grad[(j0 + l) * m + i];
+            }
+            // SAFETY: every event step is `< steps` (asserted), so the rows of `mu`
+            // read hold `stride >= j0 + WIDTH` entries; the token of `I` proves the
+            // instruction set.
+            unsafe {
+                let mut acc = V::<F, I>::load(column.as_ptr());
+                for (t, x) in events.steps[range.clone()].iter().zip(&events.values[range]) {
+                    let row = mu.as_ptr().add(*t as usize * stride + j0);
+                    acc = acc.add(V::<F, I>::splat(*x).mul(V::<F, I>::load(row)));
+                }
+                acc.store(column.as_mut_ptr());
+            }
+            for (l, c) in column.iter().enumerate().take(lanes) {
+                grad[(j0 + l) * m + i] = *c;
+            }
+        }
+    }
 }
 
-/// The row sums of [`decay_row`] in explicit AVX-512 and AVX2 code.
+/// `dx^t = sum_j mu_j^t w_j·` for every step: `mu` is `[steps, mu_stride]`
+/// (`n` used), `weight` `[n, m]`, `dx` `[steps, m]` (overwritten). Each entry
+/// sums `j = 0, 1, ..` in order from +0 with fused multiply-adds, the per-step
+/// loop `dx = mul_add(mu_j, w_j·, dx)`; tiles of 4 steps x 64 columns stay in
+/// registers.
+#[inline(always)]
+pub fn adjoint_product<F: Float, I: Isa>(
+    _isa: I,
+    mu: &[F],
+    mu_stride: usize,
+    weight: &[F],
+    n: usize,
+    m: usize,
+    dx: &mut [F],
+) {
+    assert!(n <= mu_stride);
+    let steps = mu.len() / mu_stride.max(1);
+    assert!(weight.len() >= n * m && dx.len() >= steps * m);
+    let full = m / WIDTH * WIDTH;
+    // no closures here: a closure that is not inlined loses the instruction set
+    let mut t = 0;
+    while t < steps {
+        let rows = if steps - t >= 4 { 4 } else { 1 };
+        let mut i = 0;
+        while i < full {
+            let blocks = match (rows, full - i) {
+                (1, left) if left >= 8 * WIDTH => 8,
+                (_, left) if left >= 4 * WIDTH => 4,
+                _ => 1,
+            };
+            match (rows, blocks) {
+                (1, 8) => product_tile::<F, I, 1, 8>(mu, mu_stride, weight, n, m, t, i, dx),
+                (4, 4) => product_tile::<F, I, 4, 4>(mu, mu_stride, weight, n, m, t, i, dx),
+                (4, _) => product_tile::<F, I, 4, 1>(mu, mu_stride, weight, n, m, t, i, dx),
+                (_, 4) => product_tile::<F, I, 1, 4>(mu, mu_stride, weight, n, m, t, i, dx),
+                _ => product_tile::<F, I, 1, 1>(mu, mu_stride, weight, n, m, t, i, dx),
+            }
+            i += blocks * WIDTH;
+        }
+        for s in t..t + rows {
+            for c in full..m {
+                let mut acc = F::zero();
+                for j in 0..n {
+                    acc = mu[s * mu_stride + j].mul_add(weight[j * m + c], acc);
+                }
+                dx[s * m + c] = acc;
+            }
+        }
+        t += rows;
+    }
+}
+
+/// One tile of [`adjoint_product`]: steps `t..t+T`, columns `i..i+B*WIDTH`.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn product_tile<F: Float, I: Isa, const T: usize, const B: usize>(
+    mu: &[F],
+    mu_stride: usize,
+    weight: &[F],
+    n: usize,
+    m: usize,
+    t: usize,
+    i: usize,
+    dx: &mut [F],
+) {
+    assert!((t + T) * mu_stride <= mu.len() && i + B * WIDTH <= m && (t + T) * m <= dx.len());
+    // SAFETY: the rows and columns of the tile are in bounds (asserted; `weight`
+    // holds `n * m`); the token of `I` proves the instruction set.
+    unsafe {
+        let mut acc = [[V::<F, I>::zero(); B]; T];
+        for j in 0..n {
+            let w = weight.as_ptr().add(j * m + i);
+            let wv: [V<F, I>; B] = std::array::from_fn(|b| V::<F, I>::load(w.add(b * WIDTH)));
+            for (s, row) in acc.iter_mut().enumerate() {
+                let a = V::<F, I>::splat(*mu.get_unchecked((t + s) * mu_stride + j));
+                for (acc, w) in row.iter_mut().zip(&wv) {
+                    *acc = a.mul_add(*w, *acc);
+                }
+            }
+        }
+        for (s, row) in acc.iter().enumerate() {
+            for (b, acc) in row.iter().enumerate() {
+                acc.store(dx.as_mut_ptr().add((t + s) * m + i + b * WIDTH));
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Exponential for the surrogate derivative
+// ---------------------------------------------------------------------------
+
+/// `e^x` in plain arithmetic (no branches, no library call), so that a loop of
+/// it vectorises and gives the same bits on every CPU: `x = k ln2 + r`,
+/// `|r| <= ln2 / 2`, `e^r` by its Taylor polynomial of degree 13, `2^k` by
+/// building the exponent. Within 2 ulp of the correctly rounded value for
+/// `-708 <= x <= 709`; 0 below, infinity above, NaN for NaN.
+#[inline(always)]
+pub fn exp(x: f64) -> f64 {
+    const LOG2E: f64 = std::f64::consts::LOG2_E;
+    // ln 2 split: the high part has 32 trailing zero bits, so `k * LN2_HI` is exact
+    const LN2_HI: f64 = f64::from_bits(0x3FE6_2E42_FEE0_0000);
+    const LN2_LO: f64 = f64::from_bits(0x3DEA_39EF_3579_3C76);
+    const ROUND: f64 = 6_755_399_441_055_744.0; // 1.5 * 2^52
+    let clamped = x.clamp(-708.0, 709.0);
+    let shifted = clamped * LOG2E + ROUND;
+    let k = shifted - ROUND; // round(x / ln 2), to nearest
+    let r = (clamped - k * LN2_HI) - k * LN2_LO;
+    // 1 + r + r^2/2! + .. + r^13/13!, Horner
+    let mut p = 1.0 / 6_227_020_800.0;
+    for d in
+        [479_001_600.0, 39_916_800.0, 3_628_800.0, 362_880.0, 40_320.0, 5_040.0, 720.0, 120.0, 24.0, 6.0, 2.0, 1.0, 1.0]
+    {
+        p = p * r + 1.0 / d;
+    }
+    let ki = (shifted.to_bits() as i64).wrapping_sub(ROUND.to_bits() as i64);
+    let scale = f64::from_bits(((ki + 1023) as u64) << 52);
+    let y = p * scale;
+    let y = if x < -708.0 { 0.0 } else { y };
+    let y = if x > 709.0 { f64::INFINITY } else { y };
+    if x.is_nan() {
+        x
+    } else {
+        y
+    }
+}
+
+/// [`exp`] in `f32`: `x = k ln2 + r`, `e^r` by its Taylor polynomial of degree
+/// 7, `2^k` by building the exponent. Within 2 ulp for `-87 <= x <= 88`; 0
+/// below, infinity above, NaN for NaN.
+#[inline(always)]
+pub fn exp_f32(x: f32) -> f32 {
+    const LOG2E: f32 = std::f32::consts::LOG2_E;
+    // ln 2 split: the high part has 12 trailing zero bits, so `k * LN2_HI` is exact
+    const LN2_HI: f32 = f32::from_bits(0x3F31_7200);
+    const LN2_LO: f32 = f32::from_bits(0x35BF_BE8E);
+    const ROUND: f32 = 12_582_912.0; // 1.5 * 2^23
+    let clamped = x.clamp(-87.0, 88.0);
+    let shifted = clamped * LOG2E + ROUND;
+    let k = shifted - ROUND; // round(x / ln 2), to nearest
+    let r = (clamped - k * LN2_HI) - k * LN2_LO;
+    let mut p = 1.0 / 5_040.0;
+    for d in [720.0, 120.0, 24.0, 6.0, 2.0, 1.0, 1.0] {
+        p = p * r + 1.0 / d;
+    }
+    let ki = (shifted.to_bits() as i32).wrapping_sub(ROUND.to_bits() as i32);
+    let scale = f32::from_bits(((ki + 127) as u32) << 23);
+    let y = p * scale;
+    let y = if x < -87.0 { 0.0 } else { y };
+    let y = if x > 88.0 { f32::INFINITY } else { y };
+    if x.is_nan() {
+        x
+    } else {
+        y
+    }
+}
+
+// ---------------------------------------------------------------------------
+// x86: AVX2 and AVX-512
+// ---------------------------------------------------------------------------
+
+/// [`Lanes`] and [`Isa`] for AVX2 and AVX-512.
 #[cfg(target_arch = "x86_64")]
 pub mod x86 {
-    use super::{tree_sum, Isa, LANES};
+    use super::{Isa, IsaTask, Lanes};
     use std::arch::x86_64::*;
 
-    /// Token of a CPU with AVX2.
+    /// Token of a CPU with AVX2 and FMA.
     #[derive(Debug, Clone, Copy)]
     pub struct Avx2(());
 
@@ -237,184 +922,135 @@ pub mod x86 {
     #[derive(Debug, Clone, Copy)]
     pub struct Avx512(());
 
-    impl Avx2 {
-        /// # Safety
-        /// The CPU must have AVX2 (e.g. called from code compiled for it).
-        pub unsafe fn new_unchecked() -> Self {
-            Avx2(())
-        }
-    }
-
-    impl Avx512 {
-        /// # Safety
-        /// The CPU must have AVX-512F (e.g. called from code compiled for it).
-        pub unsafe fn new_unchecked() -> Self {
-            Avx512(())
-        }
-    }
-
     impl Isa for Avx2 {
-        #[inline(always)]
-        fn decay_row_f32<const SUM_BEFORE: bool>(self, decay: &[f32], current: &mut [f32]) -> f32 {
-            // SAFETY: the token exists only on a CPU with AVX2.
-            unsafe { decay_row_avx2::<SUM_BEFORE>(decay, current) }
-        }
+        type F32 = Avx2F32;
+        const GROUP: usize = 2;
     }
 
     impl Isa for Avx512 {
-        #[inline(always)]
-        fn decay_row_f32<const SUM_BEFORE: bool>(self, decay: &[f32], current: &mut [f32]) -> f32 {
-            // SAFETY: the token exists only on a CPU with AVX-512F.
-            unsafe { decay_row_avx512::<SUM_BEFORE>(decay, current) }
-        }
+        type F32 = Avx512F32;
+        const GROUP: usize = 4;
     }
 
-    #[inline]
-    #[target_feature(enable = "avx2")]
-    unsafe fn decay_row_avx2<const SUM_BEFORE: bool>(decay: &[f32], current: &mut [f32]) -> f32 {
-        decay_row::<__m256, SUM_BEFORE>(decay, current)
+    /// # Safety
+    /// The CPU must have AVX2 and FMA.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn run_avx2<T: IsaTask>(task: T) -> T::Output {
+        task.run(Avx2(()))
     }
 
-    #[inline]
+    /// # Safety
+    /// The CPU must have AVX-512F.
     #[target_feature(enable = "avx512f")]
-    unsafe fn decay_row_avx512<const SUM_BEFORE: bool>(decay: &[f32], current: &mut [f32]) -> f32 {
-        decay_row::<__m512, SUM_BEFORE>(decay, current)
+    pub(super) unsafe fn run_avx512<T: IsaTask>(task: T) -> T::Output {
+        task.run(Avx512(()))
     }
 
-    /// A register of `WIDTH` f32 lanes. With `len < WIDTH`, `load` fills the lanes
-    /// from `len` on with zeros and `store` leaves them unwritten. Callers must
-    /// run with the register's instruction set and pass `len` valid entries.
-    trait Vector: Copy {
-        const WIDTH: usize;
-        unsafe fn zero() -> Self;
-        unsafe fn load(p: *const f32, len: usize) -> Self;
-        unsafe fn store(self, p: *mut f32, len: usize);
-        unsafe fn add(self, other: Self) -> Self;
-        unsafe fn mul(self, other: Self) -> Self;
-        /// Writes the lanes to `out[..WIDTH]`.
-        unsafe fn lanes(self, out: &mut [f32; 16]);
-    }
+    /// 16 `f32` lanes in one AVX-512 register.
+    #[derive(Debug, Clone, Copy)]
+    pub struct Avx512F32(__m512);
 
-    impl Vector for __m512 {
-        const WIDTH: usize = 16;
+    impl Lanes<f32> for Avx512F32 {
         #[inline(always)]
         unsafe fn zero() -> Self {
-            _mm512_setzero_ps()
+            Avx512F32(_mm512_setzero_ps())
         }
         #[inline(always)]
-        unsafe fn load(p: *const f32, len: usize) -> Self {
-            if len == Self::WIDTH {
-                _mm512_loadu_ps(p)
-            } else {
-                _mm512_maskz_loadu_ps(((1u32 << len) - 1) as u16, p)
-            }
+        unsafe fn splat(x: f32) -> Self {
+            Avx512F32(_mm512_set1_ps(x))
         }
         #[inline(always)]
-        unsafe fn store(self, p: *mut f32, len: usize) {
-            if len == Self::WIDTH {
-                _mm512_storeu_ps(p, self)
-            } else {
-                _mm512_mask_storeu_ps(p, ((1u32 << len) - 1) as u16, self)
-            }
+        unsafe fn load(p: *const f32) -> Self {
+            Avx512F32(_mm512_loadu_ps(p))
+        }
+        #[inline(always)]
+        unsafe fn store(self, p: *mut f32) {
+            _mm512_storeu_ps(p, self.0)
         }
         #[inline(always)]
         unsafe fn add(self, other: Self) -> Self {
-            _mm512_add_ps(self, other)
+            Avx512F32(_mm512_add_ps(self.0, other.0))
         }
         #[inline(always)]
         unsafe fn mul(self, other: Self) -> Self {
-            _mm512_mul_ps(self, other)
+            Avx512F32(_mm512_mul_ps(self.0, other.0))
         }
         #[inline(always)]
-        unsafe fn lanes(self, out: &mut [f32; 16]) {
-            _mm512_storeu_ps(out.as_mut_ptr(), self)
+        unsafe fn mul_add(self, a: Self, b: Self) -> Self {
+            Avx512F32(_mm512_fmadd_ps(self.0, a.0, b.0))
+        }
+        #[inline(always)]
+        unsafe fn add_where(self, mask: u16, other: Self) -> Self {
+            Avx512F32(_mm512_mask_add_ps(self.0, mask, self.0, other.0))
+        }
+        #[inline(always)]
+        unsafe fn sum(self) -> f32 {
+            let lo = _mm512_castps512_ps256(self.0);
+            let hi = _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(self.0)));
+            sum8(_mm256_add_ps(lo, hi))
         }
     }
 
-    impl Vector for __m256 {
-        const WIDTH: usize = 8;
+    /// Lanes `l + 4`, `l + 2`, `l + 1` of 8, the tree of [`Lanes::sum`].
+    #[inline(always)]
+    unsafe fn sum8(x: __m256) -> f32 {
+        let x = _mm_add_ps(_mm256_castps256_ps128(x), _mm256_extractf128_ps::<1>(x));
+        let x = _mm_add_ps(x, _mm_movehl_ps(x, x));
+        let x = _mm_add_ss(x, _mm_shuffle_ps::<1>(x, x));
+        _mm_cvtss_f32(x)
+    }
+
+    /// 16 `f32` lanes in two AVX2 registers (lanes 0..8, 8..16); needs FMA too.
+    #[derive(Debug, Clone, Copy)]
+    pub struct Avx2F32(__m256, __m256);
+
+    /// All bits set in the lanes of `bits` (8 lanes).
+    #[inline(always)]
+    unsafe fn mask8(bits: u16) -> __m256 {
+        let lane = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);
+        _mm256_castsi256_ps(_mm256_cmpeq_epi32(_mm256_and_si256(_mm256_set1_epi32(i32::from(bits)), lane), lane))
+    }
+
+    impl Lanes<f32> for Avx2F32 {
         #[inline(always)]
         unsafe fn zero() -> Self {
-            _mm256_setzero_ps()
+            Avx2F32(_mm256_setzero_ps(), _mm256_setzero_ps())
         }
         #[inline(always)]
-        unsafe fn load(p: *const f32, len: usize) -> Self {
-            if len == Self::WIDTH {
-                _mm256_loadu_ps(p)
-            } else {
-                _mm256_maskload_ps(p, mask8(len))
-            }
+        unsafe fn splat(x: f32) -> Self {
+            Avx2F32(_mm256_set1_ps(x), _mm256_set1_ps(x))
         }
         #[inline(always)]
-        unsafe fn store(self, p: *mut f32, len: usize) {
-            if len == Self::WIDTH {
-                _mm256_storeu_ps(p, self)
-            } else {
-                _mm256_maskstore_ps(p, mask8(len), self)
-            }
+        unsafe fn load(p: *const f32) -> Self {
+            Avx2F32(_mm256_loadu_ps(p), _mm256_loadu_ps(p.add(8)))
+        }
+        #[inline(always)]
+        unsafe fn store(self, p: *mut f32) {
+            _mm256_storeu_ps(p, self.0);
+            _mm256_storeu_ps(p.add(8), self.1)
         }
         #[inline(always)]
         unsafe fn add(self, other: Self) -> Self {
-            _mm256_add_ps(self, other)
+            Avx2F32(_mm256_add_ps(self.0, other.0), _mm256_add_ps(self.1, other.1))
         }
         #[inline(always)]
         unsafe fn mul(self, other: Self) -> Self {
-            _mm256_mul_ps(self, other)
+            Avx2F32(_mm256_mul_ps(self.0, other.0), _mm256_mul_ps(self.1, other.1))
         }
         #[inline(always)]
-        unsafe fn lanes(self, out: &mut [f32; 16]) {
-            _mm256_storeu_ps(out.as_mut_ptr(), self)
+        unsafe fn mul_add(self, a: Self, b: Self) -> Self {
+            Avx2F32(_mm256_fmadd_ps(self.0, a.0, b.0), _mm256_fmadd_ps(self.1, a.1, b.1))
         }
-    }
-
-    /// All bits set in the lanes below `len`.
-    #[inline(always)]
-    unsafe fn mask8(len: usize) -> __m256i {
-        _mm256_cmpgt_epi32(_mm256_set1_epi32(len as i32), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7))
-    }
-
-    /// [`super::decay_row`] with the `LANES` partial sums in `LANES / WIDTH`
-    /// independent registers (register `k` holds lanes `k*WIDTH ..`). Lanes past
-    /// the end of the row add zeros, which leaves a partial sum unchanged: it
-    /// starts at +0 and so is never -0.
-    #[inline(always)]
-    unsafe fn decay_row<V: Vector, const SUM_BEFORE: bool>(decay: &[f32], current: &mut [f32]) -> f32 {
-        let n = current.len();
-        assert!(decay.len() >= n);
-        let registers = LANES / V::WIDTH;
-        let mut acc = [V::zero(); 8];
-        let (cur, dec) = (current.as_mut_ptr(), decay.as_ptr());
-        // SAFETY (all pointer offsets below): `i + len <= n` entries of both rows.
-        let mut step = |k: usize, i: usize, len: usize| {
-            let before = V::load(cur.add(i), len);
-            let after = before.mul(V::load(dec.add(i), len));
-            after.store(cur.add(i), len);
-            acc[k] = acc[k].add(if SUM_BEFORE { before } else { after });
-        };
-        let full = n / LANES * LANES;
-        for start in (0..full).step_by(LANES) {
-            for k in 0..registers {
-                step(k, start + k * V::WIDTH, V::WIDTH);
-            }
+        #[inline(always)]
+        unsafe fn add_where(self, mask: u16, other: Self) -> Self {
+            let lo = _mm256_blendv_ps(self.0, _mm256_add_ps(self.0, other.0), mask8(mask & 0xff));
+            let hi = _mm256_blendv_ps(self.1, _mm256_add_ps(self.1, other.1), mask8(mask >> 8));
+            Avx2F32(lo, hi)
         }
-        for k in 0..registers {
-            let i = full + k * V::WIDTH;
-            if i >= n {
-                break;
-            }
-            step(k, i, (n - i).min(V::WIDTH));
+        #[inline(always)]
+        unsafe fn sum(self) -> f32 {
+            sum8(_mm256_add_ps(self.0, self.1))
         }
-        // the tree of `tree_sum`: first across registers, then within one
-        let mut width = registers;
-        while width > 1 {
-            width /= 2;
-            for k in 0..width {
-                acc[k] = acc[k].add(acc[k + width]);
-            }
-        }
-        let mut lanes = [0.0f32; 16];
-        acc[0].lanes(&mut lanes);
-        tree_sum(&mut lanes[..V::WIDTH])
     }
 }
 
@@ -422,109 +1058,348 @@ pub mod x86 {
 mod tests {
     use super::*;
 
-    #[test]
-    fn forward_row_matches_plain_loop() {
-        for n in [0usize, 1, 7, 8, 9, 23, 40] {
-            let w: Vec<f64> = (0..n).map(|i| (i as f64 * 0.37).sin()).collect();
-            let r: Vec<f64> = (0..n).map(|i| 0.5 + 0.4 * (i as f64).cos()).collect();
-            let x: Vec<f64> = (0..n).map(|i| (i % 3) as f64).collect();
-            let mut cur: Vec<f64> = (0..n).map(|i| i as f64 * 0.1).collect();
-            let mut want = cur.clone();
-            let mut want_sum = 0.0;
-            for i in 0..n {
-                want[i] = r[i] * want[i] + w[i] * x[i];
-                want_sum += want[i];
-            }
-            let mut active = Vec::new();
-            active_indices(&x, &mut active);
-            let sum = synapse_row_forward(Portable, &w, &r, &x, &active, &mut cur);
-            for (a, b) in cur.iter().zip(&want) {
-                assert!((a - b).abs() < 1e-14);
-            }
-            assert!((sum - want_sum).abs() < 1e-12);
-        }
+    /// Runs `f` with every instruction set this CPU has.
+    fn on_every_set<T: IsaTask + Clone>(task: T) -> Vec<(InstructionSet, T::Output)> {
+        [InstructionSet::Portable, InstructionSet::Avx2, InstructionSet::Avx512]
+            .into_iter()
+            .filter_map(|set| run_with(set, task.clone()).ok().map(|out| (set, out)))
+            .collect()
     }
 
-    /// A pass over several steps gives the bits of one pass per step.
-    #[test]
-    fn backward_steps_match_single_steps() {
-        for n in [0usize, 1, 7, 16, 17, 101, 700] {
-            let w: Vec<f32> = (0..n).map(|i| (i as f32 * 0.37).sin()).collect();
-            let r: Vec<f32> = (0..n).map(|i| 0.5 + 0.45 * (i as f32 * 1.3).cos()).collect();
-            let lam: Vec<f32> = (0..n).map(|i| (i as f32 * 0.71).cos() * 3.0).collect();
-            let k: Vec<f32> = (0..n).map(|i| (i as f32 * 0.13).sin() * 7.0).collect();
-            let dx: Vec<f32> = (0..3 * n).map(|i| (i as f32 * 0.29).cos()).collect();
-            let g = [0.3f32, -1.7, 0.011];
-            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
-            for with_dx in [false, true] {
-                let (mut lam1, mut k1, mut dx1) = (lam.clone(), k.clone(), dx.clone());
-                for (s, row) in dx1.chunks_mut(n.max(1)).take(3).enumerate() {
-                    synapse_row_backward(g[s], &w, &r, &mut lam1, &mut k1, with_dx.then_some(row));
-                }
-                let (mut lam3, mut k3, mut dx3) = (lam.clone(), k.clone(), dx.clone());
-                let rows = with_dx.then(|| {
-                    let (a, rest) = dx3.split_at_mut(n);
-                    let (b, c) = rest.split_at_mut(n);
-                    [a, b, c]
-                });
-                synapse_row_backward_steps(g, &w, &r, &mut lam3, &mut k3, rows);
-                assert_eq!(bits(&lam1), bits(&lam3), "n {n}");
-                assert_eq!(bits(&k1), bits(&k3), "n {n}");
-                assert_eq!(bits(&dx1), bits(&dx3), "n {n}");
-            }
-        }
+    fn bits(v: &[f32]) -> Vec<u32> {
+        v.iter().map(|x| x.to_bits()).collect()
     }
 
-    /// Every instruction set computes the row sums of the portable code, bit for bit.
-    #[test]
-    fn decay_row_is_the_same_on_every_instruction_set() {
-        for n in [0usize, 1, 5, 8, 15, 16, 17, 63, 64, 65, 101, 128, 700] {
-            let r: Vec<f32> = (0..n).map(|i| 0.5 + 0.4 * (i as f32 * 1.3).cos()).collect();
-            let cur: Vec<f32> = (0..n).map(|i| (i as f32 * 0.77).sin() * 1e3f32.powf((i % 7) as f32 / 7.0)).collect();
-            let run = |f: &dyn Fn(&mut [f32]) -> f32| {
-                let mut c = cur.clone();
-                let s = f(&mut c);
-                (s.to_bits(), c.iter().map(|v| v.to_bits()).collect::<Vec<_>>())
-            };
-            for before in [false, true] {
-                let call = |isa: &dyn Fn(&[f32], &mut [f32], bool) -> f32| run(&|c| isa(&r, c, before));
-                let portable = call(&|d, c, b| {
-                    if b {
-                        decay_row::<f32, _, true>(Portable, d, c)
+    /// A reproducible pseudo-random number in [0, 1).
+    fn unit(i: usize, salt: u64) -> f64 {
+        let mut z = (i as u64).wrapping_add(salt.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        ((z ^ (z >> 31)) >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    #[derive(Clone)]
+    struct Rows {
+        m: usize,
+        steps: usize,
+        weight: Vec<f32>,
+        decay: Vec<f32>,
+        x: Vec<f32>,
+        g: Vec<f32>,
+        binary: bool,
+    }
+
+    impl Rows {
+        fn new(m: usize, steps: usize, density: f64, binary: bool, salt: u64) -> Self {
+            let weight = (0..m).map(|i| (unit(i, salt) * 2.0 - 0.7) as f32).collect();
+            let decay = (0..m).map(|i| (0.5 + 0.49 * unit(i, salt + 1)) as f32).collect();
+            let x = (0..steps * m)
+                .map(|k| {
+                    // every third block of 16 inputs stays silent
+                    let silent = (k % m) / WIDTH % 3 == 2;
+                    if silent || unit(k, salt + 2) >= density {
+                        0.0
+                    } else if binary {
+                        1.0
                     } else {
-                        decay_row::<f32, _, false>(Portable, d, c)
+                        (0.25 + unit(k, salt + 3)) as f32
                     }
-                });
-                let sum: f32 = cur.iter().zip(&r).map(|(c, d)| if before { *c } else { c * d }).sum();
-                assert!((f32::from_bits(portable.0) - sum).abs() <= 1e-3 * (1.0 + sum.abs()), "n {n}");
-                #[cfg(target_arch = "x86_64")]
-                {
-                    if std::arch::is_x86_feature_detected!("avx2") {
-                        // SAFETY: just detected.
-                        let isa = unsafe { x86::Avx2::new_unchecked() };
-                        let got = call(&|d, c, b| {
-                            if b {
-                                decay_row::<f32, _, true>(isa, d, c)
-                            } else {
-                                decay_row::<f32, _, false>(isa, d, c)
-                            }
-                        });
-                        assert!(got == portable, "AVX2, n {n}, sum before decay {before}");
-                    }
-                    if std::arch::is_x86_feature_detected!("avx512f") {
-                        // SAFETY: just detected.
-                        let isa = unsafe { x86::Avx512::new_unchecked() };
-                        let got = call(&|d, c, b| {
-                            if b {
-                                decay_row::<f32, _, true>(isa, d, c)
-                            } else {
-                                decay_row::<f32, _, false>(isa, d, c)
-                            }
-                        });
-                        assert!(got == portable, "AVX-512, n {n}, sum before decay {before}");
+                })
+                .collect();
+            let g = (0..steps).map(|t| (unit(t, salt + 4) * 2.0 - 1.0) as f32).collect();
+            Rows { m, steps, weight, decay, x, g, binary }
+        }
+    }
+
+    /// The drive of [`input_row_drive`] for a row, and [`input_row_sweep`]'s
+    /// gradients, with and without `dx`.
+    #[derive(Clone)]
+    struct RowTask(Rows);
+
+    impl IsaTask for RowTask {
+        type Output = (Vec<f32>, [(Vec<f32>, Vec<f32>, Vec<f32>); 2]);
+        fn run<I: Isa>(self, isa: I) -> Self::Output {
+            let r = self.0;
+            let input = BlockInput::from_dense(&r.x, r.steps, r.m, 0, r.binary);
+            let (mut w, mut d) = (Vec::new(), Vec::new());
+            padded_row(&r.weight, input.blocks, &mut w);
+            padded_row(&r.decay, input.blocks, &mut d);
+            let mut acc = vec![0.0; r.steps * WIDTH];
+            let mut drive = vec![0.0; r.steps];
+            input_row_drive(isa, &w, &d, &input, &mut acc, &mut drive, 1);
+            let sweep = |with_dx: bool| {
+                let padded = (input.blocks + 1) * WIDTH;
+                let mut dw: Vec<f32> = (0..padded).map(|i| if i < r.m { 0.1 } else { 0.0 }).collect();
+                let mut dk = dw.clone();
+                let mut dx = vec![0.0f32; r.steps * padded];
+                input_row_sweep(isa, &r.g, &w, &d, &input, &mut dw, &mut dk, with_dx.then_some(&mut dx[..]));
+                (dw, dk, dx)
+            };
+            (drive, [sweep(false), sweep(true)])
+        }
+    }
+
+    /// The row kernels compute the equations of model.md §1 and §5.3, written
+    /// out plainly here in f64.
+    #[test]
+    fn row_kernels_match_plain_loops() {
+        for (m, steps, binary) in [(1, 5, true), (17, 40, true), (40, 33, false), (100, 61, true), (70, 50, false)] {
+            let rows = Rows::new(m, steps, 0.1, binary, m as u64);
+            let (drive, sweeps) = RowTask(rows.clone()).run(Portable);
+            let (w, r, x, g) = (&rows.weight, &rows.decay, &rows.x, &rows.g);
+            let mut cur = vec![0.0f64; m];
+            for t in 0..steps {
+                let mut sum = 0.0;
+                for i in 0..m {
+                    cur[i] = f64::from(r[i]) * cur[i] + f64::from(w[i]) * f64::from(x[t * m + i]);
+                    sum += cur[i];
+                }
+                assert!((f64::from(drive[t]) - sum).abs() < 1e-4 * (1.0 + sum.abs()), "drive m {m} t {t}");
+            }
+            let (mut lam, mut k) = (vec![0.0f64; m], vec![0.0f64; m]);
+            let (mut dw, mut dk) = (vec![0.1f64; m], vec![0.1f64; m]);
+            let mut dx = vec![0.0f64; steps * m];
+            for t in (0..steps).rev() {
+                for i in 0..m {
+                    let ri = f64::from(r[i]);
+                    k[i] = lam[i] + ri * k[i];
+                    lam[i] = f64::from(g[t]) + ri * lam[i];
+                    dw[i] += f64::from(x[t * m + i]) * lam[i];
+                    dk[i] += f64::from(x[t * m + i]) * k[i];
+                    dx[t * m + i] = f64::from(w[i]) * lam[i];
+                }
+            }
+            let close = |a: f32, b: f64| (f64::from(a) - b).abs() < 1e-4 * (1.0 + b.abs());
+            let padded = m.div_ceil(WIDTH) * WIDTH + WIDTH;
+            for (s, (gw, gk, gx)) in sweeps.iter().enumerate() {
+                for i in 0..m {
+                    assert!(close(gw[i], dw[i]) && close(gk[i], dk[i]), "sweep {s} m {m} i {i}");
+                }
+                if s == 1 {
+                    for t in 0..steps {
+                        for i in 0..m {
+                            assert!(close(gx[t * padded + i], dx[t * m + i]), "dx m {m} t {t} i {i}");
+                        }
                     }
                 }
             }
         }
+    }
+
+    /// Every instruction set computes the bits of the portable code.
+    #[test]
+    fn row_kernels_are_the_same_on_every_instruction_set() {
+        for (m, steps, binary) in [(1, 3, true), (16, 20, true), (33, 47, false), (700, 30, true), (128, 25, false)] {
+            let results = on_every_set(RowTask(Rows::new(m, steps, 0.05, binary, 7 + m as u64)));
+            let (_, (drive, sweeps)) = &results[0];
+            for (set, (d, s)) in &results[1..] {
+                assert_eq!(bits(drive), bits(d), "{set:?} drive, m {m}");
+                for (a, b) in sweeps.iter().zip(s) {
+                    assert_eq!(bits(&a.0), bits(&b.0), "{set:?} dw, m {m}");
+                    assert_eq!(bits(&a.1), bits(&b.1), "{set:?} dk, m {m}");
+                    assert_eq!(bits(&a.2), bits(&b.2), "{set:?} dx, m {m}");
+                }
+            }
+        }
+    }
+
+    /// Skipping silent blocks changes no bit: the same row with the silent
+    /// blocks' masks forced on (their inputs stay zero) gives the same results.
+    #[test]
+    fn skipping_silent_blocks_changes_nothing() {
+        let rows = Rows::new(100, 40, 0.05, false, 3);
+        let (drive, sweeps) = RowTask(rows.clone()).run(Portable);
+        let mut input = BlockInput::from_dense(&rows.x, rows.steps, rows.m, 0, false);
+        assert!(input.active.len() < input.blocks, "the test needs silent blocks");
+        input.active = (0..input.blocks).collect();
+        input.first.iter_mut().for_each(|f| *f = 0);
+        let (mut w, mut d) = (Vec::new(), Vec::new());
+        padded_row(&rows.weight, input.blocks, &mut w);
+        padded_row(&rows.decay, input.blocks, &mut d);
+        let mut acc = vec![0.0; rows.steps * WIDTH];
+        let mut all = vec![0.0; rows.steps];
+        input_row_drive(Portable, &w, &d, &input, &mut acc, &mut all, 1);
+        assert_eq!(bits(&drive), bits(&all));
+        let padded = (input.blocks + 1) * WIDTH;
+        let mut dw: Vec<f32> = (0..padded).map(|i| if i < rows.m { 0.1 } else { 0.0 }).collect();
+        let mut dk = dw.clone();
+        input_row_sweep(Portable, &rows.g, &w, &d, &input, &mut dw, &mut dk, None);
+        assert_eq!(bits(&sweeps[0].0), bits(&dw));
+        assert_eq!(bits(&sweeps[0].1), bits(&dk));
+    }
+
+    /// Three steps of a layer's recurrent synapses ([`recurrent_step`]) and of
+    /// their adjoints ([`recurrent_adjoint`]).
+    #[derive(Clone)]
+    struct StepTask {
+        n: usize,
+    }
+
+    impl StepTask {
+        fn matrix(&self, salt: u64, lo: f64, hi: f64) -> Vec<f32> {
+            let (n, stride) = (self.n, self.n.div_ceil(WIDTH) * WIDTH);
+            (0..n * stride)
+                .map(|e| if e % stride < n { (lo + (hi - lo) * unit(e, salt)) as f32 } else { 0.0 })
+                .collect()
+        }
+
+        /// Currents of a layer in which only neuron 0 has spiked before.
+        fn initial_currents(&self) -> Vec<f32> {
+            let stride = self.n.div_ceil(WIDTH) * WIDTH;
+            let mut cur = self.matrix(2, -1.0, 1.0);
+            cur[stride..].fill(0.0);
+            cur
+        }
+
+        fn z(&self, t: usize) -> Vec<f32> {
+            (0..self.n)
+                .map(|k| match (unit(k + 97 * t, 5) < 0.3, t) {
+                    (false, _) => 0.0,
+                    (true, 1) => 0.5,
+                    (true, _) => 1.0,
+                })
+                .collect()
+        }
+    }
+
+    impl IsaTask for StepTask {
+        type Output = (Vec<f32>, Vec<f32>, Vec<f32>, Vec<f32>);
+        fn run<I: Isa>(self, isa: I) -> Self::Output {
+            let (n, stride) = (self.n, self.n.div_ceil(WIDTH) * WIDTH);
+            let (u, q, mut cur) = (self.matrix(0, -0.5, 0.5), self.matrix(1, 0.3, 0.99), self.initial_currents());
+            let mut lam = self.matrix(3, -1.0, 1.0);
+            let mut carry = self.matrix(4, -1.0, 1.0)[..stride].to_vec();
+            let mut started = vec![false; n];
+            started[0] = true;
+            let mut sums = Vec::new();
+            let mut out = vec![0.0; stride];
+            for t in 0..3 {
+                let z = self.z(t);
+                recurrent_step(isa, &u, &q, stride, &z, t != 1, &mut started, &mut cur, &mut out);
+                sums.extend_from_slice(&out[..n]);
+                let g: Vec<f32> = (0..n).map(|j| 0.3 - t as f32 + 0.01 * j as f32).collect();
+                recurrent_adjoint(isa, &g, &u, &q, stride, &mut lam, &mut carry);
+            }
+            (sums, cur, lam, carry)
+        }
+    }
+
+    #[test]
+    fn recurrent_steps_match_plain_loops_on_every_instruction_set() {
+        for n in [1, 16, 37, 128] {
+            let task = StepTask { n };
+            let results = on_every_set(task.clone());
+            let (_, p) = &results[0];
+            for (set, o) in &results[1..] {
+                assert_eq!(bits(&p.0), bits(&o.0), "{set:?} n {n}");
+                assert_eq!(bits(&p.1), bits(&o.1), "{set:?} n {n}");
+                assert_eq!(bits(&p.2), bits(&o.2), "{set:?} n {n}");
+                assert_eq!(bits(&p.3), bits(&o.3), "{set:?} n {n}");
+            }
+            // the equations in f64: rows of the transposed matrices are k, columns j
+            let stride = n.div_ceil(WIDTH) * WIDTH;
+            let f = |v: Vec<f32>| v.into_iter().map(f64::from).collect::<Vec<_>>();
+            let (u, q) = (f(task.matrix(0, -0.5, 0.5)), f(task.matrix(1, 0.3, 0.99)));
+            let mut cur = f(task.initial_currents());
+            let (mut lam, mut carry) = (f(task.matrix(3, -1.0, 1.0)), f(task.matrix(4, -1.0, 1.0)));
+            for t in 0..3 {
+                let z = task.z(t);
+                for j in 0..n {
+                    let mut sum = 0.0;
+                    for (k, zk) in z.iter().enumerate() {
+                        let e = k * stride + j;
+                        cur[e] = q[e] * cur[e] + u[e] * f64::from(*zk);
+                        sum += cur[e];
+                    }
+                    let got = f64::from(p.0[t * n + j]);
+                    assert!((got - sum).abs() < 1e-4 * (1.0 + sum.abs()), "n {n} t {t} j {j}: {got} vs {sum}");
+                }
+                for j in 0..n {
+                    let g = f64::from(0.3 - t as f32 + 0.01 * j as f32);
+                    for k in 0..n {
+                        let e = j * stride + k;
+                        lam[e] = g + q[e] * lam[e];
+                        carry[k] += u[e] * lam[e];
+                    }
+                }
+            }
+            for e in (0..n * stride).filter(|e| e % stride < n) {
+                assert!((f64::from(p.2[e]) - lam[e]).abs() < 1e-5 * (1.0 + lam[e].abs()), "lam n {n} entry {e}");
+            }
+            for k in 0..n {
+                assert!((f64::from(p.3[k]) - carry[k]).abs() < 1e-4 * (1.0 + carry[k].abs()), "carry n {n} k {k}");
+            }
+        }
+    }
+
+    #[derive(Clone)]
+    struct ProductTask {
+        steps: usize,
+        n: usize,
+        m: usize,
+    }
+
+    impl IsaTask for ProductTask {
+        type Output = Vec<f32>;
+        fn run<I: Isa>(self, isa: I) -> Vec<f32> {
+            let mu: Vec<f32> = (0..self.steps * self.n).map(|k| (unit(k, 11) * 2.0 - 1.0) as f32).collect();
+            let w: Vec<f32> = (0..self.n * self.m).map(|k| (unit(k, 12) * 2.0 - 1.0) as f32).collect();
+            let mut dx = vec![7.0; self.steps * self.m];
+            adjoint_product(isa, &mu, self.n, &w, self.n, self.m, &mut dx);
+            dx
+        }
+    }
+
+    /// The product equals the per-step loop `dx = mul_add(mu_j, w_j·, dx)` bit for bit.
+    #[test]
+    fn adjoint_product_is_the_per_step_loop() {
+        for (steps, n, m) in [(1, 1, 1), (7, 20, 64), (9, 64, 128), (5, 3, 37)] {
+            let task = ProductTask { steps, n, m };
+            let mu: Vec<f32> = (0..steps * n).map(|k| (unit(k, 11) * 2.0 - 1.0) as f32).collect();
+            let w: Vec<f32> = (0..n * m).map(|k| (unit(k, 12) * 2.0 - 1.0) as f32).collect();
+            let mut want = vec![0.0f32; steps * m];
+            for t in 0..steps {
+                for j in 0..n {
+                    for i in 0..m {
+                        want[t * m + i] = mu[t * n + j].mul_add(w[j * m + i], want[t * m + i]);
+                    }
+                }
+            }
+            for (set, got) in on_every_set(task) {
+                assert_eq!(bits(&want), bits(&got), "{set:?} {steps}x{n}x{m}");
+            }
+        }
+    }
+
+    #[test]
+    fn exp_f32_is_within_two_ulp() {
+        let mut worst = 0.0f64;
+        for k in 0..200_000 {
+            let x = (-87.0 + 175.0 * unit(k, 98)) as f32;
+            let (a, b) = (f64::from(exp_f32(x)), f64::from(x).exp());
+            worst = worst.max((a - b).abs() / b);
+        }
+        assert!(worst <= 2.0 * f64::from(f32::EPSILON), "relative error {worst:e}");
+        assert_eq!(exp_f32(-100.0), 0.0);
+        assert_eq!(exp_f32(100.0), f32::INFINITY);
+        assert!(exp_f32(f32::NAN).is_nan());
+    }
+
+    #[test]
+    fn exp_is_within_two_ulp() {
+        let mut worst = 0.0f64;
+        for k in 0..200_000 {
+            let x = -708.0 + 1417.0 * unit(k, 99);
+            let (a, b) = (exp(x), x.exp());
+            worst = worst.max((a - b).abs() / b);
+        }
+        for x in [-1e-300, 0.0, 1e-300, -0.5, 0.5, -3.0, 20.0, -708.0, 709.0] {
+            let (a, b) = (exp(x), f64::exp(x));
+            worst = worst.max((a - b).abs() / b);
+        }
+        assert!(worst <= 2.0 * f64::EPSILON, "relative error {worst:e}");
+        assert_eq!(exp(-1000.0), 0.0);
+        assert_eq!(exp(1000.0), f64::INFINITY);
+        assert!(exp(f64::NAN).is_nan());
     }
 }

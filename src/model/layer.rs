@@ -5,8 +5,8 @@
 
 use super::activation::Activation;
 use super::kernels::{
-    active_indices, add_input, append_active_indices, axpy, decay_row, lane_sum, sparse_dot, synapse_row_backward,
-    synapse_row_backward_steps, synapse_row_forward, Isa, Portable,
+    adjoint_product, channel_outer_product, dispatch, input_row_drive, input_row_sweep, nonzero_bits, padded_row,
+    recurrent_adjoint, recurrent_step, sparse_row_sum, BlockInput, ChannelEvents, Isa, IsaTask, WIDTH,
 };
 use super::Float;
 
@@ -105,6 +105,7 @@ enum Rows<'a, F> {
 }
 
 impl<'a, F: Float> StepInputs<'a, F> {
+    #[inline(always)]
     fn new(input: LayerInput<'a, F>, steps: usize, width: usize) -> Self {
         let mut offsets = Vec::with_capacity(steps + 1);
         offsets.push(0);
@@ -139,6 +140,7 @@ impl<'a, F: Float> StepInputs<'a, F> {
     }
 
     /// Appends the events of steps `0..steps` to `active`, one offset per step.
+    #[inline(always)]
     fn collect_events(
         spike_offsets: &[u32],
         spikes: &[u32],
@@ -155,6 +157,33 @@ impl<'a, F: Float> StepInputs<'a, F> {
             }
             offsets.push(active.len());
         }
+    }
+
+    /// The events grouped by input, each input's in decreasing step, read
+    /// `shift` steps late (the event of step `t` counts at step `t + shift`).
+    #[inline(always)]
+    fn by_channel(&self, shift: usize) -> ChannelEvents<F> {
+        let steps = self.offsets.len() - 1;
+        let last = steps.saturating_sub(shift);
+        let mut offsets = vec![0usize; self.width + 1];
+        for &i in &self.active[..self.offsets[last]] {
+            offsets[i + 1] += 1;
+        }
+        for i in 0..self.width {
+            offsets[i + 1] += offsets[i];
+        }
+        let total = offsets[self.width];
+        let mut cursor = offsets.clone();
+        let (mut event_steps, mut values) = (vec![0u32; total], vec![F::zero(); total]);
+        for t in (0..last).rev() {
+            let (x, active) = self.at(t);
+            for &i in active {
+                event_steps[cursor[i]] = (t + shift) as u32;
+                values[cursor[i]] = x[i];
+                cursor[i] += 1;
+            }
+        }
+        ChannelEvents { offsets, steps: event_steps, values }
     }
 
     /// Row `t` and its active (non-zero) entries.
@@ -207,25 +236,56 @@ impl<F: Float> Layer<F> {
     /// (model.md §1): `V_j^t = sum_i I_ji^t + sum_k R_jk^t - J_j^t - A_j^t`, or in the
     /// collapsed form `V_j^t = S_j^t - A_j^t`; `z_j^t = H(V_j^t - theta)`.
     pub fn forward(&self, input: LayerInput<'_, F>, steps: usize, tape: &mut LayerTape<F>) {
-        #[cfg(target_arch = "x86_64")]
-        {
-            if std::arch::is_x86_feature_detected!("avx512f") {
-                // SAFETY: the CPU has the features the function is compiled for.
-                return unsafe { simd::forward_avx512(self, input, steps, tape) };
-            }
-            if std::arch::is_x86_feature_detected!("avx2") {
-                // SAFETY: as above.
-                return unsafe { simd::forward_avx2(self, input, steps, tape) };
-            }
+        self.forward_prepared(&self.prepare(), input, steps, tape)
+    }
+
+    /// [`Layer::forward`] with the parameters arranged once by [`Layer::prepare`].
+    pub fn forward_prepared(
+        &self,
+        prepared: &Prepared<F>,
+        input: LayerInput<'_, F>,
+        steps: usize,
+        tape: &mut LayerTape<F>,
+    ) {
+        dispatch(Forward { layer: self, prepared, input, steps, tape })
+    }
+
+    /// The layer's parameters arranged for the kernels, to be shared by the
+    /// samples of a batch (the parameters must not change in between): the
+    /// transposed weights of the collapsed form, and the recurrent matrices of
+    /// HetSyn transposed (forward) and padded to whole blocks (reverse sweep).
+    pub fn prepare(&self) -> Prepared<F> {
+        let (n, m) = (self.size, self.inputs);
+        let np = n.div_ceil(WIDTH) * WIDTH;
+        match (&self.decays, &self.recurrent_weight) {
+            (Decays::Synapse { recurrent: Some(q), .. }, Some(u)) => Prepared {
+                recurrent_columns: Some(RecurrentMatrices {
+                    weight: transposed(u, n, n, np),
+                    decay: transposed(q, n, n, np),
+                }),
+                recurrent_rows: Some(RecurrentMatrices::padded(u, q, n, np)),
+                ..Prepared::default()
+            },
+            (Decays::Synapse { .. }, _) => Prepared::default(),
+            (Decays::Neuron { .. }, u) => Prepared {
+                input_t: transposed(&self.input_weight, n, m, np),
+                recurrent_t: u.as_ref().map(|u| transposed(u, n, n, np)),
+                ..Prepared::default()
+            },
         }
-        self.forward_body(Portable, input, steps, tape)
     }
 
     /// The body of [`Layer::forward`], compiled once per instruction set.
     #[inline(always)]
-    fn forward_body<I: Isa>(&self, isa: I, input: LayerInput<'_, F>, steps: usize, tape: &mut LayerTape<F>) {
+    fn forward_body<I: Isa>(
+        &self,
+        isa: I,
+        prepared: &Prepared<F>,
+        input: LayerInput<'_, F>,
+        steps: usize,
+        tape: &mut LayerTape<F>,
+    ) {
         let (n, m) = (self.size, self.inputs);
-        let inputs = StepInputs::new(input, steps, m);
         tape.potential.clear();
         tape.potential.resize(steps * n, F::zero());
         tape.spikes.clear();
@@ -237,65 +297,79 @@ impl<F: Float> Layer<F> {
         if keep_membrane {
             tape.membrane.resize(steps * n, F::zero());
         }
-
         let zeros = vec![F::zero(); n];
-        // Input synapses do not depend on the layer's own spikes: their summed
-        // currents are swept one neuron at a time over all steps, with that
-        // neuron's row of currents staying in the L1 cache. One pass per step
-        // sums `I^{t-1}` (lane order of `decay_row`) while decaying it; then the
-        // active inputs add `w_i x_i^t`.
-        let mut input_drive = Vec::new();
-        let mut current_rec = Vec::new();
-        if let Decays::Synapse { input: r, recurrent, .. } = &self.decays {
-            input_drive = vec![F::zero(); steps * n];
-            let mut current = vec![F::zero(); m];
-            for j in 0..n {
-                let row = j * m..(j + 1) * m;
-                let (weight, decay) = (&self.input_weight[row.clone()], &r[row]);
-                current.fill(F::zero());
-                for t in 0..steps {
-                    if t > 0 {
-                        input_drive[(t - 1) * n + j] = decay_row::<F, I, true>(isa, decay, &mut current);
-                    }
-                    let (x, active) = inputs.at(t);
-                    add_input(weight, x, active, &mut current);
+        let binary_spikes = self.spiking.is_some_and(|s| s.activation.is_binary());
+
+        // The input drive of every neuron at every step, `[steps, n]`, computed
+        // before the time loop (it does not depend on the layer's own spikes), one
+        // neuron at a time so that its row of weights (and decays) stays in cache.
+        // HetSyn: `sum_i I_ji^t` with the currents of a block of inputs in registers
+        // over all steps (`input_row_drive`). Collapsed form: `sum_i w_ji x_i^t`
+        // over the active inputs of each step.
+        let mut input_drive = vec![F::zero(); steps * n];
+        let np = n.div_ceil(WIDTH) * WIDTH;
+        let mut row_sum = vec![F::zero(); np];
+        let mut recurrent = None;
+        let mut sparse_inputs = None;
+        match &self.decays {
+            Decays::Synapse { input: r, recurrent: q, .. } => {
+                let x = block_input(input, steps, m);
+                let (mut w_row, mut r_row) = (Vec::new(), Vec::new());
+                let mut acc = vec![F::zero(); steps * WIDTH];
+                for j in 0..n {
+                    padded_row(&self.input_weight[j * m..(j + 1) * m], x.blocks, &mut w_row);
+                    padded_row(&r[j * m..(j + 1) * m], x.blocks, &mut r_row);
+                    input_row_drive(isa, &w_row, &r_row, &x, &mut acc, &mut input_drive[j..], n);
                 }
-                if steps > 0 {
-                    input_drive[(steps - 1) * n + j] = lane_sum(&current);
+                if let (Some(_), Some(_)) = (&self.recurrent_weight, q) {
+                    // transposed: the sums over k run down the lanes
+                    let matrices = prepared.recurrent_columns.as_ref().expect("prepared for another layer");
+                    recurrent = Some((matrices, vec![F::zero(); n * np], vec![false; n]));
                 }
             }
-            if recurrent.is_some() {
-                current_rec = vec![F::zero(); n * n];
+            Decays::Neuron { .. } => {
+                // with the weights transposed, each step adds a row per active input
+                let inputs = StepInputs::new(input, steps, m);
+                assert_eq!(prepared.input_t.len(), m * np, "prepared for another layer");
+                for t in 0..steps {
+                    let (x, active) = inputs.at(t);
+                    sparse_row_sum(isa, &prepared.input_t, np, x, active, &mut row_sum);
+                    input_drive[t * n..(t + 1) * n].copy_from_slice(&row_sum[..n]);
+                }
+                assert_eq!(prepared.recurrent_t.is_some(), self.is_recurrent(), "prepared for another layer");
+                sparse_inputs = prepared.recurrent_t.as_ref().map(|ut| (ut, Vec::with_capacity(n)));
             }
         }
         // per-neuron states: reset current J (HetSyn) or collapsed S; adaptation A
         let mut neuron_state = vec![F::zero(); n];
         let mut adaptation_current = vec![F::zero(); n];
-        let mut active = Vec::with_capacity(n);
 
         for t in 0..steps {
-            let (x, x_active) = inputs.at(t);
             let split = (t * n).min(tape.spikes.len());
             let (past, now) = tape.spikes.split_at_mut(split);
             let z_prev: &[F] = if t == 0 || past.is_empty() { &zeros } else { &past[(t - 1) * n..] };
             let v = &mut tape.potential[t * n..(t + 1) * n];
             let theta = self.spiking.map(|s| s.threshold);
+            let drive = &input_drive[t * n..(t + 1) * n];
 
             match &self.decays {
-                Decays::Synapse { recurrent: q, reset: kappa, .. } => {
-                    v.copy_from_slice(&input_drive[t * n..(t + 1) * n]);
-                    if let (Some(u), Some(q)) = (&self.recurrent_weight, q) {
-                        active_indices(z_prev, &mut active);
+                Decays::Synapse { reset: kappa, .. } => {
+                    v.copy_from_slice(drive);
+                    if let Some((rec, current, started)) = recurrent.as_mut() {
+                        let z = &z_prev[..n];
+                        recurrent_step(
+                            isa,
+                            &rec.weight,
+                            &rec.decay,
+                            np,
+                            z,
+                            binary_spikes,
+                            started,
+                            current,
+                            &mut row_sum,
+                        );
                         for j in 0..n {
-                            let row = j * n..(j + 1) * n;
-                            v[j] += synapse_row_forward(
-                                isa,
-                                &u[row.clone()],
-                                &q[row.clone()],
-                                z_prev,
-                                &active,
-                                &mut current_rec[row],
-                            );
+                            v[j] += row_sum[j];
                         }
                     }
                     if let Some(theta) = theta {
@@ -307,13 +381,13 @@ impl<F: Float> Layer<F> {
                 }
                 Decays::Neuron { rho, .. } => {
                     for j in 0..n {
-                        neuron_state[j] =
-                            rho[j] * neuron_state[j] + sparse_dot(&self.input_weight[j * m..(j + 1) * m], x, x_active);
+                        neuron_state[j] = rho[j] * neuron_state[j] + drive[j];
                     }
-                    if let Some(u) = &self.recurrent_weight {
-                        active_indices(z_prev, &mut active);
+                    if let Some((ut, active)) = sparse_inputs.as_mut() {
+                        active_indices(z_prev, active);
+                        sparse_row_sum(isa, ut, np, z_prev, active, &mut row_sum);
                         for j in 0..n {
-                            neuron_state[j] += sparse_dot(&u[j * n..(j + 1) * n], z_prev, &active);
+                            neuron_state[j] += row_sum[j];
                         }
                     }
                     if let Some(theta) = theta {
@@ -358,7 +432,7 @@ impl<F: Float> Layer<F> {
     /// needed. The decay gradients are accumulated without the factor `w_ji`;
     /// [`Layer::finish_gradient`] applies it once per batch.
     /// The collapsed form uses per-neuron adjoints `mu_j^t = g_j^t + rho_j mu_j^{t+1}`.
-    /// `d_input` (`[steps, inputs]`), when given, receives `dL/dx^t`.
+    /// `d_input` (`[steps, inputs]`), when given, receives `dL/dx^t` (added to it).
     #[allow(clippy::too_many_arguments)]
     pub fn backward(
         &self,
@@ -370,54 +444,58 @@ impl<F: Float> Layer<F> {
         grad: &mut Layer<F>,
         d_input: Option<&mut [F]>,
     ) {
-        #[cfg(target_arch = "x86_64")]
-        {
-            if std::arch::is_x86_feature_detected!("avx512f") {
-                // SAFETY: the CPU has the features the function is compiled for.
-                return unsafe { simd::backward_avx512(self, input, steps, tape, d_output, rate_grad, grad, d_input) };
-            }
-            if std::arch::is_x86_feature_detected!("avx2") {
-                // SAFETY: as above.
-                return unsafe { simd::backward_avx2(self, input, steps, tape, d_output, rate_grad, grad, d_input) };
-            }
-        }
-        self.backward_body(input, steps, tape, d_output, rate_grad, grad, d_input)
+        self.backward_prepared(&self.prepare(), input, steps, tape, d_output, rate_grad, grad, d_input)
     }
 
-    /// The body of [`Layer::backward`], compiled once per instruction set.
+    /// [`Layer::backward`] with the parameters arranged once by [`Layer::prepare`].
     #[allow(clippy::too_many_arguments)]
-    #[inline(always)]
-    fn backward_body(
+    pub fn backward_prepared(
         &self,
+        prepared: &Prepared<F>,
         input: LayerInput<'_, F>,
         steps: usize,
         tape: &LayerTape<F>,
         d_output: &[F],
         rate_grad: Option<&[F]>,
         grad: &mut Layer<F>,
-        mut d_input: Option<&mut [F]>,
+        d_input: Option<&mut [F]>,
+    ) {
+        dispatch(Backward { layer: self, prepared, input, steps, tape, d_output, rate_grad, grad, d_input })
+    }
+
+    /// The body of [`Layer::backward`], compiled once per instruction set.
+    #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
+    fn backward_body<I: Isa>(
+        &self,
+        isa: I,
+        prepared: &Prepared<F>,
+        input: LayerInput<'_, F>,
+        steps: usize,
+        tape: &LayerTape<F>,
+        d_output: &[F],
+        rate_grad: Option<&[F]>,
+        grad: &mut Layer<F>,
+        d_input: Option<&mut [F]>,
     ) {
         let (n, m) = (self.size, self.inputs);
         assert_eq!(d_output.len(), steps * n);
         let mut g = vec![F::zero(); n];
-        // dL/dz_j^{t} arriving from step t+1 (recurrence, reset, adaptation)
-        let mut carry = vec![F::zero(); n];
-        let mut next_carry = vec![F::zero(); n];
-        // g^t of every step, for the input synapses' sweep after the time loop
-        let mut g_history = Vec::new();
-        let mut lam_rec = Vec::new();
-        let mut k_rec = Vec::new();
-        if let Decays::Synapse { recurrent, .. } = &self.decays {
-            g_history = vec![F::zero(); steps * n];
-            if recurrent.is_some() {
-                lam_rec = vec![F::zero(); n * n];
-                k_rec = vec![F::zero(); n * n];
-            }
+        // dL/dz_j^{t} arriving from step t+1 (recurrence, reset, adaptation),
+        // padded to whole blocks for the recurrent kernel
+        let np = n.div_ceil(WIDTH) * WIDTH;
+        let mut carry = vec![F::zero(); np];
+        let mut next_carry = vec![F::zero(); np];
+        // g^t (HetSyn, `[n, steps]`) or mu^t (collapsed, `[steps, np]`) of every
+        // step, for the sweeps after the time loop
+        let mut history = vec![F::zero(); steps * np];
+        let mut lam_rec = None;
+        if let (Decays::Synapse { recurrent: Some(_), .. }, Some(_)) = (&self.decays, &self.recurrent_weight) {
+            let rows = prepared.recurrent_rows.as_ref().expect("prepared for another layer");
+            lam_rec = Some((rows, vec![F::zero(); n * np]));
         }
         let mut mu = vec![F::zero(); n]; // adjoint of J (HetSyn reset) or of S (collapsed)
         let mut nu = vec![F::zero(); n]; // adjoint of A
-        let mut active = Vec::with_capacity(n);
-        let inputs = StepInputs::new(input, steps, m);
 
         for t in (0..steps).rev() {
             let potential = &tape.potential[t * n..(t + 1) * n];
@@ -435,36 +513,16 @@ impl<F: Float> Layer<F> {
                 None => g.copy_from_slice(dz),
             }
             next_carry.fill(F::zero());
-            let (x, x_active) = inputs.at(t);
-            let z_prev = (t > 0 && self.spiking.is_some()).then(|| &tape.spikes[(t - 1) * n..t * n]);
-            let mut dx = d_input.as_deref_mut().map(|d| &mut d[t * m..(t + 1) * m]);
 
             match (&self.decays, &mut grad.decays) {
-                (Decays::Synapse { recurrent: q, reset: kappa, .. }, Decays::Synapse { recurrent: dq, .. }) => {
-                    g_history[t * n..(t + 1) * n].copy_from_slice(&g);
-                    if let (Some(u), Some(q), Some(du), Some(dq), Some(z_prev)) =
-                        (&self.recurrent_weight, q, grad.recurrent_weight.as_mut(), dq.as_mut(), z_prev)
-                    {
-                        active_indices(z_prev, &mut active);
-                        for j in 0..n {
-                            let row = j * n..(j + 1) * n;
-                            synapse_row_backward(
-                                g[j],
-                                &u[row.clone()],
-                                &q[row.clone()],
-                                &mut lam_rec[row.clone()],
-                                &mut k_rec[row.clone()],
-                                Some(&mut next_carry),
-                            );
-                            accumulate_sparse(
-                                z_prev,
-                                &active,
-                                &lam_rec[row.clone()],
-                                &k_rec[row.clone()],
-                                &mut du[row.clone()],
-                                &mut dq[row],
-                            );
-                        }
+                (Decays::Synapse { reset: kappa, .. }, _) => {
+                    for (j, g) in g.iter().enumerate() {
+                        history[j * steps + t] = *g;
+                    }
+                    // recurrent synapses: only lam feeds the carry; their gradients
+                    // are summed after the loop (`input_row_sweep` on z^{t-1})
+                    if let (Some((rec, lam)), true) = (lam_rec.as_mut(), t > 0) {
+                        recurrent_adjoint(isa, &g, &rec.weight, &rec.decay, np, lam, &mut next_carry);
                     }
                     if let Some(spiking) = &self.spiking {
                         // J = kappa J + theta z^{t-1}, V -= J:  mu^t = -g^t + kappa mu^{t+1}
@@ -484,26 +542,10 @@ impl<F: Float> Layer<F> {
                             drho[j] += mu[j] * s_prev[j];
                         }
                     }
-                    for j in 0..n {
-                        let dw = &mut grad.input_weight[j * m..(j + 1) * m];
-                        for &i in x_active {
-                            dw[i] += mu[j] * x[i];
-                        }
-                        if let Some(dx) = dx.as_deref_mut() {
-                            axpy(mu[j], &self.input_weight[j * m..(j + 1) * m], dx);
-                        }
-                    }
-                    if let (Some(u), Some(du), Some(z_prev)) =
-                        (&self.recurrent_weight, grad.recurrent_weight.as_mut(), z_prev)
-                    {
-                        active_indices(z_prev, &mut active);
-                        for j in 0..n {
-                            let du = &mut du[j * n..(j + 1) * n];
-                            for &k in &active {
-                                du[k] += mu[j] * z_prev[k];
-                            }
-                            axpy(mu[j], &u[j * n..(j + 1) * n], &mut next_carry);
-                        }
+                    history[t * np..t * np + n].copy_from_slice(&mu);
+                    // C^{t-1} = U^T mu^t (next_carry is zero here)
+                    if let (Some(u), true) = (&self.recurrent_weight, t > 0 && self.spiking.is_some()) {
+                        adjoint_product(isa, &mu, n, u, n, n, &mut next_carry[..n]);
                     }
                     if let Some(spiking) = &self.spiking {
                         for j in 0..n {
@@ -523,43 +565,89 @@ impl<F: Float> Layer<F> {
             std::mem::swap(&mut carry, &mut next_carry);
         }
 
-        // The input synapses, one neuron at a time over all steps (their adjoints
-        // do not feed back into g): lam and K of one row stay in the L1 cache.
-        if let (Decays::Synapse { input: r, .. }, Decays::Synapse { input: dr, .. }) = (&self.decays, &mut grad.decays)
-        {
-            let mut lam = vec![F::zero(); m];
-            let mut k = vec![F::zero(); m];
-            for j in 0..n {
-                let row = j * m..(j + 1) * m;
-                let (weight, decay) = (&self.input_weight[row.clone()], &r[row.clone()]);
-                let (dw, dr) = (&mut grad.input_weight[row.clone()], &mut dr[row]);
-                lam.fill(F::zero());
-                k.fill(F::zero());
-                // steps `t..steps` are done; single steps until whole passes remain
-                let mut t = steps;
-                while t % STEPS_PER_PASS != 0 {
-                    t -= 1;
-                    let (x, active) = inputs.at(t);
-                    let dx = d_input.as_deref_mut().map(|d| &mut d[t * m..(t + 1) * m]);
-                    synapse_row_backward(g_history[t * n + j], weight, decay, &mut lam, &mut k, dx);
-                    accumulate_sparse(x, active, &lam, &k, dw, dr);
-                }
-                // passes over steps `t-1, .., t-S`: the active inputs of all but the
-                // last step read `lam`, `K` recomputed from the pass's start values
-                while t > 0 {
-                    let g: [F; STEPS_PER_PASS] = std::array::from_fn(|s| g_history[(t - 1 - s) * n + j]);
-                    for s in 0..STEPS_PER_PASS - 1 {
-                        let (x, active) = inputs.at(t - 1 - s);
-                        accumulate_ahead(&g[..=s], x, active, decay, &lam, &k, dw, dr);
+        let binary_spikes = self.spiking.is_some_and(|s| s.activation.is_binary());
+        match (&self.decays, &mut grad.decays) {
+            (Decays::Synapse { input: r, recurrent: q, .. }, Decays::Synapse { input: dr, recurrent: dq, .. }) => {
+                // Input synapses, one neuron at a time over all steps (their adjoints
+                // do not feed back into g): lam and K of a block stay in registers.
+                let x = block_input(input, steps, m);
+                let padded = (x.blocks + 1) * WIDTH;
+                let mut dx = d_input.map(|d| {
+                    let mut rows = vec![F::zero(); steps * padded];
+                    for (row, d) in rows.chunks_exact_mut(padded).zip(d.chunks_exact(m.max(1))) {
+                        row[..m].copy_from_slice(d);
                     }
-                    let dx = d_input.as_deref_mut().map(|d| {
-                        let mut rows = d[(t - STEPS_PER_PASS) * m..t * m].chunks_exact_mut(m).rev();
-                        std::array::from_fn(|_| rows.next().expect("one row per step"))
-                    });
-                    synapse_row_backward_steps(g, weight, decay, &mut lam, &mut k, dx);
-                    t -= STEPS_PER_PASS;
-                    let (x, active) = inputs.at(t);
-                    accumulate_sparse(x, active, &lam, &k, dw, dr);
+                    (d, rows)
+                });
+                let mut rows = SweepRows::default();
+                for j in 0..n {
+                    let row = j * m..(j + 1) * m;
+                    rows.load(
+                        &self.input_weight[row.clone()],
+                        &r[row.clone()],
+                        &grad.input_weight[row.clone()],
+                        &dr[row.clone()],
+                        x.blocks,
+                    );
+                    let dx_rows = dx.as_mut().map(|(_, rows)| &mut rows[..]);
+                    input_row_sweep(
+                        isa,
+                        &history[j * steps..(j + 1) * steps],
+                        &rows.weight,
+                        &rows.decay,
+                        &x,
+                        &mut rows.dw,
+                        &mut rows.dk,
+                        dx_rows,
+                    );
+                    grad.input_weight[row.clone()].copy_from_slice(&rows.dw[..m]);
+                    dr[row].copy_from_slice(&rows.dk[..m]);
+                }
+                if let Some((d, rows)) = dx {
+                    for (d, row) in d.chunks_exact_mut(m.max(1)).zip(rows.chunks_exact(padded)) {
+                        d.copy_from_slice(&row[..m]);
+                    }
+                }
+                // Recurrent synapses: the same sweep with the input z^{t-1}.
+                if let (Some(u), Some(q), Some(du), Some(dq)) =
+                    (&self.recurrent_weight, q, grad.recurrent_weight.as_mut(), dq.as_mut())
+                {
+                    let z = BlockInput::from_dense(&tape.spikes, steps, n, 1, binary_spikes);
+                    for j in 0..n {
+                        let row = j * n..(j + 1) * n;
+                        rows.load(&u[row.clone()], &q[row.clone()], &du[row.clone()], &dq[row.clone()], z.blocks);
+                        input_row_sweep(
+                            isa,
+                            &history[j * steps..(j + 1) * steps],
+                            &rows.weight,
+                            &rows.decay,
+                            &z,
+                            &mut rows.dw,
+                            &mut rows.dk,
+                            None,
+                        );
+                        du[row.clone()].copy_from_slice(&rows.dw[..n]);
+                        dq[row].copy_from_slice(&rows.dk[..n]);
+                    }
+                }
+            }
+            (Decays::Synapse { .. }, _) => unreachable!("gradient layer has the shape of the layer"),
+            (Decays::Neuron { .. }, _) => {
+                // dL/dw_ji = sum_t mu_j^t x_i^t (terms in decreasing t), with the
+                // events grouped by input; likewise dL/du_jk with z_k^{t-1}.
+                let events = StepInputs::new(input, steps, m).by_channel(0);
+                channel_outer_product(isa, &events, &history, np, n, &mut grad.input_weight, m);
+                if let (Some(du), true) = (grad.recurrent_weight.as_mut(), self.spiking.is_some()) {
+                    let events = StepInputs::new(LayerInput::Dense(&tape.spikes), steps, n).by_channel(1);
+                    channel_outer_product(isa, &events, &history, np, n, du, n);
+                }
+                // dL/dx^t = sum_j mu_j^t w_j· for all steps at once
+                if let Some(d) = d_input {
+                    let mut dx = vec![F::zero(); steps * m];
+                    adjoint_product(isa, &history, np, &self.input_weight, n, m, &mut dx);
+                    for (d, x) in d.iter_mut().zip(&dx) {
+                        *d += *x;
+                    }
                 }
             }
         }
@@ -581,108 +669,180 @@ impl<F: Float> Layer<F> {
     }
 }
 
-/// Steps of the input synapses' reverse sweep done in one pass over a row
-/// ([`synapse_row_backward_steps`]).
-const STEPS_PER_PASS: usize = 2;
-
-/// [`accumulate_sparse`] at a step `s + 1` steps before the one `lam`, `K` hold:
-/// each active entry is first advanced by `K_i = lam_i + r_i K_i`,
-/// `lam_i = g + r_i lam_i` for each `g` of `g` in order (the operations of
-/// [`synapse_row_backward`], so the same bits).
-#[allow(clippy::too_many_arguments)]
-#[inline]
-fn accumulate_ahead<F: Float>(
-    g: &[F],
-    x: &[F],
-    active: &[usize],
-    decay: &[F],
-    lam: &[F],
-    k: &[F],
-    dw: &mut [F],
-    dr: &mut [F],
-) {
-    for &i in active {
-        let (mut l, mut kk) = (lam[i], k[i]);
-        for &g in g {
-            kk = l + decay[i] * kk;
-            l = g + decay[i] * l;
+/// A layer's input as the row kernels read it ([`BlockInput`]). Dense rows count
+/// as spikes when every entry is 0 or 1.
+#[inline(always)]
+fn block_input<F: Float>(input: LayerInput<'_, F>, steps: usize, width: usize) -> BlockInput<F> {
+    match input {
+        LayerInput::Dense(x) => {
+            assert_eq!(x.len(), steps * width, "layer input must be [steps, inputs]");
+            let binary = x.iter().all(|v| *v == F::zero() || *v == F::one());
+            BlockInput::from_dense(x, steps, width, 0, binary)
         }
-        dw[i] += x[i] * l;
-        dr[i] += x[i] * kk;
+        LayerInput::Spikes { offsets, active } => BlockInput::from_events(offsets, active, None, steps, width),
+        LayerInput::Counts { offsets, active, counts } => {
+            BlockInput::from_events(offsets, active, Some(counts), steps, width)
+        }
     }
 }
 
-/// `dw_i += x_i lam_i`, `dr_i += x_i K_i` over the active inputs of one row.
-#[inline]
-fn accumulate_sparse<F: Float>(x: &[F], active: &[usize], lam: &[F], k: &[F], dw: &mut [F], dr: &mut [F]) {
-    for &i in active {
-        dw[i] += x[i] * lam[i];
-        dr[i] += x[i] * k[i];
-    }
+/// A layer's parameters arranged for the kernels ([`Layer::prepare`]).
+#[derive(Debug, Clone, Default)]
+pub struct Prepared<F> {
+    /// Collapsed form: `w` transposed, `[inputs, stride]`.
+    input_t: Vec<F>,
+    /// Collapsed form: `u` transposed, `[size, stride]`.
+    recurrent_t: Option<Vec<F>>,
+    /// HetSyn: `u`, `q` transposed (forward).
+    recurrent_columns: Option<RecurrentMatrices<F>>,
+    /// HetSyn: `u`, `q` in rows padded to whole blocks (reverse sweep).
+    recurrent_rows: Option<RecurrentMatrices<F>>,
 }
 
-/// The layer's forward and reverse sweeps compiled for wider vector instructions,
-/// chosen at run time. Without fused multiply-add every lane computes exactly
-/// what the portable code does, so results are identical on every path.
-#[cfg(target_arch = "x86_64")]
-mod simd {
-    use super::{Layer, LayerInput, LayerTape};
-    use crate::model::kernels::x86::{Avx2, Avx512};
-    use crate::model::Float;
+/// The recurrent weights `u` and decays `q` of a HetSyn layer, `[n, stride]`:
+/// rows zero-padded to whole blocks, or transposed.
+#[derive(Debug, Clone)]
+struct RecurrentMatrices<F> {
+    weight: Vec<F>,
+    decay: Vec<F>,
+}
 
-    macro_rules! compiled_for {
-        ($features:literal, $isa:ident, $forward:ident, $backward:ident) => {
-            #[target_feature(enable = $features)]
-            pub(super) unsafe fn $forward<F: Float>(
-                layer: &Layer<F>,
-                input: LayerInput<'_, F>,
-                steps: usize,
-                tape: &mut LayerTape<F>,
-            ) {
-                // SAFETY: this function's caller guarantees the features.
-                layer.forward_body(unsafe { $isa::new_unchecked() }, input, steps, tape)
+impl<F: Float> RecurrentMatrices<F> {
+    fn padded(u: &[F], q: &[F], n: usize, stride: usize) -> Self {
+        let pad = |v: &[F]| {
+            let mut out = vec![F::zero(); n * stride];
+            for (o, row) in out.chunks_exact_mut(stride).zip(v.chunks_exact(n.max(1))) {
+                o[..n].copy_from_slice(row);
             }
-
-            #[allow(clippy::too_many_arguments)]
-            #[target_feature(enable = $features)]
-            pub(super) unsafe fn $backward<F: Float>(
-                layer: &Layer<F>,
-                input: LayerInput<'_, F>,
-                steps: usize,
-                tape: &LayerTape<F>,
-                d_output: &[F],
-                rate_grad: Option<&[F]>,
-                grad: &mut Layer<F>,
-                d_input: Option<&mut [F]>,
-            ) {
-                layer.backward_body(input, steps, tape, d_output, rate_grad, grad, d_input)
-            }
+            out
         };
+        RecurrentMatrices { weight: pad(u), decay: pad(q) }
     }
+}
 
-    compiled_for!("avx512f", Avx512, forward_avx512, backward_avx512);
-    compiled_for!("avx2", Avx2, forward_avx2, backward_avx2);
+/// One neuron's rows for [`input_row_sweep`], padded ([`padded_row`]).
+#[derive(Default)]
+struct SweepRows<F> {
+    weight: Vec<F>,
+    decay: Vec<F>,
+    dw: Vec<F>,
+    dk: Vec<F>,
+}
+
+impl<F: Float> SweepRows<F> {
+    fn load(&mut self, weight: &[F], decay: &[F], dw: &[F], dk: &[F], blocks: usize) {
+        padded_row(weight, blocks, &mut self.weight);
+        padded_row(decay, blocks, &mut self.decay);
+        padded_row(dw, blocks, &mut self.dw);
+        padded_row(dk, blocks, &mut self.dk);
+    }
+}
+
+/// `w` (`[rows, cols]`) transposed to `[cols, stride]`, rows zero-padded; in
+/// tiles of 16 x 16 so that reads and writes stay within a few cache lines.
+fn transposed<F: Float>(w: &[F], rows: usize, cols: usize, stride: usize) -> Vec<F> {
+    const TILE: usize = 16;
+    assert!(w.len() >= rows * cols && stride >= rows);
+    let mut out = vec![F::zero(); cols * stride];
+    for j0 in (0..rows).step_by(TILE) {
+        for i0 in (0..cols).step_by(TILE) {
+            for j in j0..(j0 + TILE).min(rows) {
+                let row = &w[j * cols..(j + 1) * cols];
+                for i in i0..(i0 + TILE).min(cols) {
+                    out[i * stride + j] = row[i];
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Indices of the non-zero entries of `x`.
+#[inline(always)]
+fn active_indices<F: Float>(x: &[F], active: &mut Vec<usize>) {
+    active.clear();
+    append_active_indices(x, active);
+}
+
+/// Appends the indices of the non-zero entries of `x` to `active` (a bit mask
+/// per block of 16 entries, then its set bits: the compare vectorises).
+#[inline(always)]
+fn append_active_indices<F: Float>(x: &[F], active: &mut Vec<usize>) {
+    for (c, chunk) in x.chunks(WIDTH).enumerate() {
+        let mut mask = nonzero_bits(chunk);
+        while mask != 0 {
+            active.push(c * WIDTH + mask.trailing_zeros() as usize);
+            mask &= mask - 1;
+        }
+    }
+}
+
+/// [`Layer::forward_body`] as a task for [`dispatch`].
+struct Forward<'l, 'x, 't, F> {
+    layer: &'l Layer<F>,
+    prepared: &'l Prepared<F>,
+    input: LayerInput<'x, F>,
+    steps: usize,
+    tape: &'t mut LayerTape<F>,
+}
+
+impl<F: Float> IsaTask for Forward<'_, '_, '_, F> {
+    type Output = ();
+    #[inline(always)]
+    fn run<I: Isa>(self, isa: I) {
+        self.layer.forward_body(isa, self.prepared, self.input, self.steps, self.tape)
+    }
+}
+
+/// [`Layer::backward_body`] as a task for [`dispatch`].
+struct Backward<'l, 'x, 'a, F> {
+    layer: &'l Layer<F>,
+    prepared: &'l Prepared<F>,
+    input: LayerInput<'x, F>,
+    steps: usize,
+    tape: &'a LayerTape<F>,
+    d_output: &'a [F],
+    rate_grad: Option<&'a [F]>,
+    grad: &'a mut Layer<F>,
+    d_input: Option<&'a mut [F]>,
+}
+
+impl<F: Float> IsaTask for Backward<'_, '_, '_, F> {
+    type Output = ();
+    #[inline(always)]
+    fn run<I: Isa>(self, isa: I) {
+        let Backward { layer, prepared, input, steps, tape, d_output, rate_grad, grad, d_input } = self;
+        layer.backward_body(isa, prepared, input, steps, tape, d_output, rate_grad, grad, d_input)
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::kernels::{run_with, InstructionSet};
     use crate::model::Surrogate;
     use rand::{Rng, SeedableRng};
     use rand_chacha::ChaCha8Rng;
 
-    fn random_layer(rng: &mut ChaCha8Rng, inputs: usize, size: usize) -> Layer<f32> {
+    fn random_layer(rng: &mut ChaCha8Rng, inputs: usize, size: usize, per_synapse: bool) -> Layer<f32> {
         let mut v = |n: usize, lo: f32, hi: f32| -> Vec<f32> { (0..n).map(|_| rng.gen_range(lo..hi)).collect() };
-        Layer {
-            inputs,
-            size,
-            input_weight: v(size * inputs, -0.5, 0.9),
-            recurrent_weight: Some(v(size * size, -0.3, 0.3)),
-            decays: Decays::Synapse {
+        let input_weight = v(size * inputs, -0.5, 0.9);
+        let recurrent_weight = Some(v(size * size, -0.3, 0.3));
+        let decays = if per_synapse {
+            Decays::Synapse {
                 input: v(size * inputs, 0.5, 0.99),
                 recurrent: Some(v(size * size, 0.5, 0.99)),
                 reset: 0.9,
-            },
+            }
+        } else {
+            Decays::Neuron { rho: v(size, 0.5, 0.99), learnable: true }
+        };
+        Layer {
+            inputs,
+            size,
+            input_weight,
+            recurrent_weight,
+            decays,
             spiking: Some(Spiking {
                 threshold: 1.0,
                 activation: Activation::Step(Surrogate::MultiGaussian),
@@ -691,48 +851,66 @@ mod tests {
         }
     }
 
-    /// The run-time choice of instruction set changes no bit of any result.
-    #[test]
-    fn every_instruction_set_gives_the_same_bits() {
-        let mut rng = ChaCha8Rng::seed_from_u64(5);
-        let (inputs, size, steps) = (101, 37, 61);
-        let layer = random_layer(&mut rng, inputs, size);
-        let x: Vec<f32> = (0..steps * inputs).map(|_| if rng.gen::<f64>() < 0.1 { 1.0 } else { 0.0 }).collect();
-        let d_out: Vec<f32> = (0..steps * size).map(|_| rng.gen_range(-1.0..1.0)).collect();
+    /// A forward and reverse sweep of one layer.
+    #[derive(Clone)]
+    struct Sweep<'a> {
+        layer: &'a Layer<f32>,
+        x: &'a [f32],
+        d_out: &'a [f32],
+        steps: usize,
+    }
 
-        let run = |which: usize| {
+    type SweepResult = (Vec<f32>, Vec<f32>, Layer<f32>, Vec<f32>);
+
+    impl IsaTask for Sweep<'_> {
+        type Output = SweepResult;
+        fn run<I: Isa>(self, isa: I) -> SweepResult {
+            let (layer, steps) = (self.layer, self.steps);
             let mut tape = LayerTape::default();
             let mut grad = layer.zeros_like();
-            let mut dx = vec![0.0f32; steps * inputs];
-            let input = LayerInput::Dense(&x);
-            match which {
-                0 => {
-                    layer.forward_body(Portable, input, steps, &mut tape);
-                    layer.backward_body(input, steps, &tape, &d_out, None, &mut grad, Some(&mut dx));
-                }
-                #[cfg(target_arch = "x86_64")]
-                1 => unsafe {
-                    simd::forward_avx2(&layer, input, steps, &mut tape);
-                    simd::backward_avx2(&layer, input, steps, &tape, &d_out, None, &mut grad, Some(&mut dx));
-                },
-                #[cfg(target_arch = "x86_64")]
-                2 => unsafe {
-                    simd::forward_avx512(&layer, input, steps, &mut tape);
-                    simd::backward_avx512(&layer, input, steps, &tape, &d_out, None, &mut grad, Some(&mut dx));
-                },
-                _ => unreachable!(),
-            }
+            let mut dx = vec![0.0f32; steps * layer.inputs];
+            let input = LayerInput::Dense(self.x);
+            let prepared = layer.prepare();
+            layer.forward_body(isa, &prepared, input, steps, &mut tape);
+            layer.backward_body(isa, &prepared, input, steps, &tape, self.d_out, None, &mut grad, Some(&mut dx));
             (tape.potential, tape.spikes, grad, dx)
-        };
-        let portable = run(0);
-        assert!(portable.1.iter().any(|z| *z > 0.0), "the layer must spike for the test to mean anything");
-        #[cfg(target_arch = "x86_64")]
-        {
-            if std::arch::is_x86_feature_detected!("avx2") {
-                assert!(run(1) == portable, "AVX2 results differ from the portable code");
-            }
-            if std::arch::is_x86_feature_detected!("avx512f") {
-                assert!(run(2) == portable, "AVX-512 results differ from the portable code");
+        }
+    }
+
+    /// The run-time choice of instruction set changes no bit of any result, for
+    /// per-synapse and per-neuron decays, spike and analog inputs.
+    #[test]
+    fn every_instruction_set_gives_the_same_bits() {
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        for (per_synapse, analog) in [(true, false), (true, true), (false, false), (false, true)] {
+            let mut rng = ChaCha8Rng::seed_from_u64(5);
+            let (inputs, size, steps) = (101, 37, 61);
+            let layer = random_layer(&mut rng, inputs, size, per_synapse);
+            let x: Vec<f32> = (0..steps * inputs)
+                .map(|_| {
+                    if rng.gen::<f64>() < 0.1 {
+                        if analog {
+                            rng.gen_range(0.2..1.5)
+                        } else {
+                            1.0
+                        }
+                    } else {
+                        0.0
+                    }
+                })
+                .collect();
+            let d_out: Vec<f32> = (0..steps * size).map(|_| rng.gen_range(-1.0..1.0)).collect();
+            let task = Sweep { layer: &layer, x: &x, d_out: &d_out, steps };
+            let portable = run_with(InstructionSet::Portable, task.clone()).ok().expect("always available");
+            assert!(portable.1.iter().any(|z| *z > 0.0), "the layer must spike for the test to mean anything");
+            for set in [InstructionSet::Avx2, InstructionSet::Avx512] {
+                if let Ok(got) = run_with(set, task.clone()) {
+                    let what = format!("{set:?}, per-synapse {per_synapse}, analog {analog}");
+                    assert_eq!(bits(&got.0), bits(&portable.0), "potentials, {what}");
+                    assert_eq!(bits(&got.1), bits(&portable.1), "spikes, {what}");
+                    assert!(got.2 == portable.2, "gradients, {what}");
+                    assert_eq!(bits(&got.3), bits(&portable.3), "input gradients, {what}");
+                }
             }
         }
     }

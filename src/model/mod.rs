@@ -40,19 +40,20 @@ pub trait Float:
     + std::ops::MulAssign
     + 'static
 {
+    /// The vector of [`kernels::WIDTH`] lanes the kernels use with instruction
+    /// set `I`: that set's registers for `f32`, plain arrays for `f64`.
+    type Lanes<I: kernels::Isa>: kernels::Lanes<Self>;
+
     fn of(x: f64) -> Self;
     fn f64(self) -> f64;
 
-    /// [`kernels::decay_row`]: `f32` runs with the instruction set `isa`, other
-    /// types run the portable code.
-    #[inline(always)]
-    fn decay_row<I: kernels::Isa, const SUM_BEFORE: bool>(isa: I, decay: &[Self], current: &mut [Self]) -> Self {
-        let _ = isa;
-        kernels::decay_row_portable::<Self, SUM_BEFORE>(decay, current)
-    }
+    /// `e^x` in plain arithmetic, branch-free, so that a loop of it vectorises
+    /// and gives the same bits on every CPU ([`kernels::exp`], [`kernels::exp_f32`]).
+    fn fast_exp(self) -> Self;
 }
 
 impl Float for f32 {
+    type Lanes<I: kernels::Isa> = I::F32;
     #[inline(always)]
     fn of(x: f64) -> Self {
         x as f32
@@ -62,12 +63,13 @@ impl Float for f32 {
         self as f64
     }
     #[inline(always)]
-    fn decay_row<I: kernels::Isa, const SUM_BEFORE: bool>(isa: I, decay: &[Self], current: &mut [Self]) -> Self {
-        isa.decay_row_f32::<SUM_BEFORE>(decay, current)
+    fn fast_exp(self) -> Self {
+        kernels::exp_f32(self)
     }
 }
 
 impl Float for f64 {
+    type Lanes<I: kernels::Isa> = kernels::Portable16<f64>;
     #[inline(always)]
     fn of(x: f64) -> Self {
         x
@@ -75,6 +77,10 @@ impl Float for f64 {
     #[inline(always)]
     fn f64(self) -> f64 {
         self
+    }
+    #[inline(always)]
+    fn fast_exp(self) -> Self {
+        kernels::exp(self)
     }
 }
 

@@ -7,7 +7,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 
-use super::layer::{Decays, Layer, LayerInput, LayerTape};
+use super::layer::{Decays, Layer, LayerInput, LayerTape, Prepared};
 use super::loss::{LossKind, RateRegulariser, SampleLoss, Target};
 use super::Float;
 
@@ -136,19 +136,46 @@ impl<F: Float> Network<F> {
     }
 
     /// Dropout masks for sample `b`: `[hidden layer][steps * size]`, entries `0` or `1/(1-p)`.
+    /// Entry `e` is dropped when the `e`-th `rng.gen::<f64>()` of the stream is
+    /// below `p`; the words are drawn in bulk (`rng.fill`), which gives the same
+    /// numbers: each is the next 64-bit word `w`, as `(w >> 11) * 2^-53`.
     pub fn dropout_masks(&self, p: f64, seed: u64, sample: usize, steps: usize) -> Vec<Vec<F>> {
+        const SCALE: f64 = 1.0 / (1u64 << 53) as f64;
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         rng.set_stream(sample as u64);
         let keep = F::of(1.0 / (1.0 - p));
+        let mut words = Vec::new();
         self.hidden()
             .iter()
-            .map(|l| (0..steps * l.size).map(|_| if rng.gen::<f64>() < p { F::zero() } else { keep }).collect())
+            .map(|l| {
+                words.clear();
+                words.resize(steps * l.size, 0u64);
+                rng.fill(&mut words[..]);
+                words.iter().map(|w| if (w >> 11) as f64 * SCALE < p { F::zero() } else { keep }).collect()
+            })
             .collect()
     }
 
     /// Runs one sample (`input`: e.g. `&[F]`, `[steps, inputs]`) through every layer.
     pub fn forward<'a>(&self, input: impl Into<LayerInput<'a, F>>, steps: usize, masks: Vec<Vec<F>>) -> Tape<F> {
-        let input = input.into();
+        self.forward_prepared(&self.prepare(), input.into(), steps, masks)
+    }
+
+    /// Every layer's parameters arranged for the kernels ([`Layer::prepare`]),
+    /// once for all the samples of a batch.
+    pub fn prepare(&self) -> Vec<Prepared<F>> {
+        self.layers.iter().map(Layer::prepare).collect()
+    }
+
+    /// [`Network::forward`] with the layers prepared by [`Network::prepare`].
+    pub fn forward_prepared(
+        &self,
+        prepared: &[Prepared<F>],
+        input: LayerInput<'_, F>,
+        steps: usize,
+        masks: Vec<Vec<F>>,
+    ) -> Tape<F> {
+        assert_eq!(prepared.len(), self.layers.len(), "prepared for another network");
         let mut tape = Tape { layers: vec![LayerTape::default(); self.layers.len()], masks, emitted: Vec::new() };
         for (l, layer) in self.layers.iter().enumerate() {
             let (below, rest) = tape.layers.split_at_mut(l);
@@ -159,7 +186,7 @@ impl<F: Float> Network<F> {
             } else {
                 LayerInput::Dense(&tape.emitted[l - 1])
             };
-            layer.forward(x, steps, &mut rest[0]);
+            layer.forward_prepared(&prepared[l], x, steps, &mut rest[0]);
             if !tape.masks.is_empty() && l + 1 < self.layers.len() {
                 let emitted = rest[0].spikes.iter().zip(&tape.masks[l]).map(|(z, m)| *z * *m).collect();
                 tape.emitted.push(emitted);
@@ -191,7 +218,22 @@ impl<F: Float> Network<F> {
         rate_grad: Option<&[Vec<F>]>,
         grad: &mut Network<F>,
     ) {
-        let input = input.into();
+        self.backward_prepared(&self.prepare(), input.into(), steps, tape, d_output, rate_grad, grad)
+    }
+
+    /// [`Network::backward`] with the layers prepared by [`Network::prepare`].
+    #[allow(clippy::too_many_arguments)]
+    pub fn backward_prepared(
+        &self,
+        prepared: &[Prepared<F>],
+        input: LayerInput<'_, F>,
+        steps: usize,
+        tape: &Tape<F>,
+        d_output: Vec<F>,
+        rate_grad: Option<&[Vec<F>]>,
+        grad: &mut Network<F>,
+    ) {
+        assert_eq!(prepared.len(), self.layers.len(), "prepared for another network");
         let mut d_out = d_output;
         for l in (0..self.layers.len()).rev() {
             let layer = &self.layers[l];
@@ -205,7 +247,16 @@ impl<F: Float> Network<F> {
             let mut d_input = (l > 0).then(|| vec![F::zero(); steps * layer.inputs]);
             let rate = rate_grad.and_then(|r| r.get(l)).map(|v| &v[..]);
             let rate = if layer.spiking.is_some() { rate } else { None };
-            layer.backward(x, steps, &tape.layers[l], &d_out, rate, &mut grad.layers[l], d_input.as_deref_mut());
+            layer.backward_prepared(
+                &prepared[l],
+                x,
+                steps,
+                &tape.layers[l],
+                &d_out,
+                rate,
+                &mut grad.layers[l],
+                d_input.as_deref_mut(),
+            );
             if let Some(mut d) = d_input {
                 if !tape.masks.is_empty() {
                     for (d, m) in d.iter_mut().zip(&tape.masks[l - 1]) {
@@ -268,8 +319,9 @@ impl<F: Float> Network<F> {
     ) -> (BatchStats, Option<Network<F>>) {
         let batch = samples.len();
         let outputs = self.outputs();
+        let prepared = self.prepare();
         let run = |b: usize| -> (Tape<F>, SampleLoss<F>) {
-            let tape = self.forward(samples[b].input(), steps, self.masks_for(&dropout, b, steps));
+            let tape = self.forward_prepared(&prepared, samples[b].input(), steps, self.masks_for(&dropout, b, steps));
             let loss = objective.loss.sample_loss::<F>(
                 self.output(&tape),
                 steps,
@@ -329,7 +381,7 @@ impl<F: Float> Network<F> {
                     if let Some(grad) = grad.as_mut() {
                         let d_output = loss.d_output.iter().map(|d| *d * scale).collect();
                         let rate = rate_grad.as_ref().map(|(_, r)| &r[..]);
-                        self.backward(samples[b].input(), steps, &tape, d_output, rate, grad);
+                        self.backward_prepared(&prepared, samples[b].input(), steps, &tape, d_output, rate, grad);
                     }
                 }
                 (grad, summaries)
@@ -402,6 +454,42 @@ impl<F: Float> Network<F> {
                     }),
                 })
                 .collect(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::layer::{Layer, Spiking};
+    use crate::model::{Activation, Surrogate};
+
+    /// The masks drawn in bulk are those of one `rng.gen::<f64>()` per entry.
+    #[test]
+    fn dropout_masks_are_one_uniform_number_per_entry() {
+        let layer = |inputs: usize, size: usize, spiking: bool| Layer::<f32> {
+            inputs,
+            size,
+            input_weight: vec![0.0; inputs * size],
+            recurrent_weight: None,
+            decays: Decays::Neuron { rho: vec![0.9; size], learnable: false },
+            spiking: spiking.then_some(Spiking {
+                threshold: 1.0,
+                activation: Activation::Step(Surrogate::Triangle),
+                adaptation: None,
+            }),
+        };
+        let net = Network { layers: vec![layer(3, 7, true), layer(7, 5, true), layer(5, 2, false)], dt: 1e-3 };
+        for (seed, sample, steps, p) in [(1u64, 0usize, 1usize, 0.2), (7, 3, 13, 0.5), (99, 31, 250, 0.2)] {
+            let got = net.dropout_masks(p, seed, sample, steps);
+            let mut rng = ChaCha8Rng::seed_from_u64(seed);
+            rng.set_stream(sample as u64);
+            let keep = (1.0 / (1.0 - p)) as f32;
+            for (mask, layer) in got.iter().zip(net.hidden()) {
+                let want: Vec<f32> =
+                    (0..steps * layer.size).map(|_| if rng.gen::<f64>() < p { 0.0 } else { keep }).collect();
+                assert_eq!(mask, &want, "seed {seed} sample {sample}");
+            }
         }
     }
 }
