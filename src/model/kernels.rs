@@ -101,6 +101,9 @@ pub trait Isa: Copy + Send + Sync + 'static {
     /// Blocks of [`WIDTH`] synapses a row kernel keeps in registers at once.
     /// It does not change any result, only how many registers are used.
     const GROUP: usize;
+    /// Rows (neurons) a row kernel runs at once, sharing the loads of the
+    /// input's bit masks; 1, 2 or 4. It does not change any result either.
+    const ROWS: usize;
 }
 
 /// Plain Rust, any CPU.
@@ -110,6 +113,7 @@ pub struct Portable;
 impl Isa for Portable {
     type F32 = Portable16<f32>;
     const GROUP: usize = 4;
+    const ROWS: usize = 1;
 }
 
 /// The instruction sets [`dispatch`] chooses from.
@@ -325,27 +329,31 @@ fn group_blocks<const G: usize>(group: &[usize], zero_block: usize) -> [usize; G
 }
 
 // ---------------------------------------------------------------------------
-// Input synapses: one neuron's row over all steps
+// Input synapses: rows of neurons over all steps
 // ---------------------------------------------------------------------------
 
-/// The summed input currents of one neuron over all steps (model.md §1),
+/// The summed input currents of `rows` neurons over all steps (model.md §1),
 ///
 /// ```text
 /// I_i^t = r_i I_i^{t-1} + w_i x_i^t      (the input term only where x_i^t != 0)
 /// drive^t = sum_i I_i^t
 /// ```
 ///
-/// `weight`, `decay`: the neuron's row, padded by [`padded_row`]; `acc`:
-/// scratch of `steps * WIDTH`; `drive[t * stride]` receives `drive^t`. The sum
-/// adds, in lane `l`, the blocks in increasing order (`acc_l += I_{bW+l}`),
-/// then the lanes by [`Lanes::sum`]. The currents of a block stay in registers
-/// over all steps; a block without input in the sample is all zeros and is
-/// skipped, which changes no bit (a zero added to a sum started at +0).
+/// `weight`, `decay`: the neurons' rows, each padded by [`padded_row`], one
+/// after the other; `acc`: scratch of `rows * steps * WIDTH`; `drive[r + t *
+/// stride]` receives `drive^t` of row `r`. The sum adds, in lane `l`, the blocks
+/// in increasing order (`acc_l += I_{bW+l}`), then the lanes by [`Lanes::sum`].
+/// The currents of a block stay in registers over all steps, and several rows
+/// share each load of the input's bit masks ([`Isa::ROWS`]); a block without
+/// input in the sample is all zeros and is skipped, which changes no bit (a zero
+/// added to a sum started at +0).
+#[allow(clippy::too_many_arguments)]
 #[inline(always)]
-pub fn input_row_drive<F: Float, I: Isa>(
+pub fn input_rows_drive<F: Float, I: Isa>(
     _isa: I,
     weight: &[F],
     decay: &[F],
+    rows: usize,
     input: &BlockInput<F>,
     acc: &mut [F],
     drive: &mut [F],
@@ -353,123 +361,181 @@ pub fn input_row_drive<F: Float, I: Isa>(
 ) {
     let steps = input.steps;
     let padded = (input.blocks + 1) * WIDTH;
-    assert!(weight.len() >= padded && decay.len() >= padded && acc.len() >= steps * WIDTH);
-    assert!(steps == 0 || drive.len() > (steps - 1) * stride);
-    acc[..steps * WIDTH].fill(F::zero());
-    match (I::GROUP, input.is_binary()) {
-        (8, true) => drive_groups::<F, I, 8, true>(weight, decay, input, acc),
-        (8, false) => drive_groups::<F, I, 8, false>(weight, decay, input, acc),
-        (4, true) => drive_groups::<F, I, 4, true>(weight, decay, input, acc),
-        (4, false) => drive_groups::<F, I, 4, false>(weight, decay, input, acc),
-        (_, true) => drive_groups::<F, I, 2, true>(weight, decay, input, acc),
-        (_, false) => drive_groups::<F, I, 2, false>(weight, decay, input, acc),
+    assert!(weight.len() >= rows * padded && decay.len() >= rows * padded && acc.len() >= rows * steps * WIDTH);
+    assert!(rows == 0 || steps == 0 || drive.len() > rows - 1 + (steps - 1) * stride);
+    acc[..rows * steps * WIDTH].fill(F::zero());
+    let mut r0 = 0;
+    while r0 < rows {
+        // two rows at a time measured fastest here (four in the reverse sweep)
+        let take = if I::ROWS >= 2 && rows - r0 >= 2 { 2 } else { 1 };
+        let (w, d) = (&weight[r0 * padded..], &decay[r0 * padded..]);
+        let a = &mut acc[r0 * steps * WIDTH..];
+        macro_rules! go {
+            ($r:literal, $g:literal) => {
+                if input.is_binary() {
+                    drive_groups::<F, I, $r, $g, true>(w, d, padded, input, a)
+                } else {
+                    drive_groups::<F, I, $r, $g, false>(w, d, padded, input, a)
+                }
+            };
+        }
+        match (take, I::GROUP) {
+            (2, _) => go!(2, 4),
+            (_, 8) => go!(1, 8),
+            (_, 4) => go!(1, 4),
+            _ => go!(1, 2),
+        }
+        r0 += take;
     }
-    for t in 0..steps {
-        // SAFETY: `acc` holds `steps * WIDTH` entries (asserted); the token of `I`
-        // proves the CPU has its instruction set.
-        drive[t * stride] = unsafe { V::<F, I>::load(acc.as_ptr().add(t * WIDTH)).sum() };
+    for r in 0..rows {
+        for t in 0..steps {
+            // SAFETY: `acc` holds `rows * steps * WIDTH` entries (asserted); the
+            // token of `I` proves the CPU has its instruction set.
+            drive[r + t * stride] = unsafe { V::<F, I>::load(acc.as_ptr().add((r * steps + t) * WIDTH)).sum() };
+        }
     }
 }
 
+/// `R` rows of [`input_rows_drive`], `G` blocks of each in registers at a time.
 #[inline(always)]
-fn drive_groups<F: Float, I: Isa, const G: usize, const BINARY: bool>(
+fn drive_groups<F: Float, I: Isa, const R: usize, const G: usize, const BINARY: bool>(
     weight: &[F],
     decay: &[F],
+    padded: usize,
     input: &BlockInput<F>,
     acc: &mut [F],
 ) {
-    let (steps, stride) = (input.steps, input.blocks + 1);
+    let steps = input.steps;
+    let stride = input.blocks + 1;
     let masks = &input.masks;
     let values = input.values.as_deref().unwrap_or(&[]);
+    assert!(weight.len() >= R * padded && decay.len() >= R * padded && acc.len() >= R * steps * WIDTH);
     let (w, r, a) = (weight.as_ptr(), decay.as_ptr(), acc.as_mut_ptr());
     for group in input.active.chunks(G) {
         let blocks = group_blocks::<G>(group, input.blocks);
         let start = blocks.iter().map(|&b| input.first[b]).min().unwrap_or(steps);
         // SAFETY: blocks are `<= input.blocks`, so every load is within the padded
-        // rows (asserted by the caller) and within `values` (`[steps, stride * WIDTH]`);
-        // `acc` holds `steps * WIDTH`. The token of `I` proves the instruction set.
+        // rows (asserted) and within `values` (`[steps, stride * WIDTH]`); `acc`
+        // holds `R * steps * WIDTH`. The token of `I` proves the instruction set.
         unsafe {
-            let wv: [V<F, I>; G] = std::array::from_fn(|g| V::<F, I>::load(w.add(blocks[g] * WIDTH)));
-            let rv: [V<F, I>; G] = std::array::from_fn(|g| V::<F, I>::load(r.add(blocks[g] * WIDTH)));
-            let mut cur = [V::<F, I>::zero(); G];
+            let wv: [[V<F, I>; G]; R] = std::array::from_fn(|q| {
+                std::array::from_fn(|g| V::<F, I>::load(w.add(q * padded + blocks[g] * WIDTH)))
+            });
+            let rv: [[V<F, I>; G]; R] = std::array::from_fn(|q| {
+                std::array::from_fn(|g| V::<F, I>::load(r.add(q * padded + blocks[g] * WIDTH)))
+            });
+            let mut cur = [[V::<F, I>::zero(); G]; R];
             for t in start..steps {
-                let mut sum = V::<F, I>::load(a.add(t * WIDTH));
-                for g in 0..G {
-                    let drive = if BINARY {
-                        wv[g]
-                    } else {
-                        wv[g].mul(V::<F, I>::load(values.as_ptr().add((t * stride + blocks[g]) * WIDTH)))
-                    };
-                    cur[g] = cur[g].mul(rv[g]).add_where(*masks.get_unchecked(blocks[g] * steps + t), drive);
-                    sum = sum.add(cur[g]);
+                let mut sum = [V::<F, I>::zero(); R];
+                for (q, sum) in sum.iter_mut().enumerate() {
+                    *sum = V::<F, I>::load(a.add((q * steps + t) * WIDTH));
                 }
-                sum.store(a.add(t * WIDTH));
+                for g in 0..G {
+                    let mask = *masks.get_unchecked(blocks[g] * steps + t);
+                    let x = if BINARY {
+                        V::<F, I>::zero()
+                    } else {
+                        V::<F, I>::load(values.as_ptr().add((t * stride + blocks[g]) * WIDTH))
+                    };
+                    for q in 0..R {
+                        let drive = if BINARY { wv[q][g] } else { wv[q][g].mul(x) };
+                        cur[q][g] = cur[q][g].mul(rv[q][g]).add_where(mask, drive);
+                        sum[q] = sum[q].add(cur[q][g]);
+                    }
+                }
+                for (q, sum) in sum.iter().enumerate() {
+                    sum.store(a.add((q * steps + t) * WIDTH));
+                }
             }
         }
     }
 }
 
-/// The reverse sweep of one neuron's input synapses over all steps (model.md
-/// §5.3), `t = steps-1 .. 0`, with `g[t]` the adjoint `g^t` of its potential:
+/// The reverse sweep of `rows` neurons' input synapses over all steps
+/// (model.md §5.3), `t = steps-1 .. 0`, with `g[r * steps + t]` the adjoint
+/// `g^t` of row `r`'s potential:
 ///
 /// ```text
 /// K_i   = lam_i + r_i K_i          (K^t = lam^{t+1} + r K^{t+1}, fused)
 /// lam_i = g^t + r_i lam_i          (lam^t = g^t + r lam^{t+1}, fused)
 /// dw_i += x_i^t lam_i,  dk_i += x_i^t K_i     (only where x_i^t != 0)
-/// dx_i^t += w_i lam_i              (only with `dx`, fused)
+/// dx_i^t += w_i lam_i              (only with `dx`, fused; rows in order)
 /// ```
 ///
-/// `weight`, `decay`, `dw`, `dk` are the neuron's rows padded by [`padded_row`]
-/// (`dw`, `dk` accumulate: each entry adds its terms in decreasing `t`); `dx`
-/// is `[steps, (blocks + 1) * WIDTH]`. `lam` and `K` of a block stay in
-/// registers over all steps. Without `dx`, blocks without input are skipped and
-/// a block's sweep stops at its first input, which changes no bit.
+/// `weight`, `decay`, `dw`, `dk` hold the rows padded by [`padded_row`], one
+/// after the other (`dw`, `dk` accumulate: each entry adds its terms in
+/// decreasing `t`); `dx` is `[steps, (blocks + 1) * WIDTH]`. `lam` and `K` of a
+/// block stay in registers over all steps, and several rows share each load of
+/// the bit masks (and of `dx`). Without `dx`, blocks without input are skipped
+/// and a block's sweep stops at its first input, which changes no bit.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
-pub fn input_row_sweep<F: Float, I: Isa>(
+pub fn input_rows_sweep<F: Float, I: Isa>(
     _isa: I,
+    rows: usize,
     g: &[F],
     weight: &[F],
     decay: &[F],
     input: &BlockInput<F>,
     dw: &mut [F],
     dk: &mut [F],
-    dx: Option<&mut [F]>,
+    mut dx: Option<&mut [F]>,
 ) {
-    let padded = (input.blocks + 1) * WIDTH;
-    assert!(g.len() >= input.steps);
-    assert!(weight.len() >= padded && decay.len() >= padded && dw.len() >= padded && dk.len() >= padded);
+    let (steps, padded) = (input.steps, (input.blocks + 1) * WIDTH);
+    assert!(g.len() >= rows * steps);
+    for v in [weight.len(), decay.len(), dw.len(), dk.len()] {
+        assert!(v >= rows * padded);
+    }
     if let Some(dx) = dx.as_deref() {
-        assert!(dx.len() >= input.steps * padded);
+        assert!(dx.len() >= steps * padded);
     }
-    macro_rules! sweep {
-        ($g:literal) => {
-            match (input.is_binary(), dx) {
-                (true, None) => sweep_groups::<F, I, $g, true, false>(g, weight, decay, input, dw, dk, &mut []),
-                (false, None) => sweep_groups::<F, I, $g, false, false>(g, weight, decay, input, dw, dk, &mut []),
-                (true, Some(dx)) => sweep_groups::<F, I, $g, true, true>(g, weight, decay, input, dw, dk, dx),
-                (false, Some(dx)) => sweep_groups::<F, I, $g, false, true>(g, weight, decay, input, dw, dk, dx),
-            }
+    let mut r0 = 0;
+    while r0 < rows {
+        let take = match (I::ROWS, rows - r0) {
+            (4.., 4..) => 4,
+            (2.., 2..) => 2,
+            _ => 1,
         };
-    }
-    match I::GROUP {
-        8 => sweep!(4),
-        4 => sweep!(4),
-        _ => sweep!(2),
+        let (gr, w, d) = (&g[r0 * steps..], &weight[r0 * padded..], &decay[r0 * padded..]);
+        let (pw, pk) = (&mut dw[r0 * padded..], &mut dk[r0 * padded..]);
+        macro_rules! go {
+            ($r:literal, $g:literal) => {
+                match (input.is_binary(), dx.as_deref_mut()) {
+                    (true, None) => sweep_groups::<F, I, $r, $g, true, false>(gr, w, d, padded, input, pw, pk, &mut []),
+                    (false, None) => {
+                        sweep_groups::<F, I, $r, $g, false, false>(gr, w, d, padded, input, pw, pk, &mut [])
+                    }
+                    (true, Some(x)) => sweep_groups::<F, I, $r, $g, true, true>(gr, w, d, padded, input, pw, pk, x),
+                    (false, Some(x)) => sweep_groups::<F, I, $r, $g, false, true>(gr, w, d, padded, input, pw, pk, x),
+                }
+            };
+        }
+        match (take, I::GROUP) {
+            (4, _) => go!(4, 1),
+            (2, _) => go!(2, 2),
+            (_, 2) => go!(1, 2),
+            _ => go!(1, 4),
+        }
+        r0 += take;
     }
 }
 
+/// `R` rows of [`input_rows_sweep`], `G` blocks of each in registers at a time.
+#[allow(clippy::too_many_arguments)]
 #[inline(always)]
-fn sweep_groups<F: Float, I: Isa, const G: usize, const BINARY: bool, const DX: bool>(
+fn sweep_groups<F: Float, I: Isa, const R: usize, const G: usize, const BINARY: bool, const DX: bool>(
     g: &[F],
     weight: &[F],
     decay: &[F],
+    padded: usize,
     input: &BlockInput<F>,
     dw: &mut [F],
     dk: &mut [F],
     dx: &mut [F],
 ) {
     let (steps, stride) = (input.steps, input.blocks + 1);
+    assert!(g.len() >= R * steps && weight.len() >= R * padded && decay.len() >= R * padded);
+    assert!(dw.len() >= R * padded && dk.len() >= R * padded && (!DX || dx.len() >= steps * padded));
     let masks = &input.masks;
     let values = input.values.as_deref().unwrap_or(&[]);
     let all: Vec<usize>;
@@ -483,38 +549,58 @@ fn sweep_groups<F: Float, I: Isa, const G: usize, const BINARY: bool, const DX: 
     for group in blocks_to_do.chunks(G) {
         let blocks = group_blocks::<G>(group, input.blocks);
         let stop = if DX { 0 } else { blocks.iter().map(|&b| input.first[b]).min().unwrap_or(steps) };
-        // SAFETY: as in `drive_groups`; `dx` holds `[steps, stride * WIDTH]` (asserted
-        // by the caller). The padding block is written only with zeros added.
+        let at = |q: usize, b: usize| q * padded + blocks[b] * WIDTH;
+        // SAFETY: as in `drive_groups`; `dx` holds `[steps, stride * WIDTH]`
+        // (asserted). The padding block is written only with zeros added.
         unsafe {
-            let wv: [V<F, I>; G] = std::array::from_fn(|b| V::<F, I>::load(w.add(blocks[b] * WIDTH)));
-            let rv: [V<F, I>; G] = std::array::from_fn(|b| V::<F, I>::load(r.add(blocks[b] * WIDTH)));
-            let mut dwv: [V<F, I>; G] = std::array::from_fn(|b| V::<F, I>::load(pw.add(blocks[b] * WIDTH)));
-            let mut dkv: [V<F, I>; G] = std::array::from_fn(|b| V::<F, I>::load(pk.add(blocks[b] * WIDTH)));
-            let mut lam = [V::<F, I>::zero(); G];
-            let mut k = [V::<F, I>::zero(); G];
+            let wv: [[V<F, I>; G]; R] =
+                std::array::from_fn(|q| std::array::from_fn(|b| V::<F, I>::load(w.add(at(q, b)))));
+            let rv: [[V<F, I>; G]; R] =
+                std::array::from_fn(|q| std::array::from_fn(|b| V::<F, I>::load(r.add(at(q, b)))));
+            let mut dwv: [[V<F, I>; G]; R] =
+                std::array::from_fn(|q| std::array::from_fn(|b| V::<F, I>::load(pw.add(at(q, b)))));
+            let mut dkv: [[V<F, I>; G]; R] =
+                std::array::from_fn(|q| std::array::from_fn(|b| V::<F, I>::load(pk.add(at(q, b)))));
+            let mut lam = [[V::<F, I>::zero(); G]; R];
+            let mut k = [[V::<F, I>::zero(); G]; R];
             for t in (stop..steps).rev() {
-                let gv = V::<F, I>::splat(*g.get_unchecked(t));
+                let mut gv = [V::<F, I>::zero(); R];
+                for (q, gv) in gv.iter_mut().enumerate() {
+                    *gv = V::<F, I>::splat(*g.get_unchecked(q * steps + t));
+                }
                 for b in 0..G {
-                    k[b] = rv[b].mul_add(k[b], lam[b]);
-                    lam[b] = rv[b].mul_add(lam[b], gv);
-                    let m = *masks.get_unchecked(blocks[b] * steps + t);
-                    if BINARY {
-                        dwv[b] = dwv[b].add_where(m, lam[b]);
-                        dkv[b] = dkv[b].add_where(m, k[b]);
+                    let mask = *masks.get_unchecked(blocks[b] * steps + t);
+                    let x = if BINARY {
+                        V::<F, I>::zero()
                     } else {
-                        let x = V::<F, I>::load(values.as_ptr().add((t * stride + blocks[b]) * WIDTH));
-                        dwv[b] = dwv[b].add_where(m, x.mul(lam[b]));
-                        dkv[b] = dkv[b].add_where(m, x.mul(k[b]));
+                        V::<F, I>::load(values.as_ptr().add((t * stride + blocks[b]) * WIDTH))
+                    };
+                    let pd = px.add((t * stride + blocks[b]) * WIDTH);
+                    let mut d = if DX { V::<F, I>::load(pd) } else { V::<F, I>::zero() };
+                    for q in 0..R {
+                        k[q][b] = rv[q][b].mul_add(k[q][b], lam[q][b]);
+                        lam[q][b] = rv[q][b].mul_add(lam[q][b], gv[q]);
+                        if BINARY {
+                            dwv[q][b] = dwv[q][b].add_where(mask, lam[q][b]);
+                            dkv[q][b] = dkv[q][b].add_where(mask, k[q][b]);
+                        } else {
+                            dwv[q][b] = dwv[q][b].add_where(mask, x.mul(lam[q][b]));
+                            dkv[q][b] = dkv[q][b].add_where(mask, x.mul(k[q][b]));
+                        }
+                        if DX {
+                            d = wv[q][b].mul_add(lam[q][b], d);
+                        }
                     }
                     if DX {
-                        let p = px.add((t * stride + blocks[b]) * WIDTH);
-                        wv[b].mul_add(lam[b], V::<F, I>::load(p)).store(p);
+                        d.store(pd);
                     }
                 }
             }
-            for b in 0..G {
-                dwv[b].store(pw.add(blocks[b] * WIDTH));
-                dkv[b].store(pk.add(blocks[b] * WIDTH));
+            for q in 0..R {
+                for b in 0..G {
+                    dwv[q][b].store(pw.add(at(q, b)));
+                    dkv[q][b].store(pk.add(at(q, b)));
+                }
             }
         }
     }
@@ -603,7 +689,7 @@ pub fn recurrent_step<F: Float, I: Isa>(
 /// `weight`, `decay`, `lam` are `[n, stride]` with rows zero-padded to a
 /// multiple of [`WIDTH`]; `carry` has `stride` entries and is kept in registers
 /// while the rows pass. The weight and decay gradients are summed after the
-/// time loop by [`input_row_sweep`] with the input `z^{t-1}`, which recomputes
+/// time loop by [`input_rows_sweep`] with the input `z^{t-1}`, which recomputes
 /// the same `lam`.
 #[inline(always)]
 pub fn recurrent_adjoint<F: Float, I: Isa>(
@@ -925,11 +1011,13 @@ pub mod x86 {
     impl Isa for Avx2 {
         type F32 = Avx2F32;
         const GROUP: usize = 2;
+        const ROWS: usize = 1;
     }
 
     impl Isa for Avx512 {
         type F32 = Avx512F32;
         const GROUP: usize = 4;
+        const ROWS: usize = 4;
     }
 
     /// # Safety
@@ -1078,8 +1166,10 @@ mod tests {
         ((z ^ (z >> 31)) >> 11) as f64 / (1u64 << 53) as f64
     }
 
+    /// `rows` neurons' input synapses over `steps` steps of `m` inputs.
     #[derive(Clone)]
     struct Rows {
+        rows: usize,
         m: usize,
         steps: usize,
         weight: Vec<f32>,
@@ -1090,9 +1180,9 @@ mod tests {
     }
 
     impl Rows {
-        fn new(m: usize, steps: usize, density: f64, binary: bool, salt: u64) -> Self {
-            let weight = (0..m).map(|i| (unit(i, salt) * 2.0 - 0.7) as f32).collect();
-            let decay = (0..m).map(|i| (0.5 + 0.49 * unit(i, salt + 1)) as f32).collect();
+        fn new(rows: usize, m: usize, steps: usize, density: f64, binary: bool, salt: u64) -> Self {
+            let weight = (0..rows * m).map(|i| (unit(i, salt) * 2.0 - 0.7) as f32).collect();
+            let decay = (0..rows * m).map(|i| (0.5 + 0.49 * unit(i, salt + 1)) as f32).collect();
             let x = (0..steps * m)
                 .map(|k| {
                     // every third block of 16 inputs stays silent
@@ -1106,33 +1196,45 @@ mod tests {
                     }
                 })
                 .collect();
-            let g = (0..steps).map(|t| (unit(t, salt + 4) * 2.0 - 1.0) as f32).collect();
-            Rows { m, steps, weight, decay, x, g, binary }
+            let g = (0..rows * steps).map(|t| (unit(t, salt + 4) * 2.0 - 1.0) as f32).collect();
+            Rows { rows, m, steps, weight, decay, x, g, binary }
+        }
+
+        /// The rows padded one after the other, for `input`.
+        fn padded(&self, v: &[f32], input: &BlockInput<f32>) -> Vec<f32> {
+            let mut out = Vec::new();
+            let mut row = Vec::new();
+            for r in 0..self.rows {
+                padded_row(&v[r * self.m..(r + 1) * self.m], input.blocks, &mut row);
+                out.extend_from_slice(&row);
+            }
+            out
         }
     }
 
-    /// The drive of [`input_row_drive`] for a row, and [`input_row_sweep`]'s
-    /// gradients, with and without `dx`.
+    /// The drive of [`input_rows_drive`] (`[steps, rows]`), and
+    /// [`input_rows_sweep`]'s gradients without and with `dx`.
     #[derive(Clone)]
-    struct RowTask(Rows);
+    struct RowTask(Rows, Option<BlockInput<f32>>);
+
+    type RowResult = (Vec<f32>, [(Vec<f32>, Vec<f32>, Vec<f32>); 2]);
 
     impl IsaTask for RowTask {
-        type Output = (Vec<f32>, [(Vec<f32>, Vec<f32>, Vec<f32>); 2]);
-        fn run<I: Isa>(self, isa: I) -> Self::Output {
+        type Output = RowResult;
+        fn run<I: Isa>(self, isa: I) -> RowResult {
             let r = self.0;
-            let input = BlockInput::from_dense(&r.x, r.steps, r.m, 0, r.binary);
-            let (mut w, mut d) = (Vec::new(), Vec::new());
-            padded_row(&r.weight, input.blocks, &mut w);
-            padded_row(&r.decay, input.blocks, &mut d);
-            let mut acc = vec![0.0; r.steps * WIDTH];
-            let mut drive = vec![0.0; r.steps];
-            input_row_drive(isa, &w, &d, &input, &mut acc, &mut drive, 1);
+            let input = self.1.unwrap_or_else(|| BlockInput::from_dense(&r.x, r.steps, r.m, 0, r.binary));
+            let (w, d) = (r.padded(&r.weight, &input), r.padded(&r.decay, &input));
+            let mut acc = vec![0.0; r.rows * r.steps * WIDTH];
+            let mut drive = vec![0.0; r.steps * r.rows];
+            input_rows_drive(isa, &w, &d, r.rows, &input, &mut acc, &mut drive, r.rows);
             let sweep = |with_dx: bool| {
                 let padded = (input.blocks + 1) * WIDTH;
-                let mut dw: Vec<f32> = (0..padded).map(|i| if i < r.m { 0.1 } else { 0.0 }).collect();
+                let mut dw: Vec<f32> = (0..r.rows * padded).map(|i| if i % padded < r.m { 0.1 } else { 0.0 }).collect();
                 let mut dk = dw.clone();
                 let mut dx = vec![0.0f32; r.steps * padded];
-                input_row_sweep(isa, &r.g, &w, &d, &input, &mut dw, &mut dk, with_dx.then_some(&mut dx[..]));
+                let dxr = with_dx.then_some(&mut dx[..]);
+                input_rows_sweep(isa, r.rows, &r.g, &w, &d, &input, &mut dw, &mut dk, dxr);
                 (dw, dk, dx)
             };
             (drive, [sweep(false), sweep(true)])
@@ -1140,47 +1242,53 @@ mod tests {
     }
 
     /// The row kernels compute the equations of model.md §1 and §5.3, written
-    /// out plainly here in f64.
+    /// out plainly here in f64, for one row and for several (rows run in groups).
     #[test]
     fn row_kernels_match_plain_loops() {
-        for (m, steps, binary) in [(1, 5, true), (17, 40, true), (40, 33, false), (100, 61, true), (70, 50, false)] {
-            let rows = Rows::new(m, steps, 0.1, binary, m as u64);
-            let (drive, sweeps) = RowTask(rows.clone()).run(Portable);
-            let (w, r, x, g) = (&rows.weight, &rows.decay, &rows.x, &rows.g);
-            let mut cur = vec![0.0f64; m];
-            for t in 0..steps {
-                let mut sum = 0.0;
-                for i in 0..m {
-                    cur[i] = f64::from(r[i]) * cur[i] + f64::from(w[i]) * f64::from(x[t * m + i]);
-                    sum += cur[i];
-                }
-                assert!((f64::from(drive[t]) - sum).abs() < 1e-4 * (1.0 + sum.abs()), "drive m {m} t {t}");
-            }
-            let (mut lam, mut k) = (vec![0.0f64; m], vec![0.0f64; m]);
-            let (mut dw, mut dk) = (vec![0.1f64; m], vec![0.1f64; m]);
-            let mut dx = vec![0.0f64; steps * m];
-            for t in (0..steps).rev() {
-                for i in 0..m {
-                    let ri = f64::from(r[i]);
-                    k[i] = lam[i] + ri * k[i];
-                    lam[i] = f64::from(g[t]) + ri * lam[i];
-                    dw[i] += f64::from(x[t * m + i]) * lam[i];
-                    dk[i] += f64::from(x[t * m + i]) * k[i];
-                    dx[t * m + i] = f64::from(w[i]) * lam[i];
-                }
-            }
-            let close = |a: f32, b: f64| (f64::from(a) - b).abs() < 1e-4 * (1.0 + b.abs());
+        let cases = [(1, 1, 5, true), (3, 17, 40, true), (5, 40, 33, false), (9, 100, 61, true), (2, 70, 50, false)];
+        for (rows, m, steps, binary) in cases {
+            let task = Rows::new(rows, m, steps, 0.1, binary, m as u64);
+            let (drive, sweeps) = RowTask(task.clone(), None).run(Portable);
             let padded = m.div_ceil(WIDTH) * WIDTH + WIDTH;
-            for (s, (gw, gk, gx)) in sweeps.iter().enumerate() {
-                for i in 0..m {
-                    assert!(close(gw[i], dw[i]) && close(gk[i], dk[i]), "sweep {s} m {m} i {i}");
-                }
-                if s == 1 {
-                    for t in 0..steps {
-                        for i in 0..m {
-                            assert!(close(gx[t * padded + i], dx[t * m + i]), "dx m {m} t {t} i {i}");
-                        }
+            let close = |a: f32, b: f64| (f64::from(a) - b).abs() < 1e-4 * (1.0 + b.abs());
+            let mut dx = vec![0.0f64; steps * m];
+            for q in 0..rows {
+                let (w, r) = (&task.weight[q * m..(q + 1) * m], &task.decay[q * m..(q + 1) * m]);
+                let (x, g) = (&task.x, &task.g[q * steps..(q + 1) * steps]);
+                let mut cur = vec![0.0f64; m];
+                for t in 0..steps {
+                    let mut sum = 0.0;
+                    for i in 0..m {
+                        cur[i] = f64::from(r[i]) * cur[i] + f64::from(w[i]) * f64::from(x[t * m + i]);
+                        sum += cur[i];
                     }
+                    assert!(close(drive[t * rows + q], sum), "drive rows {rows} m {m} row {q} t {t}");
+                }
+                let (mut lam, mut k) = (vec![0.0f64; m], vec![0.0f64; m]);
+                let (mut dw, mut dk) = (vec![0.1f64; m], vec![0.1f64; m]);
+                for t in (0..steps).rev() {
+                    for i in 0..m {
+                        let ri = f64::from(r[i]);
+                        k[i] = lam[i] + ri * k[i];
+                        lam[i] = f64::from(g[t]) + ri * lam[i];
+                        dw[i] += f64::from(x[t * m + i]) * lam[i];
+                        dk[i] += f64::from(x[t * m + i]) * k[i];
+                        dx[t * m + i] += f64::from(w[i]) * lam[i];
+                    }
+                }
+                for (s, (gw, gk, _)) in sweeps.iter().enumerate() {
+                    for i in 0..m {
+                        let e = q * padded + i;
+                        assert!(
+                            close(gw[e], dw[i]) && close(gk[e], dk[i]),
+                            "sweep {s} rows {rows} m {m} row {q} i {i}"
+                        );
+                    }
+                }
+            }
+            for t in 0..steps {
+                for i in 0..m {
+                    assert!(close(sweeps[1].2[t * padded + i], dx[t * m + i]), "dx rows {rows} m {m} t {t} i {i}");
                 }
             }
         }
@@ -1189,43 +1297,35 @@ mod tests {
     /// Every instruction set computes the bits of the portable code.
     #[test]
     fn row_kernels_are_the_same_on_every_instruction_set() {
-        for (m, steps, binary) in [(1, 3, true), (16, 20, true), (33, 47, false), (700, 30, true), (128, 25, false)] {
-            let results = on_every_set(RowTask(Rows::new(m, steps, 0.05, binary, 7 + m as u64)));
+        let cases = [(1, 1, 3, true), (4, 16, 20, true), (6, 33, 47, false), (5, 700, 30, true), (3, 128, 25, false)];
+        for (rows, m, steps, binary) in cases {
+            let results = on_every_set(RowTask(Rows::new(rows, m, steps, 0.05, binary, 7 + m as u64), None));
             let (_, (drive, sweeps)) = &results[0];
             for (set, (d, s)) in &results[1..] {
-                assert_eq!(bits(drive), bits(d), "{set:?} drive, m {m}");
+                assert_eq!(bits(drive), bits(d), "{set:?} drive, rows {rows} m {m}");
                 for (a, b) in sweeps.iter().zip(s) {
-                    assert_eq!(bits(&a.0), bits(&b.0), "{set:?} dw, m {m}");
-                    assert_eq!(bits(&a.1), bits(&b.1), "{set:?} dk, m {m}");
-                    assert_eq!(bits(&a.2), bits(&b.2), "{set:?} dx, m {m}");
+                    assert_eq!(bits(&a.0), bits(&b.0), "{set:?} dw, rows {rows} m {m}");
+                    assert_eq!(bits(&a.1), bits(&b.1), "{set:?} dk, rows {rows} m {m}");
+                    assert_eq!(bits(&a.2), bits(&b.2), "{set:?} dx, rows {rows} m {m}");
                 }
             }
         }
     }
 
-    /// Skipping silent blocks changes no bit: the same row with the silent
-    /// blocks' masks forced on (their inputs stay zero) gives the same results.
+    /// Skipping silent blocks changes no bit: the same rows with the silent
+    /// blocks' masks forced on (their inputs stay zero) give the same results.
     #[test]
     fn skipping_silent_blocks_changes_nothing() {
-        let rows = Rows::new(100, 40, 0.05, false, 3);
-        let (drive, sweeps) = RowTask(rows.clone()).run(Portable);
+        let rows = Rows::new(5, 100, 40, 0.05, false, 3);
+        let (drive, sweeps) = RowTask(rows.clone(), None).run(Portable);
         let mut input = BlockInput::from_dense(&rows.x, rows.steps, rows.m, 0, false);
         assert!(input.active.len() < input.blocks, "the test needs silent blocks");
         input.active = (0..input.blocks).collect();
         input.first.iter_mut().for_each(|f| *f = 0);
-        let (mut w, mut d) = (Vec::new(), Vec::new());
-        padded_row(&rows.weight, input.blocks, &mut w);
-        padded_row(&rows.decay, input.blocks, &mut d);
-        let mut acc = vec![0.0; rows.steps * WIDTH];
-        let mut all = vec![0.0; rows.steps];
-        input_row_drive(Portable, &w, &d, &input, &mut acc, &mut all, 1);
+        let (all, all_sweeps) = RowTask(rows, Some(input)).run(Portable);
         assert_eq!(bits(&drive), bits(&all));
-        let padded = (input.blocks + 1) * WIDTH;
-        let mut dw: Vec<f32> = (0..padded).map(|i| if i < rows.m { 0.1 } else { 0.0 }).collect();
-        let mut dk = dw.clone();
-        input_row_sweep(Portable, &rows.g, &w, &d, &input, &mut dw, &mut dk, None);
-        assert_eq!(bits(&sweeps[0].0), bits(&dw));
-        assert_eq!(bits(&sweeps[0].1), bits(&dk));
+        assert_eq!(bits(&sweeps[0].0), bits(&all_sweeps[0].0));
+        assert_eq!(bits(&sweeps[0].1), bits(&all_sweeps[0].1));
     }
 
     /// Three steps of a layer's recurrent synapses ([`recurrent_step`]) and of

@@ -5,7 +5,7 @@
 
 use super::activation::Activation;
 use super::kernels::{
-    adjoint_product, channel_outer_product, dispatch, input_row_drive, input_row_sweep, nonzero_bits, padded_row,
+    adjoint_product, channel_outer_product, dispatch, input_rows_drive, input_rows_sweep, nonzero_bits, padded_row,
     recurrent_adjoint, recurrent_step, sparse_row_sum, BlockInput, ChannelEvents, Isa, IsaTask, WIDTH,
 };
 use super::Float;
@@ -304,7 +304,7 @@ impl<F: Float> Layer<F> {
         // before the time loop (it does not depend on the layer's own spikes), one
         // neuron at a time so that its row of weights (and decays) stays in cache.
         // HetSyn: `sum_i I_ji^t` with the currents of a block of inputs in registers
-        // over all steps (`input_row_drive`). Collapsed form: `sum_i w_ji x_i^t`
+        // over all steps (`input_rows_drive`). Collapsed form: `sum_i w_ji x_i^t`
         // over the active inputs of each step.
         let mut input_drive = vec![F::zero(); steps * n];
         let np = n.div_ceil(WIDTH) * WIDTH;
@@ -314,12 +314,13 @@ impl<F: Float> Layer<F> {
         match &self.decays {
             Decays::Synapse { input: r, recurrent: q, .. } => {
                 let x = block_input(input, steps, m);
-                let (mut w_row, mut r_row) = (Vec::new(), Vec::new());
-                let mut acc = vec![F::zero(); steps * WIDTH];
-                for j in 0..n {
-                    padded_row(&self.input_weight[j * m..(j + 1) * m], x.blocks, &mut w_row);
-                    padded_row(&r[j * m..(j + 1) * m], x.blocks, &mut r_row);
-                    input_row_drive(isa, &w_row, &r_row, &x, &mut acc, &mut input_drive[j..], n);
+                let mut rows = SweepRows::default();
+                let mut acc = vec![F::zero(); I::ROWS * steps * WIDTH];
+                for j0 in (0..n).step_by(I::ROWS) {
+                    let (j1, span) = ((j0 + I::ROWS).min(n), j0 * m..(j0 + I::ROWS).min(n) * m);
+                    rows.load(&self.input_weight[span.clone()], &r[span], None, m, x.blocks);
+                    let drive = &mut input_drive[j0..];
+                    input_rows_drive(isa, &rows.weight, &rows.decay, j1 - j0, &x, &mut acc, drive, n);
                 }
                 if let (Some(_), Some(_)) = (&self.recurrent_weight, q) {
                     // transposed: the sums over k run down the lanes
@@ -520,7 +521,7 @@ impl<F: Float> Layer<F> {
                         history[j * steps + t] = *g;
                     }
                     // recurrent synapses: only lam feeds the carry; their gradients
-                    // are summed after the loop (`input_row_sweep` on z^{t-1})
+                    // are summed after the loop (`input_rows_sweep` on z^{t-1})
                     if let (Some((rec, lam)), true) = (lam_rec.as_mut(), t > 0) {
                         recurrent_adjoint(isa, &g, &rec.weight, &rec.decay, np, lam, &mut next_carry);
                     }
@@ -580,19 +581,16 @@ impl<F: Float> Layer<F> {
                     (d, rows)
                 });
                 let mut rows = SweepRows::default();
-                for j in 0..n {
-                    let row = j * m..(j + 1) * m;
-                    rows.load(
-                        &self.input_weight[row.clone()],
-                        &r[row.clone()],
-                        &grad.input_weight[row.clone()],
-                        &dr[row.clone()],
-                        x.blocks,
-                    );
+                for j0 in (0..n).step_by(I::ROWS) {
+                    let (j1, span) = ((j0 + I::ROWS).min(n), j0 * m..(j0 + I::ROWS).min(n) * m);
+                    let gradients = (&grad.input_weight[span.clone()], &dr[span.clone()]);
+                    rows.load(&self.input_weight[span.clone()], &r[span.clone()], Some(gradients), m, x.blocks);
+                    let g = &history[j0 * steps..j1 * steps];
                     let dx_rows = dx.as_mut().map(|(_, rows)| &mut rows[..]);
-                    input_row_sweep(
+                    input_rows_sweep(
                         isa,
-                        &history[j * steps..(j + 1) * steps],
+                        j1 - j0,
+                        g,
                         &rows.weight,
                         &rows.decay,
                         &x,
@@ -600,8 +598,7 @@ impl<F: Float> Layer<F> {
                         &mut rows.dk,
                         dx_rows,
                     );
-                    grad.input_weight[row.clone()].copy_from_slice(&rows.dw[..m]);
-                    dr[row].copy_from_slice(&rows.dk[..m]);
+                    rows.store(&mut grad.input_weight[span.clone()], &mut dr[span], m, x.blocks);
                 }
                 if let Some((d, rows)) = dx {
                     for (d, row) in d.chunks_exact_mut(m.max(1)).zip(rows.chunks_exact(padded)) {
@@ -613,12 +610,20 @@ impl<F: Float> Layer<F> {
                     (&self.recurrent_weight, q, grad.recurrent_weight.as_mut(), dq.as_mut())
                 {
                     let z = BlockInput::from_dense(&tape.spikes, steps, n, 1, binary_spikes);
-                    for j in 0..n {
-                        let row = j * n..(j + 1) * n;
-                        rows.load(&u[row.clone()], &q[row.clone()], &du[row.clone()], &dq[row.clone()], z.blocks);
-                        input_row_sweep(
+                    for j0 in (0..n).step_by(I::ROWS) {
+                        let (j1, span) = ((j0 + I::ROWS).min(n), j0 * n..(j0 + I::ROWS).min(n) * n);
+                        rows.load(
+                            &u[span.clone()],
+                            &q[span.clone()],
+                            Some((&du[span.clone()], &dq[span.clone()])),
+                            n,
+                            z.blocks,
+                        );
+                        let g = &history[j0 * steps..j1 * steps];
+                        input_rows_sweep(
                             isa,
-                            &history[j * steps..(j + 1) * steps],
+                            j1 - j0,
+                            g,
                             &rows.weight,
                             &rows.decay,
                             &z,
@@ -626,8 +631,7 @@ impl<F: Float> Layer<F> {
                             &mut rows.dk,
                             None,
                         );
-                        du[row.clone()].copy_from_slice(&rows.dw[..n]);
-                        dq[row].copy_from_slice(&rows.dk[..n]);
+                        rows.store(&mut du[span.clone()], &mut dq[span], n, z.blocks);
                     }
                 }
             }
@@ -720,21 +724,46 @@ impl<F: Float> RecurrentMatrices<F> {
     }
 }
 
-/// One neuron's rows for [`input_row_sweep`], padded ([`padded_row`]).
+/// A few neurons' rows for the row kernels ([`input_rows_drive`],
+/// [`input_rows_sweep`]), each padded by [`padded_row`], one after the other:
+/// weights, decays and (reverse sweep) the weight and decay gradients.
 #[derive(Default)]
 struct SweepRows<F> {
     weight: Vec<F>,
     decay: Vec<F>,
     dw: Vec<F>,
     dk: Vec<F>,
+    row: Vec<F>,
 }
 
 impl<F: Float> SweepRows<F> {
-    fn load(&mut self, weight: &[F], decay: &[F], dw: &[F], dk: &[F], blocks: usize) {
-        padded_row(weight, blocks, &mut self.weight);
-        padded_row(decay, blocks, &mut self.decay);
-        padded_row(dw, blocks, &mut self.dw);
-        padded_row(dk, blocks, &mut self.dk);
+    /// Copies in the rows of `width` entries of `weight`, `decay` and `gradients`.
+    fn load(&mut self, weight: &[F], decay: &[F], gradients: Option<(&[F], &[F])>, width: usize, blocks: usize) {
+        let SweepRows { weight: w, decay: d, dw, dk, row } = self;
+        let mut pad = |from: &[F], to: &mut Vec<F>| {
+            to.clear();
+            for r in from.chunks_exact(width.max(1)) {
+                padded_row(r, blocks, row);
+                to.extend_from_slice(row);
+            }
+        };
+        pad(weight, w);
+        pad(decay, d);
+        if let Some((gw, gk)) = gradients {
+            pad(gw, dw);
+            pad(gk, dk);
+        }
+    }
+
+    /// Copies the gradient rows back out.
+    fn store(&self, dw: &mut [F], dk: &mut [F], width: usize, blocks: usize) {
+        let padded = (blocks + 1) * WIDTH;
+        for (to, from) in dw.chunks_exact_mut(width.max(1)).zip(self.dw.chunks_exact(padded)) {
+            to.copy_from_slice(&from[..width]);
+        }
+        for (to, from) in dk.chunks_exact_mut(width.max(1)).zip(self.dk.chunks_exact(padded)) {
+            to.copy_from_slice(&from[..width]);
+        }
     }
 }
 
