@@ -39,6 +39,15 @@ pub trait Lanes<F: Copy>: Copy {
     /// The sum of the lanes in a fixed tree: `a_l += a_{l+w}` for `w = 8, 4, 2, 1`,
     /// then `a_0`.
     unsafe fn sum(self) -> F;
+    /// `[v_0.sum(), .., v_15.sum()]`, the same additions for 16 vectors at once.
+    #[inline(always)]
+    unsafe fn sums(v: &[Self; WIDTH]) -> [F; WIDTH] {
+        let mut out = [v[0].sum(); WIDTH];
+        for (o, v) in out.iter_mut().zip(v).skip(1) {
+            *o = v.sum();
+        }
+        out
+    }
 }
 
 /// [`Lanes`] as a plain array: the reference every instruction set reproduces.
@@ -63,20 +72,34 @@ impl<F: Float> Lanes<F> for Portable16<F> {
         std::ptr::write_unaligned(p as *mut [F; WIDTH], self.0)
     }
     #[inline(always)]
-    unsafe fn add(self, other: Self) -> Self {
-        Portable16(std::array::from_fn(|l| self.0[l] + other.0[l]))
+    unsafe fn add(mut self, other: Self) -> Self {
+        for (a, b) in self.0.iter_mut().zip(other.0) {
+            *a += b;
+        }
+        self
     }
     #[inline(always)]
-    unsafe fn mul(self, other: Self) -> Self {
-        Portable16(std::array::from_fn(|l| self.0[l] * other.0[l]))
+    unsafe fn mul(mut self, other: Self) -> Self {
+        for (a, b) in self.0.iter_mut().zip(other.0) {
+            *a *= b;
+        }
+        self
     }
     #[inline(always)]
-    unsafe fn mul_add(self, a: Self, b: Self) -> Self {
-        Portable16(std::array::from_fn(|l| self.0[l].mul_add(a.0[l], b.0[l])))
+    unsafe fn mul_add(mut self, a: Self, b: Self) -> Self {
+        for ((s, a), b) in self.0.iter_mut().zip(a.0).zip(b.0) {
+            *s = s.mul_add(a, b);
+        }
+        self
     }
     #[inline(always)]
-    unsafe fn add_where(self, mask: u16, other: Self) -> Self {
-        Portable16(std::array::from_fn(|l| if mask >> l & 1 != 0 { self.0[l] + other.0[l] } else { self.0[l] }))
+    unsafe fn add_where(mut self, mask: u16, other: Self) -> Self {
+        for (l, (a, b)) in self.0.iter_mut().zip(other.0).enumerate() {
+            if mask >> l & 1 != 0 {
+                *a += b;
+            }
+        }
+        self
     }
     #[inline(always)]
     unsafe fn sum(self) -> F {
@@ -312,12 +335,39 @@ pub fn nonzero_bits<F: Float>(x: &[F]) -> u32 {
     mask
 }
 
-/// A row of `width` numbers copied into `(blocks + 1) * WIDTH`, zero-padded
-/// (the extra block is the padding block of [`BlockInput`]).
-pub fn padded_row<F: Float>(row: &[F], blocks: usize, out: &mut Vec<F>) {
-    out.clear();
-    out.extend_from_slice(row);
-    out.resize((blocks + 1) * WIDTH, F::zero());
+/// Block `b` of a row of `width` entries: zeros past the end (the padding
+/// block), the last, partial block through a zero-padded copy.
+///
+/// # Safety
+/// `row` addresses `width` entries; the CPU has the instruction set of `V`.
+#[inline(always)]
+unsafe fn load_block<F: Float, V: Lanes<F>>(row: *const F, b: usize, width: usize) -> V {
+    let start = b * WIDTH;
+    if start + WIDTH <= width {
+        V::load(row.add(start))
+    } else if start >= width {
+        V::zero()
+    } else {
+        let mut block = [F::zero(); WIDTH];
+        std::ptr::copy_nonoverlapping(row.add(start), block.as_mut_ptr(), width - start);
+        V::load(block.as_ptr())
+    }
+}
+
+/// Writes block `b` of a row of `width` entries (the entries that exist).
+///
+/// # Safety
+/// As [`load_block`].
+#[inline(always)]
+unsafe fn store_block<F: Float, V: Lanes<F>>(v: V, row: *mut F, b: usize, width: usize) {
+    let start = b * WIDTH;
+    if start + WIDTH <= width {
+        v.store(row.add(start))
+    } else if start < width {
+        let mut block = [F::zero(); WIDTH];
+        v.store(block.as_mut_ptr());
+        std::ptr::copy_nonoverlapping(block.as_ptr(), row.add(start), width - start);
+    }
 }
 
 /// The blocks of a group of at most `G` blocks, padded with the zero block.
@@ -339,8 +389,8 @@ fn group_blocks<const G: usize>(group: &[usize], zero_block: usize) -> [usize; G
 /// drive^t = sum_i I_i^t
 /// ```
 ///
-/// `weight`, `decay`: the neurons' rows, each padded by [`padded_row`], one
-/// after the other; `acc`: scratch of `rows * steps * WIDTH`; `drive[r + t *
+/// `weight`, `decay`: the neurons' rows of `input.width` entries, one after the
+/// other; `acc`: scratch of `rows * steps * WIDTH`; `drive[r + t *
 /// stride]` receives `drive^t` of row `r`. The sum adds, in lane `l`, the blocks
 /// in increasing order (`acc_l += I_{bW+l}`), then the lanes by [`Lanes::sum`].
 /// The currents of a block stay in registers over all steps, and several rows
@@ -359,23 +409,22 @@ pub fn input_rows_drive<F: Float, I: Isa>(
     drive: &mut [F],
     stride: usize,
 ) {
-    let steps = input.steps;
-    let padded = (input.blocks + 1) * WIDTH;
-    assert!(weight.len() >= rows * padded && decay.len() >= rows * padded && acc.len() >= rows * steps * WIDTH);
+    let (steps, width) = (input.steps, input.width);
+    assert!(weight.len() >= rows * width && decay.len() >= rows * width && acc.len() >= rows * steps * WIDTH);
     assert!(rows == 0 || steps == 0 || drive.len() > rows - 1 + (steps - 1) * stride);
     acc[..rows * steps * WIDTH].fill(F::zero());
     let mut r0 = 0;
     while r0 < rows {
         // two rows at a time measured fastest here (four in the reverse sweep)
         let take = if I::ROWS >= 2 && rows - r0 >= 2 { 2 } else { 1 };
-        let (w, d) = (&weight[r0 * padded..], &decay[r0 * padded..]);
+        let (w, d) = (&weight[r0 * width..], &decay[r0 * width..]);
         let a = &mut acc[r0 * steps * WIDTH..];
         macro_rules! go {
             ($r:literal, $g:literal) => {
                 if input.is_binary() {
-                    drive_groups::<F, I, $r, $g, true>(w, d, padded, input, a)
+                    drive_groups::<F, I, $r, $g, true>(w, d, input, a)
                 } else {
-                    drive_groups::<F, I, $r, $g, false>(w, d, padded, input, a)
+                    drive_groups::<F, I, $r, $g, false>(w, d, input, a)
                 }
             };
         }
@@ -388,10 +437,24 @@ pub fn input_rows_drive<F: Float, I: Isa>(
         r0 += take;
     }
     for r in 0..rows {
-        for t in 0..steps {
-            // SAFETY: `acc` holds `rows * steps * WIDTH` entries (asserted); the
-            // token of `I` proves the CPU has its instruction set.
-            drive[r + t * stride] = unsafe { V::<F, I>::load(acc.as_ptr().add((r * steps + t) * WIDTH)).sum() };
+        // SAFETY: `acc` holds `rows * steps * WIDTH` entries (asserted); the
+        // token of `I` proves the CPU has its instruction set.
+        unsafe {
+            let row = acc.as_ptr().add(r * steps * WIDTH);
+            let mut t = 0;
+            while t + WIDTH <= steps {
+                let mut v = [V::<F, I>::zero(); WIDTH];
+                for (s, v) in v.iter_mut().enumerate() {
+                    *v = V::<F, I>::load(row.add((t + s) * WIDTH));
+                }
+                for (s, sum) in V::<F, I>::sums(&v).iter().enumerate() {
+                    drive[r + (t + s) * stride] = *sum;
+                }
+                t += WIDTH;
+            }
+            for t in t..steps {
+                drive[r + t * stride] = V::<F, I>::load(row.add(t * WIDTH)).sum();
+            }
         }
     }
 }
@@ -401,29 +464,31 @@ pub fn input_rows_drive<F: Float, I: Isa>(
 fn drive_groups<F: Float, I: Isa, const R: usize, const G: usize, const BINARY: bool>(
     weight: &[F],
     decay: &[F],
-    padded: usize,
     input: &BlockInput<F>,
     acc: &mut [F],
 ) {
-    let steps = input.steps;
+    let (steps, width) = (input.steps, input.width);
     let stride = input.blocks + 1;
     let masks = &input.masks;
     let values = input.values.as_deref().unwrap_or(&[]);
-    assert!(weight.len() >= R * padded && decay.len() >= R * padded && acc.len() >= R * steps * WIDTH);
+    assert!(weight.len() >= R * width && decay.len() >= R * width && acc.len() >= R * steps * WIDTH);
     let (w, r, a) = (weight.as_ptr(), decay.as_ptr(), acc.as_mut_ptr());
     for group in input.active.chunks(G) {
         let blocks = group_blocks::<G>(group, input.blocks);
         let start = blocks.iter().map(|&b| input.first[b]).min().unwrap_or(steps);
-        // SAFETY: blocks are `<= input.blocks`, so every load is within the padded
-        // rows (asserted) and within `values` (`[steps, stride * WIDTH]`); `acc`
-        // holds `R * steps * WIDTH`. The token of `I` proves the instruction set.
+        // SAFETY: rows of `width` entries (asserted; `load_block` stays within a
+        // row); blocks are `<= input.blocks`, so loads of `values` (`[steps,
+        // stride * WIDTH]`) are in bounds; `acc` holds `R * steps * WIDTH`. The
+        // token of `I` proves the instruction set.
         unsafe {
-            let wv: [[V<F, I>; G]; R] = std::array::from_fn(|q| {
-                std::array::from_fn(|g| V::<F, I>::load(w.add(q * padded + blocks[g] * WIDTH)))
-            });
-            let rv: [[V<F, I>; G]; R] = std::array::from_fn(|q| {
-                std::array::from_fn(|g| V::<F, I>::load(r.add(q * padded + blocks[g] * WIDTH)))
-            });
+            // plain loops: a closure that is not inlined loses the instruction set
+            let (mut wv, mut rv) = ([[V::<F, I>::zero(); G]; R], [[V::<F, I>::zero(); G]; R]);
+            for q in 0..R {
+                for g in 0..G {
+                    wv[q][g] = load_block(w.add(q * width), blocks[g], width);
+                    rv[q][g] = load_block(r.add(q * width), blocks[g], width);
+                }
+            }
             let mut cur = [[V::<F, I>::zero(); G]; R];
             for t in start..steps {
                 let mut sum = [V::<F, I>::zero(); R];
@@ -462,7 +527,7 @@ fn drive_groups<F: Float, I: Isa, const R: usize, const G: usize, const BINARY: 
 /// dx_i^t += w_i lam_i              (only with `dx`, fused; rows in order)
 /// ```
 ///
-/// `weight`, `decay`, `dw`, `dk` hold the rows padded by [`padded_row`], one
+/// `weight`, `decay`, `dw`, `dk` hold the rows of `input.width` entries, one
 /// after the other (`dw`, `dk` accumulate: each entry adds its terms in
 /// decreasing `t`); `dx` is `[steps, (blocks + 1) * WIDTH]`. `lam` and `K` of a
 /// block stay in registers over all steps, and several rows share each load of
@@ -481,10 +546,10 @@ pub fn input_rows_sweep<F: Float, I: Isa>(
     dk: &mut [F],
     mut dx: Option<&mut [F]>,
 ) {
-    let (steps, padded) = (input.steps, (input.blocks + 1) * WIDTH);
+    let (steps, width, padded) = (input.steps, input.width, (input.blocks + 1) * WIDTH);
     assert!(g.len() >= rows * steps);
     for v in [weight.len(), decay.len(), dw.len(), dk.len()] {
-        assert!(v >= rows * padded);
+        assert!(v >= rows * width);
     }
     if let Some(dx) = dx.as_deref() {
         assert!(dx.len() >= steps * padded);
@@ -496,17 +561,15 @@ pub fn input_rows_sweep<F: Float, I: Isa>(
             (2.., 2..) => 2,
             _ => 1,
         };
-        let (gr, w, d) = (&g[r0 * steps..], &weight[r0 * padded..], &decay[r0 * padded..]);
-        let (pw, pk) = (&mut dw[r0 * padded..], &mut dk[r0 * padded..]);
+        let (gr, w, d) = (&g[r0 * steps..], &weight[r0 * width..], &decay[r0 * width..]);
+        let (pw, pk) = (&mut dw[r0 * width..], &mut dk[r0 * width..]);
         macro_rules! go {
             ($r:literal, $g:literal) => {
                 match (input.is_binary(), dx.as_deref_mut()) {
-                    (true, None) => sweep_groups::<F, I, $r, $g, true, false>(gr, w, d, padded, input, pw, pk, &mut []),
-                    (false, None) => {
-                        sweep_groups::<F, I, $r, $g, false, false>(gr, w, d, padded, input, pw, pk, &mut [])
-                    }
-                    (true, Some(x)) => sweep_groups::<F, I, $r, $g, true, true>(gr, w, d, padded, input, pw, pk, x),
-                    (false, Some(x)) => sweep_groups::<F, I, $r, $g, false, true>(gr, w, d, padded, input, pw, pk, x),
+                    (true, None) => sweep_groups::<F, I, $r, $g, true, false>(gr, w, d, input, pw, pk, &mut []),
+                    (false, None) => sweep_groups::<F, I, $r, $g, false, false>(gr, w, d, input, pw, pk, &mut []),
+                    (true, Some(x)) => sweep_groups::<F, I, $r, $g, true, true>(gr, w, d, input, pw, pk, x),
+                    (false, Some(x)) => sweep_groups::<F, I, $r, $g, false, true>(gr, w, d, input, pw, pk, x),
                 }
             };
         }
@@ -527,15 +590,14 @@ fn sweep_groups<F: Float, I: Isa, const R: usize, const G: usize, const BINARY: 
     g: &[F],
     weight: &[F],
     decay: &[F],
-    padded: usize,
     input: &BlockInput<F>,
     dw: &mut [F],
     dk: &mut [F],
     dx: &mut [F],
 ) {
-    let (steps, stride) = (input.steps, input.blocks + 1);
-    assert!(g.len() >= R * steps && weight.len() >= R * padded && decay.len() >= R * padded);
-    assert!(dw.len() >= R * padded && dk.len() >= R * padded && (!DX || dx.len() >= steps * padded));
+    let (steps, width, stride) = (input.steps, input.width, input.blocks + 1);
+    assert!(g.len() >= R * steps && weight.len() >= R * width && decay.len() >= R * width);
+    assert!(dw.len() >= R * width && dk.len() >= R * width && (!DX || dx.len() >= steps * stride * WIDTH));
     let masks = &input.masks;
     let values = input.values.as_deref().unwrap_or(&[]);
     let all: Vec<usize>;
@@ -549,18 +611,19 @@ fn sweep_groups<F: Float, I: Isa, const R: usize, const G: usize, const BINARY: 
     for group in blocks_to_do.chunks(G) {
         let blocks = group_blocks::<G>(group, input.blocks);
         let stop = if DX { 0 } else { blocks.iter().map(|&b| input.first[b]).min().unwrap_or(steps) };
-        let at = |q: usize, b: usize| q * padded + blocks[b] * WIDTH;
         // SAFETY: as in `drive_groups`; `dx` holds `[steps, stride * WIDTH]`
-        // (asserted). The padding block is written only with zeros added.
+        // (asserted). The padding block of `dx` is written only with zeros added.
         unsafe {
-            let wv: [[V<F, I>; G]; R] =
-                std::array::from_fn(|q| std::array::from_fn(|b| V::<F, I>::load(w.add(at(q, b)))));
-            let rv: [[V<F, I>; G]; R] =
-                std::array::from_fn(|q| std::array::from_fn(|b| V::<F, I>::load(r.add(at(q, b)))));
-            let mut dwv: [[V<F, I>; G]; R] =
-                std::array::from_fn(|q| std::array::from_fn(|b| V::<F, I>::load(pw.add(at(q, b)))));
-            let mut dkv: [[V<F, I>; G]; R] =
-                std::array::from_fn(|q| std::array::from_fn(|b| V::<F, I>::load(pk.add(at(q, b)))));
+            let (mut wv, mut rv) = ([[V::<F, I>::zero(); G]; R], [[V::<F, I>::zero(); G]; R]);
+            let (mut dwv, mut dkv) = ([[V::<F, I>::zero(); G]; R], [[V::<F, I>::zero(); G]; R]);
+            for q in 0..R {
+                for b in 0..G {
+                    wv[q][b] = load_block(w.add(q * width), blocks[b], width);
+                    rv[q][b] = load_block(r.add(q * width), blocks[b], width);
+                    dwv[q][b] = load_block(pw.add(q * width), blocks[b], width);
+                    dkv[q][b] = load_block(pk.add(q * width), blocks[b], width);
+                }
+            }
             let mut lam = [[V::<F, I>::zero(); G]; R];
             let mut k = [[V::<F, I>::zero(); G]; R];
             for t in (stop..steps).rev() {
@@ -598,8 +661,8 @@ fn sweep_groups<F: Float, I: Isa, const R: usize, const G: usize, const BINARY: 
             }
             for q in 0..R {
                 for b in 0..G {
-                    dwv[q][b].store(pw.add(at(q, b)));
-                    dkv[q][b].store(pk.add(at(q, b)));
+                    store_block(dwv[q][b], pw.add(q * width), blocks[b], width);
+                    store_block(dkv[q][b], pk.add(q * width), blocks[b], width);
                 }
             }
         }
@@ -905,7 +968,10 @@ fn product_tile<F: Float, I: Isa, const T: usize, const B: usize>(
         let mut acc = [[V::<F, I>::zero(); B]; T];
         for j in 0..n {
             let w = weight.as_ptr().add(j * m + i);
-            let wv: [V<F, I>; B] = std::array::from_fn(|b| V::<F, I>::load(w.add(b * WIDTH)));
+            let mut wv = [V::<F, I>::zero(); B];
+            for (b, wv) in wv.iter_mut().enumerate() {
+                *wv = V::<F, I>::load(w.add(b * WIDTH));
+            }
             for (s, row) in acc.iter_mut().enumerate() {
                 let a = V::<F, I>::splat(*mu.get_unchecked((t + s) * mu_stride + j));
                 for (acc, w) in row.iter_mut().zip(&wv) {
@@ -1077,6 +1143,45 @@ pub mod x86 {
             let hi = _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(self.0)));
             sum8(_mm256_add_ps(lo, hi))
         }
+        /// The tree of [`Lanes::sum`] for 16 registers at once: each level adds
+        /// the same pairs of lanes, with the registers' halves, quarters and pairs
+        /// shuffled side by side (results in the order 0 2 1 3 8 10 9 11 4 6 5 7
+        /// 12 14 13 15, put right by one permutation).
+        #[inline(always)]
+        unsafe fn sums(v: &[Self; 16]) -> [f32; 16] {
+            // l + 8: u_k = [v_k halves added | v_{k+8} halves added]
+            let mut u = [_mm512_setzero_ps(); 8];
+            for (k, u) in u.iter_mut().enumerate() {
+                *u = Self::fold::<0x44, 0xEE>(v[k].0, v[k + 8].0);
+            }
+            // l + 4 within each half: quarters v_k, v_{k+8}, v_{k+4}, v_{k+12}
+            let mut w = [_mm512_setzero_ps(); 4];
+            for (k, w) in w.iter_mut().enumerate() {
+                *w = Self::fold::<0x88, 0xDD>(u[k], u[k + 4]);
+            }
+            // l + 2, then l + 1, within each quarter
+            let y0 = Self::fold_in_quarters::<0x44, 0xEE>(w[0], w[2]);
+            let y1 = Self::fold_in_quarters::<0x44, 0xEE>(w[1], w[3]);
+            let z = Self::fold_in_quarters::<0x88, 0xDD>(y0, y1);
+            let order = _mm512_setr_epi32(0, 2, 1, 3, 8, 10, 9, 11, 4, 6, 5, 7, 12, 14, 13, 15);
+            let mut out = [0.0f32; 16];
+            _mm512_storeu_ps(out.as_mut_ptr(), _mm512_permutexvar_ps(order, z));
+            out
+        }
+    }
+
+    impl Avx512F32 {
+        /// Level `l + w` of the tree of 16 sums: pairs `(a, b)` of registers
+        /// whose 128-bit quarters (`SHUFFLE_*` pick them) hold the halves to add.
+        #[inline(always)]
+        unsafe fn fold<const LO: i32, const HI: i32>(a: __m512, b: __m512) -> __m512 {
+            _mm512_add_ps(_mm512_shuffle_f32x4::<LO>(a, b), _mm512_shuffle_f32x4::<HI>(a, b))
+        }
+
+        #[inline(always)]
+        unsafe fn fold_in_quarters<const LO: i32, const HI: i32>(a: __m512, b: __m512) -> __m512 {
+            _mm512_add_ps(_mm512_shuffle_ps::<LO>(a, b), _mm512_shuffle_ps::<HI>(a, b))
+        }
     }
 
     /// Lanes `l + 4`, `l + 2`, `l + 1` of 8, the tree of [`Lanes::sum`].
@@ -1199,17 +1304,6 @@ mod tests {
             let g = (0..rows * steps).map(|t| (unit(t, salt + 4) * 2.0 - 1.0) as f32).collect();
             Rows { rows, m, steps, weight, decay, x, g, binary }
         }
-
-        /// The rows padded one after the other, for `input`.
-        fn padded(&self, v: &[f32], input: &BlockInput<f32>) -> Vec<f32> {
-            let mut out = Vec::new();
-            let mut row = Vec::new();
-            for r in 0..self.rows {
-                padded_row(&v[r * self.m..(r + 1) * self.m], input.blocks, &mut row);
-                out.extend_from_slice(&row);
-            }
-            out
-        }
     }
 
     /// The drive of [`input_rows_drive`] (`[steps, rows]`), and
@@ -1224,17 +1318,17 @@ mod tests {
         fn run<I: Isa>(self, isa: I) -> RowResult {
             let r = self.0;
             let input = self.1.unwrap_or_else(|| BlockInput::from_dense(&r.x, r.steps, r.m, 0, r.binary));
-            let (w, d) = (r.padded(&r.weight, &input), r.padded(&r.decay, &input));
+            let (w, d) = (&r.weight, &r.decay);
             let mut acc = vec![0.0; r.rows * r.steps * WIDTH];
             let mut drive = vec![0.0; r.steps * r.rows];
-            input_rows_drive(isa, &w, &d, r.rows, &input, &mut acc, &mut drive, r.rows);
+            input_rows_drive(isa, w, d, r.rows, &input, &mut acc, &mut drive, r.rows);
             let sweep = |with_dx: bool| {
                 let padded = (input.blocks + 1) * WIDTH;
-                let mut dw: Vec<f32> = (0..r.rows * padded).map(|i| if i % padded < r.m { 0.1 } else { 0.0 }).collect();
+                let mut dw = vec![0.1f32; r.rows * r.m];
                 let mut dk = dw.clone();
                 let mut dx = vec![0.0f32; r.steps * padded];
                 let dxr = with_dx.then_some(&mut dx[..]);
-                input_rows_sweep(isa, r.rows, &r.g, &w, &d, &input, &mut dw, &mut dk, dxr);
+                input_rows_sweep(isa, r.rows, &r.g, w, d, &input, &mut dw, &mut dk, dxr);
                 (dw, dk, dx)
             };
             (drive, [sweep(false), sweep(true)])
@@ -1278,7 +1372,7 @@ mod tests {
                 }
                 for (s, (gw, gk, _)) in sweeps.iter().enumerate() {
                     for i in 0..m {
-                        let e = q * padded + i;
+                        let e = q * m + i;
                         assert!(
                             close(gw[e], dw[i]) && close(gk[e], dk[i]),
                             "sweep {s} rows {rows} m {m} row {q} i {i}"
@@ -1416,18 +1510,18 @@ mod tests {
                 }
                 for j in 0..n {
                     let g = f64::from(0.3 - t as f32 + 0.01 * j as f32);
-                    for k in 0..n {
+                    for (k, carry) in carry.iter_mut().enumerate().take(n) {
                         let e = j * stride + k;
                         lam[e] = g + q[e] * lam[e];
-                        carry[k] += u[e] * lam[e];
+                        *carry += u[e] * lam[e];
                     }
                 }
             }
             for e in (0..n * stride).filter(|e| e % stride < n) {
                 assert!((f64::from(p.2[e]) - lam[e]).abs() < 1e-5 * (1.0 + lam[e].abs()), "lam n {n} entry {e}");
             }
-            for k in 0..n {
-                assert!((f64::from(p.3[k]) - carry[k]).abs() < 1e-4 * (1.0 + carry[k].abs()), "carry n {n} k {k}");
+            for (k, (got, want)) in p.3.iter().zip(&carry).take(n).enumerate() {
+                assert!((f64::from(*got) - want).abs() < 1e-4 * (1.0 + want.abs()), "carry n {n} k {k}");
             }
         }
     }

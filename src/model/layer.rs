@@ -5,7 +5,7 @@
 
 use super::activation::Activation;
 use super::kernels::{
-    adjoint_product, channel_outer_product, dispatch, input_rows_drive, input_rows_sweep, nonzero_bits, padded_row,
+    adjoint_product, channel_outer_product, dispatch, input_rows_drive, input_rows_sweep, nonzero_bits,
     recurrent_adjoint, recurrent_step, sparse_row_sum, BlockInput, ChannelEvents, Isa, IsaTask, WIDTH,
 };
 use super::Float;
@@ -314,13 +314,11 @@ impl<F: Float> Layer<F> {
         match &self.decays {
             Decays::Synapse { input: r, recurrent: q, .. } => {
                 let x = block_input(input, steps, m);
-                let mut rows = SweepRows::default();
                 let mut acc = vec![F::zero(); I::ROWS * steps * WIDTH];
                 for j0 in (0..n).step_by(I::ROWS) {
                     let (j1, span) = ((j0 + I::ROWS).min(n), j0 * m..(j0 + I::ROWS).min(n) * m);
-                    rows.load(&self.input_weight[span.clone()], &r[span], None, m, x.blocks);
                     let drive = &mut input_drive[j0..];
-                    input_rows_drive(isa, &rows.weight, &rows.decay, j1 - j0, &x, &mut acc, drive, n);
+                    input_rows_drive(isa, &self.input_weight[span.clone()], &r[span], j1 - j0, &x, &mut acc, drive, n);
                 }
                 if let (Some(_), Some(_)) = (&self.recurrent_weight, q) {
                     // transposed: the sums over k run down the lanes
@@ -580,25 +578,13 @@ impl<F: Float> Layer<F> {
                     }
                     (d, rows)
                 });
-                let mut rows = SweepRows::default();
                 for j0 in (0..n).step_by(I::ROWS) {
                     let (j1, span) = ((j0 + I::ROWS).min(n), j0 * m..(j0 + I::ROWS).min(n) * m);
-                    let gradients = (&grad.input_weight[span.clone()], &dr[span.clone()]);
-                    rows.load(&self.input_weight[span.clone()], &r[span.clone()], Some(gradients), m, x.blocks);
+                    let (w, decay) = (&self.input_weight[span.clone()], &r[span.clone()]);
+                    let (dw, dk) = (&mut grad.input_weight[span.clone()], &mut dr[span]);
                     let g = &history[j0 * steps..j1 * steps];
                     let dx_rows = dx.as_mut().map(|(_, rows)| &mut rows[..]);
-                    input_rows_sweep(
-                        isa,
-                        j1 - j0,
-                        g,
-                        &rows.weight,
-                        &rows.decay,
-                        &x,
-                        &mut rows.dw,
-                        &mut rows.dk,
-                        dx_rows,
-                    );
-                    rows.store(&mut grad.input_weight[span.clone()], &mut dr[span], m, x.blocks);
+                    input_rows_sweep(isa, j1 - j0, g, w, decay, &x, dw, dk, dx_rows);
                 }
                 if let Some((d, rows)) = dx {
                     for (d, row) in d.chunks_exact_mut(m.max(1)).zip(rows.chunks_exact(padded)) {
@@ -612,26 +598,9 @@ impl<F: Float> Layer<F> {
                     let z = BlockInput::from_dense(&tape.spikes, steps, n, 1, binary_spikes);
                     for j0 in (0..n).step_by(I::ROWS) {
                         let (j1, span) = ((j0 + I::ROWS).min(n), j0 * n..(j0 + I::ROWS).min(n) * n);
-                        rows.load(
-                            &u[span.clone()],
-                            &q[span.clone()],
-                            Some((&du[span.clone()], &dq[span.clone()])),
-                            n,
-                            z.blocks,
-                        );
                         let g = &history[j0 * steps..j1 * steps];
-                        input_rows_sweep(
-                            isa,
-                            j1 - j0,
-                            g,
-                            &rows.weight,
-                            &rows.decay,
-                            &z,
-                            &mut rows.dw,
-                            &mut rows.dk,
-                            None,
-                        );
-                        rows.store(&mut du[span.clone()], &mut dq[span], n, z.blocks);
+                        let (du, dq) = (&mut du[span.clone()], &mut dq[span.clone()]);
+                        input_rows_sweep(isa, j1 - j0, g, &u[span.clone()], &q[span], &z, du, dq, None);
                     }
                 }
             }
@@ -721,49 +690,6 @@ impl<F: Float> RecurrentMatrices<F> {
             out
         };
         RecurrentMatrices { weight: pad(u), decay: pad(q) }
-    }
-}
-
-/// A few neurons' rows for the row kernels ([`input_rows_drive`],
-/// [`input_rows_sweep`]), each padded by [`padded_row`], one after the other:
-/// weights, decays and (reverse sweep) the weight and decay gradients.
-#[derive(Default)]
-struct SweepRows<F> {
-    weight: Vec<F>,
-    decay: Vec<F>,
-    dw: Vec<F>,
-    dk: Vec<F>,
-    row: Vec<F>,
-}
-
-impl<F: Float> SweepRows<F> {
-    /// Copies in the rows of `width` entries of `weight`, `decay` and `gradients`.
-    fn load(&mut self, weight: &[F], decay: &[F], gradients: Option<(&[F], &[F])>, width: usize, blocks: usize) {
-        let SweepRows { weight: w, decay: d, dw, dk, row } = self;
-        let mut pad = |from: &[F], to: &mut Vec<F>| {
-            to.clear();
-            for r in from.chunks_exact(width.max(1)) {
-                padded_row(r, blocks, row);
-                to.extend_from_slice(row);
-            }
-        };
-        pad(weight, w);
-        pad(decay, d);
-        if let Some((gw, gk)) = gradients {
-            pad(gw, dw);
-            pad(gk, dk);
-        }
-    }
-
-    /// Copies the gradient rows back out.
-    fn store(&self, dw: &mut [F], dk: &mut [F], width: usize, blocks: usize) {
-        let padded = (blocks + 1) * WIDTH;
-        for (to, from) in dw.chunks_exact_mut(width.max(1)).zip(self.dw.chunks_exact(padded)) {
-            to.copy_from_slice(&from[..width]);
-        }
-        for (to, from) in dk.chunks_exact_mut(width.max(1)).zip(self.dk.chunks_exact(padded)) {
-            to.copy_from_slice(&from[..width]);
-        }
     }
 }
 
