@@ -7,12 +7,11 @@ use anyhow::{bail, Context, Result};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use crate::config::{LayerConfig, ModelConfig, ModelKind, ReadoutConfig, TauInit};
 use crate::io::atomic::peak_rss_bytes;
+use crate::model::init::{self, LayerSpec, ModelKind, NetworkSpec, TauInit};
 use crate::model::layer::LayerInput;
 use crate::model::network::{Objective, SampleSource};
-use crate::model::{init, Dropout, LossKind, Network, Surrogate};
-use crate::tasks::Target;
+use crate::model::{Dropout, LossKind, Network, Surrogate, Target};
 use crate::train::optim::{Adam, AdamConfig};
 
 /// What to measure.
@@ -65,8 +64,11 @@ impl SampleSource<f32> for SpikeSample {
     }
 }
 
+/// Hidden layers as `(size, recurrent)`.
+pub type Hidden = Vec<(usize, bool)>;
+
 /// Parses `700-128R-64R-20` into inputs, hidden layers and outputs.
-pub fn parse_layers(spec: &str) -> Result<(usize, Vec<LayerConfig>, usize)> {
+pub fn parse_layers(spec: &str) -> Result<(usize, Hidden, usize)> {
     let parts: Vec<&str> = spec.split('-').collect();
     if parts.len() < 3 {
         bail!("--layers {spec:?}: expected inputs-hidden-...-outputs, e.g. 700-128R-64R-20");
@@ -85,7 +87,7 @@ pub fn parse_layers(spec: &str) -> Result<(usize, Vec<LayerConfig>, usize)> {
     let outputs = number(parts[parts.len() - 1])?;
     let hidden = parts[1..parts.len() - 1]
         .iter()
-        .map(|p| Ok(LayerConfig { size: number(p)?, recurrent: p.ends_with(['R', 'r']), tau_init: None }))
+        .map(|p| Ok((number(p)?, p.ends_with(['R', 'r']))))
         .collect::<Result<Vec<_>>>()?;
     Ok((inputs, hidden, outputs))
 }
@@ -118,22 +120,22 @@ pub fn run(options: &BenchOptions) -> Result<Vec<BenchResult>> {
     if !(0.0..=1.0).contains(&options.density) {
         bail!("--density {}: must be in [0, 1]", options.density);
     }
-    let model = ModelConfig {
+    // the authors' SHD settings
+    let tau_init = TauInit::Uniform { low: 0.005, high: 0.02 };
+    let model = NetworkSpec {
         kind: options.model,
         dt: 1e-3,
         threshold: 1.0,
         surrogate: Surrogate::MultiGaussian,
         tau_reset: 0.02,
-        tau_init: TauInit::Uniform { low: 0.005, high: 0.02 },
         adaptation_tau: 0.5,
         adaptation_strength: 0.01,
-        dropout: 0.2,
         weight_scale: 1.0,
         decay_min: 0.0,
         decay_max: 1.0,
-        frozen_decay_fraction: 0.0,
-        layers,
-        readout: ReadoutConfig { loss: LossKind::SoftmaxSum, skip_steps: 11, tau_init: None },
+        layers: layers.into_iter().map(|(size, recurrent)| LayerSpec { size, recurrent, tau_init }).collect(),
+        readout_tau_init: tau_init,
+        spiking_readout: false,
     };
     let mut rng = ChaCha8Rng::seed_from_u64(options.seed);
     let mut net: Network<f32> = init::build(&model, inputs, outputs, &mut rng);

@@ -7,11 +7,9 @@ use std::path::Path;
 use anyhow::{anyhow, bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
+use crate::model::init::{LayerSpec, NetworkSpec};
 use crate::model::{LossKind, Surrogate};
-use crate::tasks::dms::DmsConfig;
-use crate::tasks::images::ImagesConfig;
-use crate::tasks::pattern::PatternConfig;
-use crate::tasks::speech::{Corpus, SpeechConfig};
+pub use crate::tasks::{Sampling, TaskConfig};
 
 /// A whole run: model, task, training and output settings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -38,72 +36,32 @@ fn default_name() -> String {
     "run".into()
 }
 
-/// The neuron model family (model.md §2).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ModelKind {
-    /// One learnable decay per synapse; fixed reset decay `tau_reset`.
-    Hetsynlif,
-    /// One learnable decay per neuron.
-    Hetneulif,
-    /// One fixed decay per layer.
-    Homneulif,
-    /// One fixed decay per layer, with an adaptation current.
-    Homneualif,
-}
+pub use crate::model::init::{ModelKind, TauInit};
 
-/// Distribution of initial time constants, seconds; decays are `exp(-dt/tau)`.
-/// Models with one fixed decay per layer (HomNeu) use the distribution's mean.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "dist", rename_all = "lowercase", deny_unknown_fields)]
-pub enum TauInit {
-    Constant {
-        value: f64,
-    },
-    /// Redrawn until positive.
-    Normal {
-        mean: f64,
-        std: f64,
-    },
-    Uniform {
-        low: f64,
-        high: f64,
-    },
-}
-
-impl TauInit {
-    pub fn mean(&self) -> f64 {
-        match *self {
-            TauInit::Constant { value } => value,
-            TauInit::Normal { mean, .. } => mean,
-            TauInit::Uniform { low, high } => 0.5 * (low + high),
+/// Checks a time-constant distribution given under `key`.
+fn validate_tau_init(init: &TauInit, key: &str) -> Result<()> {
+    let positive = |k: &str, v: f64| -> Result<()> {
+        if !(v.is_finite() && v > 0.0) {
+            bail!("{key}.{k} = {v}: a time constant must be a positive number of seconds");
         }
-    }
-
-    fn validate(&self, key: &str) -> Result<()> {
-        let positive = |k: &str, v: f64| -> Result<()> {
-            if !(v.is_finite() && v > 0.0) {
-                bail!("{key}.{k} = {v}: a time constant must be a positive number of seconds");
+        Ok(())
+    };
+    match *init {
+        TauInit::Constant { value } => positive("value", value),
+        TauInit::Normal { mean, std } => {
+            positive("mean", mean)?;
+            if !(std.is_finite() && std >= 0.0) {
+                bail!("{key}.std = {std}: must be >= 0");
             }
             Ok(())
-        };
-        match *self {
-            TauInit::Constant { value } => positive("value", value),
-            TauInit::Normal { mean, std } => {
-                positive("mean", mean)?;
-                if !(std.is_finite() && std >= 0.0) {
-                    bail!("{key}.std = {std}: must be >= 0");
-                }
-                Ok(())
+        }
+        TauInit::Uniform { low, high } => {
+            positive("low", low)?;
+            positive("high", high)?;
+            if high < low {
+                bail!("{key}.high = {high}: must be >= low ({low})");
             }
-            TauInit::Uniform { low, high } => {
-                positive("low", low)?;
-                positive("high", high)?;
-                if high < low {
-                    bail!("{key}.high = {high}: must be >= low ({low})");
-                }
-                Ok(())
-            }
+            Ok(())
         }
     }
 }
@@ -176,6 +134,36 @@ pub struct ModelConfig {
     pub readout: ReadoutConfig,
 }
 
+impl ModelConfig {
+    /// The network this config describes, as the model builds it (per-layer
+    /// `tau_init` overrides resolved).
+    pub fn network_spec(&self) -> NetworkSpec {
+        NetworkSpec {
+            kind: self.kind,
+            dt: self.dt,
+            threshold: self.threshold,
+            surrogate: self.surrogate,
+            tau_reset: self.tau_reset,
+            adaptation_tau: self.adaptation_tau,
+            adaptation_strength: self.adaptation_strength,
+            weight_scale: self.weight_scale,
+            decay_min: self.decay_min,
+            decay_max: self.decay_max,
+            layers: self
+                .layers
+                .iter()
+                .map(|l| LayerSpec {
+                    size: l.size,
+                    recurrent: l.recurrent,
+                    tau_init: l.tau_init.unwrap_or(self.tau_init),
+                })
+                .collect(),
+            readout_tau_init: self.readout.tau_init.unwrap_or(self.tau_init),
+            spiking_readout: self.readout.loss == LossKind::SpikeCount,
+        }
+    }
+}
+
 fn default_dt() -> f64 {
     1e-3
 }
@@ -193,50 +181,6 @@ fn default_adaptation_tau() -> f64 {
 }
 fn default_adaptation_strength() -> f64 {
     0.01
-}
-
-/// The task and its settings.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub enum TaskConfig {
-    /// Delayed match-to-sample (paper §4.2).
-    Dms(DmsConfig),
-    /// Pattern generation (paper §4.1).
-    Pattern(PatternConfig),
-    /// Image classification from MNIST-family IDX files (paper §4.4).
-    Images(ImagesConfig),
-    /// Spiking Heidelberg Digits from the official HDF5 files (paper §4.3).
-    Shd(SpeechConfig),
-    /// Spiking Speech Commands from the official HDF5 files.
-    Ssc(SpeechConfig),
-}
-
-impl TaskConfig {
-    /// The speech corpus and its settings (`shd`, `ssc`).
-    pub fn speech(&self) -> Option<(Corpus, &SpeechConfig)> {
-        match self {
-            TaskConfig::Shd(s) => Some((Corpus::Shd, s)),
-            TaskConfig::Ssc(s) => Some((Corpus::Ssc, s)),
-            _ => None,
-        }
-    }
-
-    /// Whether the task trains on a fixed data set (in epochs) rather than fresh trials.
-    pub fn is_dataset(&self) -> bool {
-        matches!(self, TaskConfig::Images(_) | TaskConfig::Shd(_) | TaskConfig::Ssc(_))
-    }
-
-    /// Sets the rate of the task's background noise channels, Hz.
-    pub fn set_noise_rate(&mut self, hz: f64) -> Result<()> {
-        match self {
-            TaskConfig::Dms(d) => d.noise_rate = hz,
-            TaskConfig::Pattern(p) => p.noise_rate = hz,
-            TaskConfig::Images(_) | TaskConfig::Shd(_) | TaskConfig::Ssc(_) => {
-                bail!("this task has no background noise channels")
-            }
-        }
-        Ok(())
-    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -418,6 +362,12 @@ impl Config {
         Ok(config)
     }
 
+    /// The task this config describes, with its fixed validation and test sets
+    /// drawn from the run's seed.
+    pub fn build_task(&self) -> Result<Box<dyn crate::tasks::Task>> {
+        self.task.build(self.model.dt, self.seed)
+    }
+
     /// The fully resolved config as TOML (re-runnable as is).
     pub fn to_toml(&self) -> Result<String> {
         toml::to_string(self).context("cannot serialise the config")
@@ -480,7 +430,7 @@ impl Config {
         if !(0.0..1.0).contains(&m.frozen_decay_fraction) {
             bail!("model.frozen_decay_fraction = {}: must be in [0, 1)", m.frozen_decay_fraction);
         }
-        m.tau_init.validate("model.tau_init")?;
+        validate_tau_init(&m.tau_init, "model.tau_init")?;
         if m.layers.is_empty() {
             bail!("model.layers = []: at least one hidden layer is needed");
         }
@@ -489,11 +439,11 @@ impl Config {
                 bail!("model.layers[{i}].size = 0: must be at least 1");
             }
             if let Some(t) = &l.tau_init {
-                t.validate(&format!("model.layers[{i}].tau_init"))?;
+                validate_tau_init(t, &format!("model.layers[{i}].tau_init"))?;
             }
         }
         if let Some(t) = &m.readout.tau_init {
-            t.validate("model.readout.tau_init")?;
+            validate_tau_init(t, "model.readout.tau_init")?;
         }
 
         if !(self.output.tau_threshold.is_finite() && self.output.tau_threshold >= 0.0) {
@@ -527,7 +477,7 @@ impl Config {
         if t.eval_every_epochs == 0 {
             bail!("train.eval_every_epochs = 0: must be at least 1");
         }
-        if t.epochs > 0 && !self.task.is_dataset() {
+        if t.epochs > 0 && self.task.sampling() == Sampling::Trials {
             bail!("train.epochs = {}: this task draws fresh trials and has no epochs; use train.iterations", t.epochs);
         }
         if !(t.rate_reg.is_finite() && t.rate_reg >= 0.0) {
@@ -553,7 +503,7 @@ impl Config {
                     (s, true) if s > 0 => {
                         bail!("train.schedule: give span ({s} steps) or span_epochs ({span_epochs}), not both")
                     }
-                    (_, true) if !self.task.is_dataset() => {
+                    (_, true) if self.task.sampling() == Sampling::Trials => {
                         bail!("train.schedule.span_epochs = {span_epochs}: this task draws fresh trials and has no epochs; give span in steps")
                     }
                     _ => {}
@@ -563,37 +513,7 @@ impl Config {
             }
         }
 
-        match &self.task {
-            TaskConfig::Dms(d) => {
-                d.validate(m.dt)?;
-                if d.validation_trials == 0 {
-                    bail!("task.validation_trials = 0: the best checkpoint is chosen on validation trials; give at least 1");
-                }
-                if m.readout.loss == LossKind::Mse {
-                    bail!("model.readout.loss = \"mse\": the dms task is a classification; use \"last\" or \"softmax_sum\"");
-                }
-            }
-            TaskConfig::Images(_) => {
-                if m.readout.loss == LossKind::Mse {
-                    bail!("model.readout.loss = \"mse\": the images task is a classification; use \"last\" or \"softmax_sum\"");
-                }
-            }
-            TaskConfig::Shd(_) | TaskConfig::Ssc(_) => {
-                if let Some((corpus, s)) = self.task.speech() {
-                    s.validate(corpus)?;
-                }
-                if m.readout.loss == LossKind::Mse {
-                    bail!("model.readout.loss = \"mse\": speech recognition is a classification; use \"softmax_sum\" or \"last\"");
-                }
-            }
-            TaskConfig::Pattern(p) => {
-                p.validate(m.dt)?;
-                if m.readout.loss != LossKind::Mse {
-                    bail!("model.readout.loss = {:?}: the pattern task is a regression; use \"mse\"", m.readout.loss);
-                }
-            }
-        }
-        Ok(())
+        self.task.validate(m.dt, m.readout.loss)
     }
 }
 
@@ -723,6 +643,69 @@ enum TableOrArray<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const BASE: &str = "[model]\nkind = \"hetsynlif\"\ntau_init = { dist = \"constant\", value = 0.02 }\nlayers = [{ size = 4 }]\n[model.readout]\nloss = \"last\"\n[task]\nkind = \"dms\"\n";
+
+    /// The error of BASE with one override, as text.
+    fn error_with(set: &str) -> String {
+        format!(
+            "{:#}",
+            Config::from_toml(BASE, &[set.to_string()]).err().unwrap_or_else(|| panic!("{set} was accepted"))
+        )
+    }
+
+    #[test]
+    fn bad_values_are_refused_naming_the_key_and_value() {
+        assert!(Config::from_toml(BASE, &[]).is_ok());
+        for (set, want) in [
+            ("model.dt=0", "model.dt = 0"),
+            ("model.dropout=1.0", "model.dropout = 1"),
+            ("model.decay_min=1.5", "model.decay_min = 1.5"),
+            ("model.layers.0.size=0", "model.layers[0].size = 0"),
+            ("model.tau_init={ dist = \"uniform\", low = 0.05, high = 0.01 }", "model.tau_init.high = 0.01"),
+            ("model.tau_init={ dist = \"normal\", mean = -1.0, std = 0.1 }", "model.tau_init.mean = -1"),
+            ("train.iterations=0", "train.iterations = 0"),
+            ("train.lr=-1e-3", "train.lr = -0.001"),
+            ("train.beta2=1.0", "train.beta2 = 1"),
+            ("train.epochs=3", "this task draws fresh trials"),
+            ("train.schedule={ kind = \"warmup_cosine\" }", "needs span"),
+            ("train.schedule={ kind = \"warmup_cosine\", span_epochs = 4.0 }", "has no epochs"),
+            ("model.readout.loss=\"mse\"", "the dms task is a classification"),
+            ("task.validation_trials=0", "task.validation_trials = 0"),
+            ("name=\"a/b\"", "path separator"),
+            ("output.tau_threshold=-1", "output.tau_threshold = -1"),
+        ] {
+            let e = error_with(set);
+            assert!(e.contains(want), "--set {set}: {e}");
+        }
+    }
+
+    #[test]
+    fn unknown_keys_and_wrong_types_are_named() {
+        let e = error_with("train.iteratons=5");
+        assert!(e.contains("train") && e.contains("did you mean `iterations`"), "{e}");
+        let e = error_with("train.iterations=\"many\"");
+        assert!(e.contains("train.iterations") && e.contains("whole number"), "{e}");
+        let e = error_with("task.kind=\"dsm\"");
+        assert!(e.contains("did you mean `dms`"), "{e}");
+        assert!(Config::from_toml("[model", &[]).is_err());
+    }
+
+    #[test]
+    fn the_network_spec_resolves_per_layer_time_constants() {
+        let config = Config::from_toml(
+            BASE,
+            &["model.layers=[{ size = 3, recurrent = true, tau_init = { dist = \"constant\", value = 0.5 } }, { size = 2 }]".into()],
+        )
+        .unwrap();
+        let spec = config.model.network_spec();
+        assert_eq!(spec.layers.len(), 2);
+        assert_eq!(spec.layers[0].tau_init, TauInit::Constant { value: 0.5 });
+        assert_eq!(spec.layers[1].tau_init, config.model.tau_init);
+        assert!(spec.layers[0].recurrent && !spec.layers[1].recurrent);
+        assert_eq!(spec.readout_tau_init, config.model.tau_init);
+        assert!(!spec.spiking_readout);
+    }
 
     #[test]
     fn edit_distances() {

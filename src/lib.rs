@@ -16,3 +16,4 @@ pub mod provenance;
 pub mod summarize;
 pub mod tasks;
 pub mod train;
+pub mod verify;

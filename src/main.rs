@@ -9,12 +9,10 @@ use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 
 use hetsyn::config::Config;
-use hetsyn::io::atomic::write_atomic;
-use hetsyn::io::checkpoint;
 use hetsyn::logging::ColorChoice;
-use hetsyn::tasks;
+use hetsyn::train::evaluate::{self, EvalOptions};
+use hetsyn::train::run::{RunDir, Saved};
 use hetsyn::train::{self, TrainOptions};
-use rand::{Rng, SeedableRng};
 
 /// Spiking neural networks with heterogeneous, learnable synaptic time constants (HetSyn).
 #[derive(Parser)]
@@ -160,7 +158,8 @@ struct TrainArgs {
 
 #[derive(Args)]
 struct EvalArgs {
-    /// A checkpoint written by `hetsyn train` (e.g. results/<run>/checkpoints/best.safetensors).
+    /// A checkpoint written by `hetsyn train` (e.g. results/<run>/checkpoints/best.safetensors),
+    /// or a run directory: its best.safetensors, else best_on_test, else last.
     #[arg(long)]
     checkpoint: PathBuf,
     /// Worker threads (0 = one per core).
@@ -212,53 +211,14 @@ fn init_threads(threads: usize) -> Result<()> {
 }
 
 fn run_train(args: TrainArgs, quiet: bool) -> Result<()> {
-    let mut overrides = args.set.clone();
-    if let Some(seed) = args.seed {
-        overrides.push(format!("seed={seed}"));
-    }
-    if let Some(threads) = args.threads {
-        overrides.push(format!("threads={threads}"));
-    }
-    let (config, run_dir, resume) = match &args.resume {
-        Some(run_dir) => {
-            let last = run_dir.join("checkpoints").join("last.safetensors");
-            if last.exists() {
-                let ckpt = checkpoint::load(&last)?;
-                // a checkpoint copied in from another run would continue as a different model
-                let saved = run_dir.join("config.toml");
-                let run_config = Config::load(&saved, &[])?;
-                let differences = run_config.differences(&ckpt.config)?;
-                if !differences.is_empty() {
-                    anyhow::bail!(
-                        "--resume {}: {} was not written by this run: its config differs from {} in {}",
-                        run_dir.display(),
-                        last.display(),
-                        saved.display(),
-                        differences.join("; ")
-                    );
-                }
-                let mut config = ckpt.config.clone();
-                if let Some(threads) = args.threads {
-                    config.threads = threads;
-                }
-                (config, Some(run_dir.clone()), Some(ckpt))
-            } else {
-                let path = run_dir.join("config.toml");
-                if !path.exists() {
-                    anyhow::bail!(
-                        "--resume {}: no run there (neither {} nor {})",
-                        run_dir.display(),
-                        last.display(),
-                        path.display()
-                    );
-                }
-                (Config::load(&path, &overrides)?, Some(run_dir.clone()), None)
-            }
-        }
+    let (config, resume) = match &args.resume {
+        Some(run_dir) => RunDir::at(run_dir).resume(args.threads)?,
         None => {
+            let mut overrides = args.set.clone();
+            overrides.extend(args.seed.map(|seed| format!("seed={seed}")));
+            overrides.extend(args.threads.map(|threads| format!("threads={threads}")));
             let path = args.config.as_ref().context("--config is required")?;
-            let config = Config::load(path, &overrides)?;
-            (config, args.out.clone(), None)
+            (Config::load(path, &overrides)?, None)
         }
     };
     if args.print_config {
@@ -266,29 +226,19 @@ fn run_train(args: TrainArgs, quiet: bool) -> Result<()> {
         return Ok(());
     }
     init_threads(config.threads)?;
-    // the default directory is created here, so that two runs started in the same second get two
-    let (run_dir, reserved) = match run_dir {
-        Some(dir) => (dir, false),
-        None => (train::trainer::reserve_run_dir(&config)?, true),
-    };
-    train::trainer::install_signal_handlers();
-    tracing::info!(run_dir = %run_dir.display(), model = ?config.model.kind, "training");
+    train::interrupt::install()?;
     // the bar on a terminal; elsewhere (a file, a pipe, Slurm) one plain line per evaluation
     let progress = !quiet && !args.no_progress && std::io::stderr().is_terminal();
-    let summary = train::train(&config, &run_dir, &TrainOptions { progress }, resume).inspect_err(|_| {
-        if reserved {
-            // a run that failed before writing anything leaves no empty directory behind
-            let _ = std::fs::remove_dir(&run_dir);
-        }
-    })?;
-    let line = format!("{}: {}", run_dir.display(), summary_line(&summary));
+    let out = args.resume.as_deref().or(args.out.as_deref());
+    let (run, summary) = train::trainer::train_into(&config, out, &TrainOptions { progress }, resume)?;
+    let line = format!("{}: {}", run.path().display(), summary.line());
     println!("{line}");
     hetsyn::logging::line(&line);
     if !args.no_plots {
-        match hetsyn::plot::plot_run(&run_dir) {
+        match hetsyn::plot::plot_run(run.path()) {
             Ok(plotted) => tracing::info!(
                 files = plotted.files.len(),
-                dir = %run_dir.join("plots").display(),
+                dir = %run.plots().display(),
                 checkpoint = %plotted.checkpoint.display(),
                 "plots written"
             ),
@@ -298,46 +248,16 @@ fn run_train(args: TrainArgs, quiet: bool) -> Result<()> {
     Ok(())
 }
 
-/// The end-of-training line: the selected model's test figures, the last ones
-/// and the best on test, each labelled with what it was selected on.
-fn summary_line(summary: &train::RunSummary) -> String {
-    let percent = |a: Option<f64>| a.map(|a| format!("{:.2}%", 100.0 * a)).unwrap_or_else(|| "-".into());
-    let at = |step: u64, epoch: Option<f64>| match epoch {
-        Some(e) => format!("epoch {e}, step {step}"),
-        None => format!("step {step}"),
-    };
-    let selected_at = at(summary.best_validation_step, summary.best_validation_epoch);
-    let selected = match (summary.selected_on.as_str(), summary.best_validation_epoch) {
-        ("last", Some(_)) => format!("no validation set: selected the last epoch ({selected_at}):"),
-        ("last", None) => format!("no validation set: selected the last evaluation ({selected_at}):"),
-        _ => format!("at best validation ({selected_at})"),
-    };
-    let best_test = match summary.best_test_accuracy {
-        Some(a) => percent(Some(a)),
-        None => format!("loss {:.6}", summary.best_test_loss),
-    };
-    // regression runs have no accuracy: their figure is the test loss
-    let figures = |accuracy: Option<f64>, loss: f64| match accuracy {
-        Some(_) => format!("test accuracy {}, test loss {loss:.6}", percent(accuracy)),
-        None => format!("test loss {loss:.6}"),
-    };
-    format!(
-        "{selected} {}; last {}; best on test (selected on the test set) {best_test} at {}; {:.1} s",
-        figures(summary.test_accuracy_at_best_validation, summary.test_loss_at_best_validation),
-        figures(summary.last_test_accuracy, summary.last_test_loss),
-        at(summary.best_test_step, summary.best_test_epoch),
-        summary.elapsed_s
-    )
-}
-
 fn run_plot(args: PlotArgs) -> Result<()> {
     let plotted = hetsyn::plot::plot_run(&args.run_dir)?;
-    let fallback = plotted.checkpoint.file_name().is_some_and(|n| n == "last.safetensors");
-    tracing::info!(
-        "plotted from {}{}",
-        plotted.checkpoint.display(),
-        if fallback { " (the run has no best.safetensors: no validation set, or no evaluation yet)" } else { "" }
-    );
+    if plotted.checkpoint != RunDir::at(&args.run_dir).checkpoint(Saved::Best) {
+        tracing::info!(
+            "plotted from {} (the run has no best.safetensors: no validation set, or no evaluation yet)",
+            plotted.checkpoint.display()
+        );
+    } else {
+        tracing::info!("plotted from {}", plotted.checkpoint.display());
+    }
     for file in plotted.files {
         println!("{}", file.display());
     }
@@ -346,181 +266,44 @@ fn run_plot(args: PlotArgs) -> Result<()> {
 
 fn run_eval(args: EvalArgs) -> Result<()> {
     init_threads(args.threads)?;
-    let ckpt = checkpoint::load(&args.checkpoint)?;
-    let perturbations = perturbations(&args)?;
+    let options = EvalOptions {
+        noise_rates: args.noise_rates,
+        delete_prob: args.delete_prob,
+        add_prob: args.add_prob,
+        time_warp: args.time_warp,
+        time_warp_random: args.time_warp_random,
+        seed: args.seed,
+        reset_long_tau: args.reset_long_tau,
+    };
+    options.perturbations()?;
     // before evaluating: a CSV that cannot be written fails now, not after the work
-    let csv_path = args.csv.clone().unwrap_or_else(|| args.checkpoint.with_extension("eval.csv"));
+    let checkpoint = evaluate::checkpoint_path(&args.checkpoint)?;
+    let csv_path = args.csv.unwrap_or_else(|| RunDir::eval_csv_of(&checkpoint));
     hetsyn::io::atomic::check_writable(&csv_path).context("--csv")?;
-    let mut configs = vec![("clean".to_string(), ckpt.config.clone())];
-    for rate in &args.noise_rates {
-        let mut config = ckpt.config.clone();
-        config.task.set_noise_rate(*rate).with_context(|| format!("--noise-rates {rate}"))?;
-        config.validate().with_context(|| format!("--noise-rates {rate}"))?;
-        configs.push((format!("noise_rate={rate}"), config));
-    }
-    // the learned network, and with --reset-long-tau the one whose long time constants are reset
-    let mut networks = vec![("", ckpt.network.clone(), None)];
-    if args.reset_long_tau {
-        let threshold_s = ckpt.config.output.tau_threshold;
-        let initial = train::initial_network(&ckpt.config, ckpt.network.inputs(), ckpt.network.outputs());
-        let mut reset = ckpt.network.clone();
-        let (count, total) = train::tau_stats::reset_long_taus(&mut reset, &initial, threshold_s * 1000.0)
-            .with_context(|| format!("--reset-long-tau: checkpoint {}", args.checkpoint.display()))?;
+    let trained = evaluate::Trained::load(&checkpoint, None)?;
+    let report = evaluate::evaluate_checkpoint(&trained, &options)?;
+    if let Some((count, total, threshold_ms)) = report.reset {
         println!(
-            "reset {count} of {total} learnable decays with tau > {} ms (output.tau_threshold) to their initial value",
-            threshold_s * 1000.0
+            "reset {count} of {total} learnable decays with tau > {threshold_ms} ms (output.tau_threshold) to their initial value"
         );
-        networks.push(("+reset_long_tau", reset, Some(count as f64 / total.max(1) as f64)));
     }
-    let mut built = Vec::new();
-    for (condition, config) in &configs {
-        let task = tasks::build(config)?;
-        let shape = task.shape();
-        if shape.channels != ckpt.network.inputs() || shape.outputs != ckpt.network.outputs() {
-            anyhow::bail!(
-                "checkpoint {}: the network has {} inputs and {} outputs, its task needs {} and {}",
-                args.checkpoint.display(),
-                ckpt.network.inputs(),
-                ckpt.network.outputs(),
-                shape.channels,
-                shape.outputs
-            );
-        }
-        built.push((condition.clone(), task));
-    }
-    let clean_task = built[0].1.as_ref();
-    let mut perturbed = Vec::new();
-    for perturbation in &perturbations {
-        let (samples, steps) = clean_task.perturbed_test(perturbation, args.seed)?;
-        perturbed.push((perturbation.to_string(), samples, steps));
-    }
-    // every condition: its name, task, test samples and their steps
-    let conditions: Vec<(&str, &dyn tasks::Task, &[tasks::Sample], usize)> = built
-        .iter()
-        .map(|(name, task)| (name.as_str(), task.as_ref(), task.test(), task.shape().steps))
-        .chain(perturbed.iter().map(|(name, samples, steps)| (name.as_str(), clean_task, &samples[..], *steps)))
-        .collect();
-    let objective = train::objective(&ckpt.config);
-    let logged = |key: &str| ckpt.metrics.get(key).and_then(|v| v.as_f64());
-    let mut writer = csv::Writer::from_writer(Vec::new());
-    let fmt = |v: Option<f64>| v.map(|v| v.to_string()).unwrap_or_default();
-    // the random time warps come last; their mean is one more row per network
-    let random_from = conditions.len() - args.time_warp_random;
-    let mut random_sums = vec![(0.0, 0.0, 0usize); networks.len()];
-    let mut metric_columns = 0;
-    for (k, (condition, task, samples, steps)) in conditions.iter().enumerate() {
-        for (n, (suffix, network, reset_fraction)) in networks.iter().enumerate() {
-            let condition = format!("{condition}{suffix}");
-            let test = train::evaluate_steps(network, *task, samples, *steps, &objective);
-            if k >= random_from {
-                let sums = &mut random_sums[n];
-                sums.0 += test.stats.loss;
-                sums.1 += test.accuracy.unwrap_or(f64::NAN);
-                sums.2 += test.stats.samples;
-            }
-            metric_columns = test.metrics.len();
-            if k == 0 && n == 0 {
-                let mut header: Vec<String> =
-                    ["checkpoint", "step", "condition", "samples", "test_loss", "test_accuracy"]
-                        .iter()
-                        .map(|s| s.to_string())
-                        .collect();
-                header.extend(test.metrics.iter().map(|(name, _)| format!("test_{name}")));
-                header.extend(["reset_fraction", "logged_test_loss", "logged_test_accuracy"].map(String::from));
-                writer.write_record(&header)?;
-            }
-            let metrics: Vec<String> = test.metrics.iter().map(|(name, v)| format!(", {name} {v:.4}")).collect();
-            println!(
-                "{} [{condition}]: step {}, test loss {:.6}{}{} ({} samples)",
-                args.checkpoint.display(),
-                ckpt.step,
-                test.stats.loss,
-                test.accuracy.map(|a| format!(", test accuracy {a:.4}")).unwrap_or_default(),
-                metrics.concat(),
-                test.stats.samples
-            );
-            let mut record = vec![
-                args.checkpoint.display().to_string(),
-                ckpt.step.to_string(),
-                condition.clone(),
-                test.stats.samples.to_string(),
-                test.stats.loss.to_string(),
-                fmt(test.accuracy),
-            ];
-            record.extend(test.metrics.iter().map(|(_, v)| v.to_string()));
-            record.push(fmt(*reset_fraction));
-            let clean = k == 0 && n == 0;
-            record.push(if clean { fmt(logged("test_loss")) } else { String::new() });
-            record.push(if clean { fmt(logged("test_accuracy")) } else { String::new() });
-            writer.write_record(&record)?;
-            if clean {
-                if let Some(l) = logged("test_accuracy").or(logged("test_loss")) {
-                    println!("  logged at training: {l}");
-                }
-            }
+    for (k, row) in report.rows.iter().enumerate() {
+        println!("{}", row.line());
+        if let Some(logged) = row.logged_test_accuracy.or(row.logged_test_loss).filter(|_| k == 0) {
+            println!("  logged at training: {logged}");
         }
     }
-    if args.time_warp_random > 0 {
-        for ((suffix, _, reset_fraction), (loss, accuracy, samples)) in networks.iter().zip(&random_sums) {
-            let count = args.time_warp_random as f64;
-            let condition = format!("time_warp_random_mean{suffix}");
-            println!(
-                "{} [{condition}]: mean over {} random time warps: test loss {:.6}, test accuracy {:.4}",
-                args.checkpoint.display(),
-                args.time_warp_random,
-                loss / count,
-                accuracy / count
-            );
-            let mut record = vec![
-                args.checkpoint.display().to_string(),
-                ckpt.step.to_string(),
-                condition,
-                samples.to_string(),
-                (loss / count).to_string(),
-                (accuracy / count).to_string(),
-            ];
-            record.extend(std::iter::repeat_n(String::new(), metric_columns));
-            record.extend([fmt(*reset_fraction), String::new(), String::new()]);
-            writer.write_record(&record)?;
-        }
-    }
-    write_atomic(&csv_path, &writer.into_inner().context("cannot format the CSV")?)?;
+    evaluate::write_eval_csv(&csv_path, &report.rows)?;
     println!("wrote {}", csv_path.display());
     Ok(())
 }
 
-/// The perturbed test conditions asked for, checked.
-fn perturbations(args: &EvalArgs) -> Result<Vec<tasks::Perturbation>> {
-    use tasks::Perturbation;
-    let mut out = Vec::new();
-    for (flag, values, make) in [
-        ("--delete-prob", &args.delete_prob, Perturbation::Delete as fn(f64) -> Perturbation),
-        ("--add-prob", &args.add_prob, Perturbation::Add),
-    ] {
-        for &p in values {
-            if !(0.0..=1.0).contains(&p) {
-                anyhow::bail!("{flag} {p}: a probability must be in [0, 1]");
-            }
-            out.push(make(p));
-        }
-    }
-    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(args.seed);
-    let random = (0..args.time_warp_random).map(|_| 2f64.powf(rng.gen_range(-0.5..0.5)));
-    for alpha in args.time_warp.iter().copied().chain(random) {
-        if !(alpha.is_finite() && alpha > 0.0) {
-            anyhow::bail!("--time-warp {alpha}: a time-warp factor must be a positive number");
-        }
-        out.push(Perturbation::TimeWarp(alpha));
-    }
-    Ok(out)
-}
-
 fn run_verify(args: VerifyArgs) -> Result<()> {
-    let checks = hetsyn::io::verify::verify(&args.path)?;
+    let checks = hetsyn::verify::verify(&args.path)?;
     for check in &checks {
         println!("{check}");
     }
-    let failed = checks.iter().filter(|c| c.verdict == hetsyn::io::verify::Verdict::Failed).count();
+    let failed = checks.iter().filter(|c| c.verdict == hetsyn::verify::Verdict::Failed).count();
     if failed > 0 {
         anyhow::bail!("{failed} of {} files failed verification", checks.len());
     }
@@ -580,9 +363,9 @@ fn main() -> ExitCode {
             eprintln!("error: {e:#}");
             hetsyn::logging::line(&format!("error: {e:#}"));
             // stopped by SIGINT/SIGTERM: 128 + the signal (130, 143), as shells report it
-            match e.downcast_ref::<train::trainer::Interrupted>() {
-                Some(i) if (1..128).contains(&i.signal) => ExitCode::from(128 + i.signal as u8),
-                _ => ExitCode::FAILURE,
+            match e.downcast_ref::<train::interrupt::Interrupted>() {
+                Some(i) => ExitCode::from(i.exit_code()),
+                None => ExitCode::FAILURE,
             }
         }
     }

@@ -4,8 +4,10 @@
 //!
 //! Every figure is written to `<run>/plots/<name>.png` and `<name>.svg`, both
 //! [`WIDTH`] × [`HEIGHT`] pixels, each atomically. Text is drawn with DejaVu Sans,
-//! compiled into the binary (`assets/`), so no system font is needed.
+//! compiled into the binary (`assets/`), so no system font is needed; the SVGs
+//! name it, with look-alike fallbacks ([`FAMILY`]).
 
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
@@ -14,11 +16,14 @@ use plotters::coord::ranged1d::{DefaultFormatting, KeyPointHint, ValueFormatter}
 use plotters::coord::types::RangedCoordf64;
 use plotters::coord::Shift;
 use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 use crate::io::atomic::write_atomic;
-use crate::io::checkpoint;
-use crate::model::{Decays, Layer, Network};
+use crate::model::{Decays, Network};
 use crate::tasks::{self, Sample, Target};
+use crate::train::evaluate::Trained;
+use crate::train::metrics::read_metrics;
+use crate::train::run::RunDir;
 
 /// Width of every figure, pixels (PNG) or SVG user units.
 pub const WIDTH: u32 = 1200;
@@ -27,8 +32,14 @@ pub const HEIGHT: u32 = 800;
 
 /// DejaVu Sans (licence: `assets/DejaVuSans-LICENSE.txt`).
 const FONT: &[u8] = include_bytes!("../assets/DejaVuSans.ttf");
-/// The family plotters uses when none is named; the embedded font is registered under it.
-const FAMILY: &str = "sans-serif";
+/// The font family of every text: the embedded DejaVu Sans is registered under
+/// this name (and under plotters' default, `sans-serif`), and SVG text names it as
+/// its `font-family`, so a viewer without DejaVu Sans falls back to its
+/// look-alikes (Bitstream Vera Sans, of which it is a derivative; Verdana), then
+/// to any sans-serif font.
+pub const FAMILY: &str = "DejaVu Sans, Bitstream Vera Sans, Verdana, sans-serif";
+/// plotters' default family, for any text drawn without one.
+const DEFAULT_FAMILY: &str = "sans-serif";
 
 const TITLE_SIZE: u32 = 24;
 const CAPTION_SIZE: u32 = 18;
@@ -39,22 +50,13 @@ const VALIDATION_COLOR: RGBColor = RGBColor(255, 127, 14);
 const TEST_COLOR: RGBColor = RGBColor(44, 160, 44);
 const LEARNED_COLOR: RGBColor = RGBColor(31, 119, 180);
 const INITIAL_COLOR: RGBColor = RGBColor(214, 39, 40);
+/// Decays that training does not change.
+const FIXED_COLOR: RGBColor = RGBColor(110, 110, 110);
+/// Shading of a task's marked windows (cues, repeats).
+const WINDOW_COLOR: RGBColor = RGBColor(255, 190, 60);
 const SPIKE_COLOR: RGBColor = RGBColor(20, 20, 20);
 /// At most this many readouts get a panel in `output`.
 const MAX_OUTPUT_PANELS: usize = 6;
-
-/// The checkpoint a run's plots show: `checkpoints/best.safetensors` (selected
-/// on validation), or `checkpoints/last.safetensors` when there is no best (a
-/// run without a validation set, or one stopped before its first evaluation).
-pub fn plot_checkpoint(run_dir: &Path) -> Result<PathBuf> {
-    let dir = run_dir.join("checkpoints");
-    let (best, last) = (dir.join("best.safetensors"), dir.join("last.safetensors"));
-    match (best.is_file(), last.is_file()) {
-        (true, _) => Ok(best),
-        (false, true) => Ok(last),
-        (false, false) => bail!("no checkpoint to plot: neither {} nor {}", best.display(), last.display()),
-    }
-}
 
 /// The files [`plot_run`] wrote and the checkpoint it drew them from.
 #[derive(Debug, Clone)]
@@ -64,14 +66,14 @@ pub struct Plotted {
 }
 
 /// Writes every plot of the run in `run_dir` (which holds `metrics.csv` and a
-/// checkpoint, see [`plot_checkpoint`]) into `run_dir/plots/` and returns the
+/// checkpoint, see [`RunDir::selected_checkpoint`]) into `run_dir/plots/` and returns the
 /// files written. Fails, naming the file, when an input is missing or
 /// unreadable; nothing is written then.
 pub fn plot_run(run_dir: &Path) -> Result<Plotted> {
-    let metrics_path = run_dir.join("metrics.csv");
-    let metrics = Metrics::read(&metrics_path)?;
-    let checkpoint_path = plot_checkpoint(run_dir)?;
-    let ckpt = checkpoint::load(&checkpoint_path)?;
+    let run_dir = RunDir::at(run_dir);
+    let metrics = Metrics::read(&run_dir.metrics())?;
+    let checkpoint_path = run_dir.selected_checkpoint()?;
+    let Trained { checkpoint: ckpt, task, .. } = Trained::load(&checkpoint_path, None)?;
     let config = &ckpt.config;
     let network = &ckpt.network;
     // "best checkpoint", "last checkpoint"
@@ -82,32 +84,31 @@ pub fn plot_run(run_dir: &Path) -> Result<Plotted> {
     );
     let initial = crate::train::initial_network(config, network.inputs(), network.outputs());
 
-    let task = tasks::build(config)
-        .with_context(|| format!("checkpoint {}: cannot build its task", checkpoint_path.display()))?;
-    let shape = task.shape();
-    if shape.channels != network.inputs() || shape.outputs != network.outputs() {
-        bail!(
-            "checkpoint {}: the network has {} inputs and {} outputs, its task needs {} and {}",
-            checkpoint_path.display(),
-            network.inputs(),
-            network.outputs(),
-            shape.channels,
-            shape.outputs
-        );
-    }
     let sample = task.test().first().ok_or_else(|| {
         anyhow!("checkpoint {}: its task has no test samples to draw a raster of", checkpoint_path.display())
     })?;
 
     let title = format!("{} ({:?}, seed {})", config.name, config.model.kind, config.seed).to_lowercase();
     let learning = LearningCurves::new(&metrics, format!("learning curves: {title}"));
-    let decays = DecayHistograms::new(network, &initial, config.model.dt, format!("time constants: {title}, {which}"));
+    let trial_ms = task.shape().steps as f64 * config.model.dt * 1000.0;
+    let decays = DecayHistograms::new(
+        network,
+        &initial,
+        config.model.dt,
+        trial_ms,
+        config.model.frozen_decay_fraction,
+        format!("time constants: {title}, {which}"),
+    );
     let step_s = task.step_seconds().unwrap_or(config.model.dt);
     let run = SampleRun::new(network, step_s, sample)?;
-    let raster = run.raster(format!("spikes of test sample 0: {title}, {which}"));
-    let output = run.output(format!("output of test sample 0: {title}, {which}"));
+    let readout = &config.model.readout;
+    let prediction = readout.loss.predict(&run.y, run.steps, run.outputs, readout.skip_steps);
+    let marks = TrialMarks::of(task.as_ref());
+    let raster =
+        run.raster(trial_title(&sample.target, prediction, &task.class_names()), format!("{title}, {which}"), &marks);
+    let output = run.output(format!("output of test sample 0: {title}, {which}"), &marks);
 
-    let dir = run_dir.join("plots");
+    let dir = run_dir.plots();
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let mut written = Vec::new();
     written.extend(write_figure(&dir, "learning_curves", &learning)?);
@@ -147,18 +148,6 @@ impl Taus {
             }
         }
         taus
-    }
-
-    /// "12 at ∞, 3 at 0", or "" when every time constant is finite and positive.
-    fn off_axis(&self) -> String {
-        let mut parts = Vec::new();
-        if self.infinite > 0 {
-            parts.push(format!("{} at ∞", self.infinite));
-        }
-        if self.zero > 0 {
-            parts.push(format!("{} at 0", self.zero));
-        }
-        parts.join(", ")
     }
 }
 
@@ -205,49 +194,32 @@ struct Metrics {
 }
 
 impl Metrics {
+    /// The loss and accuracy series of a metrics.csv ([`read_metrics`]).
     fn read(path: &Path) -> Result<Metrics> {
+        let rows = read_metrics(path)?;
         let at = || format!("metrics file {}", path.display());
-        let text = std::fs::read(path).with_context(|| format!("cannot read {}", at()))?;
-        let mut reader = csv::Reader::from_reader(text.as_slice());
-        let headers = reader.headers().with_context(|| format!("{}: cannot read the header", at()))?.clone();
-        let column = |name: &str| headers.iter().position(|h| h.trim() == name);
-        let step_col = column("step").ok_or_else(|| anyhow!("{}: no `step` column", at()))?;
         let series = [("train", TRAIN_COLOR), ("validation", VALIDATION_COLOR), ("test", TEST_COLOR)];
-        let wanted = |suffix: &str| -> Vec<(&'static str, RGBColor, usize)> {
-            series.iter().filter_map(|(s, c)| column(&format!("{s}_{suffix}")).map(|k| (*s, *c, k))).collect()
-        };
-        let (loss_cols, accuracy_cols) = (wanted("loss"), wanted("accuracy"));
-        if loss_cols.is_empty() {
-            bail!("{}: none of the columns train_loss, validation_loss, test_loss", at());
-        }
-        let mut metrics = Metrics {
-            step: Vec::new(),
-            loss: loss_cols.iter().map(|(s, c, _)| (*s, *c, Vec::new())).collect(),
-            accuracy: accuracy_cols.iter().map(|(s, c, _)| (*s, *c, Vec::new())).collect(),
-        };
-        for (row, record) in reader.records().enumerate() {
-            let record = record.with_context(|| format!("{}: cannot read row {}", at(), row + 2))?;
-            let value = |k: usize| -> Result<f64> {
-                let text = record.get(k).unwrap_or("").trim();
-                if text.is_empty() {
-                    return Ok(f64::NAN);
-                }
-                text.parse::<f64>().map_err(|_| {
-                    anyhow!("{}: row {}, column `{}`: {text:?} is not a number", at(), row + 2, &headers[k])
+        let columns = |suffix: &str| -> Vec<(&'static str, RGBColor, Vec<f64>)> {
+            series
+                .iter()
+                .map(|(s, c)| {
+                    let column = format!("{s}_{suffix}");
+                    (*s, *c, rows.iter().map(|r| r.figure(&column).unwrap_or(f64::NAN)).collect::<Vec<f64>>())
                 })
-            };
-            metrics.step.push(value(step_col)?);
-            for ((_, _, col), (_, _, values)) in loss_cols.iter().zip(&mut metrics.loss) {
-                values.push(value(*col)?);
-            }
-            for ((_, _, col), (_, _, values)) in accuracy_cols.iter().zip(&mut metrics.accuracy) {
-                values.push(value(*col)?);
+                .filter(|(_, _, values)| values.iter().any(|v| v.is_finite()))
+                .collect()
+        };
+        // training's task loss, comparable with validation and test (no regulariser), when logged
+        let mut loss = columns("loss");
+        let task_loss: Vec<f64> = rows.iter().map(|r| r.train_task_loss).collect();
+        if task_loss.iter().any(|v| v.is_finite()) {
+            if let Some(train) = loss.iter_mut().find(|(name, _, _)| *name == "train") {
+                *train = ("train (task loss)", train.1, task_loss);
             }
         }
-        if metrics.step.is_empty() {
-            bail!("{}: no rows (no evaluation yet?)", at());
-        }
-        if !metrics.loss.iter().any(|(_, _, v)| v.iter().any(|x| x.is_finite())) {
+        let metrics =
+            Metrics { step: rows.iter().map(|r| r.step as f64).collect(), loss, accuracy: columns("accuracy") };
+        if metrics.loss.is_empty() {
             bail!("{}: no finite loss value to plot", at());
         }
         Ok(metrics)
@@ -297,7 +269,10 @@ impl SampleRun {
         })
     }
 
-    fn raster(&self, title: String) -> Raster {
+    /// The raster of the input and every hidden layer. `subtitle`: the run and
+    /// checkpoint; `marks`: the task's channel groups (labelled beside the input
+    /// panel) and windows (shaded in every panel).
+    fn raster(&self, title: String, subtitle: String, marks: &TrialMarks) -> Raster {
         let duration_s = self.steps as f64 * self.dt_ms / 1000.0;
         let mut panels = Vec::new();
         let max_in = self.input.iter().fold(0.0f32, |m, v| m.max(v.abs()));
@@ -325,6 +300,7 @@ impl SampleRun {
             axis: "channel",
             size: self.channels,
             events: input_events,
+            groups: marks.groups.iter().filter(|(_, c)| c.end <= self.channels && !c.is_empty()).cloned().collect(),
         });
         for (name, size, recurrent, spikes) in &self.hidden {
             let events = events(spikes, *size, 1.0);
@@ -343,13 +319,26 @@ impl SampleRun {
                 axis: "neuron",
                 size: *size,
                 events,
+                groups: Vec::new(),
             });
         }
-        Raster { title, steps: self.steps, dt_ms: self.dt_ms, panels }
+        let windows = self.windows_ms(marks);
+        Raster { title, subtitle, steps: self.steps, dt_ms: self.dt_ms, panels, windows }
     }
 
-    /// Target and output of each readout, for regression samples only.
-    fn output(&self, title: String) -> Option<OutputPlot> {
+    /// The task's marked windows in ms, those within the trial.
+    fn windows_ms(&self, marks: &TrialMarks) -> Vec<(String, Range<f64>)> {
+        marks
+            .windows
+            .iter()
+            .filter(|(_, w)| !w.is_empty() && w.end <= self.steps)
+            .map(|(label, w)| (label.clone(), w.start as f64 * self.dt_ms..w.end as f64 * self.dt_ms))
+            .collect()
+    }
+
+    /// Target and output of each readout, for regression samples only, with the
+    /// task's marked windows shaded.
+    fn output(&self, title: String, marks: &TrialMarks) -> Option<OutputPlot> {
         let Target::Series(target) = &self.target else { return None };
         let shown = self.outputs.min(MAX_OUTPUT_PANELS);
         let series = |values: &[f32], o: usize| -> Vec<(f64, f64)> {
@@ -365,7 +354,38 @@ impl SampleRun {
             })
             .collect();
         let title = if shown < self.outputs { format!("{title} (first {shown} of {})", self.outputs) } else { title };
-        Some(OutputPlot { title, steps: self.steps, dt_ms: self.dt_ms, panels })
+        Some(OutputPlot { title, steps: self.steps, dt_ms: self.dt_ms, panels, windows: self.windows_ms(marks) })
+    }
+}
+
+/// What the task says about its trials, for labelling the raster and output plots.
+#[derive(Debug, Clone, Default, PartialEq)]
+struct TrialMarks {
+    /// [`tasks::Task::channel_groups`].
+    groups: Vec<(String, Range<usize>)>,
+    /// [`tasks::Task::marked_windows`], in steps.
+    windows: Vec<(String, Range<usize>)>,
+}
+
+impl TrialMarks {
+    fn of(task: &dyn tasks::Task) -> TrialMarks {
+        TrialMarks { groups: task.channel_groups(), windows: task.marked_windows() }
+    }
+}
+
+/// The raster's title: the sample, and for a class target its class and the
+/// network's prediction, named by `names` where the task names its classes.
+fn trial_title(target: &Target, prediction: Option<usize>, names: &[String]) -> String {
+    let class = |k: usize| names.get(k).map_or_else(|| k.to_string(), |name| format!("{name} ({k})"));
+    match (target, prediction) {
+        (Target::Class(c), Some(p)) => format!(
+            "spikes of test sample 0: class {}, network predicts {}: {}",
+            class(*c),
+            class(p),
+            if *c == p { "correct" } else { "wrong" }
+        ),
+        (Target::Class(c), None) => format!("spikes of test sample 0: class {}", class(*c)),
+        (Target::Series(_), _) => "spikes of test sample 0".to_string(),
     }
 }
 
@@ -400,7 +420,11 @@ fn draw_legend<'a, DB: DrawingBackend + 'a, CT: CoordTranslate>(
 /// Registers the embedded font with plotters (once per process).
 fn register_font() -> Result<()> {
     static REGISTERED: OnceLock<bool> = OnceLock::new();
-    let ok = *REGISTERED.get_or_init(|| plotters::style::register_font(FAMILY, FontStyle::Normal, FONT).is_ok());
+    let ok = *REGISTERED.get_or_init(|| {
+        [FAMILY, DEFAULT_FAMILY]
+            .iter()
+            .all(|family| plotters::style::register_font(family, FontStyle::Normal, FONT).is_ok())
+    });
     if ok {
         Ok(())
     } else {
@@ -484,7 +508,7 @@ fn tick(v: f64) -> String {
 }
 
 /// A log-scaled axis from `lo` to `hi` (both > 0) whose ticks stay readable
-/// over any span: powers of ten, then 1-2-5, 1-2-3-5 or 1..9 per decade, and plain
+/// over any span: powers of ten, then 1-3, 1-2-5, 1-2-3-5 or 1..9 per decade, and plain
 /// linear ticks when the span is narrower than a decade has to offer
 /// (plotters' own log axis puts ticks at powers of ten only).
 #[derive(Debug, Clone)]
@@ -541,9 +565,13 @@ fn log_ticks(lo: f64, hi: f64, max: usize) -> Vec<f64> {
         ticks
     };
     let mut best = Vec::new();
-    for mantissas in
-        [&[1.0][..], &[1.0, 2.0, 5.0], &[1.0, 2.0, 3.0, 5.0], &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0]]
-    {
+    for mantissas in [
+        &[1.0][..],
+        &[1.0, 3.0],
+        &[1.0, 2.0, 5.0],
+        &[1.0, 2.0, 3.0, 5.0],
+        &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0],
+    ] {
         let ticks = per_decade(mantissas);
         if ticks.len() > max {
             break;
@@ -694,11 +722,234 @@ impl Figure for LearningCurves {
     }
 }
 
+/// Time constants longer than this many trial lengths get a bar of their own
+/// beside the log axis (such a current leaks less than 10 % over a trial), so
+/// that a few decays next to 1 (τ up to 1e8 ms in f32) do not stretch the axis.
+const LONG_TRIALS: f64 = 10.0;
+
+/// One decay tensor of a network: its checkpoint name, what it holds, its
+/// values, and whether training changes them.
+struct DecayTensor {
+    name: String,
+    what: String,
+    values: Vec<f32>,
+    learned: bool,
+}
+
+/// The decay tensors of `network` in checkpoint order: a HetSyn layer's input
+/// and recurrent synapses apart; one tensor per neuron-level layer (its neurons'
+/// single decay serves input and recurrent synapses alike).
+fn decay_tensors(network: &Network<f32>) -> Vec<DecayTensor> {
+    let last = network.layers.len() - 1;
+    let mut tensors = Vec::new();
+    for (l, layer) in network.layers.iter().enumerate() {
+        let prefix = if l == last { "readout".to_string() } else { format!("hidden.{l}.input") };
+        match &layer.decays {
+            Decays::Synapse { input, recurrent, .. } => {
+                let kind = if recurrent.is_some() { "input synapses" } else { "synapses" };
+                tensors.push(DecayTensor {
+                    name: format!("{prefix}.decay"),
+                    what: format!("{} {kind}", input.len()),
+                    values: input.clone(),
+                    learned: true,
+                });
+                if let Some(q) = recurrent {
+                    tensors.push(DecayTensor {
+                        name: format!("hidden.{l}.recurrent.decay"),
+                        what: format!("{} recurrent synapses", q.len()),
+                        values: q.clone(),
+                        learned: true,
+                    });
+                }
+            }
+            Decays::Neuron { rho, learnable } => tensors.push(DecayTensor {
+                name: format!("{prefix}.decay"),
+                what: if *learnable {
+                    format!("{} neurons, one decay each", rho.len())
+                } else {
+                    format!("{} neurons, one decay for all", rho.len())
+                },
+                values: rho.clone(),
+                learned: *learnable,
+            }),
+        }
+    }
+    tensors
+}
+
+/// A bar beside the log axis, of time constants the axis does not show.
+#[derive(Debug, Clone, PartialEq)]
+struct Beyond {
+    /// `> 10.5 s` or `∞`.
+    label: String,
+    learned: usize,
+    /// `None` for a tensor training does not change.
+    initial: Option<usize>,
+}
+
+/// The histogram of one decay tensor's time constants.
 struct DecayPanel {
     caption: String,
+    /// Bin edges on the log axis, ms; they cover the finite time constants up to the long-τ cut.
     edges: Vec<f64>,
-    initial: Vec<usize>,
+    /// Counts per bin of the trained values (of the fixed values, for a fixed tensor).
     learned: Vec<usize>,
+    /// Counts per bin of the initial values; `None` for a tensor training does not change.
+    initial: Option<Vec<usize>>,
+    /// Bars beside the axis: finite time constants beyond the cut, then τ = ∞ (decay ≥ 1).
+    beyond: Vec<Beyond>,
+}
+
+impl DecayPanel {
+    /// `long_ms`: the long-τ cut, ms; `frozen`: `model.frozen_decay_fraction`.
+    fn new(tensor: &DecayTensor, now: &Taus, start: Option<&Taus>, long_ms: f64, frozen: f64) -> DecayPanel {
+        let on_axis = |t: &Taus| t.finite_ms.iter().copied().filter(|v| *v <= long_ms).collect::<Vec<f64>>();
+        let (now_axis, start_axis) = (on_axis(now), start.map(on_axis));
+        let (lo, hi) = finite_range(now_axis.iter().chain(start_axis.iter().flatten()).copied()).unwrap_or((1.0, 1.0));
+        let n = now_axis.len().max(start_axis.as_ref().map_or(0, Vec::len));
+        // odd, so that a single value sits in the middle of a bin
+        let bins = ((2.0 * (n as f64).sqrt()).round() as usize).clamp(8, 50) | 1;
+        let edges = log_bins(lo, hi, bins);
+
+        let long = |t: &Taus| t.finite_ms.len() - on_axis(t).len();
+        let beyond = vec![
+            Beyond { label: format!("> {}", duration(long_ms)), learned: long(now), initial: start.map(long) },
+            Beyond { label: "τ = ∞".into(), learned: now.infinite, initial: start.map(|t| t.infinite) },
+        ];
+
+        let mut caption = format!("{}: {}", tensor.name, tensor.what);
+        if let [first, rest @ ..] = &now.finite_ms[..] {
+            if now.infinite + now.zero == 0 && !rest.is_empty() && rest.iter().all(|v| v == first) {
+                caption.push_str(&format!(", all τ = {}", duration(*first)));
+            }
+        }
+        if !tensor.learned {
+            caption.push_str(", fixed (not learned)");
+        } else if frozen > 0.0 {
+            caption.push_str(&format!(", {} % frozen at their initial value", tick(100.0 * frozen)));
+        }
+        let zeros: Vec<String> = [("learned", Some(now)), ("initial", start)]
+            .into_iter()
+            .filter_map(|(label, t)| t.filter(|t| t.zero > 0).map(|t| format!("{label} {}", t.zero)))
+            .collect();
+        if !zeros.is_empty() {
+            caption.push_str(&format!("; at τ = 0 (off the axis): {}", zeros.join(", ")));
+        }
+        DecayPanel {
+            caption,
+            learned: bin_counts(&now_axis, &edges),
+            initial: start_axis.map(|v| bin_counts(&v, &edges)),
+            edges,
+            beyond,
+        }
+    }
+
+    /// `(label, colour)` of the filled bars: learned, or fixed.
+    fn filled(&self) -> (&'static str, RGBAColor) {
+        if self.initial.is_some() {
+            ("learned", LEARNED_COLOR.mix(0.55))
+        } else {
+            ("fixed (not learned)", FIXED_COLOR.mix(0.8))
+        }
+    }
+
+    fn draw<DB: DrawingBackend>(&self, area: &DrawingArea<DB, Shift>) -> Result<()> {
+        let area = area.titled(&self.caption, (FAMILY, CAPTION_SIZE)).map_err(drawing)?;
+        let counts = self.learned.iter().chain(self.initial.iter().flatten()).copied();
+        let beyond = self.beyond.iter().flat_map(|b| [b.learned, b.initial.unwrap_or(0)]);
+        // at least 0..5, so that whole-number ticks are there to label
+        let top = (counts.chain(beyond).max().unwrap_or(0) as f64 * 1.15).max(5.0);
+        let (width, _) = area.dim_in_pixel();
+        let side = 20 + 70 * self.beyond.len() as u32;
+        let (main, side_area) = area.split_horizontally(width.saturating_sub(side));
+        let (fill_label, fill) = self.filled();
+        let (lo, hi) = (self.edges[0], self.edges[self.edges.len() - 1]);
+
+        let mut chart = ChartBuilder::on(&main)
+            .margin(8)
+            .x_label_area_size(45)
+            .y_label_area_size(70)
+            .build_cartesian_2d(LogAxis::new(lo, hi), 0.0..top)
+            .map_err(drawing)?;
+        chart
+            .configure_mesh()
+            .x_desc("time constant τ (ms), log scale")
+            .x_labels((width.saturating_sub(side) / 80).max(3) as usize)
+            .y_desc("count")
+            .x_label_formatter(&|v| tick(*v))
+            .y_label_formatter(&|v| if v.fract() == 0.0 { tick(*v) } else { String::new() })
+            .y_labels(5)
+            .label_style((FAMILY, LABEL_SIZE))
+            .axis_desc_style((FAMILY, LABEL_SIZE))
+            .light_line_style(TRANSPARENT)
+            .draw()
+            .map_err(drawing)?;
+        let bars = self
+            .learned
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| **c > 0)
+            .map(|(k, c)| Rectangle::new([(self.edges[k], 0.0), (self.edges[k + 1], *c as f64)], fill.filled()));
+        chart
+            .draw_series(bars)
+            .map_err(drawing)?
+            .label(fill_label)
+            .legend(move |(x, y)| Rectangle::new([(x, y - 6), (x + 20, y + 6)], fill.filled()));
+        if let Some(initial) = &self.initial {
+            // the initial histogram as an outline: a step path over the bins
+            let mut outline = vec![(lo, 0.0)];
+            for (k, c) in initial.iter().enumerate() {
+                outline.push((self.edges[k], *c as f64));
+                outline.push((self.edges[k + 1], *c as f64));
+            }
+            outline.push((hi, 0.0));
+            chart
+                .draw_series(std::iter::once(PathElement::new(outline, INITIAL_COLOR.stroke_width(2))))
+                .map_err(drawing)?
+                .label("initial")
+                .legend(|(x, y)| PathElement::new([(x, y), (x + 20, y)], INITIAL_COLOR.stroke_width(2)));
+        }
+        draw_legend(&mut chart, SeriesLabelPosition::UpperRight)?;
+
+        // the bars beside the axis, on the same count scale, each with its count above
+        let labels: Vec<String> = self.beyond.iter().map(|b| b.label.clone()).collect();
+        let slots = self.beyond.len();
+        let mut side = ChartBuilder::on(&side_area)
+            .margin(8)
+            .margin_left(24)
+            .x_label_area_size(45)
+            .build_cartesian_2d(-0.5..(slots as f64 - 0.5), 0.0..top)
+            .map_err(drawing)?;
+        side.configure_mesh()
+            .disable_mesh()
+            .x_labels(slots)
+            .x_label_formatter(&|x| category_label(*x, &labels))
+            .y_labels(0)
+            .label_style((FAMILY, LABEL_SIZE))
+            .axis_desc_style((FAMILY, LABEL_SIZE))
+            .draw()
+            .map_err(drawing)?;
+        for (k, b) in self.beyond.iter().enumerate() {
+            let x = k as f64;
+            let learned = b.learned as f64;
+            side.draw_series([Rectangle::new([(x - 0.3, 0.0), (x + 0.3, learned)], fill.filled())]).map_err(drawing)?;
+            if let Some(initial) = b.initial.filter(|c| *c > 0) {
+                side.draw_series([Rectangle::new(
+                    [(x - 0.3, 0.0), (x + 0.3, initial as f64)],
+                    INITIAL_COLOR.stroke_width(2),
+                )])
+                .map_err(drawing)?;
+            }
+            let style = TextStyle::from((FAMILY, LABEL_SIZE).into_font()).pos(Pos::new(HPos::Center, VPos::Bottom));
+            side.draw_series([Text::new(
+                b.learned.to_string(),
+                (x, learned.max(b.initial.unwrap_or(0) as f64)),
+                style,
+            )])
+            .map_err(drawing)?;
+        }
+        Ok(())
+    }
 }
 
 struct DecayHistograms {
@@ -706,57 +957,25 @@ struct DecayHistograms {
     panels: Vec<DecayPanel>,
 }
 
-/// All decays of a layer (input and recurrent synapses, or one per neuron) and what they are.
-fn layer_decays(layer: &Layer<f32>) -> (Vec<f32>, String) {
-    match &layer.decays {
-        Decays::Synapse { input, recurrent, .. } => {
-            let mut all = input.clone();
-            let what = match recurrent {
-                Some(q) => {
-                    all.extend_from_slice(q);
-                    format!("{} input + {} recurrent synapses", input.len(), q.len())
-                }
-                None => format!("{} synapses", input.len()),
-            };
-            (all, what)
-        }
-        Decays::Neuron { rho, learnable } => {
-            (rho.clone(), format!("{} neurons{}", rho.len(), if *learnable { "" } else { ", fixed" }))
-        }
-    }
-}
-
 impl DecayHistograms {
-    fn new(learned: &Network<f32>, initial: &Network<f32>, dt: f64, title: String) -> DecayHistograms {
-        let last = learned.layers.len() - 1;
-        let panels = learned
-            .layers
+    /// One panel per decay tensor of `learned`, against the same tensor of
+    /// `initial` where training changes it; `trial_ms`: the length of a trial in
+    /// model time (sets the long-τ cut, [`LONG_TRIALS`]); `frozen`: `model.frozen_decay_fraction`.
+    fn new(
+        learned: &Network<f32>,
+        initial: &Network<f32>,
+        dt: f64,
+        trial_ms: f64,
+        frozen: f64,
+        title: String,
+    ) -> DecayHistograms {
+        let long_ms = if trial_ms > 0.0 { LONG_TRIALS * trial_ms } else { f64::INFINITY };
+        let panels = decay_tensors(learned)
             .iter()
-            .zip(&initial.layers)
-            .enumerate()
-            .map(|(l, (now, start))| {
-                let name = if l == last { "readout".to_string() } else { format!("hidden.{l}") };
-                let (now, what) = layer_decays(now);
-                let (start, _) = layer_decays(start);
-                let (now, start) = (Taus::of(&now, dt), Taus::of(&start, dt));
-                let (lo, hi) =
-                    finite_range(now.finite_ms.iter().chain(&start.finite_ms).copied()).unwrap_or((1.0, 1.0));
-                let n = now.finite_ms.len().max(start.finite_ms.len());
-                let bins = ((2.0 * (n as f64).sqrt()).round() as usize).clamp(8, 50);
-                let edges = log_bins(lo, hi, bins);
-                let mut caption = format!("{name}: {what}");
-                for (label, taus) in [("learned", &now), ("initial", &start)] {
-                    let off = taus.off_axis();
-                    if !off.is_empty() {
-                        caption.push_str(&format!("; {label}: {off}"));
-                    }
-                }
-                DecayPanel {
-                    caption,
-                    initial: bin_counts(&start.finite_ms, &edges),
-                    learned: bin_counts(&now.finite_ms, &edges),
-                    edges,
-                }
+            .zip(decay_tensors(initial))
+            .map(|(now, start)| {
+                let start = now.learned.then(|| Taus::of(&start.values, dt));
+                DecayPanel::new(now, &Taus::of(&now.values, dt), start.as_ref(), long_ms, frozen)
             })
             .collect();
         DecayHistograms { title, panels }
@@ -766,57 +985,22 @@ impl DecayHistograms {
 impl Figure for DecayHistograms {
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<()> {
         let area = titled(root, &self.title)?;
-        let areas = area.split_evenly((self.panels.len(), 1));
-        let last = self.panels.len() - 1;
-        for (p, (panel, area)) in self.panels.iter().zip(&areas).enumerate() {
-            // at least 0..5, so that whole-number ticks are there to label
-            let top = (panel.learned.iter().chain(&panel.initial).copied().max().unwrap_or(0) as f64 * 1.15).max(5.0);
-            let (lo, hi) = (panel.edges[0], panel.edges[panel.edges.len() - 1]);
-            let mut chart = ChartBuilder::on(area)
-                .caption(&panel.caption, (FAMILY, CAPTION_SIZE))
-                .margin(8)
-                .margin_right(24)
-                .x_label_area_size(if p == last { 40 } else { 25 })
-                .y_label_area_size(70)
-                .build_cartesian_2d(LogAxis::new(lo, hi), 0.0..top)
-                .map_err(drawing)?;
-            let mut mesh = chart.configure_mesh();
-            mesh.y_desc("count")
-                .x_label_formatter(&|v| tick(*v))
-                .y_label_formatter(&|v| if v.fract() == 0.0 { tick(*v) } else { String::new() })
-                .y_labels(5)
-                .label_style((FAMILY, LABEL_SIZE))
-                .light_line_style(TRANSPARENT);
-            if p == last {
-                mesh.x_desc("time constant τ (ms), log scale");
-            }
-            mesh.draw().map_err(drawing)?;
-            let bars = panel.learned.iter().enumerate().filter(|(_, c)| **c > 0).map(|(k, c)| {
-                Rectangle::new(
-                    [(panel.edges[k], 0.0), (panel.edges[k + 1], *c as f64)],
-                    LEARNED_COLOR.mix(0.55).filled(),
-                )
-            });
-            chart
-                .draw_series(bars)
-                .map_err(drawing)?
-                .label("learned")
-                .legend(|(x, y)| Rectangle::new([(x, y - 6), (x + 20, y + 6)], LEARNED_COLOR.mix(0.55).filled()));
-            // the initial histogram as an outline: a step path over the bins
-            let mut outline = vec![(lo, 0.0)];
-            for (k, c) in panel.initial.iter().enumerate() {
-                outline.push((panel.edges[k], *c as f64));
-                outline.push((panel.edges[k + 1], *c as f64));
-            }
-            outline.push((hi, 0.0));
-            chart
-                .draw_series(std::iter::once(PathElement::new(outline, INITIAL_COLOR.stroke_width(2))))
-                .map_err(drawing)?
-                .label("initial")
-                .legend(|(x, y)| PathElement::new([(x, y), (x + 20, y)], INITIAL_COLOR.stroke_width(2)));
-            draw_legend(&mut chart, SeriesLabelPosition::UpperRight)?;
+        // one column of up to three panels, else two columns
+        let columns = if self.panels.len() > 3 { 2 } else { 1 };
+        let areas = area.split_evenly((self.panels.len().div_ceil(columns), columns));
+        for (panel, area) in self.panels.iter().zip(&areas) {
+            panel.draw(area)?;
         }
         Ok(())
+    }
+}
+
+/// A duration given in ms, in ms below a second and in s from there: `40 ms`, `10.5 s`.
+fn duration(ms: f64) -> String {
+    if ms < 1000.0 {
+        format!("{} ms", tick(ms))
+    } else {
+        format!("{} s", tick(ms / 1000.0))
     }
 }
 
@@ -826,41 +1010,58 @@ struct RasterPanel {
     size: usize,
     /// `(step, neuron, shade in 0..=1)` of each spike (or non-zero input).
     events: Vec<(usize, usize, f64)>,
+    /// Named channel groups, labelled beside the panel (input panel only).
+    groups: Vec<(String, Range<usize>)>,
 }
 
 struct Raster {
     title: String,
+    subtitle: String,
     steps: usize,
     dt_ms: f64,
     panels: Vec<RasterPanel>,
+    /// The task's marked windows, ms: shaded in every panel, labelled in the first.
+    windows: Vec<(String, Range<f64>)>,
 }
+
+/// Right margin of a panel whose channel groups are labelled beside it, pixels.
+const GROUP_MARGIN: u32 = 120;
 
 impl Figure for Raster {
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<()> {
         let area = titled(root, &self.title)?;
+        let area = area.titled(&self.subtitle, (FAMILY, CAPTION_SIZE)).map_err(drawing)?;
         let areas = area.split_evenly((self.panels.len(), 1));
         let last = self.panels.len() - 1;
         let end = self.steps as f64 * self.dt_ms;
+        // the same right margin everywhere, so that the time axes line up
+        let right = if self.panels.iter().any(|p| !p.groups.is_empty()) { GROUP_MARGIN } else { 24 };
         for (p, (panel, area)) in self.panels.iter().zip(&areas).enumerate() {
+            let labelled = p == 0 && !self.windows.is_empty();
+            let top = panel.size as f64 + if labelled { headroom(area, panel.size as f64) } else { 0.0 };
             let mut chart = ChartBuilder::on(area)
                 .caption(&panel.caption, (FAMILY, CAPTION_SIZE))
                 .margin(8)
-                .margin_right(24)
+                .margin_right(right)
                 .x_label_area_size(if p == last { 40 } else { 25 })
                 .y_label_area_size(70)
-                .build_cartesian_2d(0.0..end, 0.0..panel.size as f64)
+                .build_cartesian_2d(0.0..end, 0.0..top)
                 .map_err(drawing)?;
+            let size = panel.size as f64;
+            let y_tick = |v: &f64| if *v <= size { tick(*v) } else { String::new() };
             let mut mesh = chart.configure_mesh();
             mesh.y_desc(panel.axis)
                 .x_label_formatter(&|v| tick(*v))
-                .y_label_formatter(&|v| tick(*v))
+                .y_label_formatter(&y_tick)
                 .y_labels(5)
                 .disable_mesh()
-                .label_style((FAMILY, LABEL_SIZE));
+                .label_style((FAMILY, LABEL_SIZE))
+                .axis_desc_style((FAMILY, LABEL_SIZE));
             if p == last {
                 mesh.x_desc("time (ms)");
             }
             mesh.draw().map_err(drawing)?;
+            draw_windows(&mut chart, &self.windows, 0.0..top, labelled)?;
             let dt = self.dt_ms;
             chart
                 .draw_series(panel.events.iter().map(|&(t, j, shade)| {
@@ -870,9 +1071,68 @@ impl Figure for Raster {
                     )
                 }))
                 .map_err(drawing)?;
+            draw_groups(area, &chart, &panel.groups, end)?;
         }
         Ok(())
     }
+}
+
+/// Extra y range above `span` that leaves about 24 pixels for window labels
+/// at the top of a panel drawn in `area`.
+fn headroom<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, span: f64) -> f64 {
+    let (_, height) = area.dim_in_pixel();
+    // the plot is the panel less its caption, axis labels and margins
+    let plot = (f64::from(height) - 90.0).max(60.0);
+    span * 24.0 / (plot - 24.0)
+}
+
+/// Shades each window `(label, start..end ms)` of a time axis over `y`, and
+/// writes its label at the top when `labelled`.
+fn draw_windows<DB: DrawingBackend>(
+    chart: &mut ChartContext<'_, DB, Cartesian2d<RangedCoordf64, RangedCoordf64>>,
+    windows: &[(String, Range<f64>)],
+    y: Range<f64>,
+    labelled: bool,
+) -> Result<()> {
+    let shade = windows
+        .iter()
+        .map(|(_, w)| Rectangle::new([(w.start, y.start), (w.end, y.end)], WINDOW_COLOR.mix(0.22).filled()));
+    chart.draw_series(shade).map_err(drawing)?;
+    if labelled {
+        let style = TextStyle::from((FAMILY, LABEL_SIZE).into_font()).pos(Pos::new(HPos::Center, VPos::Top));
+        let labels =
+            windows.iter().map(|(label, w)| Text::new(label.clone(), (0.5 * (w.start + w.end), y.end), style.clone()));
+        chart.draw_series(labels).map_err(drawing)?;
+    }
+    Ok(())
+}
+
+/// Labels each channel group `(name, channels)` of a raster panel in `area`
+/// with a coloured bracket and its name right of the plot (which ends at time
+/// `end`), and draws a line between neighbouring groups.
+fn draw_groups<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    chart: &ChartContext<'_, DB, Cartesian2d<RangedCoordf64, RangedCoordf64>>,
+    groups: &[(String, Range<usize>)],
+    end: f64,
+) -> Result<()> {
+    let (bx, by) = area.get_base_pixel();
+    for (g, (name, channels)) in groups.iter().enumerate() {
+        let color = SERIES_COLORS[g % SERIES_COLORS.len()];
+        let (x, y0) = chart.backend_coord(&(end, channels.start as f64));
+        let (_, y1) = chart.backend_coord(&(end, channels.end as f64));
+        let (x, y0, y1) = (x - bx, y0 - by, y1 - by);
+        if channels.start > 0 {
+            let (x0, _) = chart.backend_coord(&(0.0, 0.0));
+            area.draw(&PathElement::new([(x0 - bx, y0), (x, y0)], BLACK.mix(0.4).stroke_width(1))).map_err(drawing)?;
+        }
+        let style =
+            TextStyle::from((FAMILY, LABEL_SIZE).into_font()).color(&color).pos(Pos::new(HPos::Left, VPos::Center));
+        area.draw(&PathElement::new([(x + 8, y0 - 1), (x + 8, y1 + 1)], color.stroke_width(4)))
+            .and_then(|()| area.draw(&Text::new(name.clone(), (x + 16, (y0 + y1) / 2), style)))
+            .map_err(drawing)?;
+    }
+    Ok(())
 }
 
 struct OutputPanel {
@@ -886,6 +1146,8 @@ struct OutputPlot {
     steps: usize,
     dt_ms: f64,
     panels: Vec<OutputPanel>,
+    /// The task's marked windows, ms: shaded in every panel, labelled in the first.
+    windows: Vec<(String, Range<f64>)>,
 }
 
 impl Figure for OutputPlot {
@@ -897,24 +1159,32 @@ impl Figure for OutputPlot {
         for (p, (panel, area)) in self.panels.iter().zip(&areas).enumerate() {
             let (lo, hi) =
                 finite_range(panel.target.iter().chain(&panel.output).map(|(_, v)| *v)).unwrap_or((-1.0, 1.0));
+            let mut y = padded(lo, hi);
+            let labelled = p == 0 && !self.windows.is_empty();
+            if labelled {
+                y.end += headroom(area, y.end - y.start);
+            }
             let mut chart = ChartBuilder::on(area)
                 .caption(&panel.caption, (FAMILY, CAPTION_SIZE))
                 .margin(8)
                 .margin_right(24)
                 .x_label_area_size(if p == last { 40 } else { 25 })
                 .y_label_area_size(70)
-                .build_cartesian_2d(0.0..end, padded(lo, hi))
+                .build_cartesian_2d(0.0..end, y.clone())
                 .map_err(drawing)?;
             let mut mesh = chart.configure_mesh();
             mesh.x_label_formatter(&|v| tick(*v))
                 .y_label_formatter(&|v| tick(*v))
                 .y_labels(5)
+                .y_desc("readout y, target (a.u.)")
                 .label_style((FAMILY, LABEL_SIZE))
+                .axis_desc_style((FAMILY, LABEL_SIZE))
                 .light_line_style(TRANSPARENT);
             if p == last {
                 mesh.x_desc("time (ms)");
             }
             mesh.draw().map_err(drawing)?;
+            draw_windows(&mut chart, &self.windows, y, labelled)?;
             let finite =
                 |points: &[(f64, f64)]| points.iter().copied().filter(|(_, v)| v.is_finite()).collect::<Vec<_>>();
             chart
@@ -927,7 +1197,7 @@ impl Figure for OutputPlot {
                 .map_err(drawing)?
                 .label("output y")
                 .legend(|(x, y)| PathElement::new([(x, y), (x + 20, y)], LEARNED_COLOR.stroke_width(2)));
-            draw_legend(&mut chart, SeriesLabelPosition::UpperRight)?;
+            draw_legend(&mut chart, SeriesLabelPosition::LowerRight)?;
         }
         Ok(())
     }
@@ -936,6 +1206,24 @@ impl Figure for OutputPlot {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The texts of an SVG, in order, unescaped.
+    fn svg_texts(svg: &str) -> Vec<String> {
+        svg.split("<text")
+            .skip(1)
+            .filter_map(|t| t.split_once('>').and_then(|(_, rest)| rest.split_once("</text>")).map(|(text, _)| text))
+            .map(|t| {
+                let t =
+                    t.trim().replace("&lt;", "<").replace("&gt;", ">").replace("&quot;", "\"").replace("&apos;", "'");
+                t.replace("&amp;", "&")
+            })
+            .collect()
+    }
+
+    /// How often `text` is a whole text of `svg`.
+    fn count_text(svg: &str, text: &str) -> usize {
+        svg_texts(svg).iter().filter(|t| *t == text).count()
+    }
 
     #[test]
     fn tau_of_decay() {
@@ -955,8 +1243,6 @@ mod tests {
         assert_eq!(taus.finite_ms.len(), 2);
         assert!((taus.finite_ms[0] - 20.0).abs() < 1e-3, "{:?}", taus.finite_ms);
         assert!((taus.finite_ms[1] - 1000.0 * 0.001 / 2f64.ln()).abs() < 1e-9);
-        assert_eq!(taus.off_axis(), "2 at ∞, 1 at 0");
-        assert_eq!(Taus::of(&[0.5f32], dt).off_axis(), "");
     }
 
     #[test]
@@ -991,6 +1277,8 @@ mod tests {
         // a decade or two: 1-2-5, 1-2-3-5
         assert_eq!(log_ticks(3.0, 60.0, 10), vec![5.0, 10.0, 20.0, 50.0]);
         assert_eq!(log_ticks(18.0, 150.0, 10), vec![20.0, 30.0, 50.0, 100.0]);
+        // three decades in a narrow panel: 1-3
+        assert_eq!(log_ticks(15.0, 8000.0, 5), vec![30.0, 100.0, 300.0, 1000.0, 3000.0]);
         // within a decade: 1..9
         assert_eq!(log_ticks(25.0, 60.0, 10), vec![30.0, 40.0, 50.0, 60.0]);
         // narrower still: linear round numbers
@@ -1028,12 +1316,17 @@ mod tests {
             panels: (0..2)
                 .map(|o| OutputPanel { caption: format!("output {o}"), target: series(0.0), output: series(0.3) })
                 .collect(),
+            windows: vec![("repeat 1".into(), 0.0..20.0), ("repeat 2".into(), 40.0..60.0)],
         };
         let [png, svg] = write_figure(dir.path(), "output", &plot).unwrap();
         let decoder = png::Decoder::new(std::io::Cursor::new(std::fs::read(&png).unwrap()));
         let info = decoder.read_info().unwrap();
         assert_eq!((info.info().width, info.info().height), (WIDTH, HEIGHT));
-        assert!(std::fs::read_to_string(&svg).unwrap().contains("<svg"));
+        let svg = std::fs::read_to_string(&svg).unwrap();
+        assert!(svg.contains("<svg"));
+        // a y label on each panel; the windows labelled once, in the first panel
+        assert_eq!(count_text(&svg, "readout y, target (a.u.)"), 2, "{svg}");
+        assert_eq!((count_text(&svg, "repeat 1"), count_text(&svg, "repeat 2")), (1, 1));
     }
 
     #[test]
@@ -1048,10 +1341,218 @@ mod tests {
             y: vec![0.0; 8],
             target,
         };
-        assert!(run(Target::Class(1)).output("x".into()).is_none());
-        let plot = run(Target::Series((0..8).map(|k| k as f32).collect())).output("x".into()).unwrap();
+        let marks = TrialMarks { groups: Vec::new(), windows: vec![("w".into(), 1..3), ("past the end".into(), 3..9)] };
+        assert!(run(Target::Class(1)).output("x".into(), &marks).is_none());
+        let plot = run(Target::Series((0..8).map(|k| k as f32).collect())).output("x".into(), &marks).unwrap();
         assert_eq!(plot.panels.len(), 2);
         assert_eq!(plot.panels[1].target, vec![(1.0, 1.0), (2.0, 3.0), (3.0, 5.0), (4.0, 7.0)]);
+        // windows in ms; one that does not fit the trial is left out
+        assert_eq!(plot.windows, vec![("w".to_string(), 1.0..3.0)]);
+    }
+
+    /// A network of model `kind` with 6 inputs, one hidden layer of 5 and 2
+    /// outputs, time constants about 40 ms at dt = 5 ms.
+    fn network(kind: crate::model::init::ModelKind, recurrent: bool) -> Network<f32> {
+        use crate::model::init::{LayerSpec, NetworkSpec, TauInit};
+        use rand::SeedableRng;
+        let tau_init = TauInit::Normal { mean: 0.04, std: 0.004 };
+        let spec = NetworkSpec {
+            kind,
+            dt: DT,
+            threshold: 1.0,
+            surrogate: crate::model::Surrogate::Triangle,
+            tau_reset: 0.04,
+            adaptation_tau: 0.8,
+            adaptation_strength: 0.15,
+            weight_scale: 1.0,
+            decay_min: 0.0,
+            decay_max: 1.0,
+            layers: vec![LayerSpec { size: 5, recurrent, tau_init }],
+            readout_tau_init: tau_init,
+            spiking_readout: false,
+        };
+        crate::model::init::build(&spec, 6, 2, &mut rand_chacha::ChaCha8Rng::seed_from_u64(1))
+    }
+
+    /// The step of [`network`], seconds.
+    const DT: f64 = 0.005;
+
+    fn histograms(kind: &str, recurrent: bool, edit: impl Fn(&mut Network<f32>)) -> DecayHistograms {
+        use crate::model::init::ModelKind;
+        let kind = match kind {
+            "hetsynlif" => ModelKind::Hetsynlif,
+            "hetneulif" => ModelKind::Hetneulif,
+            "homneulif" => ModelKind::Homneulif,
+            "homneualif" => ModelKind::Homneualif,
+            other => panic!("{other}"),
+        };
+        let initial = network(kind, recurrent);
+        let mut learned = initial.clone();
+        edit(&mut learned);
+        DecayHistograms::new(&learned, &initial, DT, 350.0, 0.0, "t".into())
+    }
+
+    /// One panel per decay tensor, named as in the checkpoint; learned ones
+    /// against their initial values, fixed ones (HomNeu) alone.
+    #[test]
+    fn one_panel_per_decay_tensor() {
+        let names = |h: &DecayHistograms| -> Vec<String> {
+            h.panels.iter().map(|p| p.caption.split(':').next().unwrap().to_string()).collect()
+        };
+        let het = histograms("hetsynlif", true, |_| {});
+        assert_eq!(names(&het), ["hidden.0.input.decay", "hidden.0.recurrent.decay", "readout.decay"]);
+        assert!(het.panels.iter().all(|p| p.initial.is_some() && !p.caption.contains("fixed")));
+        assert_eq!(het.panels[1].learned.iter().sum::<usize>(), 25, "5 × 5 recurrent synapses");
+        assert_eq!(names(&histograms("hetsynlif", false, |_| {})), ["hidden.0.input.decay", "readout.decay"]);
+
+        let neu = histograms("hetneulif", true, |_| {});
+        assert_eq!(names(&neu), ["hidden.0.input.decay", "readout.decay"]);
+        assert!(neu.panels.iter().all(|p| p.initial.is_some()));
+
+        for kind in ["homneulif", "homneualif"] {
+            let hom = histograms(kind, true, |_| {});
+            assert_eq!(hom.panels.len(), 2, "{kind}");
+            for p in &hom.panels {
+                assert!(p.initial.is_none(), "{kind}: {}: no initial histogram for fixed decays", p.caption);
+                assert!(p.beyond.iter().all(|b| b.initial.is_none()));
+                assert!(
+                    p.caption.contains("fixed (not learned)") && p.caption.contains("all τ = 40 ms"),
+                    "{}",
+                    p.caption
+                );
+                assert_eq!(p.filled().0, "fixed (not learned)");
+            }
+        }
+    }
+
+    /// τ = ∞ (decay 1) and time constants beyond ten trials get bars of their
+    /// own; the log axis spans the finite rest.
+    #[test]
+    fn infinite_and_very_long_taus_are_off_the_axis() {
+        let h = histograms("hetsynlif", true, |net| {
+            let Decays::Synapse { input, .. } = &mut net.layers[0].decays else { panic!() };
+            input[0] = 1.0;
+            input[1] = 1.0;
+            input[2] = 0.999_999_9; // τ ≈ 4e4 s at dt = 5 ms: finite, beyond 10 × 350 ms
+            input[3] = 0.0; // τ = 0
+        });
+        let p = &h.panels[0];
+        let (lo, hi) = (p.edges[0], p.edges[p.edges.len() - 1]);
+        assert!(lo > 20.0 && hi < 100.0, "the axis covers the bulk, 40 ± 4 ms: {lo}..{hi}");
+        assert_eq!(p.learned.iter().sum::<usize>(), 30 - 4);
+        assert_eq!(p.initial.as_ref().unwrap().iter().sum::<usize>(), 30);
+        assert_eq!(
+            p.beyond,
+            vec![
+                Beyond { label: "> 3.5 s".into(), learned: 1, initial: Some(0) },
+                Beyond { label: "τ = ∞".into(), learned: 2, initial: Some(0) },
+            ]
+        );
+        assert!(p.caption.contains("at τ = 0 (off the axis): learned 1"), "{}", p.caption);
+        // the other tensors are untouched: nothing beyond their axes
+        assert!(h.panels[1].beyond.iter().all(|b| b.learned == 0), "{:?}", h.panels[1].beyond);
+
+        // drawn: every panel has its x label, and the ∞ bar is labelled with its count
+        let dir = tempfile::tempdir().unwrap();
+        let [_, svg] = write_figure(dir.path(), "decay_hist", &h).unwrap();
+        let svg = std::fs::read_to_string(svg).unwrap();
+        assert_eq!(count_text(&svg, "time constant τ (ms), log scale"), 3);
+        assert_eq!(count_text(&svg, "τ = ∞"), 3);
+        assert_eq!(count_text(&svg, "> 3.5 s"), 3);
+    }
+
+    /// The raster's channel groups and windows are the task's.
+    #[test]
+    fn raster_marks_come_from_the_task() {
+        use crate::tasks::dms::{Dms, DmsConfig};
+        use crate::tasks::Task;
+        let config =
+            DmsConfig { channels_per_group: 2, delay: 0.1, validation_trials: 2, test_trials: 2, ..Default::default() };
+        let task = Dms::new(config, DT, 0).unwrap();
+        let marks = TrialMarks::of(&task);
+        let network = network(crate::model::init::ModelKind::Hetsynlif, true);
+        let run = SampleRun::new(&network, DT, &task.test()[0]).unwrap();
+        let raster = run.raster("t".into(), "s".into(), &marks);
+        let groups: Vec<(&str, Range<usize>)> =
+            raster.panels[0].groups.iter().map(|(n, c)| (n.as_str(), c.clone())).collect();
+        assert_eq!(groups, [("left cue", 0..2), ("right cue", 2..4), ("noise", 4..6)]);
+        assert!(raster.panels[1].groups.is_empty(), "hidden neurons have no groups");
+        // cue 1 at 50..150 ms, cue 2 after the 100 ms delay
+        assert_eq!(raster.windows, vec![("cue 1".to_string(), 50.0..150.0), ("cue 2".to_string(), 250.0..350.0)]);
+
+        let dir = tempfile::tempdir().unwrap();
+        let [_, svg] = write_figure(dir.path(), "raster", &raster).unwrap();
+        let svg = std::fs::read_to_string(svg).unwrap();
+        for label in ["left cue", "right cue", "noise", "cue 1", "cue 2"] {
+            assert_eq!(count_text(&svg, label), 1, "{label}");
+        }
+
+        // a task without groups (pattern generation): none, but its repeats
+        let pattern = crate::tasks::pattern::Pattern::new(
+            crate::tasks::pattern::PatternConfig {
+                channels: 4,
+                validation_trials: 1,
+                test_trials: 1,
+                ..Default::default()
+            },
+            0.001,
+            0,
+        )
+        .unwrap();
+        let marks = TrialMarks::of(&pattern);
+        assert!(marks.groups.is_empty());
+        assert_eq!(
+            marks.windows,
+            vec![("repeat 1".to_string(), 0..500), ("repeat 2".into(), 750..1250), ("repeat 3".into(), 1500..2000)]
+        );
+    }
+
+    #[test]
+    fn raster_title_gives_class_and_prediction() {
+        let names = ["match".to_string(), "mismatch".to_string()];
+        assert_eq!(
+            trial_title(&Target::Class(1), Some(1), &names),
+            "spikes of test sample 0: class mismatch (1), network predicts mismatch (1): correct"
+        );
+        assert_eq!(
+            trial_title(&Target::Class(0), Some(1), &names),
+            "spikes of test sample 0: class match (0), network predicts mismatch (1): wrong"
+        );
+        assert_eq!(
+            trial_title(&Target::Class(7), Some(3), &[]),
+            "spikes of test sample 0: class 7, network predicts 3: wrong"
+        );
+        assert_eq!(trial_title(&Target::Series(vec![0.0]), None, &names), "spikes of test sample 0");
+    }
+
+    /// Group figure: accuracy axis from 0, a dot per run, and what the bars are.
+    #[test]
+    fn group_plot_shows_runs_from_zero() {
+        assert_eq!(from_zero(0.498, 0.512).start, 0.0);
+        assert!(from_zero(0.498, 0.512).end > 0.512);
+        assert!(from_zero(-1.0, 2.0).start < -1.0, "negative values stay in view");
+        let dir = tempfile::tempdir().unwrap();
+        let groups = [("a".to_string(), vec![0.5, 0.51, 0.5]), ("b".to_string(), vec![0.498, 0.512])];
+        let [_, svg] = plot_groups(dir.path(), "g", "title", "test_accuracy", &groups).unwrap();
+        let svg = std::fs::read_to_string(svg).unwrap();
+        // 5 runs and 2 means
+        assert_eq!(svg.matches("<circle").count(), 7, "{svg}");
+        for text in [SPREAD_CAPTION, "a (n = 3)", "b (n = 2)"] {
+            assert_eq!(count_text(&svg, text), 1, "{text}");
+        }
+    }
+
+    /// Every text of an SVG names the embedded font first, with fallbacks.
+    #[test]
+    fn svg_names_the_embedded_font() {
+        assert!(FAMILY.starts_with("DejaVu Sans,") && FAMILY.ends_with("sans-serif"));
+        let dir = tempfile::tempdir().unwrap();
+        let [_, svg] = plot_groups(dir.path(), "g", "title", "m", &[("a".into(), vec![1.0])]).unwrap();
+        let svg = std::fs::read_to_string(svg).unwrap();
+        let families: Vec<&str> =
+            svg.split("font-family=\"").skip(1).map(|rest| rest.split('"').next().unwrap()).collect();
+        assert!(!families.is_empty());
+        assert!(families.iter().all(|f| *f == FAMILY), "{families:?}");
     }
 }
 
@@ -1066,25 +1567,32 @@ fn category_label(x: f64, labels: &[String]) -> String {
     }
 }
 
-/// Mean ± sd of one figure per group, as points with error bars.
+/// Per group, every run's value as a dot and their mean ± sd.
 struct GroupComparison<'a> {
     title: &'a str,
     metric: &'a str,
-    groups: &'a [(String, f64, f64)],
+    /// `(label, the runs' values)` per group.
+    groups: &'a [(String, Vec<f64>)],
 }
 
 impl Figure for GroupComparison<'_> {
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<()> {
         let area = titled(root, self.title)?;
-        let (lo, hi) = finite_range(self.groups.iter().flat_map(|(_, m, s)| [m - s, m + s])).unwrap_or((0.0, 1.0));
+        let values = self.groups.iter().flat_map(|(_, v)| v.iter().copied());
+        let spreads = self.groups.iter().filter(|(_, v)| !v.is_empty()).flat_map(|(_, v)| {
+            let (mean, sd) = mean_sd(v);
+            [mean - sd, mean + sd]
+        });
+        let (lo, hi) = finite_range(values.chain(spreads)).unwrap_or((0.0, 1.0));
         let n = self.groups.len();
         let mut chart = ChartBuilder::on(&area)
+            .caption(SPREAD_CAPTION, (FAMILY, CAPTION_SIZE))
             .margin(20)
             .x_label_area_size(60)
             .y_label_area_size(80)
-            .build_cartesian_2d(-0.5f64..(n as f64 - 0.5), padded(lo, hi))
+            .build_cartesian_2d(-0.5f64..(n as f64 - 0.5), from_zero(lo, hi))
             .map_err(drawing)?;
-        let labels: Vec<String> = self.groups.iter().map(|(g, _, _)| g.clone()).collect();
+        let labels: Vec<String> = self.groups.iter().map(|(g, v)| format!("{g} (n = {})", v.len())).collect();
         chart
             .configure_mesh()
             .x_labels(n.max(1))
@@ -1096,27 +1604,64 @@ impl Figure for GroupComparison<'_> {
             .disable_x_mesh()
             .draw()
             .map_err(drawing)?;
-        for (k, (_, mean, sd)) in self.groups.iter().enumerate() {
-            let x = k as f64;
-            chart
-                .draw_series(std::iter::once(PathElement::new(
-                    vec![(x, mean - sd), (x, mean + sd)],
-                    BLACK.stroke_width(2),
-                )))
-                .map_err(drawing)?;
-            chart.draw_series(std::iter::once(Circle::new((x, *mean), 6, LEARNED_COLOR.filled()))).map_err(drawing)?;
+        for (k, (_, values)) in self.groups.iter().enumerate() {
+            draw_spread(&mut chart, k as f64, values, LEARNED_COLOR)?;
         }
         Ok(())
     }
 }
 
-/// Draws `<dir>/<stem>.{png,svg}`: one point (mean) with a bar (± sd) per group.
+/// What the bars and dots of the group and series figures are.
+const SPREAD_CAPTION: &str = "mean ± sd (sample standard deviation) over the n runs of each group; dots: single runs";
+
+/// A y range from 0 (when every value is ≥ 0, as accuracies and losses are)
+/// to `hi` with a 5 % margin above; a range with negative values is [`padded`].
+fn from_zero(lo: f64, hi: f64) -> Range<f64> {
+    if lo >= 0.0 {
+        0.0..if hi > 0.0 { 1.05 * hi } else { 1.0 }
+    } else {
+        padded(lo, hi.max(0.0))
+    }
+}
+
+/// Draws the runs' `values` at `x` in `color`: the mean as a disc with a bar of
+/// ± one sample standard deviation (capped), and every run as a smaller dot just
+/// right of it (equal values side by side); returns the mean (`None` for no values).
+fn draw_spread<DB: DrawingBackend>(
+    chart: &mut ChartContext<'_, DB, Cartesian2d<RangedCoordf64, RangedCoordf64>>,
+    x: f64,
+    values: &[f64],
+    color: RGBColor,
+) -> Result<Option<f64>> {
+    if values.is_empty() {
+        return Ok(None);
+    }
+    let (mean, sd) = mean_sd(values);
+    let cap = 0.03;
+    let bar = [
+        vec![(x, mean - sd), (x, mean + sd)],
+        vec![(x - cap, mean - sd), (x + cap, mean - sd)],
+        vec![(x - cap, mean + sd), (x + cap, mean + sd)],
+    ];
+    chart.draw_series(bar.into_iter().map(|p| PathElement::new(p, color.stroke_width(2)))).map_err(drawing)?;
+    chart.draw_series([Circle::new((x, mean), 6, color.filled())]).map_err(drawing)?;
+    // runs with equal values side by side
+    let dots = values.iter().enumerate().map(|(k, v)| {
+        let twins = values[..k].iter().filter(|w| *w == v).count();
+        Circle::new((x + 0.06 + 0.03 * twins as f64, *v), 3, color.mix(0.5).filled())
+    });
+    chart.draw_series(dots).map_err(drawing)?;
+    Ok(Some(mean))
+}
+
+/// Draws `<dir>/<stem>.{png,svg}`: per group `(label, the runs' values)`, every
+/// run as a dot and their mean ± sd; the y axis starts at 0 for values ≥ 0.
 pub fn plot_groups(
     dir: &Path,
     stem: &str,
     title: &str,
     metric: &str,
-    groups: &[(String, f64, f64)],
+    groups: &[(String, Vec<f64>)],
 ) -> Result<[PathBuf; 2]> {
     write_figure(dir, stem, &GroupComparison { title, metric, groups })
 }
@@ -1144,7 +1689,7 @@ pub struct Series {
 /// line with a bar of ± one sample standard deviation, and every run as a small
 /// dot beside it. The x values are placed evenly, in order, and labelled with
 /// their values (hidden sizes 5, 20, 50, 100 are as readable as 1, 2, 3, 4 Hz).
-/// The y axis includes 0.
+/// The y axis starts at 0 when every value is ≥ 0.
 struct SeriesComparison<'a> {
     title: &'a str,
     x_label: &'a str,
@@ -1163,12 +1708,17 @@ impl Figure for SeriesComparison<'_> {
         let position = |x: f64| xs.iter().position(|v| *v == x).unwrap_or(0) as f64;
         let labels: Vec<String> = xs.iter().map(|x| tick(*x)).collect();
         let values = self.series.iter().flat_map(|s| s.points.iter().flat_map(|p| p.1.iter().copied()));
-        let (lo, hi) = finite_range(values.chain([0.0])).unwrap_or((0.0, 1.0));
+        let spreads =
+            self.series.iter().flat_map(|s| s.points.iter()).filter(|(_, v)| !v.is_empty()).flat_map(|(_, v)| {
+                let (mean, sd) = mean_sd(v);
+                [mean - sd, mean + sd]
+            });
+        let (lo, hi) = finite_range(values.chain(spreads)).unwrap_or((0.0, 1.0));
         let mut chart = ChartBuilder::on(&area)
             .margin(20)
             .x_label_area_size(60)
             .y_label_area_size(80)
-            .build_cartesian_2d(-0.5f64..(xs.len() as f64 - 0.5), padded(lo, hi))
+            .build_cartesian_2d(-0.5f64..(xs.len() as f64 - 0.5), from_zero(lo, hi))
             .map_err(drawing)?;
         chart
             .configure_mesh()
@@ -1193,31 +1743,12 @@ impl Figure for SeriesComparison<'_> {
             // side by side around the x position (0.15 apart, within ±0.3), so bars and dots stay apart
             let width = (0.15 * (n - 1.0)).min(0.6);
             let offset = if n > 1.0 { -width / 2.0 + width * k as f64 / (n - 1.0) } else { 0.0 };
-            let means: Vec<(f64, f64, f64)> = series
-                .points
-                .iter()
-                .filter(|(_, v)| !v.is_empty())
-                .map(|(x, v)| {
-                    let (mean, sd) = mean_sd(v);
-                    (position(*x) + offset, mean, sd)
-                })
-                .collect();
-            chart
-                .draw_series(LineSeries::new(means.iter().map(|(x, m, _)| (*x, *m)), color.stroke_width(2)))
-                .map_err(drawing)?;
-            for (x, mean, sd) in &means {
-                chart
-                    .draw_series(std::iter::once(PathElement::new(
-                        vec![(*x, mean - sd), (*x, mean + sd)],
-                        color.stroke_width(2),
-                    )))
-                    .map_err(drawing)?;
-                chart.draw_series(std::iter::once(Circle::new((*x, *mean), 5, color.filled()))).map_err(drawing)?;
+            let mut means = Vec::new();
+            for (x, values) in &series.points {
+                let x = position(*x) + offset;
+                means.extend(draw_spread(&mut chart, x, values, color)?.map(|mean| (x, mean)));
             }
-            let dots = series.points.iter().flat_map(|(x, v)| {
-                v.iter().map(move |y| Circle::new((position(*x) + offset + 0.04, *y), 3, color.mix(0.6).filled()))
-            });
-            chart.draw_series(dots).map_err(drawing)?;
+            chart.draw_series(LineSeries::new(means, color.stroke_width(2))).map_err(drawing)?;
         }
         Ok(())
     }

@@ -1,6 +1,6 @@
 //! `hetsyn summarize`: every run's `summary.json` and resolved `config.toml`
-//! (and, when present, the `hetsyn eval` CSV of its best checkpoint, see
-//! [`eval_csv`]) under a results directory, as one CSV (a row per run), a
+//! (and, when present, the `hetsyn eval` CSV of its reported checkpoint, see
+//! [`RunDir::reported_eval_csv`]) under a results directory, as one CSV (a row per run), a
 //! markdown table of mean ± sd per group of config values, and a plot
 //! comparing the groups. Runs without a validation set are named below the table.
 
@@ -11,6 +11,7 @@ use anyhow::{bail, Context, Result};
 
 use crate::io::atomic::write_atomic;
 use crate::plot::{mean_sd, Series};
+use crate::train::run::{RunDir, Saved};
 
 /// Figures of the table (those a run has), in this order.
 const TABLE_METRICS: [&str; 6] = [
@@ -33,21 +34,6 @@ pub struct TableOptions {
     /// first) against this `by` key, one line per value of the other `by` keys.
     pub plot_x: Option<String>,
     pub plot_y: Vec<String>,
-}
-
-/// The `hetsyn eval` CSV of a run's best checkpoint, read by [`collect`].
-const EVAL_CSV: &str = "checkpoints/best.eval.csv";
-
-/// The `hetsyn eval` CSV whose figures a run reports: that of `best.safetensors`
-/// (selected on validation); for a run without one (no validation set), that of
-/// `best_on_test.safetensors`, else of `last.safetensors`; `None` if it is not there.
-pub fn eval_csv(run_dir: &Path) -> Option<PathBuf> {
-    let checkpoints = run_dir.join("checkpoints");
-    let stem = ["best", "best_on_test", "last"]
-        .into_iter()
-        .find(|stem| checkpoints.join(format!("{stem}.safetensors")).is_file())
-        .unwrap_or("best");
-    Some(checkpoints.join(format!("{stem}.eval.csv"))).filter(|p| p.is_file())
 }
 
 /// Numeric cells of an eval CSV as `eval.<condition>.<column>` figures.
@@ -126,9 +112,9 @@ pub fn collect(root: &Path) -> Result<Vec<Run>> {
     let mut runs = Vec::new();
     let mut stack = vec![(root.to_path_buf(), 0)];
     while let Some((dir, depth)) = stack.pop() {
-        let summary = dir.join("summary.json");
-        let config = dir.join("config.toml");
-        if summary.is_file() && config.is_file() {
+        let run_dir = RunDir::at(&dir);
+        let (summary, config) = (run_dir.summary(), run_dir.config());
+        if run_dir.is_finished() {
             let text = std::fs::read_to_string(&config).with_context(|| format!("cannot read {}", config.display()))?;
             let table: toml::Table = text.parse().with_context(|| format!("{} is not valid TOML", config.display()))?;
             let json: serde_json::Value = serde_json::from_str(
@@ -145,7 +131,7 @@ pub fn collect(root: &Path) -> Result<Vec<Run>> {
             };
             flatten_toml("", &toml::Value::Table(table), &mut run.config);
             flatten_json("", &json, &mut run.figures);
-            if let Some(eval) = eval_csv(&dir) {
+            if let Some(eval) = run_dir.reported_eval_csv() {
                 eval_figures(&eval, &mut run.figures)?;
                 run.eval_csv = eval.strip_prefix(&dir).ok().map(|p| p.display().to_string());
             }
@@ -259,7 +245,7 @@ pub fn summarize(root: &Path, by: &[String], table: &TableOptions) -> Result<Str
                 }
                 let (mean, sd) = mean_sd(&values);
                 if i == 0 {
-                    plotted.push((if by.is_empty() { "all".to_string() } else { key.join(", ") }, mean, sd));
+                    plotted.push((if by.is_empty() { "all".to_string() } else { key.join(", ") }, values));
                 }
                 format!("{mean:.4} ± {sd:.4}")
             })
@@ -302,7 +288,8 @@ fn selection_notes(runs: &[Run]) -> String {
     for csv in runs.iter().filter_map(|r| r.eval_csv.as_deref()) {
         *sources.entry(csv).or_default() += 1;
     }
-    if sources.keys().any(|csv| *csv != EVAL_CSV) {
+    let best = RunDir::eval_csv_of(&RunDir::at("").checkpoint(Saved::Best));
+    if sources.keys().any(|csv| Path::new(csv) != best) {
         let list: Vec<String> = sources.iter().map(|(csv, n)| format!("{csv} ({n} runs)")).collect();
         notes += &format!("\neval.* figures from {}.\n", list.join(", "));
     }
@@ -382,15 +369,12 @@ mod tests {
     use super::*;
 
     fn fake_run(root: &Path, name: &str, kind: &str, seed: u64, accuracy: f64) {
-        let dir = root.join(name);
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = RunDir::at(root.join(name));
+        std::fs::create_dir_all(dir.path()).unwrap();
+        std::fs::write(dir.config(), format!("seed = {seed}\n[model]\nkind = \"{kind}\"\nlayers = [{{ size = 5 }}]\n"))
+            .unwrap();
         std::fs::write(
-            dir.join("config.toml"),
-            format!("seed = {seed}\n[model]\nkind = \"{kind}\"\nlayers = [{{ size = 5 }}]\n"),
-        )
-        .unwrap();
-        std::fs::write(
-            dir.join("summary.json"),
+            dir.summary(),
             format!(r#"{{"test_accuracy_at_best_validation": {accuracy}, "last_test_loss": 0.5, "test_metrics_at_best_validation": {{"distance_2_1": 0.25}}, "tau_last": {{"x": {{"count": 3}}}}}}"#),
         )
         .unwrap();
@@ -432,9 +416,9 @@ mod tests {
         fake_run(dir.path(), "a", "hetsynlif", 0, 0.95);
         fake_run(dir.path(), "b", "hetsynlif", 1, 0.85);
         fake_run(dir.path(), "c", "homneulif", 0, 0.5);
-        std::fs::create_dir_all(dir.path().join("a/checkpoints")).unwrap();
+        std::fs::create_dir_all(RunDir::at(dir.path().join("a")).checkpoints()).unwrap();
         std::fs::write(
-            dir.path().join("a").join(EVAL_CSV),
+            RunDir::eval_csv_of(&RunDir::at(dir.path().join("a")).checkpoint(Saved::Best)),
             "checkpoint,step,condition,samples,test_loss,test_accuracy,reset_fraction,logged_test_loss,logged_test_accuracy\n\
              x,10,clean,8,0.1,0.95,,0.1,0.95\n\
              x,10,clean+reset_long_tau,8,0.3,0.75,0.125,,\n",
@@ -471,7 +455,7 @@ mod tests {
             ("d", "homneulif", 0, 5, 0.5),
         ] {
             fake_run(dir.path(), name, kind, seed, acc);
-            let config = dir.path().join(name).join("config.toml");
+            let config = RunDir::at(dir.path().join(name)).config();
             let text = fs_read(&config).replace("size = 5", &format!("size = {size}"));
             std::fs::write(&config, text).unwrap();
         }

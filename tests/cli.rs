@@ -62,7 +62,7 @@ fn train_then_eval_reproduces_logged_accuracy() {
     let metrics = fs::read_to_string(run.join("metrics.csv")).unwrap();
     let lines: Vec<&str> = metrics.lines().collect();
     assert_eq!(lines.len(), 3, "header + 2 evaluations: {metrics}");
-    assert!(lines[0].starts_with("step,iteration,epoch,train_loss,train_accuracy,validation_loss,validation_accuracy,test_loss,test_accuracy,lr,mean_rate_hz,skipped_batches,elapsed_s"));
+    assert!(lines[0].starts_with("step,iteration,epoch,train_loss,train_task_loss,train_regulariser_loss,train_accuracy,validation_loss,validation_accuracy,test_loss,test_accuracy,lr,mean_rate_hz,skipped_batches,elapsed_s"));
 
     // the resolved config re-runs as is
     let resolved = fs::read_to_string(run.join("config.toml")).unwrap();

@@ -76,10 +76,10 @@
 use std::time::Instant;
 
 use hetsyn::model::network::{Objective, Tape};
+use hetsyn::model::Target;
 use hetsyn::model::{
     Activation, Adaptation, Decays, Dropout, Float, Layer, LossKind, Network, RateRegulariser, Spiking, Surrogate,
 };
-use hetsyn::tasks::Target;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 

@@ -65,6 +65,17 @@ fn decode_png(path: &Path) -> (u32, u32, Vec<u8>, usize) {
     (info.width, info.height, buf, channels)
 }
 
+/// The texts of the SVG `<run>/plots/<stem>.svg`, in order, unescaped.
+fn svg_texts(run: &Path, stem: &str) -> Vec<String> {
+    let path = run.join("plots").join(format!("{stem}.svg"));
+    let svg = fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    svg.split("<text")
+        .skip(1)
+        .filter_map(|t| t.split_once('>').and_then(|(_, rest)| rest.split_once("</text>")).map(|(text, _)| text))
+        .map(|t| t.trim().replace("&lt;", "<").replace("&gt;", ">").replace("&apos;", "'").replace("&amp;", "&"))
+        .collect()
+}
+
 /// Every figure is there as a 1200×800 PNG that is not one flat colour, and as an SVG.
 fn check_plots(run: &Path, stems: &[&str]) {
     for stem in stems {
@@ -85,6 +96,14 @@ fn check_plots(run: &Path, stems: &[&str]) {
         let text = fs::read_to_string(&svg).unwrap_or_else(|e| panic!("{}: {e}", svg.display()));
         assert!(text.contains("<svg") && text.trim_end().ends_with("</svg>"), "{}", svg.display());
         assert!(text.contains("<text"), "{}: no text", svg.display());
+        // every text names the embedded font (with fallbacks), none a bare `sans-serif`
+        let families: Vec<&str> = text.split("font-family=\"").skip(1).filter_map(|t| t.split('"').next()).collect();
+        assert!(
+            !families.is_empty() && families.iter().all(|f| *f == hetsyn::plot::FAMILY),
+            "{}: {families:?}",
+            svg.display()
+        );
+        assert!(hetsyn::plot::FAMILY.starts_with("DejaVu Sans,"));
     }
     // nothing half-written left behind
     for entry in fs::read_dir(run.join("plots")).unwrap() {
@@ -101,6 +120,28 @@ fn train_draws_plots_and_plot_redraws_them() {
     check_plots(&run, &STEMS);
     // a classification task has no output series
     assert!(!run.join("plots/output.png").exists());
+    // the raster: the task's channel groups and cues, the trial's class and the prediction
+    let raster = svg_texts(&run, "raster");
+    for label in ["left cue", "right cue", "noise", "cue 1", "cue 2"] {
+        assert!(raster.iter().any(|t| t == label), "no {label:?} in {raster:?}");
+    }
+    let title = &raster[0];
+    assert!(
+        title.starts_with("spikes of test sample 0: class ")
+            && title.contains("match (")
+            && title.contains(", network predicts ")
+            && (title.ends_with(": correct") || title.ends_with(": wrong")),
+        "{title}"
+    );
+    // the histograms: one panel per decay tensor, each with its x label and a τ = ∞ bar
+    let hist = svg_texts(&run, "decay_hist");
+    for tensor in ["hidden.0.input.decay: ", "hidden.0.recurrent.decay: ", "readout.decay: "] {
+        assert_eq!(hist.iter().filter(|t| t.starts_with(tensor)).count(), 1, "{tensor} in {hist:?}");
+    }
+    let count = |text: &str| hist.iter().filter(|t| *t == text).count();
+    assert_eq!(count("time constant τ (ms), log scale"), 3, "{hist:?}");
+    assert_eq!(count("τ = ∞"), 3, "{hist:?}");
+    assert_eq!((count("learned"), count("initial")), (3, 3), "{hist:?}");
 
     fs::remove_dir_all(run.join("plots")).unwrap();
     let out = hetsyn().arg("plot").arg(&run).output().unwrap();
@@ -135,6 +176,28 @@ fn regression_runs_get_an_output_plot() {
     let closing = log.lines().find(|l| l.contains("best on test")).unwrap_or_default();
     assert!(closing.contains("test loss") && !closing.contains("accuracy"), "{closing}");
     check_plots(&run, &["learning_curves", "decay_hist", "raster", "output"]);
+    // the output has a y label and marks the two presentations of the segment
+    let output = svg_texts(&run, "output");
+    for label in ["readout y, target (a.u.)", "repeat 1", "repeat 2", "time (ms)"] {
+        assert!(output.iter().any(|t| t == label), "no {label:?} in {output:?}");
+    }
+    assert!(!output.iter().any(|t| t == "repeat 3"));
+}
+
+/// HomNeu decays are fixed: their histograms show them alone, not learned against initial.
+#[test]
+fn fixed_decays_get_no_learned_versus_initial() {
+    let dir = tempfile::tempdir().unwrap();
+    for kind in ["homneulif", "homneualif"] {
+        let run = train(dir.path(), kind, &["--set", &format!("model.kind={kind}")]);
+        check_plots(&run, &STEMS);
+        let hist = svg_texts(&run, "decay_hist");
+        assert!(!hist.iter().any(|t| t == "learned" || t == "initial"), "{kind}: {hist:?}");
+        assert_eq!(hist.iter().filter(|t| *t == "fixed (not learned)").count(), 2, "{kind}: {hist:?}");
+        let captions: Vec<&String> = hist.iter().filter(|t| t.ends_with(", fixed (not learned)")).collect();
+        assert_eq!(captions.len(), 2, "{kind}: hidden and readout: {hist:?}");
+        assert!(captions.iter().all(|c| c.contains("all τ = 40 ms")), "{captions:?}");
+    }
 }
 
 #[test]

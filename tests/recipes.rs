@@ -3,7 +3,7 @@
 //! and the DMS recipe lets a network of 5 recurrent HetSynLIF neurons learn.
 
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use hetsyn::config::{Config, ModelKind, OptimizerKind, ScheduleConfig, TaskConfig, TauInit};
 use hetsyn::model::{LossKind, Surrogate};
@@ -71,43 +71,35 @@ fn pattern_recipe_is_the_papers() {
     assert_eq!(t.rate_reg, 0.01);
 }
 
-/// Iterations of the guard below: the shipped recipe reaches 100 % validation
-/// accuracy by iteration 125 with seed 0 (measured); 300 leaves room.
-const GUARD_ITERATIONS: u64 = 300;
-
-fn test_accuracy_at_best_validation(run: &PathBuf) -> f64 {
+fn test_accuracy_at_best_validation(run: &Path) -> f64 {
     let summary: serde_json::Value =
         serde_json::from_str(&fs::read_to_string(run.join("summary.json")).unwrap()).unwrap();
     summary["test_accuracy_at_best_validation"].as_f64().unwrap()
 }
 
-/// A regression guard for the recipe: with the shipped configs/dms.toml and a hidden
-/// layer of 5 recurrent HetSynLIF neurons (the paper's smallest network that solves
-/// DMS), at least two of seeds 0, 1, 2 reach 90 % test accuracy, selected on
-/// validation, within a short budget. With the regulariser weight of 1.0 that the
-/// recipe once had, such runs stay at chance. Two of three, because when a run
-/// leaves the chance plateau is chaotic in rounding: over seeds 0..8 at 300
-/// iterations, 6 of 8 runs learned before the kernels changed their order of
-/// summation (issue 15) and 5 of 8 after, seed 1 now leaving the plateau at
-/// iteration 525 instead of 175 (measured).
+/// A regression guard for the recipe: with the shipped configs/dms.toml at its full
+/// length (1000 iterations) and a hidden layer of 5 recurrent HetSynLIF neurons (the
+/// paper's smallest network that solves DMS), two seeds reach at least 90 % test
+/// accuracy, selected on validation (measured: 100 % and 98–100 % under two kernel
+/// versions that differ in rounding). With the regulariser weight of 1.0 that the
+/// recipe once had, the same runs stay at chance (50 % and 53 %). A shorter budget
+/// is not used: at 300 iterations one seed in five or six stays at chance with the
+/// right recipe too, and which one depends on last-bit rounding.
 #[test]
 fn five_recurrent_hetsyn_neurons_learn_dms() {
     let dir = tempfile::tempdir().unwrap();
     let config = Path::new(env!("CARGO_MANIFEST_DIR")).join("configs/dms.toml");
-    let mut accuracies = Vec::new();
-    for seed in ["0", "1", "2"] {
+    for seed in ["0", "1"] {
         let run = dir.path().join(format!("seed{seed}"));
         hetsyn()
             .args(["-q", "train", "--no-plots", "--no-progress", "--config"])
             .arg(&config)
-            .args(["--seed", seed, "--set", "model.layers.0.size=5", "--set"])
-            .arg(format!("train.iterations={GUARD_ITERATIONS}"))
+            .args(["--seed", seed, "--set", "model.layers.0.size=5"])
             .arg("--out")
             .arg(&run)
             .assert()
             .success();
-        accuracies.push(test_accuracy_at_best_validation(&run));
+        let accuracy = test_accuracy_at_best_validation(&run);
+        assert!(accuracy >= 0.9, "seed {seed}: test accuracy {accuracy} at best validation");
     }
-    let learned = accuracies.iter().filter(|a| **a >= 0.9).count();
-    assert!(learned >= 2, "test accuracies at best validation of seeds 0, 1, 2: {accuracies:?}");
 }

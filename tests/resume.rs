@@ -176,11 +176,14 @@ fn sigterm_stops_with_a_resumable_checkpoint_and_a_second_writer_is_refused() {
     // SAFETY: sending a signal to our own child.
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
     assert_eq!(child.wait().unwrap().code(), Some(130), "SIGINT exits with 128 + 2");
-    // a lock taken on another host is never taken over
-    fs::write(dir.path().join("run/.lock"), "1 some-other-node\n").unwrap();
+    // a lock held elsewhere (here: by this test, as another node would) is named, never taken over
+    let lock_path = dir.path().join("run/.lock");
+    let mut held = fs::OpenOptions::new().create(true).truncate(false).read(true).write(true).open(&lock_path).unwrap();
+    held.try_lock().unwrap();
+    std::io::Write::write_all(&mut held, b"1 some-other-node\n").unwrap();
     let out =
         Process::new(cargo_bin("hetsyn")).args(["train", "--resume", "run"]).current_dir(dir.path()).output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success() && err.contains("some-other-node") && err.contains("remove"), "{err}");
-    assert!(dir.path().join("run/.lock").exists());
+    assert!(!out.status.success() && err.contains("some-other-node") && err.contains("in use by process"), "{err}");
+    assert!(lock_path.exists());
 }

@@ -47,12 +47,12 @@ fn validation_splits_hold_out_what_they_say() {
     let mut task = Speech::new(Corpus::Shd, c, 0).unwrap();
     let held = speakers.iter().filter(|s| [1, 2].contains(*s)).count();
     assert_eq!(task.validation().len(), held);
-    assert_eq!(task.train_size(), Some(speakers.len() - held));
+    assert_eq!(task.training().epoch_len(), Some(speakers.len() - held));
     assert_eq!((task.shape().outputs, task.shape().steps, task.shape().channels), (4, 50, 700));
     let validation: Vec<Sample> = task.validation().to_vec();
     let mut rng = ChaCha8Rng::seed_from_u64(0);
     let per_epoch = (speakers.len() - held).div_ceil(8) as u64;
-    let epoch: Vec<Sample> = (0..per_epoch).flat_map(|i| task.train_batch(i, 8, &mut rng)).collect();
+    let epoch: Vec<Sample> = (0..per_epoch).flat_map(|i| task.training().batch(i, 8, &mut rng)).collect();
     assert_eq!(epoch.len(), speakers.len() - held, "one epoch visits every training sample once");
     for s in &epoch {
         assert!(!validation.contains(s), "a held-out speaker's sample was drawn for training");
@@ -67,18 +67,18 @@ fn validation_splits_hold_out_what_they_say() {
     assert!(e.contains("validation_speakers") && e.contains("[0, 1, 2, 3]"), "{e}");
 
     // seeded fraction: 10 % of 40, disjoint from training, a function of the seed
-    let a = Speech::new(Corpus::Shd, config(cache.path()), 1).unwrap();
+    let mut a = Speech::new(Corpus::Shd, config(cache.path()), 1).unwrap();
     let b = Speech::new(Corpus::Shd, config(cache.path()), 1).unwrap();
     let other = Speech::new(Corpus::Shd, config(cache.path()), 2).unwrap();
     assert_eq!(a.validation().len(), 4);
-    assert_eq!(a.train_size(), Some(36));
+    assert_eq!(a.training().epoch_len(), Some(36));
     assert_eq!(a.validation(), b.validation());
     assert_ne!(a.validation(), other.validation());
 
     // SSC's default: the valid file
-    let ssc = Speech::new(Corpus::Ssc, config(cache.path()), 0).unwrap();
+    let mut ssc = Speech::new(Corpus::Ssc, config(cache.path()), 0).unwrap();
     assert_eq!(ssc.validation().len(), 12);
-    assert_eq!(ssc.train_size(), Some(40));
+    assert_eq!(ssc.training().epoch_len(), Some(40));
     assert_eq!(ssc.test().len(), 20);
 
     // class count from the labels: 20 for the SHD-layout fixture
@@ -229,7 +229,7 @@ fn spike_counts_run_as_their_dense_form() {
         &["task.binning.binary=false".to_string(), "task.binning.bin_ms=20".to_string()],
     )
     .unwrap();
-    let task = hetsyn::tasks::build(&config).unwrap();
+    let task = &config.build_task().unwrap();
     let shape = task.shape();
     assert_eq!(shape.steps, 10);
     let net = hetsyn::train::initial_network(&config, shape.channels, shape.outputs);
@@ -329,15 +329,15 @@ fn validation_none_trains_on_every_sample() {
     c.validation = Some(Validation::None);
     let mut task = Speech::new(Corpus::Shd, c, 1).unwrap();
     assert!(task.validation().is_empty());
-    assert_eq!(task.train_size(), Some(40));
+    assert_eq!(task.training().epoch_len(), Some(40));
     let mut rng = ChaCha8Rng::seed_from_u64(0);
     // what the 10 % split trains on: 36 samples
     let mut split_task = Speech::new(Corpus::Shd, config(cache.path()), 1).unwrap();
-    let trained: Vec<Sample> = (0..3).flat_map(|i| split_task.train_batch(i, 12, &mut rng)).collect();
+    let trained: Vec<Sample> = (0..3).flat_map(|i| split_task.training().batch(i, 12, &mut rng)).collect();
     assert_eq!(trained.len(), 36);
     for epoch in 0..2u64 {
         // 40 samples in batches of 16: 16, 16, 8
-        let batches: Vec<Vec<Sample>> = (0..3).map(|i| task.train_batch(3 * epoch + i, 16, &mut rng)).collect();
+        let batches: Vec<Vec<Sample>> = (0..3).map(|i| task.training().batch(3 * epoch + i, 16, &mut rng)).collect();
         assert_eq!(batches.iter().map(Vec::len).collect::<Vec<_>>(), [16, 16, 8]);
         let seen: Vec<Sample> = batches.concat();
         for s in &seen {

@@ -5,8 +5,8 @@
 //! emitted.
 
 use hetsyn::model::network::Objective;
+use hetsyn::model::Target;
 use hetsyn::model::{Activation, Decays, Dropout, Layer, LossKind, Network, Spiking};
-use hetsyn::tasks::Target;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 

@@ -94,30 +94,17 @@ paper_run() {
   "$repo/scripts/sweep.sh" "$configs" --jobs "$jobs" --threads "$threads" --out "$out/runs" -- --no-plots
 }
 
-# paper_checkpoint RUN_DIR: the checkpoint whose evaluation a run reports (as hetsyn
-# summarize reads it): best.safetensors (selected on validation); for a run without a
-# validation set best_on_test.safetensors, else last.safetensors.
-paper_checkpoint() {
-  local stem
-  for stem in best best_on_test last; do
-    if [ -f "$1/checkpoints/$stem.safetensors" ]; then
-      echo "$1/checkpoints/$stem.safetensors"
-      return
-    fi
-  done
-  paper_die "no checkpoint in $1/checkpoints"
-}
-
 # paper_eval [hetsyn eval args]: evaluates the reported checkpoint of every complete run
-# (summary.json present) that has no eval CSV yet, into <checkpoint stem>.eval.csv.
+# (summary.json present) that has no eval CSV yet. `hetsyn eval --checkpoint RUN_DIR`
+# chooses that checkpoint (best, else best_on_test, else last, as hetsyn summarize
+# reads it) and writes <checkpoint stem>.eval.csv next to it.
 paper_eval() {
-  local run ckpt
+  local run
   for run in "$out"/runs/*/; do
     run=${run%/}
     [ -f "$run/summary.json" ] || continue
-    ckpt=$(paper_checkpoint "$run")
-    [ -f "${ckpt%.safetensors}.eval.csv" ] && continue
-    "$bin" -q eval --checkpoint "$ckpt" --threads "$threads" "$@" > /dev/null
+    compgen -G "$run/checkpoints/*.eval.csv" > /dev/null && continue
+    "$bin" -q eval --checkpoint "$run" --threads "$threads" "$@" > /dev/null
   done
 }
 

@@ -5,7 +5,6 @@ use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Distinguishes temp files created by different calls within one process.
 static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
@@ -75,32 +74,9 @@ fn create_temp(dir: &Path, name: &str) -> std::io::Result<(PathBuf, File)> {
     }
 }
 
-/// UTC timestamp "YYYYMMDD-HHMMSS" of the current time, for run directory names.
+/// The current time in UTC as `YYYYMMDD-HHMMSS` (run-directory names, log lines).
 pub fn utc_timestamp() -> String {
-    let secs = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-    format_utc(secs)
-}
-
-/// Formats Unix seconds as UTC "YYYYMMDD-HHMMSS" (proleptic Gregorian calendar).
-fn format_utc(unix_seconds: u64) -> String {
-    let days = unix_seconds / 86_400;
-    let rem = unix_seconds % 86_400;
-    let (y, m, d) = civil_from_days(days);
-    format!("{y:04}{m:02}{d:02}-{:02}{:02}{:02}", rem / 3600, (rem % 3600) / 60, rem % 60)
-}
-
-/// Days since 1970-01-01 to (year, month, day); Howard Hinnant's `civil_from_days`.
-fn civil_from_days(days: u64) -> (u64, u64, u64) {
-    let z = days + 719_468; // shift epoch to 0000-03-01
-    let era = z / 146_097;
-    let doe = z - era * 146_097; // [0, 146096]
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365; // [0, 399]
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100); // [0, 365]
-    let mp = (5 * doy + 2) / 153; // [0, 11], March-based
-    let d = doy - (153 * mp + 2) / 5 + 1; // [1, 31]
-    let m = if mp < 10 { mp + 3 } else { mp - 9 }; // [1, 12]
-    let y = yoe + era * 400 + u64::from(m <= 2);
-    (y, m, d)
+    jiff::Timestamp::now().strftime("%Y%m%d-%H%M%S").to_string()
 }
 
 /// Peak resident set size of this process in bytes, from
@@ -127,26 +103,6 @@ pub fn peak_rss_bytes() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn format_utc_known_dates() {
-        // Expected values checked with `date -u -d @N +%Y%m%d-%H%M%S`.
-        let cases = [
-            (0, "19700101-000000"),
-            (86_399, "19700101-235959"),
-            (86_400, "19700102-000000"),
-            (951_782_400, "20000229-000000"),
-            (978_307_199, "20001231-235959"),
-            (1_234_567_890, "20090213-233130"),
-            (1_709_208_000, "20240229-120000"),
-            (1_795_824_000, "20261128-000000"),
-            (4_102_444_800, "21000101-000000"),
-            (253_402_300_799, "99991231-235959"),
-        ];
-        for (secs, want) in cases {
-            assert_eq!(format_utc(secs), want, "unix seconds {secs}");
-        }
-    }
 
     #[test]
     fn utc_timestamp_shape() {

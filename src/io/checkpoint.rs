@@ -13,9 +13,8 @@ use rand_chacha::ChaCha8Rng;
 use super::checksum::Integrity;
 use super::safetensors_file::{read_checked, write_file, NamedTensor};
 use crate::config::Config;
-use crate::model::{init, Decays, Network};
+use crate::model::{init, param_name, Decays, Network, Part};
 use crate::provenance;
-use crate::train::optim::Adam;
 
 pub const FORMAT: &str = "hetsyn-checkpoint/1";
 
@@ -30,8 +29,8 @@ pub struct Checkpoint {
     pub epoch: u64,
     /// The metrics logged for this checkpoint.
     pub metrics: serde_json::Value,
-    /// Adam's step count and moments `(m, v)` in the order of `Network::params`, when saved.
-    pub optimizer: Option<(u64, Vec<Vec<f32>>, Vec<Vec<f32>>)>,
+    /// The optimizer's state, when saved.
+    pub optimizer: Option<OptimizerState>,
     /// The trainer's state for resuming (JSON), in checkpoints written for that.
     pub trainer_state: Option<String>,
     /// The figure this model was selected on (metadata `selected_on`, e.g.
@@ -42,10 +41,21 @@ pub struct Checkpoint {
     pub integrity: Integrity,
 }
 
+/// Adam's state as a checkpoint stores it (tensors `adam.m.<name>`,
+/// `adam.v.<name>`, metadata `adam_step`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct OptimizerState {
+    /// Steps taken (the `t` of the last bias correction).
+    pub step: u64,
+    /// First and second moments, one buffer per tensor in the order of `Network::params`.
+    pub m: Vec<Vec<f32>>,
+    pub v: Vec<Vec<f32>>,
+}
+
 /// What a resumable checkpoint carries besides the model.
 #[derive(Debug, Clone, Copy)]
 pub struct ResumeData<'a> {
-    pub optimizer: &'a Adam,
+    pub optimizer: &'a OptimizerState,
     /// The trainer's state as JSON (metadata `trainer_state`).
     pub trainer_state: &'a str,
 }
@@ -60,39 +70,30 @@ pub enum Role<'a> {
     Resumable(ResumeData<'a>),
 }
 
-/// The network's tensors with their checkpoint names and shapes. Fixed decays
-/// (HomNeu) are scalars; per-neuron decays of a recurrent layer are stored under
-/// both `input.decay` and `recurrent.decay` (they are one tensor, model.md §2).
+/// The network's tensors with their checkpoint names and shapes: the learnable
+/// ones of [`Network::params`], and for neuron-level decays what is not a
+/// learnable tensor of its own. Fixed decays (HomNeu) are scalars; per-neuron
+/// decays of a recurrent layer are stored under both `input.decay` and
+/// `recurrent.decay` (they are one tensor, model.md §2).
 pub fn network_tensors(net: &Network<f32>) -> Vec<NamedTensor> {
+    let layers = net.layers.len();
     let mut out = Vec::new();
-    let last = net.layers.len() - 1;
     for (l, layer) in net.layers.iter().enumerate() {
-        let prefix = if l == last { "readout".to_string() } else { format!("hidden.{l}.input") };
-        let rec = format!("hidden.{l}.recurrent");
-        let t = |name: String, shape: Vec<usize>, data: &[f32]| NamedTensor { name, shape, data: data.to_vec() };
-        out.push(t(format!("{prefix}.weight"), vec![layer.size, layer.inputs], &layer.input_weight));
-        let neuron_decay = |rho: &[f32], learnable: bool| {
-            if learnable {
-                (vec![rho.len()], rho.to_vec())
-            } else {
-                (vec![], vec![rho[0]])
-            }
+        let tensor = |part: Part, shape: Vec<usize>, data: &[f32]| NamedTensor {
+            name: param_name(l, layers, part),
+            shape,
+            data: data.to_vec(),
         };
-        match &layer.decays {
-            Decays::Synapse { input, recurrent, .. } => {
-                out.push(t(format!("{prefix}.decay"), vec![layer.size, layer.inputs], input));
-                if let (Some(u), Some(q)) = (&layer.recurrent_weight, recurrent) {
-                    out.push(t(format!("{rec}.weight"), vec![layer.size, layer.size], u));
-                    out.push(t(format!("{rec}.decay"), vec![layer.size, layer.size], q));
-                }
+        for (part, data) in layer.params() {
+            out.push(tensor(part, layer.part_shape(part), data));
+        }
+        if let Decays::Neuron { rho, learnable } = &layer.decays {
+            let (shape, data) = if *learnable { (vec![rho.len()], &rho[..]) } else { (vec![], &rho[..1]) };
+            if !learnable {
+                out.push(tensor(Part::InputDecay, shape.clone(), data));
             }
-            Decays::Neuron { rho, learnable } => {
-                let (shape, data) = neuron_decay(rho, *learnable);
-                out.push(t(format!("{prefix}.decay"), shape.clone(), &data));
-                if let Some(u) = &layer.recurrent_weight {
-                    out.push(t(format!("{rec}.weight"), vec![layer.size, layer.size], u));
-                    out.push(t(format!("{rec}.decay"), shape, &data));
-                }
+            if layer.is_recurrent() {
+                out.push(tensor(Part::RecurrentDecay, shape, data));
             }
         }
     }
@@ -123,11 +124,10 @@ pub fn save(
     if let Role::Selected(figure) = role {
         metadata.insert("selected_on".to_string(), figure.to_string());
     }
-    if let Role::Resumable(ResumeData { optimizer: adam, trainer_state }) = role {
+    if let Role::Resumable(ResumeData { optimizer, trainer_state }) = role {
         metadata.insert("trainer_state".to_string(), trainer_state.to_string());
-        let (m, v) = adam.moments();
-        metadata.insert("adam_step".to_string(), adam.steps_taken().to_string());
-        for ((info, _), (m, v)) in net.params().iter().zip(m.iter().zip(v)) {
+        metadata.insert("adam_step".to_string(), optimizer.step.to_string());
+        for ((info, _), (m, v)) in net.params().iter().zip(optimizer.m.iter().zip(&optimizer.v)) {
             tensors.push(NamedTensor {
                 name: format!("adam.m.{}", info.name),
                 shape: info.shape.clone(),
@@ -215,13 +215,42 @@ pub fn load(path: &Path) -> Result<Checkpoint> {
             readout.shape
         );
     }
-    let mut network: Network<f32> = init::build(&config.model, inputs, outputs, &mut ChaCha8Rng::seed_from_u64(0));
-    for expected in network_tensors(&network) {
-        let data = take(&expected.name, &expected.shape, &mut by_name)?;
+    let mut network: Network<f32> =
+        init::build(&config.model.network_spec(), inputs, outputs, &mut ChaCha8Rng::seed_from_u64(0));
+    let finite = |name: &str, data: Vec<f32>| -> Result<Vec<f32>> {
         if data.iter().any(|v| !v.is_finite()) {
-            bail!("{}: tensor `{}` holds non-finite values", at(), expected.name);
+            bail!("{}: tensor `{name}` holds non-finite values", at());
         }
-        set_tensor(&mut network, &expected.name, data).with_context(at)?;
+        Ok(data)
+    };
+    let layers = network.layers.len();
+    for (l, layer) in network.layers.iter_mut().enumerate() {
+        let shapes: Vec<Vec<usize>> = layer.params().iter().map(|(part, _)| layer.part_shape(*part)).collect();
+        for ((part, values), shape) in layer.params_mut().into_iter().zip(&shapes) {
+            let name = param_name(l, layers, part);
+            values.copy_from_slice(&finite(&name, take(&name, shape, &mut by_name)?)?);
+        }
+        let recurrent = layer.is_recurrent();
+        if let Decays::Neuron { rho, learnable } = &mut layer.decays {
+            let shape = if *learnable { vec![rho.len()] } else { vec![] };
+            if !*learnable {
+                let name = param_name(l, layers, Part::InputDecay);
+                let value = finite(&name, take(&name, &shape, &mut by_name)?)?;
+                rho.fill(value[0]);
+            }
+            if recurrent {
+                let name = param_name(l, layers, Part::RecurrentDecay);
+                let data = take(&name, &shape, &mut by_name)?;
+                let same = if *learnable { *rho == data } else { rho.iter().all(|r| *r == data[0]) };
+                if !same {
+                    bail!(
+                        "{}: tensor `{name}` differs from `{}`; a neuron-level model has one decay per neuron",
+                        at(),
+                        param_name(l, layers, Part::InputDecay)
+                    );
+                }
+            }
+        }
     }
     let mut optimizer = None;
     if let Some(adam_step) = metadata.get("adam_step") {
@@ -233,7 +262,7 @@ pub fn load(path: &Path) -> Result<Checkpoint> {
             m.push(take(&format!("adam.m.{}", info.name), &info.shape, &mut by_name)?);
             v.push(take(&format!("adam.v.{}", info.name), &info.shape, &mut by_name)?);
         }
-        optimizer = Some((adam_step, m, v));
+        optimizer = Some(OptimizerState { step: adam_step, m, v });
     }
     if let Some(name) = by_name.keys().next() {
         bail!("{}: unexpected tensor `{name}` (another architecture?)", at());
@@ -243,33 +272,63 @@ pub fn load(path: &Path) -> Result<Checkpoint> {
     Ok(Checkpoint { config, network, step, epoch, metrics, optimizer, trainer_state, selected_on, integrity })
 }
 
-/// Puts a checkpoint tensor into the network (names of [`network_tensors`]).
-fn set_tensor(net: &mut Network<f32>, name: &str, data: Vec<f32>) -> Result<()> {
-    let last = net.layers.len() - 1;
-    let (l, part) = if let Some(rest) = name.strip_prefix("readout.") {
-        (last, format!("input.{rest}"))
-    } else {
-        let rest = name.strip_prefix("hidden.").ok_or_else(|| anyhow!("unknown tensor `{name}`"))?;
-        let (l, part) = rest.split_once('.').ok_or_else(|| anyhow!("unknown tensor `{name}`"))?;
-        (l.parse::<usize>().map_err(|_| anyhow!("unknown tensor `{name}`"))?, part.to_string())
-    };
-    let layer = &mut net.layers[l];
-    match (part.as_str(), &mut layer.decays) {
-        ("input.weight", _) => layer.input_weight = data,
-        ("recurrent.weight", _) => layer.recurrent_weight = Some(data),
-        ("input.decay", Decays::Synapse { input, .. }) => *input = data,
-        ("recurrent.decay", Decays::Synapse { recurrent, .. }) => *recurrent = Some(data),
-        ("input.decay", Decays::Neuron { rho, .. }) => {
-            let n = rho.len();
-            *rho = if data.len() == 1 { vec![data[0]; n] } else { data };
-        }
-        ("recurrent.decay", Decays::Neuron { rho, .. }) => {
-            let same = if data.len() == 1 { rho.iter().all(|r| *r == data[0]) } else { *rho == data };
-            if !same {
-                bail!("tensor `{name}` differs from `hidden.{l}.input.decay`; a neuron-level model has one decay per neuron");
-            }
-        }
-        _ => bail!("unknown tensor `{name}`"),
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(kind: &str, loss: &str) -> Config {
+        let text = format!(
+            "seed = 4\n[model]\nkind = \"{kind}\"\ntau_init = {{ dist = \"uniform\", low = 0.01, high = 0.05 }}\nlayers = [{{ size = 5, recurrent = true }}, {{ size = 3 }}]\n[model.readout]\nloss = \"{loss}\"\n[task]\nkind = \"dms\"\nchannels_per_group = 2\n"
+        );
+        Config::from_toml(&text, &[]).unwrap()
     }
-    Ok(())
+
+    #[test]
+    fn every_model_round_trips_with_its_optimizer_state() {
+        let dir = tempfile::tempdir().unwrap();
+        for (kind, loss) in
+            [("hetsynlif", "last"), ("hetneulif", "softmax_sum"), ("homneulif", "spike_count"), ("homneualif", "last")]
+        {
+            let config = config(kind, loss);
+            let mut rng = ChaCha8Rng::seed_from_u64(9);
+            let net: Network<f32> = init::build(&config.model.network_spec(), 6, 2, &mut rng);
+            let sizes: Vec<usize> = net.params().iter().map(|(_, d)| d.len()).collect();
+            let optimizer = OptimizerState {
+                step: 7,
+                m: sizes.iter().map(|&n| (0..n).map(|i| i as f32 * 0.5).collect()).collect(),
+                v: sizes.iter().map(|&n| (0..n).map(|i| i as f32 * 0.25).collect()).collect(),
+            };
+            let path = dir.path().join(format!("{kind}.safetensors"));
+            let metrics = serde_json::json!({"step": 7, "test_loss": 0.5});
+            let resume = ResumeData { optimizer: &optimizer, trainer_state: "{\"x\": 1}" };
+            save(&path, &net, &config, 7, 1, &metrics, Role::Resumable(resume)).unwrap();
+            let back = load(&path).unwrap();
+            assert_eq!(back.network, net, "{kind}");
+            assert_eq!(back.config, config, "{kind}");
+            assert_eq!(back.optimizer.as_ref(), Some(&optimizer), "{kind}");
+            assert_eq!((back.step, back.epoch, back.metrics), (7, 1, metrics), "{kind}");
+            assert_eq!(back.trainer_state.as_deref(), Some("{\"x\": 1}"));
+            assert_eq!(back.integrity, Integrity::Verified);
+            // a selected model carries no optimizer state, and says what it was selected on
+            let best = dir.path().join(format!("{kind}-best.safetensors"));
+            save(&best, &net, &config, 7, 1, &serde_json::Value::Null, Role::Selected("validation_accuracy")).unwrap();
+            let back = load(&best).unwrap();
+            assert!(back.optimizer.is_none() && back.trainer_state.is_none());
+            assert_eq!(back.selected_on.as_deref(), Some("validation_accuracy"));
+        }
+    }
+
+    #[test]
+    fn a_checkpoint_of_another_architecture_is_refused_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = config("hetsynlif", "last");
+        let net: Network<f32> = init::build(&config.model.network_spec(), 6, 2, &mut ChaCha8Rng::seed_from_u64(1));
+        let path = dir.path().join("a.safetensors");
+        // the stored config says 5 neurons in layer 0, the tensors another size
+        let mut other = config.clone();
+        other.model.layers[0].size = 4;
+        save(&path, &net, &other, 1, 0, &serde_json::Value::Null, Role::Selected("validation_accuracy")).unwrap();
+        let e = format!("{:#}", load(&path).unwrap_err());
+        assert!(e.contains("hidden.0.input.weight") && e.contains("4 neurons"), "{e}");
+    }
 }

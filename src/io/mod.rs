@@ -1,7 +1,6 @@
-//! Input/output at the edges: atomic files, checkpoints and their integrity, metrics.
+//! Input/output at the edges: atomic files, safetensors, checkpoints and their integrity.
 
 pub mod atomic;
 pub mod checkpoint;
 pub mod checksum;
 pub mod safetensors_file;
-pub mod verify;

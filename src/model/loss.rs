@@ -4,7 +4,15 @@
 use serde::{Deserialize, Serialize};
 
 use super::Float;
-use crate::tasks::Target;
+
+/// The target of one sample.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Target {
+    /// Class index in `0..outputs`.
+    Class(usize),
+    /// Target values, row-major `[steps, outputs]`.
+    Series(Vec<f32>),
+}
 
 /// How the readout trace `y^t` becomes a loss.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -64,6 +72,28 @@ fn softmax(values: &[f64]) -> Vec<f64> {
 impl LossKind {
     pub fn is_classification(self) -> bool {
         !matches!(self, LossKind::Mse)
+    }
+
+    /// The class a classification readout predicts from its trace `y`
+    /// (`[steps, outputs]`), as [`LossKind::sample_loss`] scores it; `None` for
+    /// [`LossKind::Mse`] or an empty trace.
+    pub fn predict<F: Float>(self, y: &[F], steps: usize, outputs: usize, skip: usize) -> Option<usize> {
+        if steps == 0 || outputs == 0 || y.len() != steps * outputs {
+            return None;
+        }
+        let row = |t: usize| -> Vec<f64> { y[t * outputs..(t + 1) * outputs].iter().map(|v| v.f64()).collect() };
+        let sum = |rows: &mut dyn Iterator<Item = Vec<f64>>| {
+            rows.fold(vec![0.0; outputs], |mut acc, r| {
+                acc.iter_mut().zip(r).for_each(|(a, v)| *a += v);
+                acc
+            })
+        };
+        match self {
+            LossKind::Mse => None,
+            LossKind::Last => Some(argmax(&row(steps - 1))),
+            LossKind::SoftmaxSum => Some(argmax(&sum(&mut (skip.min(steps)..steps).map(|t| softmax(&row(t)))))),
+            LossKind::SpikeCount => Some(argmax(&sum(&mut (0..steps).map(row)))),
+        }
     }
 
     /// Loss of one sample from its readout trace `y` (`[steps, outputs]`);
@@ -192,6 +222,30 @@ mod tests {
         check_fd(LossKind::SoftmaxSum, Target::Class(2), 6, 3, 2);
         check_fd(LossKind::Mse, Target::Series((0..8).map(|i| i as f32 * 0.1).collect()), 4, 2, 0);
         check_fd(LossKind::SpikeCount, Target::Class(0), 5, 3, 0);
+    }
+
+    /// The predicted class is the one `sample_loss` counts as correct.
+    #[test]
+    fn predict_agrees_with_sample_loss() {
+        let (steps, outputs) = (6, 4);
+        for seed in 0..20u64 {
+            let y: Vec<f64> =
+                (0..steps * outputs).map(|i| ((i as u64 * 7 + seed * 13) % 17) as f64 * 0.4 - 3.0).collect();
+            for (kind, skip) in [(LossKind::Last, 0), (LossKind::SoftmaxSum, 2), (LossKind::SpikeCount, 0)] {
+                let predicted = kind.predict(&y, steps, outputs, skip).unwrap();
+                for label in 0..outputs {
+                    let correct = kind.sample_loss(&y, steps, outputs, skip, &Target::Class(label)).correct;
+                    assert_eq!(correct, Some(label == predicted), "{kind:?} seed {seed} label {label}");
+                }
+            }
+        }
+        assert_eq!(LossKind::Mse.predict(&[0.0f64; 4], 2, 2, 0), None);
+        assert_eq!(LossKind::Last.predict(&[0.0f64; 3], 2, 2, 0), None, "a trace of the wrong length");
+        // the last step decides for `last`, the skipped steps do not count for `softmax_sum`
+        let y = [9.0, 0.0, 0.0, 1.0];
+        assert_eq!(LossKind::Last.predict(&y, 2, 2, 0), Some(1));
+        assert_eq!(LossKind::SoftmaxSum.predict(&y, 2, 2, 0), Some(0));
+        assert_eq!(LossKind::SoftmaxSum.predict(&y, 2, 2, 1), Some(1));
     }
 
     #[test]

@@ -8,7 +8,8 @@
 //! - [`activation`]: spike function and surrogate derivatives (§1, §5.1)
 //! - [`loss`]: readout losses and the firing-rate regulariser (§3)
 //! - [`network`]: the stack of layers, batch gradients split over samples
-//! - [`init`]: building a network from the config
+//! - [`params`]: the learnable tensors, their names and the one walk over them
+//! - [`init`]: building a network from its [`init::NetworkSpec`]
 
 pub mod activation;
 pub mod init;
@@ -16,11 +17,13 @@ pub mod kernels;
 pub mod layer;
 pub mod loss;
 pub mod network;
+pub mod params;
 
 pub use activation::{Activation, Surrogate};
 pub use layer::{Adaptation, Decays, Layer, LayerInput, Spiking};
-pub use loss::{LossKind, RateRegulariser};
-pub use network::{BatchStats, Dropout, Network, ParamInfo, ParamKind};
+pub use loss::{LossKind, RateRegulariser, Target};
+pub use network::{BatchStats, Dropout, Network};
+pub use params::{param_name, ParamInfo, ParamKind, Part};
 
 /// The floating-point type of a network: `f32` for training, `f64` in the
 /// gradient tests.

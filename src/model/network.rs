@@ -8,9 +8,8 @@ use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 
 use super::layer::{Decays, Layer, LayerInput, LayerTape, Prepared};
-use super::loss::{LossKind, RateRegulariser, SampleLoss};
+use super::loss::{LossKind, RateRegulariser, SampleLoss, Target};
 use super::Float;
-use crate::tasks::{Sample, Target};
 
 /// Samples whose gradients are summed by one task before the ordered reduction.
 const GRADIENT_CHUNK: usize = 4;
@@ -36,21 +35,6 @@ pub struct Network<F> {
     pub layers: Vec<Layer<F>>,
     /// Step length, seconds (for firing rates).
     pub dt: f64,
-}
-
-/// What a parameter is, for optimizers (learning rates, clamping) and checkpoints.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ParamKind {
-    Weight,
-    Decay,
-}
-
-/// Name (`docs/checkpoint.md`), kind and shape of a learnable tensor.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ParamInfo {
-    pub name: String,
-    pub kind: ParamKind,
-    pub shape: Vec<usize>,
 }
 
 /// What the loss is made of.
@@ -115,15 +99,6 @@ impl<F: Float> SampleSource<F> for (&[F], &Target) {
     }
 }
 
-impl SampleSource<f32> for Sample {
-    fn input(&self) -> LayerInput<'_, f32> {
-        self.input.layer_input()
-    }
-    fn target(&self) -> &Target {
-        &self.target
-    }
-}
-
 /// The forward record of one sample.
 #[derive(Debug, Clone, Default)]
 pub struct Tape<F> {
@@ -158,84 +133,6 @@ impl<F: Float> Network<F> {
     /// Number of hidden neurons.
     pub fn hidden_neurons(&self) -> usize {
         self.hidden().iter().map(|l| l.size).sum()
-    }
-
-    fn prefix(&self, l: usize) -> String {
-        if l + 1 == self.layers.len() {
-            "readout".to_string()
-        } else {
-            format!("hidden.{l}.input")
-        }
-    }
-
-    /// The learnable tensors in a fixed order, with checkpoint names.
-    pub fn params(&self) -> Vec<(ParamInfo, &[F])> {
-        let mut out = Vec::new();
-        for (l, layer) in self.layers.iter().enumerate() {
-            let prefix = self.prefix(l);
-            let rec_prefix = format!("hidden.{l}.recurrent");
-            let info = |name: String, kind, shape: Vec<usize>| ParamInfo { name, kind, shape };
-            out.push((
-                info(format!("{prefix}.weight"), ParamKind::Weight, vec![layer.size, layer.inputs]),
-                &layer.input_weight[..],
-            ));
-            match &layer.decays {
-                Decays::Synapse { input, recurrent, .. } => {
-                    out.push((
-                        info(format!("{prefix}.decay"), ParamKind::Decay, vec![layer.size, layer.inputs]),
-                        &input[..],
-                    ));
-                    if let (Some(u), Some(q)) = (&layer.recurrent_weight, recurrent) {
-                        out.push((
-                            info(format!("{rec_prefix}.weight"), ParamKind::Weight, vec![layer.size, layer.size]),
-                            &u[..],
-                        ));
-                        out.push((
-                            info(format!("{rec_prefix}.decay"), ParamKind::Decay, vec![layer.size, layer.size]),
-                            &q[..],
-                        ));
-                    }
-                }
-                Decays::Neuron { rho, learnable } => {
-                    if *learnable {
-                        out.push((info(format!("{prefix}.decay"), ParamKind::Decay, vec![layer.size]), &rho[..]));
-                    }
-                    if let Some(u) = &layer.recurrent_weight {
-                        out.push((
-                            info(format!("{rec_prefix}.weight"), ParamKind::Weight, vec![layer.size, layer.size]),
-                            &u[..],
-                        ));
-                    }
-                }
-            }
-        }
-        out
-    }
-
-    /// Mutable views of the learnable tensors, in the order of [`Network::params`].
-    pub fn params_mut(&mut self) -> Vec<&mut [F]> {
-        let mut out: Vec<&mut [F]> = Vec::new();
-        for layer in &mut self.layers {
-            out.push(&mut layer.input_weight[..]);
-            match &mut layer.decays {
-                Decays::Synapse { input, recurrent, .. } => {
-                    out.push(&mut input[..]);
-                    if let (Some(u), Some(q)) = (layer.recurrent_weight.as_mut(), recurrent.as_mut()) {
-                        out.push(&mut u[..]);
-                        out.push(&mut q[..]);
-                    }
-                }
-                Decays::Neuron { rho, learnable } => {
-                    if *learnable {
-                        out.push(&mut rho[..]);
-                    }
-                    if let Some(u) = layer.recurrent_weight.as_mut() {
-                        out.push(&mut u[..]);
-                    }
-                }
-            }
-        }
-        out
     }
 
     /// Dropout masks for sample `b`: `[hidden layer][steps * size]`, entries `0` or `1/(1-p)`.
@@ -546,31 +443,6 @@ impl<F: Float> Network<F> {
         };
         stats.loss = stats.task_loss + stats.regulariser_loss;
         (stats, grad)
-    }
-
-    /// `self += other`, element by element (same shapes).
-    pub fn add_assign(&mut self, other: &Network<F>) {
-        fn add<F: Float>(a: &mut [F], b: &[F]) {
-            for (x, y) in a.iter_mut().zip(b) {
-                *x += *y;
-            }
-        }
-        for (a, b) in self.layers.iter_mut().zip(&other.layers) {
-            add(&mut a.input_weight, &b.input_weight);
-            if let (Some(x), Some(y)) = (a.recurrent_weight.as_mut(), &b.recurrent_weight) {
-                add(x, y);
-            }
-            match (&mut a.decays, &b.decays) {
-                (Decays::Synapse { input: x, recurrent: xr, .. }, Decays::Synapse { input: y, recurrent: yr, .. }) => {
-                    add(x, y);
-                    if let (Some(x), Some(y)) = (xr.as_mut(), yr) {
-                        add(x, y);
-                    }
-                }
-                (Decays::Neuron { rho: x, .. }, Decays::Neuron { rho: y, .. }) => add(x, y),
-                _ => panic!("add_assign of networks of different kinds"),
-            }
-        }
     }
 
     /// The same network in another float type.

@@ -19,7 +19,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use super::{Input, Sample, Target, Task, TaskKind, TaskShape};
+use super::{Input, Sample, Target, Task, TaskKind, TaskShape, Training, TrialSource};
 
 /// Class index of a match trial (both cues on the same side).
 pub const MATCH: usize = 0;
@@ -298,6 +298,12 @@ fn balanced_cues(n: usize, rng: &mut ChaCha8Rng) -> Vec<(Cue, Cue)> {
     cues
 }
 
+impl TrialSource for Dms {
+    fn trials(&self, n: usize, rng: &mut ChaCha8Rng) -> Vec<Sample> {
+        self.draw_trials(n, rng)
+    }
+}
+
 impl Task for Dms {
     fn shape(&self) -> TaskShape {
         TaskShape {
@@ -308,8 +314,8 @@ impl Task for Dms {
         }
     }
 
-    fn train_batch(&mut self, _iteration: u64, n: usize, rng: &mut ChaCha8Rng) -> Vec<Sample> {
-        self.draw_trials(n, rng)
+    fn training(&mut self) -> Training<'_> {
+        Training::Trials(self)
     }
 
     fn validation(&self) -> &[Sample] {
@@ -330,6 +336,22 @@ impl Task for Dms {
             ("cue".into(), 0..2 * g),
             ("noise".into(), 2 * g..3 * g),
         ]
+    }
+
+    fn channel_groups(&self) -> Vec<(String, Range<usize>)> {
+        let g = self.config.channels_per_group;
+        vec![("left cue".into(), 0..g), ("right cue".into(), g..2 * g), ("noise".into(), 2 * g..3 * g)]
+    }
+
+    /// Index [`MATCH`] is `match`, [`MISMATCH`] is `mismatch`.
+    fn class_names(&self) -> Vec<String> {
+        vec!["match".into(), "mismatch".into()]
+    }
+
+    /// `cue 1` and `cue 2`.
+    fn marked_windows(&self) -> Vec<(String, Range<usize>)> {
+        let [first, second] = self.config.cue_windows(self.dt);
+        vec![("cue 1".into(), first), ("cue 2".into(), second)]
     }
 }
 
@@ -385,7 +407,7 @@ mod tests {
             assert_eq!(s.input.dense().unwrap().len(), 210 * 30);
             assert!(s.input.dense().unwrap().iter().all(|&v| v == 0.0 || v == 1.0));
         }
-        let batch = Dms::new(small(0, 1), DT, 1).unwrap().train_batch(0, 3, &mut rng(5));
+        let batch = Dms::new(small(0, 1), DT, 1).unwrap().training().batch(0, 3, &mut rng(5));
         assert_eq!(batch.len(), 3);
         assert!(batch.iter().all(|s| s.input.dense().unwrap().len() == 210 * 30));
     }
@@ -412,6 +434,27 @@ mod tests {
         assert_eq!(spiking_groups(200.0, 0.0, Cue::Left), ["left_cue", "cue"]);
         assert_eq!(spiking_groups(200.0, 0.0, Cue::Right), ["right_cue", "cue"]);
         assert_eq!(spiking_groups(0.0, 100.0, Cue::Left), ["noise"]);
+    }
+
+    /// Plots label the channels by disjoint groups that tile the input, name
+    /// the classes by what they mean, and mark the cues.
+    #[test]
+    fn plot_labels_are_the_task_structure() {
+        let dms = Dms::new(DmsConfig { channels_per_group: 4, ..small(1, 1) }, DT, 0).unwrap();
+        let groups = dms.channel_groups();
+        let names: Vec<&str> = groups.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["left cue", "right cue", "noise"]);
+        let tiles: Vec<usize> = groups.iter().flat_map(|(_, c)| c.clone()).collect();
+        assert_eq!(tiles, (0..dms.shape().channels).collect::<Vec<_>>());
+        for ((_, shown), stats) in groups.iter().zip(["left_cue", "right_cue", "noise"]) {
+            assert_eq!(Some(shown), dms.input_groups().iter().find(|(n, _)| n == stats).map(|(_, c)| c));
+        }
+        let classes = dms.class_names();
+        assert_eq!(classes[label(Cue::Left, Cue::Left)], "match");
+        assert_eq!(classes[label(Cue::Left, Cue::Right)], "mismatch");
+        let windows: Vec<(String, Range<usize>)> =
+            dms.config().cue_windows(DT).into_iter().enumerate().map(|(k, w)| (format!("cue {}", k + 1), w)).collect();
+        assert_eq!(dms.marked_windows(), windows);
     }
 
     #[test]

@@ -18,7 +18,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use super::{Epochs, Input, Sample, Target, Task, TaskKind, TaskShape};
+use super::{EpochSource, Epochs, Input, Sample, Target, Task, TaskKind, TaskShape, Training};
 use crate::data::idx::{read_set, IdxImages};
 
 /// ChaCha8 streams (seeded with the run seed) of the validation split and the permutation.
@@ -170,6 +170,18 @@ impl Images {
     }
 }
 
+impl EpochSource for Images {
+    /// Epochs over the training images (see [`Epochs`]).
+    fn batch(&mut self, iteration: u64, n: usize) -> Vec<Sample> {
+        let batch = self.epochs.batch(iteration, n);
+        batch.into_iter().map(|k| self.encode(&self.train, k, self.train_labels[k])).collect()
+    }
+
+    fn len(&self) -> usize {
+        self.epochs.len()
+    }
+}
+
 impl Task for Images {
     fn shape(&self) -> TaskShape {
         let pixels = self.train.rows * self.train.cols;
@@ -181,14 +193,8 @@ impl Task for Images {
         TaskShape { channels, outputs: self.classes, steps, kind: TaskKind::Classification }
     }
 
-    /// Epochs over the training images (see [`Epochs`]).
-    fn train_batch(&mut self, iteration: u64, n: usize, _rng: &mut ChaCha8Rng) -> Vec<Sample> {
-        let batch = self.epochs.batch(iteration, n);
-        batch.into_iter().map(|k| self.encode(&self.train, k, self.train_labels[k])).collect()
-    }
-
-    fn train_size(&self) -> Option<usize> {
-        Some(self.epochs.len())
+    fn training(&mut self) -> Training<'_> {
+        Training::Epochs(self)
     }
 
     fn validation(&self) -> &[Sample] {
@@ -246,7 +252,7 @@ mod tests {
         let mut rng = ChaCha8Rng::seed_from_u64(0);
         let mut seen = Vec::new();
         for iteration in 0..4 {
-            for s in task.train_batch(iteration, 4, &mut rng) {
+            for s in task.training().batch(iteration, 4, &mut rng) {
                 assert!(!held_out.contains(&&s), "a validation image was drawn for training");
                 seen.push(s);
             }
@@ -257,7 +263,7 @@ mod tests {
         }
         // batches are a function of the iteration alone
         let mut again = Images::new(config(dir.path(), Encoding::Row), 1).unwrap();
-        assert_eq!(again.train_batch(2, 4, &mut ChaCha8Rng::seed_from_u64(99)), seen[8..12].to_vec());
+        assert_eq!(again.training().batch(2, 4, &mut ChaCha8Rng::seed_from_u64(99)), seen[8..12].to_vec());
         let pixel = Images::new(config(dir.path(), Encoding::Pixel), 1).unwrap();
         assert_eq!((pixel.shape().steps, pixel.shape().channels), (6, 1));
         assert_eq!(pixel.test()[0].input.dense().unwrap(), rows.test()[0].input.dense().unwrap());
@@ -280,12 +286,12 @@ mod tests {
         c.validation_size = 0;
         let mut task = Images::new(c, 1).unwrap();
         assert!(task.validation().is_empty());
-        assert_eq!(task.train_size(), Some(20));
+        assert_eq!(task.training().epoch_len(), Some(20));
         let all: Vec<Sample> = (0..20).map(|k| task.encode(&task.train, k, task.train_labels[k])).collect();
         let mut rng = ChaCha8Rng::seed_from_u64(0);
         for epoch in 0..3u64 {
             // 20 images in batches of 8: 8, 8, 4
-            let batches: Vec<Vec<Sample>> = (0..3).map(|i| task.train_batch(3 * epoch + i, 8, &mut rng)).collect();
+            let batches: Vec<Vec<Sample>> = (0..3).map(|i| task.training().batch(3 * epoch + i, 8, &mut rng)).collect();
             assert_eq!(batches.iter().map(Vec::len).collect::<Vec<_>>(), [8, 8, 4]);
             let seen = batches.concat();
             for (k, image) in all.iter().enumerate() {

@@ -12,8 +12,16 @@ use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
+use serde::{Deserialize, Serialize};
+
 use crate::data::BinnedSample;
+use crate::model::network::SampleSource;
 use crate::model::LayerInput;
+use crate::model::LossKind;
+use dms::DmsConfig;
+use images::ImagesConfig;
+use pattern::PatternConfig;
+use speech::{Corpus, SpeechConfig};
 
 /// What the readout must produce.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,14 +32,7 @@ pub enum TaskKind {
     Regression,
 }
 
-/// The target of one sample.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Target {
-    /// Class index in `0..outputs`.
-    Class(usize),
-    /// Target values, row-major `[steps, outputs]`.
-    Series(Vec<f32>),
-}
+pub use crate::model::Target;
 
 /// The input of one sample over all its steps.
 #[derive(Debug, Clone, PartialEq)]
@@ -87,6 +88,15 @@ pub struct Sample {
     pub target: Target,
 }
 
+impl SampleSource<f32> for Sample {
+    fn input(&self) -> LayerInput<'_, f32> {
+        self.input.layer_input()
+    }
+    fn target(&self) -> &Target {
+        &self.target
+    }
+}
+
 /// A perturbation of the test inputs (the paper's robustness evaluations).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Perturbation {
@@ -108,6 +118,61 @@ impl std::fmt::Display for Perturbation {
     }
 }
 
+/// How a task trains.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sampling {
+    /// Fresh trials every iteration; runs are `train.iterations` long.
+    Trials,
+    /// Epochs over a fixed training set; runs may be given in `train.epochs`.
+    Epochs,
+}
+
+/// Where a task's training samples come from, one of two explicit sources.
+pub enum Training<'a> {
+    /// Fresh trials each iteration, drawn with the run's training generator.
+    Trials(&'a dyn TrialSource),
+    /// Epochs over a fixed training set in seeded orders ([`Epochs`]): the
+    /// batch of an optimizer step is a function of the step alone, so a
+    /// resumed run sees the same batches.
+    Epochs(&'a mut dyn EpochSource),
+}
+
+/// A source of fresh training trials.
+pub trait TrialSource: Sync {
+    /// `n` new trials drawn with `rng` (the training stream of the run).
+    fn trials(&self, n: usize, rng: &mut ChaCha8Rng) -> Vec<Sample>;
+}
+
+/// A fixed training set visited in epochs.
+pub trait EpochSource {
+    /// Training samples per epoch.
+    fn len(&self) -> usize;
+    /// Whether there is nothing to train on.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// The `n` samples of optimizer step `iteration` (see [`Epochs::batch`]).
+    fn batch(&mut self, iteration: u64, n: usize) -> Vec<Sample>;
+}
+
+impl Training<'_> {
+    /// The samples of optimizer step `iteration` (0-based).
+    pub fn batch(&mut self, iteration: u64, n: usize, rng: &mut ChaCha8Rng) -> Vec<Sample> {
+        match self {
+            Training::Trials(source) => source.trials(n, rng),
+            Training::Epochs(source) => source.batch(iteration, n),
+        }
+    }
+
+    /// Training samples per epoch (`None` for fresh trials).
+    pub fn epoch_len(&self) -> Option<usize> {
+        match self {
+            Training::Trials(_) => None,
+            Training::Epochs(source) => Some(source.len()),
+        }
+    }
+}
+
 /// The fixed shape of a task's samples.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TaskShape {
@@ -123,19 +188,11 @@ pub struct TaskShape {
 /// A task: a source of training samples and fixed held-out validation and test sets.
 pub trait Task: Send + Sync {
     fn shape(&self) -> TaskShape;
-    /// The `n` training samples of optimizer step `iteration` (0-based). Trial
-    /// tasks draw fresh trials with `rng` (the training stream of the run);
-    /// dataset tasks take the next `n` samples of seeded per-epoch orders, a
-    /// function of `iteration` alone, so a resumed run sees the same batches.
-    fn train_batch(&mut self, iteration: u64, n: usize, rng: &mut ChaCha8Rng) -> Vec<Sample>;
+    /// Where the training samples come from.
+    fn training(&mut self) -> Training<'_>;
     /// Data time of one step in seconds, when it is not `model.dt` (binned
     /// recordings: the bin length).
     fn step_seconds(&self) -> Option<f64> {
-        None
-    }
-    /// Training samples of a dataset task (one epoch); `None` for tasks that
-    /// draw fresh trials.
-    fn train_size(&self) -> Option<usize> {
         None
     }
     /// Held-out samples for model selection; never used for training. Empty
@@ -158,6 +215,21 @@ pub trait Task: Send + Sync {
     /// Named groups of input channels (e.g. DMS: left cue, right cue, noise)
     /// for per-group statistics of learned time constants; none by default.
     fn input_groups(&self) -> Vec<(String, Range<usize>)> {
+        Vec::new()
+    }
+    /// Disjoint named groups of input channels, in channel order, that plots
+    /// label (DMS: left cue, right cue, noise); none by default.
+    fn channel_groups(&self) -> Vec<(String, Range<usize>)> {
+        Vec::new()
+    }
+    /// Names of the classes by index (DMS: match, mismatch); empty (the
+    /// default) when a class has no name but its index.
+    fn class_names(&self) -> Vec<String> {
+        Vec::new()
+    }
+    /// Named spans of a trial's steps that plots mark (DMS: the two cues;
+    /// pattern generation: the presentations of the frozen segment); none by default.
+    fn marked_windows(&self) -> Vec<(String, Range<usize>)> {
         Vec::new()
     }
 }
@@ -219,19 +291,97 @@ impl Epochs {
     }
 }
 
-/// The task a config describes, with its fixed validation and test sets drawn
-/// from the run's seed.
-pub fn build(config: &crate::config::Config) -> anyhow::Result<Box<dyn Task>> {
-    match &config.task {
-        crate::config::TaskConfig::Dms(dms) => Ok(Box::new(dms::Dms::new(dms.clone(), config.model.dt, config.seed)?)),
-        crate::config::TaskConfig::Images(i) => Ok(Box::new(images::Images::new(i.clone(), config.seed)?)),
-        crate::config::TaskConfig::Pattern(p) => {
-            Ok(Box::new(pattern::Pattern::new(p.clone(), config.model.dt, config.seed)?))
+/// The task and its settings (`[task]`, chosen by `kind`). A new task is a
+/// file in this directory, a variant here with its arms in the three methods
+/// below, and a config file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum TaskConfig {
+    /// Delayed match-to-sample (paper §4.2).
+    Dms(DmsConfig),
+    /// Pattern generation (paper §4.1).
+    Pattern(PatternConfig),
+    /// Image classification from MNIST-family IDX files (paper §4.4).
+    Images(ImagesConfig),
+    /// Spiking Heidelberg Digits from the official HDF5 files (paper §4.3).
+    Shd(SpeechConfig),
+    /// Spiking Speech Commands from the official HDF5 files.
+    Ssc(SpeechConfig),
+}
+
+impl TaskConfig {
+    /// How the task trains.
+    pub fn sampling(&self) -> Sampling {
+        match self {
+            TaskConfig::Dms(_) | TaskConfig::Pattern(_) => Sampling::Trials,
+            TaskConfig::Images(_) | TaskConfig::Shd(_) | TaskConfig::Ssc(_) => Sampling::Epochs,
         }
-        task @ (crate::config::TaskConfig::Shd(_) | crate::config::TaskConfig::Ssc(_)) => {
-            let (corpus, s) = task.speech().expect("a speech task");
-            Ok(Box::new(speech::Speech::new(corpus, s.clone(), config.seed)?))
+    }
+
+    /// Ranges and consistency with the model's step `dt` and readout `loss`;
+    /// messages name the key and the value.
+    pub fn validate(&self, dt: f64, loss: LossKind) -> anyhow::Result<()> {
+        let classification = |what: &str, instead: &str| -> anyhow::Result<()> {
+            if loss == LossKind::Mse {
+                anyhow::bail!("model.readout.loss = \"mse\": {what} is a classification; use {instead}");
+            }
+            Ok(())
+        };
+        match self {
+            TaskConfig::Dms(d) => {
+                d.validate(dt)?;
+                if d.validation_trials == 0 {
+                    anyhow::bail!("task.validation_trials = 0: the best checkpoint is chosen on validation trials; give at least 1");
+                }
+                classification("the dms task", "\"last\" or \"softmax_sum\"")
+            }
+            TaskConfig::Images(_) => classification("the images task", "\"last\" or \"softmax_sum\""),
+            TaskConfig::Shd(s) | TaskConfig::Ssc(s) => {
+                s.validate(self.corpus().unwrap_or(Corpus::Shd))?;
+                classification("speech recognition", "\"softmax_sum\" or \"last\"")
+            }
+            TaskConfig::Pattern(p) => {
+                p.validate(dt)?;
+                if loss != LossKind::Mse {
+                    anyhow::bail!("model.readout.loss = {loss:?}: the pattern task is a regression; use \"mse\"");
+                }
+                Ok(())
+            }
         }
+    }
+
+    /// The task, with its fixed validation and test sets drawn from `seed`;
+    /// `dt` is the model's step (trial tasks are made at that resolution).
+    pub fn build(&self, dt: f64, seed: u64) -> anyhow::Result<Box<dyn Task>> {
+        Ok(match self {
+            TaskConfig::Dms(d) => Box::new(dms::Dms::new(d.clone(), dt, seed)?),
+            TaskConfig::Pattern(p) => Box::new(pattern::Pattern::new(p.clone(), dt, seed)?),
+            TaskConfig::Images(i) => Box::new(images::Images::new(i.clone(), seed)?),
+            TaskConfig::Shd(s) | TaskConfig::Ssc(s) => {
+                Box::new(speech::Speech::new(self.corpus().unwrap_or(Corpus::Shd), s.clone(), seed)?)
+            }
+        })
+    }
+
+    /// The speech corpus (`shd`, `ssc`).
+    pub fn corpus(&self) -> Option<Corpus> {
+        match self {
+            TaskConfig::Shd(_) => Some(Corpus::Shd),
+            TaskConfig::Ssc(_) => Some(Corpus::Ssc),
+            _ => None,
+        }
+    }
+
+    /// Sets the rate of the task's background noise channels, Hz.
+    pub fn set_noise_rate(&mut self, hz: f64) -> anyhow::Result<()> {
+        match self {
+            TaskConfig::Dms(d) => d.noise_rate = hz,
+            TaskConfig::Pattern(p) => p.noise_rate = hz,
+            TaskConfig::Images(_) | TaskConfig::Shd(_) | TaskConfig::Ssc(_) => {
+                anyhow::bail!("this task has no background noise channels")
+            }
+        }
+        Ok(())
     }
 }
 

@@ -10,7 +10,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use super::{Input, Sample, Target, Task, TaskKind, TaskShape};
+use super::{Input, Sample, Target, Task, TaskKind, TaskShape, Training, TrialSource};
 
 /// ChaCha8 streams (seeded with the run seed) of the frozen parts and held-out trials.
 const SEGMENT_STREAM: u64 = 3;
@@ -232,6 +232,12 @@ impl Pattern {
     }
 }
 
+impl TrialSource for Pattern {
+    fn trials(&self, n: usize, rng: &mut ChaCha8Rng) -> Vec<Sample> {
+        self.draw_trials(n, rng)
+    }
+}
+
 impl Task for Pattern {
     fn shape(&self) -> TaskShape {
         TaskShape {
@@ -242,8 +248,8 @@ impl Task for Pattern {
         }
     }
 
-    fn train_batch(&mut self, _iteration: u64, n: usize, rng: &mut ChaCha8Rng) -> Vec<Sample> {
-        self.draw_trials(n, rng)
+    fn training(&mut self) -> Training<'_> {
+        Training::Trials(self)
     }
 
     fn validation(&self) -> &[Sample] {
@@ -260,6 +266,12 @@ impl Task for Pattern {
             .enumerate()
             .map(|(k, d)| (format!("distance_{}_{}", k + 2, k + 1), d))
             .collect()
+    }
+
+    /// `repeat 1`, `repeat 2`, …: the presentations of the frozen segment.
+    fn marked_windows(&self) -> Vec<(String, std::ops::Range<usize>)> {
+        let windows = self.config.repeat_windows(self.dt);
+        windows.into_iter().enumerate().map(|(k, w)| (format!("repeat {}", k + 1), w)).collect()
     }
 }
 

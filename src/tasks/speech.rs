@@ -25,7 +25,7 @@ use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use super::{Epochs, Input, Perturbation, Sample, Target, Task, TaskKind, TaskShape};
+use super::{EpochSource, Epochs, Input, Perturbation, Sample, Target, Task, TaskKind, TaskShape, Training};
 use crate::data::{bin_sample, load_binned, read_spike_file, BinnedDataset, BinnedSample, Binning, SpikeDataset};
 
 /// ChaCha8 stream (seeded with the run seed) of the `fraction` validation split.
@@ -347,7 +347,24 @@ fn add_spikes(s: &BinnedSample, p: f64, channels: usize, rng: &mut ChaCha8Rng) -
     out.0
 }
 
+impl EpochSource for Speech {
+    /// Epochs over the training samples (see [`Epochs`]).
+    fn batch(&mut self, iteration: u64, n: usize) -> Vec<Sample> {
+        let batch = self.epochs.batch(iteration, n);
+        batch.into_iter().map(|k| sample(&self.train.samples[k], self.train.labels[k])).collect()
+    }
+
+    fn len(&self) -> usize {
+        self.epochs.len()
+    }
+}
+
 impl Task for Speech {
+    /// The bin length (the authors' SHD setting runs the model with dt = 1 ms on 4 ms bins).
+    fn step_seconds(&self) -> Option<f64> {
+        Some(self.config.binning.dt_s())
+    }
+
     fn shape(&self) -> TaskShape {
         TaskShape {
             channels: self.config.binning.channels,
@@ -357,19 +374,8 @@ impl Task for Speech {
         }
     }
 
-    /// Epochs over the training samples (see [`Epochs`]).
-    fn train_batch(&mut self, iteration: u64, n: usize, _rng: &mut ChaCha8Rng) -> Vec<Sample> {
-        let batch = self.epochs.batch(iteration, n);
-        batch.into_iter().map(|k| sample(&self.train.samples[k], self.train.labels[k])).collect()
-    }
-
-    fn train_size(&self) -> Option<usize> {
-        Some(self.epochs.len())
-    }
-
-    /// The bin length (the authors' SHD setting runs the model with dt = 1 ms on 4 ms bins).
-    fn step_seconds(&self) -> Option<f64> {
-        Some(self.config.binning.dt_s())
+    fn training(&mut self) -> Training<'_> {
+        Training::Epochs(self)
     }
 
     fn validation(&self) -> &[Sample] {

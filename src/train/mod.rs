@@ -1,9 +1,16 @@
-//! Training: optimizers, learning-rate schedules and the trainer loop.
+//! Training: the run directory, the trainer loop, evaluation, metrics and
+//! model selection, optimizers and learning-rate schedules.
 
+pub mod evaluate;
 pub mod freeze;
+pub mod interrupt;
+pub mod metrics;
 pub mod optim;
+pub mod run;
 pub mod schedule;
 pub mod tau_stats;
 pub mod trainer;
 
-pub use trainer::{evaluate, evaluate_steps, initial_network, objective, train, RunSummary, TrainOptions};
+pub use evaluate::{evaluate, evaluate_steps, objective, Evaluation};
+pub use run::RunDir;
+pub use trainer::{initial_network, train, RunSummary, TrainOptions, Trainer};

@@ -19,6 +19,8 @@
 
 use anyhow::{bail, ensure, Result};
 
+pub use crate::io::checkpoint::OptimizerState;
+
 /// Adam (Kingma & Ba 2015) with optional decoupled weight decay (AdamW,
 /// Loshchilov & Hutter 2019).
 ///
@@ -63,9 +65,8 @@ impl AdamConfig {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Adam {
     config: AdamConfig,
-    step: u64,
-    m: Vec<Vec<f32>>,
-    v: Vec<Vec<f32>>,
+    /// Step count and moments, as checkpoints store them.
+    state: OptimizerState,
 }
 
 /// Per-tensor constants of one step, already rounded to `f32`.
@@ -107,12 +108,8 @@ impl Adam {
     /// Fresh optimizer (step 0, zero moments): one moment pair per tensor,
     /// tensor `k` of length `sizes[k]`.
     pub fn new(config: AdamConfig, sizes: &[usize]) -> Self {
-        Self {
-            config,
-            step: 0,
-            m: sizes.iter().map(|&n| vec![0.0; n]).collect(),
-            v: sizes.iter().map(|&n| vec![0.0; n]).collect(),
-        }
+        let zeros = || sizes.iter().map(|&n| vec![0.0; n]).collect();
+        Self { config, state: OptimizerState { step: 0, m: zeros(), v: zeros() } }
     }
 
     /// One optimizer step over every tensor; tensor `k` uses learning rate
@@ -121,19 +118,20 @@ impl Adam {
     /// Panics if the number of tensors or any tensor length disagrees with
     /// the sizes given to [`Adam::new`] (a programming error).
     pub fn step(&mut self, params: &mut [&mut [f32]], grads: &[&[f32]], lrs: &[f64]) {
-        let n_tensors = self.m.len();
+        let OptimizerState { step, m: moment1, v: moment2 } = &mut self.state;
+        let n_tensors = moment1.len();
         assert_eq!(params.len(), n_tensors, "Adam::step: number of parameter tensors");
         assert_eq!(grads.len(), n_tensors, "Adam::step: number of gradient tensors");
         assert_eq!(lrs.len(), n_tensors, "Adam::step: number of learning rates");
         for k in 0..n_tensors {
-            let n = self.m[k].len();
+            let n = moment1[k].len();
             assert_eq!(params[k].len(), n, "Adam::step: length of parameter tensor {k}");
             assert_eq!(grads[k].len(), n, "Adam::step: length of gradient tensor {k}");
         }
 
-        self.step = self.step.saturating_add(1);
+        *step = step.saturating_add(1);
         let cfg = self.config;
-        let t = self.step as f64;
+        let t = *step as f64;
         let bias_correction1 = 1.0 - cfg.beta1.powf(t);
         let bias_correction2 = 1.0 - cfg.beta2.powf(t);
         let bias_correction2_sqrt = bias_correction2.sqrt() as f32;
@@ -152,7 +150,7 @@ impl Adam {
                 bias_correction2_sqrt,
                 eps: cfg.eps as f32,
             };
-            let (p, g, m, v) = (&mut *params[k], grads[k], &mut self.m[k], &mut self.v[k]);
+            let (p, g, m, v) = (&mut *params[k], grads[k], &mut moment1[k], &mut moment2[k]);
             if l2 {
                 adam_kernel::<true>(p, g, m, v, c);
             } else {
@@ -163,7 +161,7 @@ impl Adam {
 
     /// Number of steps taken so far (the `t` of the last bias correction).
     pub fn steps_taken(&self) -> u64 {
-        self.step
+        self.state.step
     }
 
     /// The configuration this optimizer was built with.
@@ -171,22 +169,16 @@ impl Adam {
         &self.config
     }
 
-    /// First and second moment buffers `(m, v)`, one entry per tensor, for
-    /// checkpoints (together with [`Adam::steps_taken`]).
-    pub fn moments(&self) -> (&[Vec<f32>], &[Vec<f32>]) {
-        (&self.m, &self.v)
+    /// Step count and moment buffers `(m, v)`, one entry per tensor, for checkpoints.
+    pub fn state(&self) -> &OptimizerState {
+        &self.state
     }
 
     /// Rebuilds an optimizer from checkpointed state. Errors if the number of
     /// tensors or any buffer length differs from `sizes`, or if a moment holds
     /// a non-finite value or `v` a negative one (a corrupt checkpoint).
-    pub fn from_state(
-        config: AdamConfig,
-        step: u64,
-        m: Vec<Vec<f32>>,
-        v: Vec<Vec<f32>>,
-        sizes: &[usize],
-    ) -> Result<Self> {
+    pub fn from_state(config: AdamConfig, state: OptimizerState, sizes: &[usize]) -> Result<Self> {
+        let (m, v) = (&state.m, &state.v);
         ensure!(
             m.len() == sizes.len() && v.len() == sizes.len(),
             "adam state: expected {} tensors, got {} first moments and {} second moments",
@@ -194,7 +186,7 @@ impl Adam {
             m.len(),
             v.len()
         );
-        for (k, ((mk, vk), &n)) in m.iter().zip(&v).zip(sizes).enumerate() {
+        for (k, ((mk, vk), &n)) in m.iter().zip(v).zip(sizes).enumerate() {
             ensure!(
                 mk.len() == n && vk.len() == n,
                 "adam state: tensor {k} should have {n} elements, got m: {}, v: {}",
@@ -208,7 +200,7 @@ impl Adam {
                 bail!("adam state: tensor {k}: second moment v[{i}] = {} is not finite and >= 0", vk[i]);
             }
         }
-        Ok(Self { config, step, m, v })
+        Ok(Self { config, state })
     }
 }
 
@@ -359,8 +351,18 @@ mod tests {
             for k in 0..sizes.len() {
                 for i in 0..sizes[k] {
                     assert_relative_eq!(f64::from(p32[k][i]), p64[k][i], epsilon = 1e-6, max_relative = 1e-5);
-                    assert_relative_eq!(f64::from(opt.m[k][i]), reference.m[k][i], epsilon = 1e-7, max_relative = 1e-5);
-                    assert_relative_eq!(f64::from(opt.v[k][i]), reference.v[k][i], epsilon = 1e-9, max_relative = 1e-5);
+                    assert_relative_eq!(
+                        f64::from(opt.state().m[k][i]),
+                        reference.m[k][i],
+                        epsilon = 1e-7,
+                        max_relative = 1e-5
+                    );
+                    assert_relative_eq!(
+                        f64::from(opt.state().v[k][i]),
+                        reference.v[k][i],
+                        epsilon = 1e-9,
+                        max_relative = 1e-5
+                    );
                 }
             }
         }
@@ -439,7 +441,7 @@ mod tests {
         }
         // lr = 0 leaves the tensor bit-for-bit unchanged, moments still advance.
         assert_eq!(p[2], start[2]);
-        assert_eq!(opt.moments().0[2], opt.moments().0[0]);
+        assert_eq!(opt.state().m[2], opt.state().m[0]);
     }
 
     #[test]
@@ -467,8 +469,8 @@ mod tests {
         let (p2, o2) = run();
         let bits = |p: &[Vec<f32>]| -> Vec<u32> { p.iter().flatten().map(|x| x.to_bits()).collect() };
         assert_eq!(bits(&p1), bits(&p2));
-        assert_eq!(bits(o1.moments().0), bits(o2.moments().0));
-        assert_eq!(bits(o1.moments().1), bits(o2.moments().1));
+        assert_eq!(bits(&o1.state().m), bits(&o2.state().m));
+        assert_eq!(bits(&o1.state().v), bits(&o2.state().v));
     }
 
     #[test]
@@ -505,8 +507,7 @@ mod tests {
         for s in 0..5 {
             step_f32(&mut a, &mut pa, &grads_at(s, &sizes), &lrs);
         }
-        let (m, v) = a.moments();
-        let mut b = Adam::from_state(cfg, a.steps_taken(), m.to_vec(), v.to_vec(), &sizes).expect("valid state");
+        let mut b = Adam::from_state(cfg, a.state().clone(), &sizes).expect("valid state");
         assert_eq!(a, b);
         let mut pb = pa.clone();
         for s in 5..12 {
@@ -526,31 +527,31 @@ mod tests {
         let sizes = [3usize, 2];
         let ok = || (vec![vec![0.0f32; 3], vec![0.0; 2]], vec![vec![0.0f32; 3], vec![0.0; 2]]);
         let (m, v) = ok();
-        assert!(Adam::from_state(cfg, 4, m, v, &sizes).is_ok());
+        assert!(Adam::from_state(cfg, OptimizerState { step: 4, m, v }, &sizes).is_ok());
 
         // Wrong number of tensors.
         let (m, v) = ok();
-        assert!(Adam::from_state(cfg, 4, m, v, &[3]).is_err());
+        assert!(Adam::from_state(cfg, OptimizerState { step: 4, m, v }, &[3]).is_err());
         let (mut m, v) = ok();
         m.pop();
-        assert!(Adam::from_state(cfg, 4, m, v, &sizes).is_err());
+        assert!(Adam::from_state(cfg, OptimizerState { step: 4, m, v }, &sizes).is_err());
         // Wrong tensor length in m, in v, or in sizes.
         let (mut m, v) = ok();
         m[1].push(0.0);
-        assert!(Adam::from_state(cfg, 4, m, v, &sizes).is_err());
+        assert!(Adam::from_state(cfg, OptimizerState { step: 4, m, v }, &sizes).is_err());
         let (m, mut v) = ok();
         v[0].pop();
-        assert!(Adam::from_state(cfg, 4, m, v, &sizes).is_err());
+        assert!(Adam::from_state(cfg, OptimizerState { step: 4, m, v }, &sizes).is_err());
         let (m, v) = ok();
-        let err = Adam::from_state(cfg, 4, m, v, &[3, 5]).unwrap_err();
+        let err = Adam::from_state(cfg, OptimizerState { step: 4, m, v }, &[3, 5]).unwrap_err();
         assert!(err.to_string().contains("tensor 1"), "{err}");
         // Corrupt values.
         let (m, mut v) = ok();
         v[1][0] = -1.0;
-        assert!(Adam::from_state(cfg, 4, m, v, &sizes).is_err());
+        assert!(Adam::from_state(cfg, OptimizerState { step: 4, m, v }, &sizes).is_err());
         let (mut m, v) = ok();
         m[0][2] = f32::NAN;
-        assert!(Adam::from_state(cfg, 4, m, v, &sizes).is_err());
+        assert!(Adam::from_state(cfg, OptimizerState { step: 4, m, v }, &sizes).is_err());
     }
 
     #[test]

@@ -47,24 +47,11 @@ fn stats(decays: &[f32], dt: f64, threshold_ms: f64) -> TauStats {
 /// Statistics of every learnable decay tensor, by checkpoint name
 /// (`hidden.0.input.decay`, ..., `readout.decay`); fixed decays are left out.
 pub fn tau_stats(net: &Network<f32>, threshold_ms: f64) -> BTreeMap<String, TauStats> {
-    let mut out = BTreeMap::new();
-    let last = net.layers.len() - 1;
-    for (l, layer) in net.layers.iter().enumerate() {
-        let prefix = if l == last { "readout".to_string() } else { format!("hidden.{l}.input") };
-        match &layer.decays {
-            Decays::Synapse { input, recurrent, .. } => {
-                out.insert(format!("{prefix}.decay"), stats(input, net.dt, threshold_ms));
-                if let Some(q) = recurrent {
-                    out.insert(format!("hidden.{l}.recurrent.decay"), stats(q, net.dt, threshold_ms));
-                }
-            }
-            Decays::Neuron { rho, learnable: true } => {
-                out.insert(format!("{prefix}.decay"), stats(rho, net.dt, threshold_ms));
-            }
-            Decays::Neuron { .. } => {}
-        }
-    }
-    out
+    net.params()
+        .into_iter()
+        .filter(|(info, _)| info.kind == ParamKind::Decay)
+        .map(|(info, decays)| (info.name, stats(decays, net.dt, threshold_ms)))
+        .collect()
 }
 
 /// Time constants of the first hidden layer's input synapses from one group of

@@ -1,22 +1,27 @@
-//! The trainer loop, generic over the task: batches from the task, exact
-//! gradients from the network, Adam/AdamW steps, decay clamping, periodic
-//! evaluation on the held-out validation and test sets, metrics, checkpoints.
+//! The trainer, generic over the task: batches from the task's training
+//! source, exact gradients from the network, Adam/AdamW steps, decay clamping
+//! and masking, periodic evaluation on the held-out validation and test sets,
+//! metrics, model selection and checkpoints. [`train`] is the loop; a
+//! [`Trainer`] holds a run's state and does one thing per method.
 //! A task without a validation set (`validation = "none"`, `validation_size = 0`)
 //! selects the last evaluation and writes no `best.safetensors`.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
-use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
+use super::evaluate::{evaluate, objective};
 use super::freeze::FrozenDecays;
+use super::interrupt::{self, Interrupted};
+use super::metrics::{float_or_nan, MetricsLog, MetricsRow, Selection};
 use super::optim::{clip_grad_norm, Adam, AdamConfig};
+use super::run::{RunDir, RunLock, Saved};
 use super::schedule::Schedule;
 use super::tau_stats::{input_group_tau, tau_stats, GroupTau, TauStats};
 use crate::config::{Config, NonFinite, OptimizerKind, ScheduleConfig};
@@ -24,94 +29,17 @@ use crate::io::atomic::write_atomic;
 use crate::io::checkpoint::{self, Checkpoint, ResumeData, Role};
 use crate::logging::sig4;
 use crate::model::network::Objective;
-use crate::model::{init, BatchStats, Decays, Dropout, Network, ParamKind, RateRegulariser};
-use crate::tasks::{self, Sample, Task, TaskKind};
+use crate::model::{init, Dropout, Network, ParamKind};
+use crate::tasks::{self, Task, TaskKind};
 
 /// RNG streams of a run, all from `config.seed`.
 const STREAM_INIT: u64 = 10;
 const STREAM_TRAIN: u64 = 11;
 
-/// Samples evaluated together (bounds memory of evaluation).
-const EVAL_CHUNK: usize = 256;
-
 #[derive(Debug, Clone, Default)]
 pub struct TrainOptions {
     /// Show the progress bar.
     pub progress: bool,
-}
-
-/// One row of `metrics.csv`. Accuracies are empty for regression tasks; the
-/// task's own figures (e.g. repeat distances) follow as extra columns.
-#[derive(Debug, Clone, Serialize)]
-pub struct MetricsRow {
-    /// Optimizer steps taken.
-    pub step: u64,
-    /// Iterations done (trial-based tasks: equals `step`).
-    pub iteration: u64,
-    /// Epochs done (dataset tasks; fractional between epoch ends).
-    pub epoch: Option<f64>,
-    /// Mean over the iterations since the previous row.
-    pub train_loss: f64,
-    pub train_accuracy: Option<f64>,
-    /// Empty without a validation set.
-    pub validation_loss: Option<f64>,
-    pub validation_accuracy: Option<f64>,
-    pub test_loss: f64,
-    pub test_accuracy: Option<f64>,
-    /// Learning rate of the weights at the last step.
-    pub lr: f64,
-    /// Mean hidden firing rate over the training batches since the previous row, Hz.
-    pub mean_rate_hz: f64,
-    /// Batches skipped since the previous row for a non-finite loss or gradient.
-    pub skipped_batches: u64,
-    pub elapsed_s: f64,
-    /// Task figures on the test set, e.g. `distance_2_1`.
-    #[serde(skip)]
-    pub test_metrics: Vec<(String, f64)>,
-}
-
-const METRICS_COLUMNS: [&str; 13] = [
-    "step",
-    "iteration",
-    "epoch",
-    "train_loss",
-    "train_accuracy",
-    "validation_loss",
-    "validation_accuracy",
-    "test_loss",
-    "test_accuracy",
-    "lr",
-    "mean_rate_hz",
-    "skipped_batches",
-    "elapsed_s",
-];
-
-impl MetricsRow {
-    fn values(&self) -> Vec<String> {
-        let opt = |v: Option<f64>| v.map(|v| v.to_string()).unwrap_or_default();
-        let mut out = vec![
-            self.step.to_string(),
-            self.iteration.to_string(),
-            opt(self.epoch),
-            self.train_loss.to_string(),
-            opt(self.train_accuracy),
-            opt(self.validation_loss),
-            opt(self.validation_accuracy),
-            self.test_loss.to_string(),
-            opt(self.test_accuracy),
-            self.lr.to_string(),
-            self.mean_rate_hz.to_string(),
-            self.skipped_batches.to_string(),
-            self.elapsed_s.to_string(),
-        ];
-        out.extend(self.test_metrics.iter().map(|(_, v)| v.to_string()));
-        out
-    }
-}
-
-/// Reads `null` (how JSON writes NaN and infinities) back as NaN.
-fn float_or_nan<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<f64, D::Error> {
-    Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
 }
 
 /// `summary.json`: the honest figures, labelled. The model is selected on the
@@ -141,27 +69,9 @@ pub struct RunSummary {
     /// or `checkpoints/last.safetensors` when `selected_on` is `last`).
     #[serde(default)]
     pub selected_checkpoint: String,
-    /// Step of the selected model (`best.safetensors`; the last step when `selected_on` is `last`).
-    pub best_validation_step: u64,
-    /// Its epoch (dataset tasks).
-    #[serde(default)]
-    pub best_validation_epoch: Option<f64>,
-    pub best_validation_accuracy: Option<f64>,
-    #[serde(deserialize_with = "float_or_nan")]
-    pub best_validation_loss: f64,
-    /// Test figures of the model selected on validation.
-    pub test_accuracy_at_best_validation: Option<f64>,
-    #[serde(deserialize_with = "float_or_nan")]
-    pub test_loss_at_best_validation: f64,
-    pub test_metrics_at_best_validation: BTreeMap<String, f64>,
-    /// After the last step.
-    pub last_validation_accuracy: Option<f64>,
-    pub last_test_accuracy: Option<f64>,
-    #[serde(deserialize_with = "float_or_nan")]
-    pub last_test_loss: f64,
-    #[serde(deserialize_with = "float_or_nan")]
-    pub last_train_loss: f64,
-    pub last_test_metrics: BTreeMap<String, f64>,
+    /// The selected, best-on-test and last figures.
+    #[serde(flatten)]
+    pub figures: Selection,
     /// `test_accuracy` or `test_loss`: the `best_test_*` figures are selected
     /// on the test set (optimistic; the published protocol).
     #[serde(default)]
@@ -169,13 +79,6 @@ pub struct RunSummary {
     /// `checkpoints/best_on_test.safetensors` with `output.save_best_on_test`, else `null`.
     #[serde(default)]
     pub best_on_test_checkpoint: Option<String>,
-    /// Best test figure over all evaluations (selected on the test set: optimistic).
-    pub best_test_accuracy: Option<f64>,
-    #[serde(deserialize_with = "float_or_nan")]
-    pub best_test_loss: f64,
-    pub best_test_step: u64,
-    #[serde(default)]
-    pub best_test_epoch: Option<f64>,
     /// Epochs trained (dataset tasks).
     #[serde(default)]
     pub epochs: Option<f64>,
@@ -202,76 +105,34 @@ pub struct RunSummary {
     pub host: String,
 }
 
-/// Loss, accuracy and task figures of a model on held-out samples.
-#[derive(Debug, Clone)]
-pub struct Evaluation {
-    pub stats: BatchStats,
-    /// `None` for regression tasks.
-    pub accuracy: Option<f64>,
-    /// Task figures averaged over the samples.
-    pub metrics: Vec<(String, f64)>,
-}
-
-/// The loss of a config.
-pub fn objective(config: &Config) -> Objective {
-    Objective {
-        loss: config.model.readout.loss,
-        skip_steps: config.model.readout.skip_steps,
-        rate_regulariser: (config.train.rate_reg > 0.0)
-            .then_some(RateRegulariser { lambda: config.train.rate_reg, target_hz: config.train.rate_target_hz }),
-    }
-}
-
-/// Loss, accuracy and the task's figures of `net` on `samples` (no dropout,
-/// no regulariser).
-pub fn evaluate(net: &Network<f32>, task: &dyn Task, samples: &[Sample], objective: &Objective) -> Evaluation {
-    evaluate_steps(net, task, samples, task.shape().steps, objective)
-}
-
-/// [`evaluate`] on samples of `steps` steps (a time-warped test set).
-pub fn evaluate_steps(
-    net: &Network<f32>,
-    task: &dyn Task,
-    samples: &[Sample],
-    steps: usize,
-    objective: &Objective,
-) -> Evaluation {
-    let shape = task.shape();
-    let objective = Objective { rate_regulariser: None, ..*objective };
-    let mut total = BatchStats::default();
-    let (mut loss, mut rate) = (0.0, 0.0);
-    for chunk in samples.chunks(EVAL_CHUNK) {
-        let (stats, _) = net.loss_and_grad(chunk, steps, &objective, Dropout::None, false);
-        loss += stats.loss * stats.samples as f64;
-        rate += stats.mean_rate_hz * stats.samples as f64;
-        total.samples += stats.samples;
-        total.correct += stats.correct;
-    }
-    let n = total.samples.max(1) as f64;
-    total.loss = loss / n;
-    total.task_loss = total.loss;
-    total.mean_rate_hz = rate / n;
-    // task figures need the readout traces (regression tasks have few held-out samples)
-    let mut metrics: Vec<(String, f64)> = Vec::new();
-    if shape.kind == TaskKind::Regression {
-        let per_sample: Vec<Vec<(String, f64)>> = samples
-            .par_iter()
-            .map(|s| {
-                let tape = net.forward(s.input.layer_input(), steps, Vec::new());
-                task.output_metrics(net.output(&tape))
-            })
-            .collect();
-        for sample in &per_sample {
-            for (k, (name, v)) in sample.iter().enumerate() {
-                match metrics.get_mut(k) {
-                    Some(m) => m.1 += v / n,
-                    None => metrics.push((name.clone(), v / n)),
-                }
-            }
+impl RunSummary {
+    /// The summary of a run of `config` in `run_dir` before its first evaluation.
+    fn new(config: &Config, run_dir: &Path) -> RunSummary {
+        RunSummary {
+            name: config.name.clone(),
+            run_dir: run_dir.display().to_string(),
+            model: format!("{:?}", config.model.kind).to_lowercase(),
+            seed: config.seed,
+            steps: 0,
+            elapsed_s: 0.0,
+            validation_samples: 0,
+            selected_on: String::new(),
+            selection: String::new(),
+            selected_checkpoint: String::new(),
+            figures: Selection::default(),
+            best_test_selected_on: String::new(),
+            best_on_test_checkpoint: None,
+            epochs: None,
+            tau_at_best_validation: BTreeMap::new(),
+            tau_last: BTreeMap::new(),
+            input_tau_at_best_validation: BTreeMap::new(),
+            input_tau_last: BTreeMap::new(),
+            hetsyn_version: String::new(),
+            git_commit: String::new(),
+            command_line: String::new(),
+            host: String::new(),
         }
     }
-    let accuracy = (shape.kind == TaskKind::Classification).then(|| total.accuracy());
-    Evaluation { stats: total, accuracy, metrics }
 }
 
 /// How long a run is, in optimizer steps, resolved against the task (epochs
@@ -285,9 +146,11 @@ pub struct Plan {
 }
 
 impl Plan {
-    pub fn new(config: &Config, task: &dyn Task) -> Plan {
+    /// The plan of `config` for a task with `epoch_len` training samples per
+    /// epoch (`None`: fresh trials).
+    pub fn new(config: &Config, epoch_len: Option<usize>) -> Plan {
         let train = &config.train;
-        let steps_per_epoch = task.train_size().map(|n| tasks::steps_per_epoch(n, train.batch_size));
+        let steps_per_epoch = epoch_len.map(|n| tasks::steps_per_epoch(n, train.batch_size));
         match steps_per_epoch {
             Some(per_epoch) if train.epochs > 0 => Plan {
                 iterations: train.epochs * per_epoch,
@@ -323,16 +186,19 @@ fn schedule(config: &Config, plan: &Plan) -> Schedule {
     }
 }
 
+/// The network a run of `config` starts from: `init::build` drawing from stream
+/// `STREAM_INIT` (10) of a ChaCha8 generator seeded with `config.seed` (`hetsyn plot`
+/// rebuilds it to compare learned time constants with the initial ones).
+pub fn initial_network(config: &Config, inputs: usize, outputs: usize) -> Network<f32> {
+    let mut init_rng = ChaCha8Rng::seed_from_u64(config.seed);
+    init_rng.set_stream(STREAM_INIT);
+    init::build(&config.model.network_spec(), inputs, outputs, &mut init_rng)
+}
+
 /// Clamps every learnable decay to `[lo, hi]` (after each optimizer step).
 pub fn clamp_decays(net: &mut Network<f32>, lo: f32, hi: f32) {
-    for layer in &mut net.layers {
-        match &mut layer.decays {
-            Decays::Synapse { input, recurrent, .. } => {
-                input.iter_mut().chain(recurrent.iter_mut().flatten()).for_each(|d| *d = d.clamp(lo, hi));
-            }
-            Decays::Neuron { rho, learnable: true } => rho.iter_mut().for_each(|d| *d = d.clamp(lo, hi)),
-            Decays::Neuron { .. } => {}
-        }
+    for (_, decays) in net.decays_mut() {
+        decays.iter_mut().for_each(|d| *d = d.clamp(lo, hi));
     }
 }
 
@@ -345,44 +211,28 @@ fn dropout_seed(seed: u64, iteration: u64) -> u64 {
     z ^ (z >> 31)
 }
 
-/// The rows of metrics.csv as text records (header first), kept whole so that
-/// the file is rewritten atomically and a resumed run continues it exactly.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-struct MetricsLog {
-    records: Vec<Vec<String>>,
-}
-
-impl MetricsLog {
-    fn push(&mut self, row: &MetricsRow) {
-        if self.records.is_empty() {
-            let mut header: Vec<String> = METRICS_COLUMNS.iter().map(|c| c.to_string()).collect();
-            header.extend(row.test_metrics.iter().map(|(name, _)| format!("test_{name}")));
-            self.records.push(header);
-        }
-        self.records.push(row.values());
-    }
-
-    fn write(&self, path: &Path) -> Result<()> {
-        let mut writer = csv::Writer::from_writer(Vec::new());
-        for record in &self.records {
-            writer.write_record(record)?;
-        }
-        let bytes = writer.into_inner().context("cannot format metrics")?;
-        write_atomic(path, &bytes)
-    }
-}
-
 /// Sums over the iterations since the last metrics row.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 struct Window {
+    /// Sum of the training losses (task loss plus the rate regulariser).
     #[serde(deserialize_with = "float_or_nan")]
     loss: f64,
+    /// Sum of their task-loss and regulariser parts (absent in trainer states
+    /// of earlier versions: the row then shows NaN, as no part was summed).
+    #[serde(default = "nan", deserialize_with = "float_or_nan")]
+    task_loss: f64,
+    #[serde(default = "nan", deserialize_with = "float_or_nan")]
+    regulariser_loss: f64,
     correct: usize,
     samples: usize,
     #[serde(deserialize_with = "float_or_nan")]
     rate: f64,
     iterations: u64,
     skipped: u64,
+}
+
+fn nan() -> f64 {
+    f64::NAN
 }
 
 /// Everything besides model and optimizer that a resumed run needs to continue
@@ -400,300 +250,199 @@ struct TrainerState {
     elapsed_s: f64,
 }
 
-/// Set by SIGINT/SIGTERM; the trainer saves a resumable checkpoint and stops.
-static INTERRUPTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-/// The signal that interrupted training (0: none).
-static SIGNAL: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
-
-extern "C" fn on_signal(signal: libc::c_int) {
-    SIGNAL.store(signal, std::sync::atomic::Ordering::SeqCst);
-    INTERRUPTED.store(true, std::sync::atomic::Ordering::SeqCst);
+/// A run in progress: its directory (locked), task, network, optimizer and
+/// everything the loop accumulates.
+pub struct Trainer<'c> {
+    config: &'c Config,
+    run: RunDir,
+    _lock: RunLock,
+    task: Box<dyn Task>,
+    net: Network<f32>,
+    adam: Adam,
+    frozen: FrozenDecays,
+    /// Kind of each tensor of `net.params()` (learning rates).
+    kinds: Vec<ParamKind>,
+    objective: Objective,
+    pub plan: Plan,
+    schedule: Schedule,
+    train_rng: ChaCha8Rng,
+    /// Iterations completed.
+    pub iteration: u64,
+    window: Window,
+    log: MetricsLog,
+    summary: RunSummary,
+    /// The metrics of the last evaluation, as checkpoints log them.
+    last_metrics: serde_json::Value,
+    /// Learning-rate factor of the last step.
+    factor: f64,
+    started: Instant,
+    elapsed_before: f64,
 }
 
-/// The error a run stopped by SIGINT or SIGTERM ends with, after its resumable
-/// checkpoint; the process exits with `128 + signal` (130, 143), as shells do.
-#[derive(Debug)]
-pub struct Interrupted {
-    pub signal: i32,
-    pub message: String,
-}
-
-impl std::fmt::Display for Interrupted {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.message)
-    }
-}
-
-impl std::error::Error for Interrupted {}
-
-/// Makes SIGINT and SIGTERM stop training after the current iteration, with a
-/// resumable checkpoint.
-pub fn install_signal_handlers() {
-    // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
-    unsafe {
-        libc::signal(libc::SIGINT, on_signal as extern "C" fn(libc::c_int) as libc::sighandler_t);
-        libc::signal(libc::SIGTERM, on_signal as extern "C" fn(libc::c_int) as libc::sighandler_t);
-    }
-}
-
-/// Whether process `pid` exists and is not a zombie (a killed process whose
-/// parent has not collected it yet, e.g. after `kill -9` of a background job).
-fn process_runs(pid: i32) -> bool {
-    // SAFETY: kill with signal 0 only checks that the process exists.
-    if pid <= 0 || unsafe { libc::kill(pid, 0) } != 0 {
-        return false;
-    }
-    // Linux: the state follows the parenthesised command name in /proc/<pid>/stat
-    let state = std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|stat| stat.rsplit_once(')').and_then(|(_, rest)| rest.trim_start().chars().next()));
-    !matches!(state, Some('Z' | 'X'))
-}
-
-/// An exclusive claim on a run directory (`<run>/.lock` holding the owner's pid
-/// and host), released on drop. A lock of this host whose process no longer
-/// runs is taken over; a lock of another host never is (its process cannot be
-/// checked from here), and the error says how to clear it.
-pub struct RunLock {
-    path: PathBuf,
-}
-
-impl RunLock {
-    pub fn acquire(run_dir: &Path) -> Result<RunLock> {
-        let path = run_dir.join(".lock");
-        let host = crate::provenance::host();
-        for _ in 0..3 {
-            match std::fs::OpenOptions::new().write(true).create_new(true).open(&path) {
-                Ok(mut file) => {
-                    use std::io::Write;
-                    writeln!(file, "{} {host}", std::process::id())
-                        .with_context(|| format!("cannot write {}", path.display()))?;
-                    return Ok(RunLock { path });
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                    let owner = std::fs::read_to_string(&path).unwrap_or_default();
-                    let mut words = owner.split_whitespace();
-                    let pid: i32 = words.next().and_then(|w| w.parse().ok()).unwrap_or(0);
-                    // locks of earlier versions hold only a pid: this host's
-                    let owner_host = words.next().unwrap_or(&host);
-                    if owner_host != host {
-                        bail!(
-                            "run directory {} is locked by process {pid} on host {owner_host} (lock file {}); if no hetsyn runs there in this directory any more, remove {} and try again",
-                            run_dir.display(),
-                            path.display(),
-                            path.display()
-                        );
-                    }
-                    if process_runs(pid) {
-                        bail!(
-                            "run directory {} is in use by process {pid} on this host (lock file {}); wait for it or remove the lock if that process is not hetsyn",
-                            run_dir.display(),
-                            path.display()
-                        );
-                    }
-                    tracing::warn!(lock = %path.display(), pid, "taking over the lock of a process that no longer runs");
-                    let _ = std::fs::remove_file(&path);
-                }
-                Err(e) => return Err(e).with_context(|| format!("cannot create lock file {}", path.display())),
-            }
+impl<'c> Trainer<'c> {
+    /// Sets up the run of `config` in `run`: locks it, starts its log, writes
+    /// its config (a fresh run) or restores the state of `resume` (a resumable
+    /// checkpoint of this run), and builds the task, network and optimizer.
+    pub fn new(config: &'c Config, run: RunDir, resume: Option<Checkpoint>) -> Result<Trainer<'c>> {
+        let started = Instant::now();
+        // the task first: a config whose data is missing leaves no run directory behind
+        let mut task: Box<dyn Task> = config.build_task()?;
+        let checkpoints = run.checkpoints();
+        std::fs::create_dir_all(&checkpoints)
+            .with_context(|| format!("cannot create run directory {}", checkpoints.display()))?;
+        let lock = run.lock()?;
+        crate::logging::tee_to(&run.log())?;
+        crate::logging::line(&format!(
+            "=== {} {} at {} UTC on {}, hetsyn {} (commit {}): {}",
+            if resume.is_some() { "resumed" } else { "started" },
+            run.path().display(),
+            crate::io::atomic::utc_timestamp(),
+            crate::provenance::host(),
+            crate::provenance::VERSION,
+            crate::provenance::GIT_COMMIT,
+            crate::provenance::command_line()
+        ));
+        let last_path = run.checkpoint(Saved::Last);
+        if resume.is_none() && last_path.exists() {
+            bail!(
+                "run directory {} already holds a run ({}); continue it with --resume {} or choose another --out",
+                run.path().display(),
+                last_path.display(),
+                run.path().display()
+            );
         }
-        bail!("cannot lock run directory {}", run_dir.display())
+        if resume.is_none() {
+            write_atomic(&run.config(), config.to_toml()?.as_bytes())?;
+        }
+
+        let shape = task.shape();
+        let mut train_rng = ChaCha8Rng::seed_from_u64(config.seed);
+        train_rng.set_stream(STREAM_TRAIN);
+        let mut net = initial_network(config, shape.channels, shape.outputs);
+        let frozen = FrozenDecays::new(config, &net);
+        if config.model.frozen_decay_fraction > 0.0 && frozen.count() == 0 {
+            tracing::warn!("model.frozen_decay_fraction has no effect: the model has no learnable decays");
+        }
+        let train = &config.train;
+        let adam_config = AdamConfig {
+            beta1: train.beta1,
+            beta2: train.beta2,
+            eps: train.eps,
+            weight_decay: train.weight_decay,
+            decoupled: train.optimizer == OptimizerKind::Adamw,
+        };
+        let kinds: Vec<ParamKind> = net.params().iter().map(|(info, _)| info.kind).collect();
+        let sizes: Vec<usize> = net.params().iter().map(|(_, data)| data.len()).collect();
+        let mut adam = Adam::new(adam_config, &sizes);
+        let mut iteration = 0;
+        let mut window = Window::default();
+        let mut log = MetricsLog::default();
+        let mut elapsed_before = 0.0;
+        let mut summary = RunSummary::new(config, run.path());
+        if let Some(ckpt) = resume {
+            let at = || format!("cannot resume from {}", last_path.display());
+            let state: TrainerState = serde_json::from_str(
+                ckpt.trainer_state.as_deref().context("the checkpoint has no trainer state").with_context(at)?,
+            )
+            .context("the trainer state is not valid")
+            .with_context(at)?;
+            let optimizer = ckpt.optimizer.context("the checkpoint has no optimizer state").with_context(at)?;
+            adam = Adam::from_state(adam_config, optimizer, &sizes).with_context(at)?;
+            net = ckpt.network;
+            let word_pos: u128 = state.train_rng_word_pos.parse().context("bad generator position").with_context(at)?;
+            train_rng.set_word_pos(word_pos);
+            iteration = state.iteration;
+            window = state.window;
+            log = state.metrics;
+            elapsed_before = state.elapsed_s;
+            summary = state.summary;
+            log.write(&run.metrics())?;
+            tracing::info!(iteration, "resuming");
+        }
+        let plan = Plan::new(config, task.training().epoch_len());
+        let schedule = schedule(config, &plan);
+        summary.hetsyn_version = crate::provenance::VERSION.into();
+        summary.git_commit = crate::provenance::GIT_COMMIT.into();
+        summary.command_line = crate::provenance::command_line();
+        summary.host = crate::provenance::host();
+        let classification = shape.kind == TaskKind::Classification;
+        describe_selection(&mut summary, task.validation().len(), classification, config.output.save_best_on_test);
+        Ok(Trainer {
+            config,
+            run,
+            _lock: lock,
+            task,
+            net,
+            adam,
+            frozen,
+            kinds,
+            objective: objective(config),
+            plan,
+            schedule,
+            train_rng,
+            iteration,
+            window,
+            log,
+            summary,
+            last_metrics: serde_json::Value::Null,
+            factor: 1.0,
+            started,
+            elapsed_before,
+        })
     }
-}
 
-impl Drop for RunLock {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.path);
-    }
-}
-
-/// The network a run of `config` starts from: `init::build` drawing from stream
-/// `STREAM_INIT` (10) of a ChaCha8 generator seeded with `config.seed` (`hetsyn plot`
-/// rebuilds it to compare learned time constants with the initial ones).
-pub fn initial_network(config: &Config, inputs: usize, outputs: usize) -> Network<f32> {
-    let mut init_rng = ChaCha8Rng::seed_from_u64(config.seed);
-    init_rng.set_stream(STREAM_INIT);
-    init::build(&config.model, inputs, outputs, &mut init_rng)
-}
-
-/// Trains the model of `config` into `run_dir` and returns the summary.
-///
-/// With `resume`, a checkpoint written by an earlier run into the same
-/// directory, training continues from it and produces the same metrics rows
-/// (but for `elapsed_s`) and parameters as an uninterrupted run.
-pub fn train(
-    config: &Config,
-    run_dir: &Path,
-    options: &TrainOptions,
-    resume: Option<Checkpoint>,
-) -> Result<RunSummary> {
-    let started = Instant::now();
-    // the task first: a config whose data is missing leaves no run directory behind
-    let mut task: Box<dyn Task> = tasks::build(config)?;
-    let checkpoints = run_dir.join("checkpoints");
-    std::fs::create_dir_all(&checkpoints)
-        .with_context(|| format!("cannot create run directory {}", checkpoints.display()))?;
-    let _lock = RunLock::acquire(run_dir)?;
-    crate::logging::tee_to(&run_dir.join("train.log"))?;
-    crate::logging::line(&format!(
-        "=== {} {} at {} UTC on {}, hetsyn {} (commit {}): {}",
-        if resume.is_some() { "resumed" } else { "started" },
-        run_dir.display(),
-        crate::io::atomic::utc_timestamp(),
-        crate::provenance::host(),
-        crate::provenance::VERSION,
-        crate::provenance::GIT_COMMIT,
-        crate::provenance::command_line()
-    ));
-    let last_path = checkpoints.join("last.safetensors");
-    if resume.is_none() && last_path.exists() {
-        bail!(
-            "run directory {} already holds a run ({}); continue it with --resume {} or choose another --out",
-            run_dir.display(),
-            last_path.display(),
-            run_dir.display()
-        );
-    }
-    if resume.is_none() {
-        write_atomic(&run_dir.join("config.toml"), config.to_toml()?.as_bytes())?;
+    fn elapsed(&self) -> f64 {
+        self.elapsed_before + self.started.elapsed().as_secs_f64()
     }
 
-    let shape = task.shape();
-    let objective = objective(config);
-    let mut train_rng = ChaCha8Rng::seed_from_u64(config.seed);
-    train_rng.set_stream(STREAM_TRAIN);
-
-    let mut net = initial_network(config, shape.channels, shape.outputs);
-    let frozen = FrozenDecays::new(config, &net);
-    if config.model.frozen_decay_fraction > 0.0 && frozen.count() == 0 {
-        tracing::warn!("model.frozen_decay_fraction has no effect: the model has no learnable decays");
+    /// Whether the run is complete.
+    pub fn done(&self) -> bool {
+        self.iteration >= self.plan.iterations
     }
-    let train = &config.train;
-    let adam_config = AdamConfig {
-        beta1: train.beta1,
-        beta2: train.beta2,
-        eps: train.eps,
-        weight_decay: train.weight_decay,
-        decoupled: train.optimizer == OptimizerKind::Adamw,
-    };
-    let kinds: Vec<ParamKind> = net.params().iter().map(|(info, _)| info.kind).collect();
-    let sizes: Vec<usize> = net.params().iter().map(|(_, data)| data.len()).collect();
-    let mut adam = Adam::new(adam_config, &sizes);
-    let mut start = 0;
-    let mut window = Window::default();
-    let mut log = MetricsLog::default();
-    let mut elapsed_before = 0.0;
-    let mut resumed_summary = None;
-    if let Some(ckpt) = resume {
-        let at = || format!("cannot resume from {}", last_path.display());
-        let state: TrainerState = serde_json::from_str(
-            ckpt.trainer_state.as_deref().context("the checkpoint has no trainer state").with_context(at)?,
-        )
-        .context("the trainer state is not valid")
-        .with_context(at)?;
-        let (adam_step, m, v) = ckpt.optimizer.context("the checkpoint has no optimizer state").with_context(at)?;
-        adam = Adam::from_state(adam_config, adam_step, m, v, &sizes).with_context(at)?;
-        net = ckpt.network;
-        let word_pos: u128 = state.train_rng_word_pos.parse().context("bad generator position").with_context(at)?;
-        train_rng.set_word_pos(word_pos);
-        start = state.iteration;
-        window = state.window;
-        log = state.metrics;
-        elapsed_before = state.elapsed_s;
-        resumed_summary = Some(state.summary);
-        log.write(&run_dir.join("metrics.csv"))?;
-        tracing::info!(iteration = start, "resuming");
+
+    /// Whether the iterations done call for an evaluation.
+    pub fn evaluation_due(&self) -> bool {
+        self.iteration.is_multiple_of(self.plan.eval_every) || self.iteration == self.plan.iterations
     }
-    let plan = Plan::new(config, task.as_ref());
-    let schedule = schedule(config, &plan);
-    let (decay_min, decay_max) = (config.model.decay_min as f32, config.model.decay_max as f32);
 
-    let bar = if options.progress { ProgressBar::new(plan.iterations) } else { ProgressBar::hidden() };
-    bar.set_position(start);
-    bar.set_style(
-        ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {pos}/{len} {msg}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar())
-            .progress_chars("=> "),
-    );
-
-    let classification = shape.kind == TaskKind::Classification;
-    let mut summary = RunSummary {
-        name: config.name.clone(),
-        run_dir: run_dir.display().to_string(),
-        model: format!("{:?}", config.model.kind).to_lowercase(),
-        seed: config.seed,
-        steps: 0,
-        elapsed_s: 0.0,
-        validation_samples: 0,
-        selected_on: String::new(),
-        selection: String::new(),
-        selected_checkpoint: String::new(),
-        best_validation_step: 0,
-        best_validation_epoch: None,
-        best_validation_accuracy: None,
-        best_validation_loss: f64::INFINITY,
-        test_accuracy_at_best_validation: None,
-        test_loss_at_best_validation: f64::NAN,
-        test_metrics_at_best_validation: BTreeMap::new(),
-        last_validation_accuracy: None,
-        last_test_accuracy: None,
-        last_test_loss: f64::NAN,
-        last_train_loss: f64::NAN,
-        last_test_metrics: BTreeMap::new(),
-        best_test_selected_on: String::new(),
-        best_on_test_checkpoint: None,
-        best_test_accuracy: None,
-        best_test_loss: f64::INFINITY,
-        best_test_step: 0,
-        best_test_epoch: None,
-        epochs: None,
-        tau_at_best_validation: BTreeMap::new(),
-        tau_last: BTreeMap::new(),
-        input_tau_at_best_validation: BTreeMap::new(),
-        input_tau_last: BTreeMap::new(),
-        hetsyn_version: String::new(),
-        git_commit: String::new(),
-        command_line: String::new(),
-        host: String::new(),
-    };
-    let input_groups = task.input_groups();
-    if let Some(s) = resumed_summary {
-        summary = s;
+    /// Whether the iterations done call for a resumable checkpoint besides the
+    /// evaluations' (`train.checkpoint_every`).
+    pub fn checkpoint_due(&self) -> bool {
+        let every = self.config.train.checkpoint_every;
+        self.evaluation_due() || (every > 0 && self.iteration.is_multiple_of(every))
     }
-    summary.hetsyn_version = crate::provenance::VERSION.into();
-    summary.git_commit = crate::provenance::GIT_COMMIT.into();
-    summary.command_line = crate::provenance::command_line();
-    summary.host = crate::provenance::host();
-    // without a validation set the selected model is the last evaluation's
-    let validating = !task.validation().is_empty();
-    describe_selection(&mut summary, task.validation().len(), classification, config.output.save_best_on_test);
-    let tau_threshold_ms = config.output.tau_threshold * 1000.0;
-    let elapsed = |started: &Instant| elapsed_before + started.elapsed().as_secs_f64();
 
-    let mut last_metrics = serde_json::Value::Null;
-    for iteration in start..plan.iterations {
-        let samples = task.train_batch(iteration, train.batch_size, &mut train_rng);
+    /// One optimizer step: the batch of this iteration, its exact gradient, the
+    /// non-finite policy, clipping, Adam, decay clamping and masking.
+    pub fn step(&mut self) -> Result<()> {
+        let (config, train) = (self.config, &self.config.train);
+        let iteration = self.iteration;
+        let steps = self.task.shape().steps;
+        let samples = self.task.training().batch(iteration, train.batch_size, &mut self.train_rng);
         let dropout = Dropout::Random { p: config.model.dropout, seed: dropout_seed(config.seed, iteration) };
-        let (stats, grad) = net.loss_and_grad(&samples, shape.steps, &objective, dropout, true);
+        let (stats, grad) = self.net.loss_and_grad(&samples, steps, &self.objective, dropout, true);
         let mut grad = grad.context("gradient was requested")?;
         let mut grads: Vec<&mut [f32]> = grad.params_mut();
-        frozen.zero_gradients(&mut grads);
+        self.frozen.zero_gradients(&mut grads);
         let bad_gradient = grads.iter().position(|g| g.iter().any(|v| !v.is_finite()));
         let problem = if !stats.loss.is_finite() {
             Some(format!("the training loss is {}", stats.loss))
         } else {
-            bad_gradient.map(|k| format!("the gradient of `{}` is not finite", net.params()[k].0.name))
+            bad_gradient.map(|k| format!("the gradient of `{}` is not finite", self.net.params()[k].0.name))
         };
         let skip = match (&problem, train.on_nonfinite) {
             (None, _) => false,
-            (Some(problem), NonFinite::Stop) => bail!(
-                "iteration {iteration}: {problem}; stopped ({}; try a lower train.lr, train.grad_clip, or train.on_nonfinite = \"skip\")",
-                if last_path.exists() {
-                    format!("the last good checkpoint is {}", last_path.display())
-                } else {
-                    "no checkpoint was written yet".to_string()
-                }
-            ),
+            (Some(problem), NonFinite::Stop) => {
+                let last = self.run.checkpoint(Saved::Last);
+                bail!(
+                    "iteration {iteration}: {problem}; stopped ({}; try a lower train.lr, train.grad_clip, or train.on_nonfinite = \"skip\")",
+                    if last.exists() {
+                        format!("the last good checkpoint is {}", last.display())
+                    } else {
+                        "no checkpoint was written yet".to_string()
+                    }
+                )
+            }
             (Some(problem), NonFinite::Skip) => {
                 tracing::warn!(iteration, "{problem}: batch skipped");
                 true
@@ -702,159 +451,259 @@ pub fn train(
         if train.grad_clip > 0.0 && !skip {
             clip_grad_norm(&mut grads, train.grad_clip);
         }
-        let factor = schedule.factor(iteration);
-        let lrs: Vec<f64> = kinds
+        self.factor = self.schedule.factor(iteration);
+        let lrs: Vec<f64> = self
+            .kinds
             .iter()
             .map(|k| match k {
-                ParamKind::Weight => train.lr * factor,
-                ParamKind::Decay => train.decay_lr * factor,
+                ParamKind::Weight => train.lr * self.factor,
+                ParamKind::Decay => train.decay_lr * self.factor,
             })
             .collect();
         if skip {
-            window.skipped += 1;
+            self.window.skipped += 1;
         } else {
             let grads: Vec<&[f32]> = grads.into_iter().map(|g| &*g).collect();
-            adam.step(&mut net.params_mut(), &grads, &lrs);
-            clamp_decays(&mut net, decay_min, decay_max);
-            frozen.restore(&mut net.params_mut());
+            self.adam.step(&mut self.net.params_mut(), &grads, &lrs);
+            let (lo, hi) = (config.model.decay_min as f32, config.model.decay_max as f32);
+            clamp_decays(&mut self.net, lo, hi);
+            self.frozen.restore(&mut self.net.params_mut());
+            let window = &mut self.window;
             window.loss += stats.loss;
+            window.task_loss += stats.task_loss;
+            window.regulariser_loss += stats.regulariser_loss;
             window.correct += stats.correct;
             window.samples += stats.samples;
             window.rate += stats.mean_rate_hz;
             window.iterations += 1;
         }
-        let step = iteration + 1;
-        bar.inc(1);
+        self.iteration += 1;
+        Ok(())
+    }
 
-        if step % plan.eval_every == 0 || step == plan.iterations {
-            let validation = validating.then(|| evaluate(&net, task.as_ref(), task.validation(), &objective));
-            let test = evaluate(&net, task.as_ref(), task.test(), &objective);
-            let row = MetricsRow {
-                step,
-                iteration: step,
-                epoch: plan.epochs_done(step),
-                train_loss: window.loss / window.iterations.max(1) as f64,
-                train_accuracy: classification.then(|| window.correct as f64 / window.samples.max(1) as f64),
-                validation_loss: validation.as_ref().map(|v| v.stats.loss),
-                validation_accuracy: validation.as_ref().and_then(|v| v.accuracy),
-                test_loss: test.stats.loss,
-                test_accuracy: test.accuracy,
-                lr: train.lr * factor,
-                mean_rate_hz: window.rate / window.iterations.max(1) as f64,
-                skipped_batches: window.skipped,
-                elapsed_s: elapsed(&started),
-                test_metrics: test.metrics.clone(),
-            };
-            window = Window::default();
-            let percent = |a: Option<f64>| a.map(|a| format!("{:.1}%", 100.0 * a)).unwrap_or_else(|| "-".into());
-            // one plain line per evaluation (above the bar on a terminal), in train.log too
-            let sig = |v: Option<f64>| v.map(sig4).unwrap_or_else(|| "-".into());
-            bar.suspend(|| {
-                tracing::info!(
-                    step,
-                    train_loss = %sig4(row.train_loss),
-                    validation_loss = %sig(row.validation_loss),
-                    test_loss = %sig4(row.test_loss),
-                    validation_accuracy = %percent(row.validation_accuracy),
-                    test_accuracy = %percent(row.test_accuracy),
-                    rate_hz = %sig4(row.mean_rate_hz),
-                    "evaluated"
-                )
-            });
-            bar.set_message(format!(
-                "loss {:.4} val {} test {} {:.1} Hz",
-                row.train_loss,
-                percent(row.validation_accuracy),
-                percent(row.test_accuracy),
-                row.mean_rate_hz
-            ));
-            let mut metrics = serde_json::to_value(&row)?;
-            for (name, v) in &row.test_metrics {
-                metrics[format!("test_{name}")] = serde_json::json!(v);
+    /// Evaluates on the validation and test sets: appends the metrics row,
+    /// updates the selection (and its checkpoints) and rewrites metrics.csv.
+    pub fn evaluate(&mut self) -> Result<MetricsRow> {
+        let (config, step) = (self.config, self.iteration);
+        let task = self.task.as_ref();
+        let validating = !task.validation().is_empty();
+        let classification = task.shape().kind == TaskKind::Classification;
+        let validation = validating.then(|| evaluate(&self.net, task, task.validation(), &self.objective));
+        let test = evaluate(&self.net, task, task.test(), &self.objective);
+        let window = std::mem::take(&mut self.window);
+        let row = MetricsRow {
+            step,
+            iteration: step,
+            epoch: self.plan.epochs_done(step),
+            train_loss: window.loss / window.iterations.max(1) as f64,
+            train_task_loss: window.task_loss / window.iterations.max(1) as f64,
+            train_regulariser_loss: window.regulariser_loss / window.iterations.max(1) as f64,
+            train_accuracy: classification.then(|| window.correct as f64 / window.samples.max(1) as f64),
+            validation_loss: validation.as_ref().map(|v| v.stats.loss),
+            validation_accuracy: validation.as_ref().and_then(|v| v.accuracy),
+            test_loss: test.stats.loss,
+            test_accuracy: test.accuracy,
+            lr: config.train.lr * self.factor,
+            mean_rate_hz: window.rate / window.iterations.max(1) as f64,
+            skipped_batches: window.skipped,
+            elapsed_s: self.elapsed(),
+            test_metrics: test.metrics,
+        };
+        let metrics = row.to_json()?;
+        let improved = self.summary.figures.record(&row, validating);
+        let threshold_ms = config.output.tau_threshold * 1000.0;
+        let epoch = self.plan.epoch(step);
+        if improved.on_validation {
+            self.summary.tau_at_best_validation = tau_stats(&self.net, threshold_ms);
+            self.summary.input_tau_at_best_validation = input_group_tau(&self.net, &task.input_groups(), threshold_ms);
+            if validating {
+                let role = Role::Selected(&self.summary.selected_on);
+                checkpoint::save(&self.run.checkpoint(Saved::Best), &self.net, config, step, epoch, &metrics, role)?;
             }
-            let validation_loss = row.validation_loss.unwrap_or(f64::NAN);
-            let better = !validating
-                || match (row.validation_accuracy, summary.best_validation_accuracy) {
-                    (Some(a), Some(best)) => a > best || (a == best && validation_loss < summary.best_validation_loss),
-                    (Some(_), None) => true,
-                    (None, _) => validation_loss < summary.best_validation_loss,
-                };
-            let test_metrics: BTreeMap<String, f64> = row.test_metrics.iter().cloned().collect();
-            if better {
-                summary.best_validation_accuracy = row.validation_accuracy;
-                summary.best_validation_loss = validation_loss;
-                summary.best_validation_step = step;
-                summary.best_validation_epoch = row.epoch;
-                summary.test_accuracy_at_best_validation = row.test_accuracy;
-                summary.test_loss_at_best_validation = row.test_loss;
-                summary.test_metrics_at_best_validation = test_metrics.clone();
-                summary.tau_at_best_validation = tau_stats(&net, tau_threshold_ms);
-                summary.input_tau_at_best_validation = input_group_tau(&net, &input_groups, tau_threshold_ms);
-                if validating {
-                    let path = checkpoints.join("best.safetensors");
-                    let role = Role::Selected(&summary.selected_on);
-                    checkpoint::save(&path, &net, config, step, plan.epoch(step), &metrics, role)?;
-                }
-            }
-            let best_test = match (row.test_accuracy, summary.best_test_accuracy) {
-                (Some(a), Some(best)) => a > best,
-                (Some(_), None) => true,
-                (None, _) => row.test_loss < summary.best_test_loss,
-            };
-            if best_test {
-                summary.best_test_accuracy = row.test_accuracy;
-                summary.best_test_loss = row.test_loss;
-                summary.best_test_step = step;
-                summary.best_test_epoch = row.epoch;
-                if config.output.save_best_on_test {
-                    let path = checkpoints.join("best_on_test.safetensors");
-                    let role = Role::Selected(&summary.best_test_selected_on);
-                    checkpoint::save(&path, &net, config, step, plan.epoch(step), &metrics, role)?;
-                }
-            }
-            summary.last_test_accuracy = row.test_accuracy;
-            summary.last_validation_accuracy = row.validation_accuracy;
-            summary.last_train_loss = row.train_loss;
-            summary.last_test_loss = row.test_loss;
-            summary.last_test_metrics = test_metrics;
-            log.push(&row);
-            log.write(&run_dir.join("metrics.csv"))?;
-            last_metrics = metrics;
         }
-        let interrupted = INTERRUPTED.load(std::sync::atomic::Ordering::SeqCst);
-        let evaluated = step % plan.eval_every == 0 || step == plan.iterations;
-        let periodic = train.checkpoint_every > 0 && step % train.checkpoint_every == 0;
-        if evaluated || periodic || interrupted {
-            let state = TrainerState {
-                iteration: step,
-                train_rng_word_pos: train_rng.get_word_pos().to_string(),
-                window: window.clone(),
-                summary: summary.clone(),
-                metrics: log.clone(),
-                elapsed_s: elapsed(&started),
-            };
-            let state = serde_json::to_string(&state)?;
-            let resume = ResumeData { optimizer: &adam, trainer_state: &state };
-            checkpoint::save(&last_path, &net, config, step, plan.epoch(step), &last_metrics, Role::Resumable(resume))?;
+        if improved.on_test && config.output.save_best_on_test {
+            let role = Role::Selected(&self.summary.best_test_selected_on);
+            checkpoint::save(&self.run.checkpoint(Saved::BestOnTest), &self.net, config, step, epoch, &metrics, role)?;
         }
-        if interrupted {
+        self.log.push(&row);
+        self.log.write(&self.run.metrics())?;
+        self.last_metrics = metrics;
+        Ok(row)
+    }
+
+    /// Writes the resumable `last.safetensors`: the model, Adam's state and
+    /// the trainer's ([`TrainerState`]).
+    pub fn checkpoint(&self) -> Result<()> {
+        let state = TrainerState {
+            iteration: self.iteration,
+            train_rng_word_pos: self.train_rng.get_word_pos().to_string(),
+            window: self.window.clone(),
+            summary: self.summary.clone(),
+            metrics: self.log.clone(),
+            elapsed_s: self.elapsed(),
+        };
+        let state = serde_json::to_string(&state)?;
+        let resume = ResumeData { optimizer: self.adam.state(), trainer_state: &state };
+        let (step, epoch) = (self.iteration, self.plan.epoch(self.iteration));
+        let path = self.run.checkpoint(Saved::Last);
+        checkpoint::save(&path, &self.net, self.config, step, epoch, &self.last_metrics, Role::Resumable(resume))
+    }
+
+    /// Ends the run: the last model's time constants, `summary.json`.
+    pub fn finish(mut self) -> Result<RunSummary> {
+        let threshold_ms = self.config.output.tau_threshold * 1000.0;
+        let summary = &mut self.summary;
+        summary.steps = self.plan.iterations;
+        summary.epochs = self.plan.epochs_done(self.plan.iterations);
+        summary.tau_last = tau_stats(&self.net, threshold_ms);
+        summary.input_tau_last = input_group_tau(&self.net, &self.task.input_groups(), threshold_ms);
+        summary.elapsed_s = self.elapsed_before + self.started.elapsed().as_secs_f64();
+        write_atomic(&self.run.summary(), serde_json::to_string_pretty(&self.summary)?.as_bytes())?;
+        Ok(self.summary)
+    }
+}
+
+impl RunSummary {
+    /// The end-of-training line: the selected model's test figures, the last
+    /// ones and the best on test, each labelled with what it was selected on.
+    pub fn line(&self) -> String {
+        let f = &self.figures;
+        let percent = |a: Option<f64>| a.map(|a| format!("{:.2}%", 100.0 * a)).unwrap_or_else(|| "-".into());
+        let at = |step: u64, epoch: Option<f64>| match epoch {
+            Some(e) => format!("epoch {e}, step {step}"),
+            None => format!("step {step}"),
+        };
+        let selected_at = at(f.best_validation_step, f.best_validation_epoch);
+        let selected = match (self.selected_on.as_str(), f.best_validation_epoch) {
+            ("last", Some(_)) => format!("no validation set: selected the last epoch ({selected_at}):"),
+            ("last", None) => format!("no validation set: selected the last evaluation ({selected_at}):"),
+            _ => format!("at best validation ({selected_at})"),
+        };
+        let best_test = match f.best_test_accuracy {
+            Some(a) => percent(Some(a)),
+            None => format!("loss {:.6}", f.best_test_loss),
+        };
+        // regression runs have no accuracy: their figure is the test loss
+        let figures = |accuracy: Option<f64>, loss: f64| match accuracy {
+            Some(_) => format!("test accuracy {}, test loss {loss:.6}", percent(accuracy)),
+            None => format!("test loss {loss:.6}"),
+        };
+        format!(
+            "{selected} {}; last {}; best on test (selected on the test set) {best_test} at {}; {:.1} s",
+            figures(f.test_accuracy_at_best_validation, f.test_loss_at_best_validation),
+            figures(f.last_test_accuracy, f.last_test_loss),
+            at(f.best_test_step, f.best_test_epoch),
+            self.elapsed_s
+        )
+    }
+}
+
+/// Trains into `out`, or into a new default run directory
+/// (`<output.dir>/<name>-<UTC timestamp>`, see [`RunDir::reserve`]) that is
+/// removed again if the run fails before writing anything into it.
+pub fn train_into(
+    config: &Config,
+    out: Option<&Path>,
+    options: &TrainOptions,
+    resume: Option<Checkpoint>,
+) -> Result<(RunDir, RunSummary)> {
+    let (run, reserved) = match out {
+        Some(dir) => (RunDir::at(dir), false),
+        None => (RunDir::reserve(Path::new(&config.output.dir), &config.name)?, true),
+    };
+    tracing::info!(run_dir = %run.path().display(), model = ?config.model.kind, "training");
+    match train(config, run.path(), options, resume) {
+        Ok(summary) => Ok((run, summary)),
+        Err(e) => {
+            if reserved {
+                // a run that failed before writing anything leaves no empty directory behind
+                let _ = std::fs::remove_dir(run.path());
+            }
+            Err(e)
+        }
+    }
+}
+
+/// Trains the model of `config` into `run_dir` and returns the summary.
+///
+/// With `resume`, a checkpoint written by an earlier run into the same
+/// directory, training continues from it and produces the same metrics rows
+/// (but for `elapsed_s`) and parameters as an uninterrupted run. On SIGINT or
+/// SIGTERM ([`interrupt`]) it stops after the current iteration with a
+/// resumable checkpoint and returns [`Interrupted`].
+pub fn train(
+    config: &Config,
+    run_dir: &Path,
+    options: &TrainOptions,
+    resume: Option<Checkpoint>,
+) -> Result<RunSummary> {
+    let mut trainer = Trainer::new(config, RunDir::at(run_dir), resume)?;
+    let bar = progress_bar(options, trainer.plan.iterations, trainer.iteration);
+    while !trainer.done() {
+        trainer.step()?;
+        bar.inc(1);
+        if trainer.evaluation_due() {
+            let row = trainer.evaluate()?;
+            bar.suspend(|| log_evaluation(&row));
+            bar.set_message(progress_message(&row));
+        }
+        let signal = interrupt::requested();
+        if trainer.checkpoint_due() || signal.is_some() {
+            trainer.checkpoint()?;
+        }
+        if let Some(signal) = signal {
             bar.finish_and_clear();
             let message = format!(
-                "interrupted after iteration {step}; a resumable checkpoint is in {}: continue with `hetsyn train --resume {}`",
-                last_path.display(),
+                "interrupted after iteration {}; a resumable checkpoint is in {}: continue with `hetsyn train --resume {}`",
+                trainer.iteration,
+                trainer.run.checkpoint(Saved::Last).display(),
                 run_dir.display()
             );
-            return Err(Interrupted { signal: SIGNAL.load(std::sync::atomic::Ordering::SeqCst), message }.into());
+            return Err(Interrupted { signal, message }.into());
         }
     }
     bar.finish_and_clear();
-    summary.steps = plan.iterations;
-    summary.epochs = plan.epochs_done(plan.iterations);
-    summary.tau_last = tau_stats(&net, tau_threshold_ms);
-    summary.input_tau_last = input_group_tau(&net, &input_groups, tau_threshold_ms);
-    summary.elapsed_s = elapsed(&started);
-    write_atomic(&run_dir.join("summary.json"), serde_json::to_string_pretty(&summary)?.as_bytes())?;
-    Ok(summary)
+    trainer.finish()
+}
+
+fn progress_bar(options: &TrainOptions, iterations: u64, position: u64) -> ProgressBar {
+    let bar = if options.progress { ProgressBar::new(iterations) } else { ProgressBar::hidden() };
+    bar.set_position(position);
+    bar.set_style(
+        ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {pos}/{len} {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    bar
+}
+
+fn percent(a: Option<f64>) -> String {
+    a.map(|a| format!("{:.1}%", 100.0 * a)).unwrap_or_else(|| "-".into())
+}
+
+/// One plain line per evaluation (above the bar on a terminal), in train.log too.
+fn log_evaluation(row: &MetricsRow) {
+    let sig = |v: Option<f64>| v.map(sig4).unwrap_or_else(|| "-".into());
+    tracing::info!(
+        step = row.step,
+        train_loss = %sig4(row.train_loss),
+        validation_loss = %sig(row.validation_loss),
+        test_loss = %sig4(row.test_loss),
+        validation_accuracy = %percent(row.validation_accuracy),
+        test_accuracy = %percent(row.test_accuracy),
+        rate_hz = %sig4(row.mean_rate_hz),
+        "evaluated"
+    )
+}
+
+fn progress_message(row: &MetricsRow) -> String {
+    format!(
+        "loss {:.4} val {} test {} {:.1} Hz",
+        row.train_loss,
+        percent(row.validation_accuracy),
+        percent(row.test_accuracy),
+        row.mean_rate_hz
+    )
 }
 
 /// Fills in the fields of `summary` that say how its model is selected (a
@@ -863,78 +712,165 @@ fn describe_selection(summary: &mut RunSummary, validation_samples: usize, class
     let test_figure = if classification { "test_accuracy" } else { "test_loss" };
     let best_test = format!(
         "best_test_* are selected on the test set ({test_figure}; optimistic, reported because papers do){}",
-        if best_on_test { ", saved as checkpoints/best_on_test.safetensors" } else { "" }
+        if best_on_test { format!(", saved as {}", Saved::BestOnTest.relative_path()) } else { String::new() }
     );
     summary.validation_samples = validation_samples;
     if validation_samples > 0 {
         let figure = if classification { "validation_accuracy" } else { "validation_loss" };
         summary.selected_on = figure.into();
-        summary.selected_checkpoint = "checkpoints/best.safetensors".into();
+        summary.selected_checkpoint = Saved::Best.relative_path();
         summary.selection = format!(
-            "selected on the validation set ({figure}, {validation_samples} held-out samples): the *_at_best_validation figures are those of checkpoints/best.safetensors; {best_test}"
+            "selected on the validation set ({figure}, {validation_samples} held-out samples): the *_at_best_validation figures are those of {}; {best_test}",
+            Saved::Best.relative_path()
         );
     } else {
         summary.selected_on = "last".into();
-        summary.selected_checkpoint = "checkpoints/last.safetensors".into();
+        summary.selected_checkpoint = Saved::Last.relative_path();
         summary.selection = format!(
-            "no validation set (every training sample trained on): the selected model is the last evaluation's (checkpoints/last.safetensors), so the *_at_best_validation figures and best_validation_step/epoch are the last epoch's and best_validation_accuracy/loss are null; {best_test}"
+            "no validation set (every training sample trained on): the selected model is the last evaluation's ({}), so the *_at_best_validation figures and best_validation_step/epoch are the last epoch's and best_validation_accuracy/loss are null; {best_test}",
+            Saved::Last.relative_path()
         );
     }
     summary.best_test_selected_on = test_figure.into();
-    summary.best_on_test_checkpoint = best_on_test.then(|| "checkpoints/best_on_test.safetensors".into());
-}
-
-/// Creates and returns the default run directory `<dir>/<name>-<UTC timestamp>`,
-/// with a numeric suffix (`-1`, `-2`, ...) if that exists already. Creating is the
-/// claim, so two runs started in the same second never share a directory.
-pub fn reserve_run_dir(config: &Config) -> Result<PathBuf> {
-    let parent = Path::new(&config.output.dir);
-    std::fs::create_dir_all(parent).with_context(|| format!("cannot create output.dir {}", parent.display()))?;
-    let base = parent.join(format!("{}-{}", config.name, crate::io::atomic::utc_timestamp()));
-    let mut dir = base.clone();
-    for k in 1..10_000 {
-        match std::fs::create_dir(&dir) {
-            Ok(()) => return Ok(dir),
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                dir = PathBuf::from(format!("{}-{k}", base.display()));
-            }
-            Err(e) => return Err(e).with_context(|| format!("cannot create run directory {}", dir.display())),
-        }
-    }
-    bail!("cannot find a free run directory name next to {}", base.display())
+    summary.best_on_test_checkpoint = best_on_test.then(|| Saved::BestOnTest.relative_path());
 }
 
 #[cfg(test)]
-mod lock_tests {
-    use super::process_runs;
+mod tests {
+    use super::*;
 
-    #[test]
-    fn run_directories_started_together_differ() {
-        let dir = tempfile::tempdir().unwrap();
+    /// A small recurrent DMS run: 12 iterations, evaluated every 4.
+    fn config(dir: &Path, kind: &str) -> Config {
         let text = format!(
-            "[model]\nkind = \"homneulif\"\ntau_init = {{ dist = \"constant\", value = 0.02 }}\nlayers = [{{ size = 4 }}]\n[model.readout]\nloss = \"last\"\n[task]\nkind = \"dms\"\n[output]\ndir = {:?}\n",
-            dir.path().display().to_string()
+            r#"
+name = "unit"
+seed = 3
+[model]
+kind = "{kind}"
+tau_init = {{ dist = "uniform", low = 0.02, high = 0.1 }}
+layers = [{{ size = 6, recurrent = true }}]
+[model.readout]
+loss = "last"
+[task]
+kind = "dms"
+channels_per_group = 2
+validation_trials = 16
+test_trials = 16
+[train]
+iterations = 12
+eval_every = 4
+batch_size = 4
+rate_reg = 0.01
+grad_clip = 1.0
+[output]
+dir = {:?}
+"#,
+            dir.display().to_string()
         );
-        let config = crate::config::Config::from_toml(&text, &[]).unwrap();
-        let dirs: Vec<_> = std::thread::scope(|s| {
-            let handles: Vec<_> = (0..8).map(|_| s.spawn(|| super::reserve_run_dir(&config).unwrap())).collect();
-            handles.into_iter().map(|h| h.join().unwrap()).collect()
-        });
-        let unique: std::collections::BTreeSet<_> = dirs.iter().collect();
-        assert_eq!(unique.len(), 8, "{dirs:?}");
-        assert!(dirs.iter().all(|d| d.is_dir()));
+        Config::from_toml(&text, &[]).unwrap()
+    }
+
+    fn params(trainer: &Trainer) -> Vec<u32> {
+        trainer.net.params().iter().flat_map(|(_, d)| d.iter().map(|v| v.to_bits())).collect()
     }
 
     #[test]
-    fn zombies_and_missing_processes_do_not_hold_a_lock() {
-        assert!(process_runs(std::process::id() as i32));
-        assert!(!process_runs(0) && !process_runs(-1));
-        // a child that exited but is not yet waited for is a zombie
-        let mut child = std::process::Command::new("true").spawn().unwrap();
-        let pid = child.id() as i32;
-        std::thread::sleep(std::time::Duration::from_millis(300));
-        assert!(!process_runs(pid), "zombie {pid} counted as running");
-        child.wait().unwrap();
-        assert!(!process_runs(pid));
+    fn steps_evaluations_and_checkpoints_follow_the_plan() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = config(dir.path(), "hetsynlif");
+        let run = RunDir::at(dir.path().join("run"));
+        let mut trainer = Trainer::new(&config, run.clone(), None).unwrap();
+        assert_eq!((trainer.plan.iterations, trainer.plan.eval_every, trainer.iteration), (12, 4, 0));
+        let start = params(&trainer);
+        let mut rows = Vec::new();
+        while !trainer.done() {
+            trainer.step().unwrap();
+            if trainer.evaluation_due() {
+                rows.push(trainer.evaluate().unwrap());
+                trainer.checkpoint().unwrap();
+            }
+        }
+        assert_ne!(params(&trainer), start, "the steps changed the parameters");
+        assert_eq!(rows.iter().map(|r| r.step).collect::<Vec<_>>(), [4, 8, 12]);
+        assert!(rows.iter().all(|r| r.train_loss.is_finite() && r.validation_accuracy.is_some()));
+        // the logged loss is its task and regulariser parts (rate_reg is on)
+        for r in &rows {
+            assert!(r.train_regulariser_loss > 0.0, "{r:?}");
+            let sum = r.train_task_loss + r.train_regulariser_loss;
+            assert!((sum - r.train_loss).abs() <= 1e-12 * r.train_loss.abs().max(1.0), "{r:?}");
+        }
+        assert_eq!(crate::train::metrics::read_metrics(&run.metrics()).unwrap().len(), 3);
+        assert!(run.checkpoint(Saved::Best).is_file() && run.checkpoint(Saved::Last).is_file());
+        let summary = trainer.finish().unwrap();
+        assert_eq!(summary.steps, 12);
+        assert!(run.summary().is_file() && run.config().is_file());
+        assert!(!run.path().join(".lock").exists(), "the lock goes with the trainer");
+    }
+
+    #[test]
+    fn a_trainer_resumed_from_its_checkpoint_continues_bit_for_bit() {
+        let dir = tempfile::tempdir().unwrap();
+        for kind in ["hetsynlif", "homneualif"] {
+            let config = config(dir.path(), kind);
+            let straight = RunDir::at(dir.path().join(format!("{kind}-straight")));
+            let mut a = Trainer::new(&config, straight, None).unwrap();
+            while !a.done() {
+                a.step().unwrap();
+                if a.evaluation_due() {
+                    a.evaluate().unwrap();
+                }
+            }
+            let split = RunDir::at(dir.path().join(format!("{kind}-split")));
+            let mut b = Trainer::new(&config, split.clone(), None).unwrap();
+            for _ in 0..6 {
+                b.step().unwrap();
+                if b.evaluation_due() {
+                    b.evaluate().unwrap();
+                }
+            }
+            b.checkpoint().unwrap();
+            drop(b);
+            let ckpt = checkpoint::load(&split.checkpoint(Saved::Last)).unwrap();
+            let mut c = Trainer::new(&config, split.clone(), Some(ckpt)).unwrap();
+            assert_eq!(c.iteration, 6);
+            while !c.done() {
+                c.step().unwrap();
+                if c.evaluation_due() {
+                    c.evaluate().unwrap();
+                }
+            }
+            assert_eq!(params(&a), params(&c), "{kind}: parameters after the resumed run");
+            let figures = |t: Trainer| serde_json::to_string(&t.summary.figures).unwrap();
+            assert_eq!(figures(a), figures(c), "{kind}: selection");
+        }
+    }
+
+    #[test]
+    fn a_fresh_run_refuses_a_directory_that_holds_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = config(dir.path(), "homneulif");
+        let run = RunDir::at(dir.path().join("run"));
+        let mut trainer = Trainer::new(&config, run.clone(), None).unwrap();
+        trainer.step().unwrap();
+        trainer.checkpoint().unwrap();
+        // a second process while the first holds the lock
+        let e = format!("{:#}", Trainer::new(&config, run.clone(), None).err().unwrap());
+        assert!(e.contains("in use by process"), "{e}");
+        drop(trainer);
+        let e = format!("{:#}", Trainer::new(&config, run, None).err().unwrap());
+        assert!(e.contains("already holds a run") && e.contains("--resume"), "{e}");
+    }
+
+    #[test]
+    fn plans_in_epochs_and_iterations() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = config(dir.path(), "hetsynlif");
+        assert_eq!(Plan::new(&config, None), Plan { iterations: 12, eval_every: 4, steps_per_epoch: None });
+        config.train.epochs = 3;
+        config.train.eval_every_epochs = 2;
+        config.train.batch_size = 8;
+        let plan = Plan::new(&config, Some(20));
+        assert_eq!(plan, Plan { iterations: 9, eval_every: 6, steps_per_epoch: Some(3) });
+        assert_eq!((plan.epoch(7), plan.epochs_done(6)), (2, Some(2.0)));
     }
 }

@@ -1,14 +1,15 @@
 //! `hetsyn verify`: checks checkpoints against their checksums, and a run's
 //! `metrics.csv` against its checkpoints, e.g. before archiving results.
 
-use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Context, Result};
 
-use super::checkpoint::{self, Checkpoint};
-use super::checksum::Integrity;
+use crate::io::checkpoint::{self, Checkpoint};
+use crate::io::checksum::Integrity;
+use crate::train::metrics::{read_metrics, MetricsRow};
+use crate::train::run::RunDir;
 
 /// Run directories are searched this many levels below the given directory.
 const MAX_DEPTH: usize = 4;
@@ -69,7 +70,7 @@ fn run_dirs(dir: &Path) -> Result<Vec<PathBuf>> {
     let mut runs = Vec::new();
     let mut stack = vec![(dir.to_path_buf(), 0)];
     while let Some((dir, depth)) = stack.pop() {
-        if dir.join("checkpoints").is_dir() {
+        if RunDir::at(&dir).has_checkpoints() {
             runs.push(dir);
         } else if depth < MAX_DEPTH {
             let entries =
@@ -87,7 +88,7 @@ fn run_dirs(dir: &Path) -> Result<Vec<PathBuf>> {
 
 /// The checks of one run directory: `metrics.csv`, then each checkpoint.
 fn check_run(run: &Path) -> Result<Vec<FileCheck>> {
-    let dir = run.join("checkpoints");
+    let dir = RunDir::at(run).checkpoints();
     let entries = std::fs::read_dir(&dir).with_context(|| format!("cannot read directory {}", dir.display()))?;
     let mut files: Vec<PathBuf> = entries
         .flatten()
@@ -95,7 +96,7 @@ fn check_run(run: &Path) -> Result<Vec<FileCheck>> {
         .filter(|p| p.is_file() && p.extension().is_some_and(|e| e == "safetensors"))
         .collect();
     files.sort();
-    let metrics_path = run.join("metrics.csv");
+    let metrics_path = RunDir::at(run).metrics();
     let metrics = MetricsTable::read(&metrics_path);
     let mut out = vec![match &metrics {
         Ok(table) => FileCheck {
@@ -144,56 +145,29 @@ fn check_checkpoint(path: &Path, metrics: Option<&MetricsTable>) -> FileCheck {
     FileCheck { path: path.to_path_buf(), verdict, detail }
 }
 
-/// The rows of a run's `metrics.csv` by step.
+/// The rows of a run's `metrics.csv` ([`read_metrics`]).
 struct MetricsTable {
-    header: Vec<String>,
-    rows: BTreeMap<u64, Vec<String>>,
+    rows: Vec<MetricsRow>,
 }
 
 impl MetricsTable {
-    /// Reads the file; its steps must be whole numbers, increasing.
     fn read(path: &Path) -> Result<MetricsTable> {
-        let text = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-        let mut reader = csv::Reader::from_reader(text.as_slice());
-        let header: Vec<String> =
-            reader.headers().context("cannot read the header")?.iter().map(String::from).collect();
-        let step_col = header.iter().position(|h| h == "step").ok_or_else(|| anyhow!("no `step` column"))?;
-        let mut rows = BTreeMap::new();
-        let mut previous = None;
-        for (i, record) in reader.records().enumerate() {
-            let line = i + 2;
-            let record = record.with_context(|| format!("line {line} is not CSV"))?;
-            if record.len() != header.len() {
-                bail!("line {line} has {} fields, the header {}", record.len(), header.len());
-            }
-            let step: u64 = record[step_col]
-                .parse()
-                .map_err(|_| anyhow!("line {line}: step {:?} is not a whole number", &record[step_col]))?;
-            if let Some(previous) = previous.filter(|p| step <= *p) {
-                bail!("line {line}: step {step} does not follow step {previous}");
-            }
-            previous = Some(step);
-            rows.insert(step, record.iter().map(String::from).collect());
-        }
-        if rows.is_empty() {
-            bail!("no rows");
-        }
-        Ok(MetricsTable { header, rows })
+        Ok(MetricsTable { rows: read_metrics(path)? })
     }
 
     fn first_step(&self) -> u64 {
-        self.rows.keys().next().copied().unwrap_or_default()
+        self.rows.first().map_or(0, |r| r.step)
     }
 
     fn last_step(&self) -> u64 {
-        self.rows.keys().next_back().copied().unwrap_or_default()
+        self.rows.last().map_or(0, |r| r.step)
     }
 
     /// The checkpoint's step has a row, which agrees with the metrics the
     /// checkpoint logged when those are of that step.
     fn check(&self, ckpt: &Checkpoint) -> Result<()> {
         let step = ckpt.step;
-        let row = self.rows.get(&step).ok_or_else(|| {
+        let row = self.rows.iter().find(|r| r.step == step).ok_or_else(|| {
             anyhow!(
                 "metrics.csv has no row of step {step} (last: {}); an unfinished run? continue it with `hetsyn train --resume`",
                 self.last_step()
@@ -203,9 +177,9 @@ impl MetricsTable {
             Some(logged) if logged.get("step").and_then(serde_json::Value::as_u64) == Some(step) => logged,
             _ => return Ok(()),
         };
-        for (column, cell) in self.header.iter().zip(row) {
-            if let Some(value) = logged.get(column) {
-                if !same_value(value, cell) {
+        for column in row.header() {
+            if let (Some(value), Some(cell)) = (logged.get(&column), row.cell(&column)) {
+                if !same_value(value, &cell) {
                     bail!("metrics.csv row of step {step} has {column} = {cell:?}, the checkpoint logged {value}");
                 }
             }
@@ -250,7 +224,7 @@ mod tests {
             ("step,loss\n3,0.5\n6,0.25\n", None),
             ("loss\n0.5\n", Some("no `step` column")),
             ("step,loss\n3,0.5\n3,0.25\n", Some("line 3: step 3 does not follow step 3")),
-            ("step,loss\nx,0.5\n", Some("line 2: step \"x\"")),
+            ("step,loss\nx,0.5\n", Some("line 2, column `step`: \"x\"")),
             ("step,loss\n3\n", Some("line 2")),
             ("step,loss\n", Some("no rows")),
         ];
@@ -259,7 +233,7 @@ mod tests {
             match (MetricsTable::read(&path), want) {
                 (Ok(table), None) => assert_eq!((table.first_step(), table.last_step()), (3, 6)),
                 (Err(e), Some(want)) => assert!(format!("{e:#}").contains(want), "{text:?}: {e:#}"),
-                (result, _) => panic!("{text:?}: {:?}", result.map(|t| t.rows)),
+                (result, _) => panic!("{text:?}: {:?}", result.map(|t| t.rows.len())),
             }
         }
     }

@@ -1,0 +1,370 @@
+//! Evaluation: loss, accuracy and task figures of a network on held-out
+//! samples (the trainer's periodic evaluations), and `hetsyn eval`'s
+//! re-evaluation of a checkpoint under clean and perturbed conditions.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use rayon::prelude::*;
+use serde::Serialize;
+
+use super::run::RunDir;
+use crate::config::Config;
+use crate::io::atomic::write_atomic;
+use crate::io::checkpoint::{self, Checkpoint};
+use crate::model::network::Objective;
+use crate::model::{BatchStats, Dropout, Network, RateRegulariser};
+use crate::tasks::{Perturbation, Sample, Task, TaskKind};
+
+/// Samples evaluated together (bounds memory of evaluation).
+const EVAL_CHUNK: usize = 256;
+
+/// Loss, accuracy and task figures of a model on held-out samples.
+#[derive(Debug, Clone)]
+pub struct Evaluation {
+    pub stats: BatchStats,
+    /// `None` for regression tasks.
+    pub accuracy: Option<f64>,
+    /// Task figures averaged over the samples.
+    pub metrics: Vec<(String, f64)>,
+}
+
+/// The loss of a config.
+pub fn objective(config: &Config) -> Objective {
+    Objective {
+        loss: config.model.readout.loss,
+        skip_steps: config.model.readout.skip_steps,
+        rate_regulariser: (config.train.rate_reg > 0.0)
+            .then_some(RateRegulariser { lambda: config.train.rate_reg, target_hz: config.train.rate_target_hz }),
+    }
+}
+
+/// Loss, accuracy and the task's figures of `net` on `samples` (no dropout,
+/// no regulariser).
+pub fn evaluate(net: &Network<f32>, task: &dyn Task, samples: &[Sample], objective: &Objective) -> Evaluation {
+    evaluate_steps(net, task, samples, task.shape().steps, objective)
+}
+
+/// [`evaluate`] on samples of `steps` steps (a time-warped test set).
+pub fn evaluate_steps(
+    net: &Network<f32>,
+    task: &dyn Task,
+    samples: &[Sample],
+    steps: usize,
+    objective: &Objective,
+) -> Evaluation {
+    let shape = task.shape();
+    let objective = Objective { rate_regulariser: None, ..*objective };
+    let mut total = BatchStats::default();
+    let (mut loss, mut rate) = (0.0, 0.0);
+    for chunk in samples.chunks(EVAL_CHUNK) {
+        let (stats, _) = net.loss_and_grad(chunk, steps, &objective, Dropout::None, false);
+        loss += stats.loss * stats.samples as f64;
+        rate += stats.mean_rate_hz * stats.samples as f64;
+        total.samples += stats.samples;
+        total.correct += stats.correct;
+    }
+    let n = total.samples.max(1) as f64;
+    total.loss = loss / n;
+    total.task_loss = total.loss;
+    total.mean_rate_hz = rate / n;
+    // task figures need the readout traces (regression tasks have few held-out samples)
+    let mut metrics: Vec<(String, f64)> = Vec::new();
+    if shape.kind == TaskKind::Regression {
+        let per_sample: Vec<Vec<(String, f64)>> = samples
+            .par_iter()
+            .map(|s| {
+                let tape = net.forward(s.input.layer_input(), steps, Vec::new());
+                task.output_metrics(net.output(&tape))
+            })
+            .collect();
+        for sample in &per_sample {
+            for (k, (name, v)) in sample.iter().enumerate() {
+                match metrics.get_mut(k) {
+                    Some(m) => m.1 += v / n,
+                    None => metrics.push((name.clone(), v / n)),
+                }
+            }
+        }
+    }
+    let accuracy = (shape.kind == TaskKind::Classification).then(|| total.accuracy());
+    Evaluation { stats: total, accuracy, metrics }
+}
+
+/// A checkpoint and the task its config describes, checked to fit each other.
+pub struct Trained {
+    pub path: PathBuf,
+    pub checkpoint: Checkpoint,
+    pub task: Box<dyn Task>,
+}
+
+impl Trained {
+    /// Loads `path` (a checkpoint, or a run directory: its reported checkpoint,
+    /// see [`RunDir::reported_checkpoint`]) and builds its task from `config`
+    /// (the checkpoint's own when `None`); the network's inputs and outputs
+    /// must be the task's.
+    pub fn load(path: &Path, config: Option<&Config>) -> Result<Trained> {
+        let path = checkpoint_path(path)?;
+        let checkpoint = checkpoint::load(&path)?;
+        let task = Self::task_of(&path, &checkpoint, config.unwrap_or(&checkpoint.config))?;
+        Ok(Trained { path, checkpoint, task })
+    }
+
+    /// The task of `config`, checked against the checkpoint's network.
+    fn task_of(path: &Path, checkpoint: &Checkpoint, config: &Config) -> Result<Box<dyn Task>> {
+        let task =
+            config.build_task().with_context(|| format!("checkpoint {}: cannot build its task", path.display()))?;
+        let (shape, net) = (task.shape(), &checkpoint.network);
+        if shape.channels != net.inputs() || shape.outputs != net.outputs() {
+            bail!(
+                "checkpoint {}: the network has {} inputs and {} outputs, its task needs {} and {}",
+                path.display(),
+                net.inputs(),
+                net.outputs(),
+                shape.channels,
+                shape.outputs
+            );
+        }
+        Ok(task)
+    }
+}
+
+/// The checkpoint `path` names: itself, or for a run directory its reported
+/// checkpoint ([`RunDir::reported_checkpoint`]).
+pub fn checkpoint_path(path: &Path) -> Result<PathBuf> {
+    if path.is_dir() {
+        RunDir::at(path).reported_checkpoint()
+    } else {
+        Ok(path.to_path_buf())
+    }
+}
+
+/// What `hetsyn eval` evaluates besides the clean test set.
+#[derive(Debug, Clone, Default)]
+pub struct EvalOptions {
+    /// The task's background noise at these rates, Hz (tasks with noise channels).
+    pub noise_rates: Vec<f64>,
+    /// Each input spike deleted with these probabilities (spike-data tasks).
+    pub delete_prob: Vec<f64>,
+    /// Each empty input bin set with these probabilities (spike-data tasks).
+    pub add_prob: Vec<f64>,
+    /// Spike times multiplied by these factors before binning.
+    pub time_warp: Vec<f64>,
+    /// This many factors with `log2(factor) ~ U(-0.5, 0.5)`, and their mean as one more row.
+    pub time_warp_random: usize,
+    /// Seed of the perturbations and of the random factors.
+    pub seed: u64,
+    /// Also evaluate the network whose learnable decays with tau above
+    /// `output.tau_threshold` are reset to their initial values.
+    pub reset_long_tau: bool,
+}
+
+impl EvalOptions {
+    /// The perturbed conditions, checked; the random time warps come last.
+    pub fn perturbations(&self) -> Result<Vec<Perturbation>> {
+        let mut out = Vec::new();
+        for (flag, values, make) in [
+            ("--delete-prob", &self.delete_prob, Perturbation::Delete as fn(f64) -> Perturbation),
+            ("--add-prob", &self.add_prob, Perturbation::Add),
+        ] {
+            for &p in values {
+                if !(0.0..=1.0).contains(&p) {
+                    bail!("{flag} {p}: a probability must be in [0, 1]");
+                }
+                out.push(make(p));
+            }
+        }
+        let mut rng = ChaCha8Rng::seed_from_u64(self.seed);
+        let random = (0..self.time_warp_random).map(|_| 2f64.powf(rng.gen_range(-0.5..0.5)));
+        for alpha in self.time_warp.iter().copied().chain(random) {
+            if !(alpha.is_finite() && alpha > 0.0) {
+                bail!("--time-warp {alpha}: a time-warp factor must be a positive number");
+            }
+            out.push(Perturbation::TimeWarp(alpha));
+        }
+        Ok(out)
+    }
+}
+
+/// One row of an eval CSV: a network under one condition.
+#[derive(Debug, Clone, Serialize)]
+pub struct EvalRow {
+    pub checkpoint: String,
+    pub step: u64,
+    /// `clean`, `noise_rate=…`, `delete_prob=…`, `add_prob=…`, `time_warp=…`,
+    /// `time_warp_random_mean`, each with `+reset_long_tau` for the reset network.
+    pub condition: String,
+    pub samples: usize,
+    pub test_loss: f64,
+    pub test_accuracy: Option<f64>,
+    /// The task's figures (`test_<name>` columns; empty in mean rows).
+    pub metrics: Vec<(String, Option<f64>)>,
+    /// The share of learnable decays reset (`+reset_long_tau` rows).
+    pub reset_fraction: Option<f64>,
+    /// What training logged for this checkpoint (the clean row only).
+    pub logged_test_loss: Option<f64>,
+    pub logged_test_accuracy: Option<f64>,
+}
+
+impl EvalRow {
+    fn header(&self) -> Vec<String> {
+        let mut header: Vec<String> =
+            ["checkpoint", "step", "condition", "samples", "test_loss", "test_accuracy"].map(String::from).to_vec();
+        header.extend(self.metrics.iter().map(|(name, _)| format!("test_{name}")));
+        header.extend(["reset_fraction", "logged_test_loss", "logged_test_accuracy"].map(String::from));
+        header
+    }
+
+    fn cells(&self) -> Vec<String> {
+        let fmt = |v: Option<f64>| v.map(|v| v.to_string()).unwrap_or_default();
+        let mut cells = vec![
+            self.checkpoint.clone(),
+            self.step.to_string(),
+            self.condition.clone(),
+            self.samples.to_string(),
+            self.test_loss.to_string(),
+            fmt(self.test_accuracy),
+        ];
+        cells.extend(self.metrics.iter().map(|(_, v)| fmt(*v)));
+        cells.extend([fmt(self.reset_fraction), fmt(self.logged_test_loss), fmt(self.logged_test_accuracy)]);
+        cells
+    }
+
+    /// The line `hetsyn eval` prints for the row.
+    pub fn line(&self) -> String {
+        if self.condition.starts_with("time_warp_random_mean") {
+            return format!(
+                "{} [{}]: mean over the random time warps: test loss {:.6}, test accuracy {:.4}",
+                self.checkpoint,
+                self.condition,
+                self.test_loss,
+                self.test_accuracy.unwrap_or(f64::NAN)
+            );
+        }
+        let metrics: Vec<String> =
+            self.metrics.iter().filter_map(|(name, v)| v.map(|v| format!(", {name} {v:.4}"))).collect();
+        format!(
+            "{} [{}]: step {}, test loss {:.6}{}{} ({} samples)",
+            self.checkpoint,
+            self.condition,
+            self.step,
+            self.test_loss,
+            self.test_accuracy.map(|a| format!(", test accuracy {a:.4}")).unwrap_or_default(),
+            metrics.concat(),
+            self.samples
+        )
+    }
+}
+
+/// Writes eval rows as CSV (header from the first row), atomically.
+pub fn write_eval_csv(path: &Path, rows: &[EvalRow]) -> Result<()> {
+    let mut writer = csv::Writer::from_writer(Vec::new());
+    if let Some(first) = rows.first() {
+        writer.write_record(first.header())?;
+    }
+    for row in rows {
+        writer.write_record(row.cells())?;
+    }
+    write_atomic(path, &writer.into_inner().context("cannot format the CSV")?)
+}
+
+/// What [`evaluate_checkpoint`] found.
+#[derive(Debug, Clone)]
+pub struct EvalReport {
+    pub rows: Vec<EvalRow>,
+    /// With `reset_long_tau`: how many of how many learnable decays were reset, and the threshold (ms).
+    pub reset: Option<(usize, usize, f64)>,
+}
+
+/// Evaluates a trained model on its task's test set, clean and under every
+/// condition of `options`; one row per condition and network (the learned
+/// one, and with `reset_long_tau` the reset one), then the mean rows of the
+/// random time warps.
+pub fn evaluate_checkpoint(trained: &Trained, options: &EvalOptions) -> Result<EvalReport> {
+    let ckpt = &trained.checkpoint;
+    let label = trained.path.display().to_string();
+    let perturbations = options.perturbations()?;
+    // the clean task, and one per noise rate
+    let mut tasks: Vec<(String, Box<dyn Task>)> = Vec::new();
+    for rate in &options.noise_rates {
+        let mut config = ckpt.config.clone();
+        config.task.set_noise_rate(*rate).with_context(|| format!("--noise-rates {rate}"))?;
+        config.validate().with_context(|| format!("--noise-rates {rate}"))?;
+        tasks.push((format!("noise_rate={rate}"), Trained::task_of(&trained.path, ckpt, &config)?));
+    }
+    // the learned network, and the one whose long time constants are reset
+    let mut networks: Vec<(&str, Network<f32>, Option<f64>)> = vec![("", ckpt.network.clone(), None)];
+    let mut reset = None;
+    if options.reset_long_tau {
+        let threshold_ms = ckpt.config.output.tau_threshold * 1000.0;
+        let initial = super::initial_network(&ckpt.config, ckpt.network.inputs(), ckpt.network.outputs());
+        let mut network = ckpt.network.clone();
+        let (count, total) = super::tau_stats::reset_long_taus(&mut network, &initial, threshold_ms)
+            .with_context(|| format!("--reset-long-tau: checkpoint {label}"))?;
+        reset = Some((count, total, threshold_ms));
+        networks.push(("+reset_long_tau", network, Some(count as f64 / total.max(1) as f64)));
+    }
+    let clean = trained.task.as_ref();
+    let mut perturbed = Vec::new();
+    for perturbation in &perturbations {
+        let (samples, steps) = clean.perturbed_test(perturbation, options.seed)?;
+        perturbed.push((perturbation.to_string(), samples, steps));
+    }
+    // every condition: its name, task, test samples and their steps
+    let conditions: Vec<(&str, &dyn Task, &[Sample], usize)> = std::iter::once(("clean", clean))
+        .chain(tasks.iter().map(|(name, task)| (name.as_str(), task.as_ref())))
+        .map(|(name, task)| (name, task, task.test(), task.shape().steps))
+        .chain(perturbed.iter().map(|(name, samples, steps)| (name.as_str(), clean, &samples[..], *steps)))
+        .collect();
+    let objective = objective(&ckpt.config);
+    let logged = |key: &str| ckpt.metrics.get(key).and_then(|v| v.as_f64());
+    let random_from = conditions.len() - options.time_warp_random;
+    let mut rows = Vec::new();
+    let mut random_sums = vec![(0.0, 0.0, 0usize); networks.len()];
+    let mut metric_names = Vec::new();
+    for (k, (condition, task, samples, steps)) in conditions.iter().enumerate() {
+        for (n, (suffix, network, reset_fraction)) in networks.iter().enumerate() {
+            let test = evaluate_steps(network, *task, samples, *steps, &objective);
+            if k >= random_from {
+                let sums = &mut random_sums[n];
+                sums.0 += test.stats.loss;
+                sums.1 += test.accuracy.unwrap_or(f64::NAN);
+                sums.2 += test.stats.samples;
+            }
+            metric_names = test.metrics.iter().map(|(name, _)| name.clone()).collect();
+            let clean = k == 0 && n == 0;
+            rows.push(EvalRow {
+                checkpoint: label.clone(),
+                step: ckpt.step,
+                condition: format!("{condition}{suffix}"),
+                samples: test.stats.samples,
+                test_loss: test.stats.loss,
+                test_accuracy: test.accuracy,
+                metrics: test.metrics.iter().map(|(name, v)| (name.clone(), Some(*v))).collect(),
+                reset_fraction: *reset_fraction,
+                logged_test_loss: logged("test_loss").filter(|_| clean),
+                logged_test_accuracy: logged("test_accuracy").filter(|_| clean),
+            });
+        }
+    }
+    if options.time_warp_random > 0 {
+        let count = options.time_warp_random as f64;
+        for ((suffix, _, reset_fraction), (loss, accuracy, samples)) in networks.iter().zip(&random_sums) {
+            rows.push(EvalRow {
+                checkpoint: label.clone(),
+                step: ckpt.step,
+                condition: format!("time_warp_random_mean{suffix}"),
+                samples: *samples,
+                test_loss: loss / count,
+                test_accuracy: Some(accuracy / count),
+                metrics: metric_names.iter().map(|name| (name.clone(), None)).collect(),
+                reset_fraction: *reset_fraction,
+                logged_test_loss: None,
+                logged_test_accuracy: None,
+            });
+        }
+    }
+    Ok(EvalReport { rows, reset })
+}

@@ -1,0 +1,337 @@
+//! A run directory and everything in it. [`RunDir`] owns the layout, so no
+//! other module spells a path inside a run:
+//!
+//! ```text
+//! <run>/config.toml            the resolved config (re-runnable)
+//! <run>/metrics.csv            one row per evaluation
+//! <run>/summary.json           the labelled figures, at the end
+//! <run>/train.log              the log of every process of the run, appended
+//! <run>/checkpoints/best.safetensors          selected on validation
+//! <run>/checkpoints/best_on_test.safetensors  with output.save_best_on_test
+//! <run>/checkpoints/last.safetensors          resumable
+//! <run>/checkpoints/<stem>.eval.csv           `hetsyn eval` of that checkpoint
+//! <run>/plots/                 `hetsyn plot`
+//! <run>/.lock                  held while a process writes the run
+//! ```
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+
+use crate::config::Config;
+use crate::io::checkpoint::{self, Checkpoint};
+
+/// The checkpoints a run writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Saved {
+    /// The model selected on the validation set.
+    Best,
+    /// The model with the best test figure (`output.save_best_on_test`).
+    BestOnTest,
+    /// The latest model, with what `--resume` needs.
+    Last,
+}
+
+impl Saved {
+    pub fn stem(self) -> &'static str {
+        match self {
+            Saved::Best => "best",
+            Saved::BestOnTest => "best_on_test",
+            Saved::Last => "last",
+        }
+    }
+
+    /// The file's path inside the run directory, e.g. `checkpoints/best.safetensors`.
+    pub fn relative_path(self) -> String {
+        format!("checkpoints/{}.safetensors", self.stem())
+    }
+
+    /// The checkpoint whose evaluation a run reports, in order of preference:
+    /// the model selected on validation; without a validation set the best on
+    /// test (the published protocol, when saved), else the last.
+    pub const REPORTED: [Saved; 3] = [Saved::Best, Saved::BestOnTest, Saved::Last];
+}
+
+/// The directory of one run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunDir {
+    path: PathBuf,
+}
+
+impl RunDir {
+    /// The run directory at `path` (nothing is read or created).
+    pub fn at(path: impl Into<PathBuf>) -> RunDir {
+        RunDir { path: path.into() }
+    }
+
+    /// Creates the default run directory `<parent>/<name>-<UTC timestamp>`, with
+    /// a numeric suffix (`-1`, `-2`, ...) if that exists already. Creating is the
+    /// claim, so two runs started in the same second never share a directory.
+    pub fn reserve(parent: &Path, name: &str) -> Result<RunDir> {
+        std::fs::create_dir_all(parent).with_context(|| format!("cannot create output.dir {}", parent.display()))?;
+        let base = parent.join(format!("{name}-{}", crate::io::atomic::utc_timestamp()));
+        let mut dir = base.clone();
+        for k in 1..10_000 {
+            match std::fs::create_dir(&dir) {
+                Ok(()) => return Ok(RunDir { path: dir }),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    dir = PathBuf::from(format!("{}-{k}", base.display()));
+                }
+                Err(e) => return Err(e).with_context(|| format!("cannot create run directory {}", dir.display())),
+            }
+        }
+        bail!("cannot find a free run directory name next to {}", base.display())
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn config(&self) -> PathBuf {
+        self.path.join("config.toml")
+    }
+
+    pub fn metrics(&self) -> PathBuf {
+        self.path.join("metrics.csv")
+    }
+
+    pub fn summary(&self) -> PathBuf {
+        self.path.join("summary.json")
+    }
+
+    pub fn log(&self) -> PathBuf {
+        self.path.join("train.log")
+    }
+
+    pub fn plots(&self) -> PathBuf {
+        self.path.join("plots")
+    }
+
+    pub fn checkpoints(&self) -> PathBuf {
+        self.path.join("checkpoints")
+    }
+
+    pub fn checkpoint(&self, which: Saved) -> PathBuf {
+        self.path.join(which.relative_path())
+    }
+
+    /// The `hetsyn eval` CSV written next to a checkpoint by default.
+    pub fn eval_csv_of(checkpoint: &Path) -> PathBuf {
+        checkpoint.with_extension("eval.csv")
+    }
+
+    /// Whether `path` holds a finished run (`summary.json` and `config.toml`).
+    pub fn is_finished(&self) -> bool {
+        self.summary().is_file() && self.config().is_file()
+    }
+
+    /// Whether `path` looks like a run directory (it has `checkpoints/`).
+    pub fn has_checkpoints(&self) -> bool {
+        self.checkpoints().is_dir()
+    }
+
+    /// The checkpoint the run's plots show: the model selected on validation,
+    /// or the last one when there is none (no validation set, or stopped
+    /// before its first evaluation).
+    pub fn selected_checkpoint(&self) -> Result<PathBuf> {
+        let (best, last) = (self.checkpoint(Saved::Best), self.checkpoint(Saved::Last));
+        match (best.is_file(), last.is_file()) {
+            (true, _) => Ok(best),
+            (false, true) => Ok(last),
+            (false, false) => {
+                bail!("no checkpoint in {}: neither {} nor {}", self.path.display(), best.display(), last.display())
+            }
+        }
+    }
+
+    /// The checkpoint whose evaluation the run reports ([`Saved::REPORTED`]).
+    pub fn reported_checkpoint(&self) -> Result<PathBuf> {
+        Saved::REPORTED
+            .iter()
+            .map(|s| self.checkpoint(*s))
+            .find(|p| p.is_file())
+            .with_context(|| format!("no checkpoint in {}", self.checkpoints().display()))
+    }
+
+    /// The `hetsyn eval` CSV of the reported checkpoint, when there is one.
+    pub fn reported_eval_csv(&self) -> Option<PathBuf> {
+        let checkpoint = self.reported_checkpoint().unwrap_or_else(|_| self.checkpoint(Saved::Best));
+        Some(Self::eval_csv_of(&checkpoint)).filter(|p| p.is_file())
+    }
+
+    /// What `--resume` continues: the run's config and its resumable checkpoint
+    /// (`None` for a run stopped before its first one, which starts again from
+    /// its config.toml). A checkpoint whose config differs from the run's
+    /// (e.g. copied in from another run) is refused. `threads` overrides the
+    /// config's (it does not change results).
+    pub fn resume(&self, threads: Option<usize>) -> Result<(Config, Option<Checkpoint>)> {
+        let (last, saved) = (self.checkpoint(Saved::Last), self.config());
+        let at = || format!("--resume {}", self.path.display());
+        if !last.exists() {
+            if !saved.exists() {
+                bail!("{}: no run there (neither {} nor {})", at(), last.display(), saved.display());
+            }
+            let overrides: Vec<String> = threads.map(|t| format!("threads={t}")).into_iter().collect();
+            return Ok((Config::load(&saved, &overrides)?, None));
+        }
+        let ckpt = checkpoint::load(&last)?;
+        let differences = Config::load(&saved, &[])?.differences(&ckpt.config)?;
+        if !differences.is_empty() {
+            bail!(
+                "{}: {} was not written by this run: its config differs from {} in {}",
+                at(),
+                last.display(),
+                saved.display(),
+                differences.join("; ")
+            );
+        }
+        let mut config = ckpt.config.clone();
+        if let Some(threads) = threads {
+            config.threads = threads;
+        }
+        Ok((config, Some(ckpt)))
+    }
+
+    /// Takes the run's lock for this process ([`RunLock`]).
+    pub fn lock(&self) -> Result<RunLock> {
+        RunLock::acquire(&self.path.join(".lock"), &self.path)
+    }
+}
+
+/// An exclusive claim on a run directory: an OS advisory lock on `<run>/.lock`
+/// (`flock`, which network file systems forward to their server), whose text
+/// names the holder's pid and host for the error message of the next comer.
+/// The OS releases the lock when the process ends however it ends, so a lock
+/// is never stale and never needs clearing by hand. Dropping the claim removes
+/// the file.
+pub struct RunLock {
+    path: PathBuf,
+    file: Option<File>,
+}
+
+impl RunLock {
+    fn acquire(path: &Path, run_dir: &Path) -> Result<RunLock> {
+        use std::io::Write;
+        for _ in 0..5 {
+            let mut file = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(path)
+                .with_context(|| format!("cannot open lock file {}", path.display()))?;
+            match file.try_lock() {
+                Ok(()) => {}
+                Err(std::fs::TryLockError::WouldBlock) => {
+                    let owner = std::fs::read_to_string(path).unwrap_or_default();
+                    let mut words = owner.split_whitespace();
+                    let pid = words.next().unwrap_or("?");
+                    let host = words.next().unwrap_or("?");
+                    bail!(
+                        "run directory {} is in use by process {pid} on host {host} (lock file {}); wait for it to finish or stop it: the lock is released when that process exits",
+                        run_dir.display(),
+                        path.display()
+                    );
+                }
+                Err(std::fs::TryLockError::Error(e)) => {
+                    // e.g. a file system mounted without lock support
+                    tracing::warn!(lock = %path.display(), "cannot lock the run directory ({e}); a second process writing it would not be noticed");
+                    return Ok(RunLock { path: path.to_path_buf(), file: None });
+                }
+            }
+            // the file may have been removed by its previous holder between our open and lock
+            if !same_file(&file, path) {
+                continue;
+            }
+            file.set_len(0)
+                .and_then(|_| writeln!(file, "{} {}", std::process::id(), crate::provenance::host()))
+                .with_context(|| format!("cannot write lock file {}", path.display()))?;
+            return Ok(RunLock { path: path.to_path_buf(), file: Some(file) });
+        }
+        bail!("cannot lock run directory {}", run_dir.display())
+    }
+}
+
+/// Whether the open `file` is the file at `path` now.
+fn same_file(file: &File, path: &Path) -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        match (file.metadata(), std::fs::metadata(path)) {
+            (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+            _ => false,
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = (file, path);
+        true
+    }
+}
+
+impl Drop for RunLock {
+    fn drop(&mut self) {
+        if self.file.is_some() {
+            // removed while still held, so no other process can lock the old file in between
+            let _ = std::fs::remove_file(&self.path);
+        }
+        self.file = None;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn run_directories_started_together_differ() {
+        let parent = tempfile::tempdir().unwrap();
+        let dirs: Vec<RunDir> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..8).map(|_| s.spawn(|| RunDir::reserve(parent.path(), "run").unwrap())).collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        let unique: std::collections::BTreeSet<_> = dirs.iter().map(|d| d.path().to_path_buf()).collect();
+        assert_eq!(unique.len(), 8, "{dirs:?}");
+        assert!(dirs.iter().all(|d| d.path().is_dir()));
+    }
+
+    #[test]
+    fn a_held_lock_is_refused_with_its_holder_and_freed_on_drop() {
+        let dir = tempfile::tempdir().unwrap();
+        let run = RunDir::at(dir.path());
+        let held = run.lock().unwrap();
+        let text = std::fs::read_to_string(dir.path().join(".lock")).unwrap();
+        assert_eq!(text.split_whitespace().next(), Some(std::process::id().to_string().as_str()));
+        let e = format!("{:#}", run.lock().err().unwrap());
+        assert!(e.contains("in use by process") && e.contains(&crate::provenance::host()), "{e}");
+        drop(held);
+        assert!(!dir.path().join(".lock").exists(), "lock file left behind");
+        let _again = run.lock().unwrap();
+    }
+
+    #[test]
+    fn a_lock_file_without_a_holder_is_no_lock() {
+        // a process killed with -9 leaves its file; the OS lock went with it
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(".lock"), "1 some-other-node\n").unwrap();
+        let _lock = RunDir::at(dir.path()).lock().unwrap();
+    }
+
+    #[test]
+    fn reported_checkpoint_prefers_best_then_best_on_test_then_last() {
+        let dir = tempfile::tempdir().unwrap();
+        let run = RunDir::at(dir.path());
+        assert!(run.reported_checkpoint().is_err());
+        std::fs::create_dir_all(run.checkpoints()).unwrap();
+        for saved in [Saved::Last, Saved::BestOnTest, Saved::Best] {
+            std::fs::write(run.checkpoint(saved), b"").unwrap();
+            assert_eq!(run.reported_checkpoint().unwrap(), run.checkpoint(saved));
+        }
+        std::fs::remove_file(run.checkpoint(Saved::Best)).unwrap();
+        assert_eq!(run.selected_checkpoint().unwrap(), run.checkpoint(Saved::Last));
+        assert_eq!(run.reported_eval_csv(), None);
+        std::fs::write(dir.path().join("checkpoints/best_on_test.eval.csv"), b"").unwrap();
+        assert_eq!(run.reported_eval_csv(), Some(dir.path().join("checkpoints/best_on_test.eval.csv")));
+    }
+}
