@@ -5,12 +5,18 @@
 //! lanes with lane-by-lane IEEE additions, multiplications, fused multiply-adds
 //! (one rounding; the portable code calls `mul_add`) and masked additions.
 //! [`Lanes`] is one AVX-512 register, two AVX2 registers (with FMA), or a plain
-//! array ([`Portable16`], every CPU, and `f64`). A
-//! kernel is compiled once per instruction set by [`dispatch`], which picks the
-//! widest set the CPU has; since every lane computes what the plain array
-//! computes, all instruction sets give the same bits. Sums over synapses use a
-//! fixed order (see [`Lanes::sum`] and the kernels' docs), and blocks of inputs
-//! that hold no spike in a sample are skipped without changing any bit.
+//! array ([`Portable16`]: every CPU, and `f64` always). A kernel is compiled
+//! once per instruction set by [`dispatch`], which picks the widest set the CPU
+//! has; since every lane computes what the plain array computes, all
+//! instruction sets give the same bits. Sums over synapses use a fixed order
+//! (see [`Lanes::sum`] and the kernels' docs), and blocks of inputs that hold no
+//! spike in a sample are skipped without changing any bit.
+//!
+//! The instruction set reaches a kernel only through inlining: [`IsaTask::run`]
+//! and everything it calls on the hot path are `#[inline(always)]`, and kernels
+//! use plain loops rather than closures (a closure or function that is not
+//! inlined into the `#[target_feature]` wrapper is compiled for the baseline
+//! CPU, and its vector operations become calls: correct, but many times slower).
 
 use super::Float;
 
