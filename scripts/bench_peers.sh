@@ -19,7 +19,7 @@
 #   binary is $HETSYN_BIN when set, else target/release/hetsyn (built here).
 # Timings compete for the CPU: run it on an otherwise idle machine.
 set -euo pipefail
-usage() { sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; }
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(dirname "$here")
 venv="${XDG_CACHE_HOME:-$HOME/.cache}/hetsyn/peers-venv"
@@ -85,19 +85,19 @@ run_peer() {  # peer [dir] -> "seconds MiB version"
 }
 
 echo "$(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores ($(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)), $threads threads, median of $repeats steps after a warm-up"
-echo "network 700-128R-64R-20, batch 32, 250 steps, input density 0.02, AdamW"
-printf '%-44s %12s %14s %10s\n' "" "train step" "peak RSS" "1-min load"
+echo "network 700-128R-64R-20, batch 32, 250 steps, input density 0.02, AdamW; $("$py" -c 'import torch, snntorch; print("torch", torch.__version__, "snntorch", snntorch.__version__)')"
+printf '%-34s %12s %14s %11s\n' "" "train step" "peak RSS" "1-min load"
 report() {  # label seconds MiB load
-  printf '%-44s %10.3f s %10.1f MiB %10s\n' "$1" "$2" "$3" "$4"
+  printf '%-34s %10.3f s %10.1f MiB %11s\n' "$1" "$2" "$3" "$4"
 }
 pair() {  # hetsyn-model label peer-args...
   local model=$1 label=$2; shift 2
   read -r hs hm < <(run_hetsyn "$model"); local hl; hl=$(load)
-  read -r ps pm pv < <(run_peer "$@"); local pl; pl=$(load)
+  read -r ps pm _ < <(run_peer "$@"); local pl; pl=$(load)
   report "hetsyn bench --model $model" "$hs" "$hm" "$hl"
-  report "$label (torch $pv)" "$ps" "$pm" "$pl"
+  report "$label" "$ps" "$pm" "$pl"
   awk -v a="$hs" -v b="$ps" -v c="$hm" -v d="$pm" \
-    'BEGIN { printf "%-44s %10.1fx %12.0fx\n", "  hetsyn faster / smaller by", b / a, d / c }'
+    'BEGIN { printf "  hetsyn: %.1fx faster, %.0fx less memory\n", b / a, d / c }'
 }
 pair homneulif "snnTorch RLeaky" snntorch
 if [ -n "$authors" ]; then

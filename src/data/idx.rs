@@ -204,7 +204,7 @@ mod tests {
     fn reads_fashion_mnist_when_present() {
         let dir = Path::new("/usr/share/datasets/fashion-mnist");
         let find = |stem: &str| {
-            [format!("{stem}"), format!("{stem}.gz")].into_iter().map(|n| dir.join(n)).find(|p| p.exists())
+            [stem.to_string(), format!("{stem}.gz")].into_iter().map(|n| dir.join(n)).find(|p| p.exists())
         };
         let (Some(images), Some(labels)) = (find("t10k-images-idx3-ubyte"), find("t10k-labels-idx1-ubyte")) else {
             eprintln!("dataset-fashion-mnist not installed; skipped");

@@ -5,12 +5,18 @@
 //! lanes with lane-by-lane IEEE additions, multiplications, fused multiply-adds
 //! (one rounding; the portable code calls `mul_add`) and masked additions.
 //! [`Lanes`] is one AVX-512 register, two AVX2 registers (with FMA), or a plain
-//! array ([`Portable16`], every CPU, and `f64`). A
-//! kernel is compiled once per instruction set by [`dispatch`], which picks the
-//! widest set the CPU has; since every lane computes what the plain array
-//! computes, all instruction sets give the same bits. Sums over synapses use a
-//! fixed order (see [`Lanes::sum`] and the kernels' docs), and blocks of inputs
-//! that hold no spike in a sample are skipped without changing any bit.
+//! array ([`Portable16`]: every CPU, and `f64` always). A kernel is compiled
+//! once per instruction set by [`dispatch`], which picks the widest set the CPU
+//! has; since every lane computes what the plain array computes, all
+//! instruction sets give the same bits. Sums over synapses use a fixed order
+//! (see [`Lanes::sum`] and the kernels' docs), and blocks of inputs that hold no
+//! spike in a sample are skipped without changing any bit.
+//!
+//! The instruction set reaches a kernel only through inlining: [`IsaTask::run`]
+//! and everything it calls on the hot path are `#[inline(always)]`, and kernels
+//! use plain loops rather than closures (a closure or function that is not
+//! inlined into the `#[target_feature]` wrapper is compiled for the baseline
+//! CPU, and its vector operations become calls: correct, but many times slower).
 
 use super::Float;
 
@@ -39,6 +45,8 @@ pub trait Lanes<F: Copy>: Copy {
     /// The sum of the lanes in a fixed tree: `a_l += a_{l+w}` for `w = 8, 4, 2, 1`,
     /// then `a_0`.
     unsafe fn sum(self) -> F;
+    /// Bit `l` set where lane `l` is not zero (NaN included, as `!=` has it).
+    unsafe fn nonzero(self) -> u16;
     /// `[v_0.sum(), .., v_15.sum()]`, the same additions for 16 vectors at once.
     #[inline(always)]
     unsafe fn sums(v: &[Self; WIDTH]) -> [F; WIDTH] {
@@ -100,6 +108,14 @@ impl<F: Float> Lanes<F> for Portable16<F> {
             }
         }
         self
+    }
+    #[inline(always)]
+    unsafe fn nonzero(self) -> u16 {
+        let mut mask = 0u16;
+        for (l, v) in self.0.iter().enumerate() {
+            mask |= u16::from(*v != F::zero()) << l;
+        }
+        mask
     }
     #[inline(always)]
     unsafe fn sum(self) -> F {
@@ -223,9 +239,9 @@ pub type V<F, I> = <F as Float>::Lanes<I>;
 
 /// The input `x_i^t` of a set of synapses over all steps, arranged for the row
 /// kernels: per step and block of [`WIDTH`] inputs a bit mask of the non-zero
-/// inputs, their values unless they are all 1 (spikes), and the blocks that
-/// hold any non-zero input at all. Block `blocks` is an extra block that is
-/// always zero (the row kernels pad their last group with it).
+/// inputs, their values ([`Values`]), and the blocks that hold any non-zero
+/// input at all. Block `blocks` is an extra block that is always zero (the row
+/// kernels pad their last group with it).
 #[derive(Debug, Clone, Default)]
 pub struct BlockInput<F> {
     pub steps: usize,
@@ -235,23 +251,34 @@ pub struct BlockInput<F> {
     pub blocks: usize,
     /// `[blocks + 1, steps]`: bit `l` of entry `(b, t)` is set when `x_{bW+l}^t != 0`.
     masks: Vec<u16>,
-    /// `[steps, (blocks + 1) * WIDTH]`, zero-padded; `None` when every non-zero input is 1.
-    values: Option<Vec<F>>,
+    values: Values<F>,
     /// First step with a non-zero input in each block (`steps` if none).
     first: Vec<usize>,
     /// The blocks with a non-zero input at some step, in increasing order.
     active: Vec<usize>,
 }
 
+/// The values of the non-zero inputs of a [`BlockInput`].
+#[derive(Debug, Clone, Default)]
+pub enum Values<F> {
+    /// All 1 (spikes).
+    #[default]
+    Ones,
+    /// All equal to this (e.g. spikes scaled by dropout).
+    Uniform(F),
+    /// `[steps, (blocks + 1) * WIDTH]`, zero-padded.
+    Dense(Vec<F>),
+}
+
 impl<F: Float> BlockInput<F> {
-    fn empty(steps: usize, width: usize, with_values: bool) -> Self {
+    fn empty(steps: usize, width: usize) -> Self {
         let blocks = width.div_ceil(WIDTH);
         BlockInput {
             steps,
             width,
             blocks,
             masks: vec![0; steps * (blocks + 1)],
-            values: with_values.then(|| vec![F::zero(); steps * (blocks + 1) * WIDTH]),
+            values: Values::Ones,
             first: vec![steps; blocks + 1],
             active: Vec::new(),
         }
@@ -266,73 +293,113 @@ impl<F: Float> BlockInput<F> {
         if let Some(c) = counts {
             assert_eq!(c.len(), active.len(), "spike counts must parallel the active inputs");
         }
-        let mut input = Self::empty(steps, width, counts.is_some());
-        let stride = input.blocks + 1;
-        for t in 0..steps {
-            for k in offsets[t] as usize..offsets[t + 1] as usize {
-                let i = active[k] as usize;
-                assert!(i < width, "spike input channel {i} out of range");
-                let value = counts.map_or(F::one(), |c| F::of(f64::from(c[k])));
-                if value != F::zero() {
-                    input.set(t, i, value, stride);
+        let mut input = Self::empty(steps, width);
+        let mut seen = Seen::default();
+        for pass in 0..2 {
+            for t in 0..steps {
+                for k in offsets[t] as usize..offsets[t + 1] as usize {
+                    let i = active[k] as usize;
+                    assert!(i < width, "spike input channel {i} out of range");
+                    let value = counts.map_or(F::one(), |c| F::of(f64::from(c[k])));
+                    if value != F::zero() {
+                        input.note(pass, t, i, value, &mut seen);
+                    }
                 }
             }
+            if !input.finish(pass, seen) {
+                break;
+            }
         }
-        input.finish();
         input
     }
 
     /// Dense rows `x` (`[steps, width]`), read `shift` steps late: the input of
-    /// step `t` is row `t - shift` (zero for `t < shift`). `binary` promises that
-    /// every entry is 0 or 1.
+    /// step `t` is row `t - shift` (zero for `t < shift`).
     #[inline(always)]
-    pub fn from_dense(x: &[F], steps: usize, width: usize, shift: usize, binary: bool) -> Self {
+    pub fn from_dense<I: Isa>(isa: I, x: &[F], steps: usize, width: usize, shift: usize) -> Self {
         assert!(x.len() >= steps.saturating_sub(shift) * width, "layer input must be [steps, inputs]");
-        let mut input = Self::empty(steps, width, !binary);
-        let stride = input.blocks + 1;
-        for t in shift..steps {
-            let row = &x[(t - shift) * width..(t - shift + 1) * width];
-            for (b, chunk) in row.chunks(WIDTH).enumerate() {
-                let mut mask = nonzero_bits(chunk);
-                while mask != 0 {
-                    let i = b * WIDTH + mask.trailing_zeros() as usize;
-                    input.set(t, i, row[i], stride);
-                    mask &= mask - 1;
+        let mut input = Self::empty(steps, width);
+        let mut seen = Seen::default();
+        for pass in 0..2 {
+            for t in shift..steps {
+                let row = &x[(t - shift) * width..(t - shift + 1) * width];
+                for (b, chunk) in row.chunks(WIDTH).enumerate() {
+                    let mut mask = nonzero_bits(isa, chunk);
+                    while mask != 0 {
+                        let i = b * WIDTH + mask.trailing_zeros() as usize;
+                        input.note(pass, t, i, row[i], &mut seen);
+                        mask &= mask - 1;
+                    }
                 }
             }
+            if !input.finish(pass, seen) {
+                break;
+            }
         }
-        input.finish();
         input
     }
 
+    /// Pass 0 records the masks and what the values are like, pass 1 (only
+    /// when they differ) the values.
     #[inline(always)]
-    fn set(&mut self, t: usize, i: usize, value: F, stride: usize) {
+    fn note(&mut self, pass: usize, t: usize, i: usize, value: F, seen: &mut Seen<F>) {
         let b = i / WIDTH;
-        self.masks[b * self.steps + t] |= 1 << (i % WIDTH);
-        self.first[b] = self.first[b].min(t);
-        if let Some(values) = self.values.as_mut() {
-            values[t * stride * WIDTH + i] = value;
+        if pass == 0 {
+            self.masks[b * self.steps + t] |= 1 << (i % WIDTH);
+            self.first[b] = self.first[b].min(t);
+            match seen.value {
+                None => seen.value = Some(value),
+                Some(v) => seen.differ |= v != value,
+            }
+        } else if let Values::Dense(values) = &mut self.values {
+            values[(t * (self.blocks + 1)) * WIDTH + i] = value;
         }
     }
 
-    fn finish(&mut self) {
+    /// Ends a pass; whether another is needed (for the values).
+    fn finish(&mut self, pass: usize, seen: Seen<F>) -> bool {
+        if pass > 0 {
+            return false;
+        }
         self.active = (0..self.blocks).filter(|&b| self.first[b] < self.steps).collect();
+        self.values = match seen {
+            Seen { differ: true, .. } => Values::Dense(vec![F::zero(); self.steps * (self.blocks + 1) * WIDTH]),
+            Seen { value: Some(v), .. } if v != F::one() => Values::Uniform(v),
+            _ => Values::Ones,
+        };
+        matches!(self.values, Values::Dense(_))
     }
 
     /// Whether every non-zero input is 1.
     pub fn is_binary(&self) -> bool {
-        self.values.is_none()
+        matches!(self.values, Values::Ones)
     }
+
+    /// The value of every non-zero input, if they are all equal but not 1, and
+    /// the padded rows of values, if they differ.
+    #[inline(always)]
+    fn value_rows(&self) -> (Option<F>, &[F]) {
+        match &self.values {
+            Values::Ones => (None, &[]),
+            Values::Uniform(v) => (Some(*v), &[]),
+            Values::Dense(rows) => (None, rows),
+        }
+    }
+}
+
+/// What the values of an input seen so far are like.
+#[derive(Debug, Clone, Copy, Default)]
+struct Seen<F> {
+    value: Option<F>,
+    differ: bool,
 }
 
 /// Bit `l` set for the non-zero `x[l]` (`x` at most [`WIDTH`] long).
 #[inline(always)]
-pub fn nonzero_bits<F: Float>(x: &[F]) -> u32 {
-    let mut mask = 0u32;
-    for (l, v) in x.iter().enumerate().take(WIDTH) {
-        mask |= u32::from(*v != F::zero()) << l;
-    }
-    mask
+pub fn nonzero_bits<F: Float, I: Isa>(_isa: I, x: &[F]) -> u32 {
+    // SAFETY: `load_block` reads the entries of `x` that exist; the token of `I`
+    // proves the instruction set.
+    u32::from(unsafe { load_block::<F, V<F, I>>(x.as_ptr(), 0, x.len().min(WIDTH)).nonzero() })
 }
 
 /// Block `b` of a row of `width` entries: zeros past the end (the padding
@@ -470,7 +537,7 @@ fn drive_groups<F: Float, I: Isa, const R: usize, const G: usize, const BINARY: 
     let (steps, width) = (input.steps, input.width);
     let stride = input.blocks + 1;
     let masks = &input.masks;
-    let values = input.values.as_deref().unwrap_or(&[]);
+    let (uniform, values) = input.value_rows();
     assert!(weight.len() >= R * width && decay.len() >= R * width && acc.len() >= R * steps * WIDTH);
     let (w, r, a) = (weight.as_ptr(), decay.as_ptr(), acc.as_mut_ptr());
     for group in input.active.chunks(G) {
@@ -497,10 +564,10 @@ fn drive_groups<F: Float, I: Isa, const R: usize, const G: usize, const BINARY: 
                 }
                 for g in 0..G {
                     let mask = *masks.get_unchecked(blocks[g] * steps + t);
-                    let x = if BINARY {
-                        V::<F, I>::zero()
-                    } else {
-                        V::<F, I>::load(values.as_ptr().add((t * stride + blocks[g]) * WIDTH))
+                    let x = match (BINARY, uniform) {
+                        (true, _) => V::<F, I>::zero(),
+                        (false, Some(v)) => V::<F, I>::splat(v),
+                        (false, None) => V::<F, I>::load(values.as_ptr().add((t * stride + blocks[g]) * WIDTH)),
                     };
                     for q in 0..R {
                         let drive = if BINARY { wv[q][g] } else { wv[q][g].mul(x) };
@@ -517,7 +584,7 @@ fn drive_groups<F: Float, I: Isa, const R: usize, const G: usize, const BINARY: 
 }
 
 /// The reverse sweep of `rows` neurons' input synapses over all steps
-/// (model.md §5.3), `t = steps-1 .. 0`, with `g[r * steps + t]` the adjoint
+/// (model.md §5.3), `t = steps-1 .. 0`, with `g[t * g_stride + r]` the adjoint
 /// `g^t` of row `r`'s potential:
 ///
 /// ```text
@@ -529,7 +596,7 @@ fn drive_groups<F: Float, I: Isa, const R: usize, const G: usize, const BINARY: 
 ///
 /// `weight`, `decay`, `dw`, `dk` hold the rows of `input.width` entries, one
 /// after the other (`dw`, `dk` accumulate: each entry adds its terms in
-/// decreasing `t`); `dx` is `[steps, (blocks + 1) * WIDTH]`. `lam` and `K` of a
+/// decreasing `t`); `dx` is `[steps, input.width]`. `lam` and `K` of a
 /// block stay in registers over all steps, and several rows share each load of
 /// the bit masks (and of `dx`). Without `dx`, blocks without input are skipped
 /// and a block's sweep stops at its first input, which changes no bit.
@@ -539,6 +606,7 @@ pub fn input_rows_sweep<F: Float, I: Isa>(
     _isa: I,
     rows: usize,
     g: &[F],
+    g_stride: usize,
     weight: &[F],
     decay: &[F],
     input: &BlockInput<F>,
@@ -546,13 +614,13 @@ pub fn input_rows_sweep<F: Float, I: Isa>(
     dk: &mut [F],
     mut dx: Option<&mut [F]>,
 ) {
-    let (steps, width, padded) = (input.steps, input.width, (input.blocks + 1) * WIDTH);
-    assert!(g.len() >= rows * steps);
+    let (steps, width) = (input.steps, input.width);
+    assert!(rows == 0 || steps == 0 || g.len() > (steps - 1) * g_stride + rows - 1);
     for v in [weight.len(), decay.len(), dw.len(), dk.len()] {
         assert!(v >= rows * width);
     }
     if let Some(dx) = dx.as_deref() {
-        assert!(dx.len() >= steps * padded);
+        assert!(dx.len() >= steps * width);
     }
     let mut r0 = 0;
     while r0 < rows {
@@ -561,15 +629,19 @@ pub fn input_rows_sweep<F: Float, I: Isa>(
             (2.., 2..) => 2,
             _ => 1,
         };
-        let (gr, w, d) = (&g[r0 * steps..], &weight[r0 * width..], &decay[r0 * width..]);
+        let (gr, w, d) = (&g[r0..], &weight[r0 * width..], &decay[r0 * width..]);
         let (pw, pk) = (&mut dw[r0 * width..], &mut dk[r0 * width..]);
         macro_rules! go {
             ($r:literal, $g:literal) => {
                 match (input.is_binary(), dx.as_deref_mut()) {
-                    (true, None) => sweep_groups::<F, I, $r, $g, true, false>(gr, w, d, input, pw, pk, &mut []),
-                    (false, None) => sweep_groups::<F, I, $r, $g, false, false>(gr, w, d, input, pw, pk, &mut []),
-                    (true, Some(x)) => sweep_groups::<F, I, $r, $g, true, true>(gr, w, d, input, pw, pk, x),
-                    (false, Some(x)) => sweep_groups::<F, I, $r, $g, false, true>(gr, w, d, input, pw, pk, x),
+                    (true, None) => {
+                        sweep_groups::<F, I, $r, $g, true, false>(gr, g_stride, w, d, input, pw, pk, &mut [])
+                    }
+                    (false, None) => {
+                        sweep_groups::<F, I, $r, $g, false, false>(gr, g_stride, w, d, input, pw, pk, &mut [])
+                    }
+                    (true, Some(x)) => sweep_groups::<F, I, $r, $g, true, true>(gr, g_stride, w, d, input, pw, pk, x),
+                    (false, Some(x)) => sweep_groups::<F, I, $r, $g, false, true>(gr, g_stride, w, d, input, pw, pk, x),
                 }
             };
         }
@@ -588,6 +660,7 @@ pub fn input_rows_sweep<F: Float, I: Isa>(
 #[inline(always)]
 fn sweep_groups<F: Float, I: Isa, const R: usize, const G: usize, const BINARY: bool, const DX: bool>(
     g: &[F],
+    g_stride: usize,
     weight: &[F],
     decay: &[F],
     input: &BlockInput<F>,
@@ -596,10 +669,11 @@ fn sweep_groups<F: Float, I: Isa, const R: usize, const G: usize, const BINARY: 
     dx: &mut [F],
 ) {
     let (steps, width, stride) = (input.steps, input.width, input.blocks + 1);
-    assert!(g.len() >= R * steps && weight.len() >= R * width && decay.len() >= R * width);
-    assert!(dw.len() >= R * width && dk.len() >= R * width && (!DX || dx.len() >= steps * stride * WIDTH));
+    assert!(steps == 0 || g.len() > (steps - 1) * g_stride + R - 1);
+    assert!(weight.len() >= R * width && decay.len() >= R * width);
+    assert!(dw.len() >= R * width && dk.len() >= R * width && (!DX || dx.len() >= steps * width));
     let masks = &input.masks;
-    let values = input.values.as_deref().unwrap_or(&[]);
+    let (uniform, values) = input.value_rows();
     let all: Vec<usize>;
     let blocks_to_do: &[usize] = if DX {
         all = (0..input.blocks).collect();
@@ -611,8 +685,8 @@ fn sweep_groups<F: Float, I: Isa, const R: usize, const G: usize, const BINARY: 
     for group in blocks_to_do.chunks(G) {
         let blocks = group_blocks::<G>(group, input.blocks);
         let stop = if DX { 0 } else { blocks.iter().map(|&b| input.first[b]).min().unwrap_or(steps) };
-        // SAFETY: as in `drive_groups`; `dx` holds `[steps, stride * WIDTH]`
-        // (asserted). The padding block of `dx` is written only with zeros added.
+        // SAFETY: as in `drive_groups`; `dx` holds `[steps, width]` (asserted) and
+        // is read and written by `load_block` and `store_block`.
         unsafe {
             let (mut wv, mut rv) = ([[V::<F, I>::zero(); G]; R], [[V::<F, I>::zero(); G]; R]);
             let (mut dwv, mut dkv) = ([[V::<F, I>::zero(); G]; R], [[V::<F, I>::zero(); G]; R]);
@@ -629,17 +703,17 @@ fn sweep_groups<F: Float, I: Isa, const R: usize, const G: usize, const BINARY: 
             for t in (stop..steps).rev() {
                 let mut gv = [V::<F, I>::zero(); R];
                 for (q, gv) in gv.iter_mut().enumerate() {
-                    *gv = V::<F, I>::splat(*g.get_unchecked(q * steps + t));
+                    *gv = V::<F, I>::splat(*g.get_unchecked(t * g_stride + q));
                 }
                 for b in 0..G {
                     let mask = *masks.get_unchecked(blocks[b] * steps + t);
-                    let x = if BINARY {
-                        V::<F, I>::zero()
-                    } else {
-                        V::<F, I>::load(values.as_ptr().add((t * stride + blocks[b]) * WIDTH))
+                    let x = match (BINARY, uniform) {
+                        (true, _) => V::<F, I>::zero(),
+                        (false, Some(v)) => V::<F, I>::splat(v),
+                        (false, None) => V::<F, I>::load(values.as_ptr().add((t * stride + blocks[b]) * WIDTH)),
                     };
-                    let pd = px.add((t * stride + blocks[b]) * WIDTH);
-                    let mut d = if DX { V::<F, I>::load(pd) } else { V::<F, I>::zero() };
+                    let pd = px.add(t * width);
+                    let mut d = if DX { load_block(pd, blocks[b], width) } else { V::<F, I>::zero() };
                     for q in 0..R {
                         k[q][b] = rv[q][b].mul_add(k[q][b], lam[q][b]);
                         lam[q][b] = rv[q][b].mul_add(lam[q][b], gv[q]);
@@ -655,7 +729,7 @@ fn sweep_groups<F: Float, I: Isa, const R: usize, const G: usize, const BINARY: 
                         }
                     }
                     if DX {
-                        d.store(pd);
+                        store_block(d, pd, blocks[b], width);
                     }
                 }
             }
@@ -838,6 +912,66 @@ pub fn sparse_row_sum<F: Float, I: Isa>(_isa: I, c: &[F], stride: usize, x: &[F]
     }
 }
 
+/// The rows of an input over all steps, with the indices of their non-zero
+/// entries.
+pub trait StepRows<F> {
+    /// Row `t` and its active (non-zero) entries, in increasing order.
+    fn at(&self, t: usize) -> (&[F], &[usize]);
+}
+
+/// `drive_j^t = sum_i x_i^t w_ji` for every step `t < steps` and neuron
+/// `j < n`: the input drive of a collapsed layer (model.md §2.2). Each entry
+/// adds the active inputs of its step in their order, from +0, each product
+/// rounded before it is added (`acc += w_ji x_i`). A block of 16 neurons at a
+/// time, with the block's weights transposed into `slab` (`[m, 16]`) so that
+/// each active input adds one row of it. `w` is `[n, m]`, `drive` `[steps, n]`
+/// (overwritten).
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+pub fn input_columns_drive<F: Float, I: Isa, S: StepRows<F>>(
+    _isa: I,
+    w: &[F],
+    n: usize,
+    m: usize,
+    steps: usize,
+    inputs: &S,
+    slab: &mut Vec<F>,
+    drive: &mut [F],
+) {
+    assert!(w.len() >= n * m && drive.len() >= steps * n);
+    slab.clear();
+    slab.resize(m * WIDTH, F::zero());
+    for j0 in (0..n).step_by(WIDTH) {
+        let lanes = WIDTH.min(n - j0);
+        // in tiles of 16 x 16, so that the lines written stay in cache
+        for i0 in (0..m).step_by(WIDTH) {
+            for l in 0..lanes {
+                let row = &w[(j0 + l) * m + i0..(j0 + l) * m + (i0 + WIDTH).min(m)];
+                for (i, v) in row.iter().enumerate() {
+                    slab[(i0 + i) * WIDTH + l] = *v;
+                }
+            }
+        }
+        for t in 0..steps {
+            let (x, active) = inputs.at(t);
+            for &i in active {
+                assert!(i < m && i < x.len());
+            }
+            // SAFETY: rows `i < m` of the slab (asserted), row `t < steps` of
+            // `drive` (asserted; `store_block` writes the entries `< n`); the token
+            // of `I` proves the instruction set.
+            unsafe {
+                let mut acc = V::<F, I>::zero();
+                for &i in active {
+                    let row = V::<F, I>::load(slab.as_ptr().add(i * WIDTH));
+                    acc = acc.add(row.mul(V::<F, I>::splat(*x.get_unchecked(i))));
+                }
+                store_block(acc, drive.as_mut_ptr().add(t * n), j0 / WIDTH, n);
+            }
+        }
+    }
+}
+
 /// The events of an input over all steps grouped by input (channel): the
 /// events of channel `i` are `steps[offsets[i]..offsets[i + 1]]` with values
 /// `values[..]`, in decreasing step.
@@ -852,20 +986,19 @@ pub struct ChannelEvents<F> {
 /// weight gradient of a collapsed layer (model.md §5.5). Each entry adds the
 /// events of channel `i` in decreasing `t`, each product rounded before it is
 /// added (the per-step loop `grad_ji += mu_j^t x_i^t`), vectorised over 16
-/// neurons at a time. `mu` is `[steps, stride]` (zero-padded rows), `grad`
-/// `[n, m]`; channels without events are skipped.
+/// neurons at a time. `mu` is `[steps, n]`, `grad` `[n, m]`; channels without
+/// events are skipped.
 #[inline(always)]
 pub fn channel_outer_product<F: Float, I: Isa>(
     _isa: I,
     events: &ChannelEvents<F>,
     mu: &[F],
-    stride: usize,
     n: usize,
     grad: &mut [F],
     m: usize,
 ) {
-    assert!(stride.is_multiple_of(WIDTH) && n <= stride && grad.len() >= n * m && events.offsets.len() > m);
-    let steps = mu.len() / stride.max(1);
+    assert!(grad.len() >= n * m && events.offsets.len() > m);
+    let steps = mu.len() / n.max(1);
     assert!(events.steps.iter().all(|&t| (t as usize) < steps) && events.values.len() == events.steps.len());
     for j0 in (0..n).step_by(WIDTH) {
         let lanes = WIDTH.min(n - j0);
@@ -879,13 +1012,13 @@ pub fn channel_outer_product<F: Float, I: Isa>(
                 *c = grad[(j0 + l) * m + i];
             }
             // SAFETY: every event step is `< steps` (asserted), so the rows of `mu`
-            // read hold `stride >= j0 + WIDTH` entries; the token of `I` proves the
-            // instruction set.
+            // read hold `n` entries, of which `load_block` reads those that exist;
+            // the token of `I` proves the instruction set.
             unsafe {
                 let mut acc = V::<F, I>::load(column.as_ptr());
                 for (t, x) in events.steps[range.clone()].iter().zip(&events.values[range]) {
-                    let row = mu.as_ptr().add(*t as usize * stride + j0);
-                    acc = acc.add(V::<F, I>::splat(*x).mul(V::<F, I>::load(row)));
+                    let row = mu.as_ptr().add(*t as usize * n);
+                    acc = acc.add(V::<F, I>::splat(*x).mul(load_block(row, j0 / WIDTH, n)));
                 }
                 acc.store(column.as_mut_ptr());
             }
@@ -896,10 +1029,10 @@ pub fn channel_outer_product<F: Float, I: Isa>(
     }
 }
 
-/// `dx^t = sum_j mu_j^t w_j·` for every step: `mu` is `[steps, mu_stride]`
-/// (`n` used), `weight` `[n, m]`, `dx` `[steps, m]` (overwritten). Each entry
-/// sums `j = 0, 1, ..` in order from +0 with fused multiply-adds, the per-step
-/// loop `dx = mul_add(mu_j, w_j·, dx)`; tiles of 4 steps x 64 columns stay in
+/// `dx^t += sum_j mu_j^t w_j·` for every step: `mu` is `[steps, mu_stride]`
+/// (`n` used), `weight` `[n, m]`, `dx` `[steps, m]`. Each entry adds `j = 0, 1,
+/// ..` in order with fused multiply-adds, the per-step loop
+/// `dx = mul_add(mu_j, w_j·, dx)`; tiles of 4 steps x 64 columns stay in
 /// registers.
 #[inline(always)]
 pub fn adjoint_product<F: Float, I: Isa>(
@@ -937,7 +1070,7 @@ pub fn adjoint_product<F: Float, I: Isa>(
         }
         for s in t..t + rows {
             for c in full..m {
-                let mut acc = F::zero();
+                let mut acc = dx[s * m + c];
                 for j in 0..n {
                     acc = mu[s * mu_stride + j].mul_add(weight[j * m + c], acc);
                 }
@@ -966,6 +1099,11 @@ fn product_tile<F: Float, I: Isa, const T: usize, const B: usize>(
     // holds `n * m`); the token of `I` proves the instruction set.
     unsafe {
         let mut acc = [[V::<F, I>::zero(); B]; T];
+        for (s, row) in acc.iter_mut().enumerate() {
+            for (b, acc) in row.iter_mut().enumerate() {
+                *acc = V::<F, I>::load(dx.as_ptr().add((t + s) * m + i + b * WIDTH));
+            }
+        }
         for j in 0..n {
             let w = weight.as_ptr().add(j * m + i);
             let mut wv = [V::<F, I>::zero(); B];
@@ -1143,6 +1281,10 @@ pub mod x86 {
             let hi = _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(self.0)));
             sum8(_mm256_add_ps(lo, hi))
         }
+        #[inline(always)]
+        unsafe fn nonzero(self) -> u16 {
+            _mm512_cmp_ps_mask::<_CMP_NEQ_UQ>(self.0, _mm512_setzero_ps())
+        }
         /// The tree of [`Lanes::sum`] for 16 registers at once: each level adds
         /// the same pairs of lanes, with the registers' halves, quarters and pairs
         /// shuffled side by side (results in the order 0 2 1 3 8 10 9 11 4 6 5 7
@@ -1244,6 +1386,13 @@ pub mod x86 {
         unsafe fn sum(self) -> f32 {
             sum8(_mm256_add_ps(self.0, self.1))
         }
+        #[inline(always)]
+        unsafe fn nonzero(self) -> u16 {
+            let zero = _mm256_setzero_ps();
+            let lo = _mm256_movemask_ps(_mm256_cmp_ps::<_CMP_NEQ_UQ>(self.0, zero)) as u16;
+            let hi = _mm256_movemask_ps(_mm256_cmp_ps::<_CMP_NEQ_UQ>(self.1, zero)) as u16;
+            lo | hi << 8
+        }
     }
 }
 
@@ -1281,28 +1430,35 @@ mod tests {
         decay: Vec<f32>,
         x: Vec<f32>,
         g: Vec<f32>,
-        binary: bool,
+    }
+
+    /// The values of the non-zero inputs of a test.
+    #[derive(Clone, Copy, Debug)]
+    enum Kind {
+        Ones,
+        Uniform,
+        Analog,
     }
 
     impl Rows {
-        fn new(rows: usize, m: usize, steps: usize, density: f64, binary: bool, salt: u64) -> Self {
+        fn new(rows: usize, m: usize, steps: usize, density: f64, kind: Kind, salt: u64) -> Self {
             let weight = (0..rows * m).map(|i| (unit(i, salt) * 2.0 - 0.7) as f32).collect();
             let decay = (0..rows * m).map(|i| (0.5 + 0.49 * unit(i, salt + 1)) as f32).collect();
             let x = (0..steps * m)
                 .map(|k| {
                     // every third block of 16 inputs stays silent
                     let silent = (k % m) / WIDTH % 3 == 2;
-                    if silent || unit(k, salt + 2) >= density {
-                        0.0
-                    } else if binary {
-                        1.0
-                    } else {
-                        (0.25 + unit(k, salt + 3)) as f32
+                    match kind {
+                        _ if silent || unit(k, salt + 2) >= density => 0.0,
+                        Kind::Ones => 1.0,
+                        Kind::Uniform => 1.25,
+                        Kind::Analog => (0.25 + unit(k, salt + 3)) as f32,
                     }
                 })
                 .collect();
-            let g = (0..rows * steps).map(|t| (unit(t, salt + 4) * 2.0 - 1.0) as f32).collect();
-            Rows { rows, m, steps, weight, decay, x, g, binary }
+            // [steps, rows]
+            let g = (0..steps * rows).map(|t| (unit(t, salt + 4) * 2.0 - 1.0) as f32).collect();
+            Rows { rows, m, steps, weight, decay, x, g }
         }
     }
 
@@ -1317,18 +1473,17 @@ mod tests {
         type Output = RowResult;
         fn run<I: Isa>(self, isa: I) -> RowResult {
             let r = self.0;
-            let input = self.1.unwrap_or_else(|| BlockInput::from_dense(&r.x, r.steps, r.m, 0, r.binary));
+            let input = self.1.unwrap_or_else(|| BlockInput::from_dense(isa, &r.x, r.steps, r.m, 0));
             let (w, d) = (&r.weight, &r.decay);
             let mut acc = vec![0.0; r.rows * r.steps * WIDTH];
             let mut drive = vec![0.0; r.steps * r.rows];
             input_rows_drive(isa, w, d, r.rows, &input, &mut acc, &mut drive, r.rows);
             let sweep = |with_dx: bool| {
-                let padded = (input.blocks + 1) * WIDTH;
                 let mut dw = vec![0.1f32; r.rows * r.m];
                 let mut dk = dw.clone();
-                let mut dx = vec![0.0f32; r.steps * padded];
+                let mut dx = vec![0.0f32; r.steps * r.m];
                 let dxr = with_dx.then_some(&mut dx[..]);
-                input_rows_sweep(isa, r.rows, &r.g, w, d, &input, &mut dw, &mut dk, dxr);
+                input_rows_sweep(isa, r.rows, &r.g, r.rows, w, d, &input, &mut dw, &mut dk, dxr);
                 (dw, dk, dx)
             };
             (drive, [sweep(false), sweep(true)])
@@ -1339,16 +1494,22 @@ mod tests {
     /// out plainly here in f64, for one row and for several (rows run in groups).
     #[test]
     fn row_kernels_match_plain_loops() {
-        let cases = [(1, 1, 5, true), (3, 17, 40, true), (5, 40, 33, false), (9, 100, 61, true), (2, 70, 50, false)];
-        for (rows, m, steps, binary) in cases {
-            let task = Rows::new(rows, m, steps, 0.1, binary, m as u64);
+        let cases = [
+            (1, 1, 5, Kind::Ones),
+            (3, 17, 40, Kind::Ones),
+            (5, 40, 33, Kind::Analog),
+            (9, 100, 61, Kind::Ones),
+            (2, 70, 50, Kind::Analog),
+            (6, 37, 30, Kind::Uniform),
+        ];
+        for (rows, m, steps, kind) in cases {
+            let task = Rows::new(rows, m, steps, 0.1, kind, m as u64);
             let (drive, sweeps) = RowTask(task.clone(), None).run(Portable);
-            let padded = m.div_ceil(WIDTH) * WIDTH + WIDTH;
             let close = |a: f32, b: f64| (f64::from(a) - b).abs() < 1e-4 * (1.0 + b.abs());
             let mut dx = vec![0.0f64; steps * m];
             for q in 0..rows {
                 let (w, r) = (&task.weight[q * m..(q + 1) * m], &task.decay[q * m..(q + 1) * m]);
-                let (x, g) = (&task.x, &task.g[q * steps..(q + 1) * steps]);
+                let (x, g): (_, Vec<f32>) = (&task.x, (0..steps).map(|t| task.g[t * rows + q]).collect());
                 let mut cur = vec![0.0f64; m];
                 for t in 0..steps {
                     let mut sum = 0.0;
@@ -1382,7 +1543,7 @@ mod tests {
             }
             for t in 0..steps {
                 for i in 0..m {
-                    assert!(close(sweeps[1].2[t * padded + i], dx[t * m + i]), "dx rows {rows} m {m} t {t} i {i}");
+                    assert!(close(sweeps[1].2[t * m + i], dx[t * m + i]), "dx rows {rows} m {m} t {t} i {i}");
                 }
             }
         }
@@ -1391,9 +1552,16 @@ mod tests {
     /// Every instruction set computes the bits of the portable code.
     #[test]
     fn row_kernels_are_the_same_on_every_instruction_set() {
-        let cases = [(1, 1, 3, true), (4, 16, 20, true), (6, 33, 47, false), (5, 700, 30, true), (3, 128, 25, false)];
-        for (rows, m, steps, binary) in cases {
-            let results = on_every_set(RowTask(Rows::new(rows, m, steps, 0.05, binary, 7 + m as u64), None));
+        let cases = [
+            (1, 1, 3, Kind::Ones),
+            (4, 16, 20, Kind::Ones),
+            (6, 33, 47, Kind::Analog),
+            (5, 700, 30, Kind::Ones),
+            (3, 128, 25, Kind::Analog),
+            (7, 50, 18, Kind::Uniform),
+        ];
+        for (rows, m, steps, kind) in cases {
+            let results = on_every_set(RowTask(Rows::new(rows, m, steps, 0.05, kind, 7 + m as u64), None));
             let (_, (drive, sweeps)) = &results[0];
             for (set, (d, s)) in &results[1..] {
                 assert_eq!(bits(drive), bits(d), "{set:?} drive, rows {rows} m {m}");
@@ -1410,9 +1578,9 @@ mod tests {
     /// blocks' masks forced on (their inputs stay zero) give the same results.
     #[test]
     fn skipping_silent_blocks_changes_nothing() {
-        let rows = Rows::new(5, 100, 40, 0.05, false, 3);
+        let rows = Rows::new(5, 100, 40, 0.05, Kind::Analog, 3);
         let (drive, sweeps) = RowTask(rows.clone(), None).run(Portable);
-        let mut input = BlockInput::from_dense(&rows.x, rows.steps, rows.m, 0, false);
+        let mut input = BlockInput::from_dense(Portable, &rows.x, rows.steps, rows.m, 0);
         assert!(input.active.len() < input.blocks, "the test needs silent blocks");
         input.active = (0..input.blocks).collect();
         input.first.iter_mut().for_each(|f| *f = 0);
@@ -1551,7 +1719,7 @@ mod tests {
             let task = ProductTask { steps, n, m };
             let mu: Vec<f32> = (0..steps * n).map(|k| (unit(k, 11) * 2.0 - 1.0) as f32).collect();
             let w: Vec<f32> = (0..n * m).map(|k| (unit(k, 12) * 2.0 - 1.0) as f32).collect();
-            let mut want = vec![0.0f32; steps * m];
+            let mut want = vec![7.0f32; steps * m];
             for t in 0..steps {
                 for j in 0..n {
                     for i in 0..m {

@@ -5,8 +5,9 @@
 
 use super::activation::Activation;
 use super::kernels::{
-    adjoint_product, channel_outer_product, dispatch, input_rows_drive, input_rows_sweep, nonzero_bits,
-    recurrent_adjoint, recurrent_step, sparse_row_sum, BlockInput, ChannelEvents, Isa, IsaTask, WIDTH,
+    adjoint_product, channel_outer_product, dispatch, input_columns_drive, input_rows_drive, input_rows_sweep,
+    nonzero_bits, recurrent_adjoint, recurrent_step, sparse_row_sum, BlockInput, ChannelEvents, Isa, IsaTask, StepRows,
+    WIDTH,
 };
 use super::Float;
 
@@ -106,7 +107,7 @@ enum Rows<'a, F> {
 
 impl<'a, F: Float> StepInputs<'a, F> {
     #[inline(always)]
-    fn new(input: LayerInput<'a, F>, steps: usize, width: usize) -> Self {
+    fn new<I: Isa>(isa: I, input: LayerInput<'a, F>, steps: usize, width: usize) -> Self {
         let mut offsets = Vec::with_capacity(steps + 1);
         offsets.push(0);
         let mut active = Vec::new();
@@ -114,7 +115,7 @@ impl<'a, F: Float> StepInputs<'a, F> {
             LayerInput::Dense(x) => {
                 assert_eq!(x.len(), steps * width, "layer input must be [steps, inputs]");
                 for row in x.chunks_exact(width.max(1)).take(steps) {
-                    append_active_indices(row, &mut active);
+                    append_active_indices(isa, row, &mut active);
                     offsets.push(active.len());
                 }
                 offsets.resize(steps + 1, active.len());
@@ -189,6 +190,13 @@ impl<'a, F: Float> StepInputs<'a, F> {
     /// Row `t` and its active (non-zero) entries.
     #[inline(always)]
     fn at(&self, t: usize) -> (&[F], &[usize]) {
+        StepRows::at(self, t)
+    }
+}
+
+impl<F: Float> StepRows<F> for StepInputs<'_, F> {
+    #[inline(always)]
+    fn at(&self, t: usize) -> (&[F], &[usize]) {
         let active = &self.active[self.offsets[t]..self.offsets[t + 1]];
         match &self.rows {
             Rows::Dense(x) => (&x[t * self.width..(t + 1) * self.width], active),
@@ -205,7 +213,8 @@ pub struct LayerTape<F> {
     pub potential: Vec<F>,
     /// `z^t`, `[steps, size]` (spiking layers only)
     pub spikes: Vec<F>,
-    /// `S^t` of the collapsed form, `[steps, size]` (learnable per-neuron decays only)
+    /// `S^t` of the collapsed form, `[steps, size]`, for learnable per-neuron
+    /// decays with adaptation only (otherwise `S^t = V^t`, and this is empty)
     pub membrane: Vec<F>,
 }
 
@@ -252,10 +261,11 @@ impl<F: Float> Layer<F> {
 
     /// The layer's parameters arranged for the kernels, to be shared by the
     /// samples of a batch (the parameters must not change in between): the
-    /// transposed weights of the collapsed form, and the recurrent matrices of
-    /// HetSyn transposed (forward) and padded to whole blocks (reverse sweep).
+    /// recurrent weights of the collapsed form transposed, and the recurrent
+    /// matrices of HetSyn transposed (forward) and padded to whole blocks
+    /// (reverse sweep).
     pub fn prepare(&self) -> Prepared<F> {
-        let (n, m) = (self.size, self.inputs);
+        let n = self.size;
         let np = n.div_ceil(WIDTH) * WIDTH;
         match (&self.decays, &self.recurrent_weight) {
             (Decays::Synapse { recurrent: Some(q), .. }, Some(u)) => Prepared {
@@ -267,11 +277,9 @@ impl<F: Float> Layer<F> {
                 ..Prepared::default()
             },
             (Decays::Synapse { .. }, _) => Prepared::default(),
-            (Decays::Neuron { .. }, u) => Prepared {
-                input_t: transposed(&self.input_weight, n, m, np),
-                recurrent_t: u.as_ref().map(|u| transposed(u, n, n, np)),
-                ..Prepared::default()
-            },
+            (Decays::Neuron { .. }, u) => {
+                Prepared { recurrent_t: u.as_ref().map(|u| transposed(u, n, n, np)), ..Prepared::default() }
+            }
         }
     }
 
@@ -292,7 +300,9 @@ impl<F: Float> Layer<F> {
         if self.spiking.is_some() {
             tape.spikes.resize(steps * n, F::zero());
         }
-        let keep_membrane = matches!(self.decays, Decays::Neuron { learnable: true, .. });
+        // S^t is needed for learnable decays; without adaptation it is V^t
+        let adapting = self.spiking.is_some_and(|s| s.adaptation.is_some());
+        let keep_membrane = matches!(self.decays, Decays::Neuron { learnable: true, .. }) && adapting;
         tape.membrane.clear();
         if keep_membrane {
             tape.membrane.resize(steps * n, F::zero());
@@ -300,24 +310,24 @@ impl<F: Float> Layer<F> {
         let zeros = vec![F::zero(); n];
         let binary_spikes = self.spiking.is_some_and(|s| s.activation.is_binary());
 
-        // The input drive of every neuron at every step, `[steps, n]`, computed
-        // before the time loop (it does not depend on the layer's own spikes), one
-        // neuron at a time so that its row of weights (and decays) stays in cache.
-        // HetSyn: `sum_i I_ji^t` with the currents of a block of inputs in registers
-        // over all steps (`input_rows_drive`). Collapsed form: `sum_i w_ji x_i^t`
-        // over the active inputs of each step.
-        let mut input_drive = vec![F::zero(); steps * n];
+        // The input drive of every neuron at every step is computed before the
+        // time loop (it does not depend on the layer's own spikes) into the
+        // potentials, `[steps, n]`: row `t` is read, then overwritten, at step `t`.
+        // HetSyn: `sum_i I_ji^t`, a few neurons at a time so that their rows stay
+        // in cache, with the currents of a block of inputs in registers over all
+        // steps (`input_rows_drive`). Collapsed form: `sum_i w_ji x_i^t` over the
+        // active inputs (`input_columns_drive`).
         let np = n.div_ceil(WIDTH) * WIDTH;
         let mut row_sum = vec![F::zero(); np];
         let mut recurrent = None;
         let mut sparse_inputs = None;
         match &self.decays {
             Decays::Synapse { input: r, recurrent: q, .. } => {
-                let x = block_input(input, steps, m);
+                let x = block_input(isa, input, steps, m);
                 let mut acc = vec![F::zero(); I::ROWS * steps * WIDTH];
                 for j0 in (0..n).step_by(I::ROWS) {
                     let (j1, span) = ((j0 + I::ROWS).min(n), j0 * m..(j0 + I::ROWS).min(n) * m);
-                    let drive = &mut input_drive[j0..];
+                    let drive = &mut tape.potential[j0..];
                     input_rows_drive(isa, &self.input_weight[span.clone()], &r[span], j1 - j0, &x, &mut acc, drive, n);
                 }
                 if let (Some(_), Some(_)) = (&self.recurrent_weight, q) {
@@ -327,14 +337,11 @@ impl<F: Float> Layer<F> {
                 }
             }
             Decays::Neuron { .. } => {
-                // with the weights transposed, each step adds a row per active input
-                let inputs = StepInputs::new(input, steps, m);
-                assert_eq!(prepared.input_t.len(), m * np, "prepared for another layer");
-                for t in 0..steps {
-                    let (x, active) = inputs.at(t);
-                    sparse_row_sum(isa, &prepared.input_t, np, x, active, &mut row_sum);
-                    input_drive[t * n..(t + 1) * n].copy_from_slice(&row_sum[..n]);
-                }
+                // the drive of every step, written into the potentials (each row is
+                // read, then overwritten, at its step)
+                let inputs = StepInputs::new(isa, input, steps, m);
+                let mut slab = Vec::new();
+                input_columns_drive(isa, &self.input_weight, n, m, steps, &inputs, &mut slab, &mut tape.potential);
                 assert_eq!(prepared.recurrent_t.is_some(), self.is_recurrent(), "prepared for another layer");
                 sparse_inputs = prepared.recurrent_t.as_ref().map(|ut| (ut, Vec::with_capacity(n)));
             }
@@ -349,11 +356,9 @@ impl<F: Float> Layer<F> {
             let z_prev: &[F] = if t == 0 || past.is_empty() { &zeros } else { &past[(t - 1) * n..] };
             let v = &mut tape.potential[t * n..(t + 1) * n];
             let theta = self.spiking.map(|s| s.threshold);
-            let drive = &input_drive[t * n..(t + 1) * n];
 
             match &self.decays {
                 Decays::Synapse { reset: kappa, .. } => {
-                    v.copy_from_slice(drive);
                     if let Some((rec, current, started)) = recurrent.as_mut() {
                         let z = &z_prev[..n];
                         recurrent_step(
@@ -380,10 +385,10 @@ impl<F: Float> Layer<F> {
                 }
                 Decays::Neuron { rho, .. } => {
                     for j in 0..n {
-                        neuron_state[j] = rho[j] * neuron_state[j] + drive[j];
+                        neuron_state[j] = rho[j] * neuron_state[j] + v[j];
                     }
                     if let Some((ut, active)) = sparse_inputs.as_mut() {
-                        active_indices(z_prev, active);
+                        active_indices(isa, z_prev, active);
                         sparse_row_sum(isa, ut, np, z_prev, active, &mut row_sum);
                         for j in 0..n {
                             neuron_state[j] += row_sum[j];
@@ -443,10 +448,14 @@ impl<F: Float> Layer<F> {
         grad: &mut Layer<F>,
         d_input: Option<&mut [F]>,
     ) {
-        self.backward_prepared(&self.prepare(), input, steps, tape, d_output, rate_grad, grad, d_input)
+        let mut d_output = d_output.to_vec();
+        self.backward_prepared(&self.prepare(), input, steps, tape, &mut d_output, rate_grad, grad, d_input)
     }
 
     /// [`Layer::backward`] with the parameters arranged once by [`Layer::prepare`].
+    /// `d_output` is overwritten: row `t` receives the adjoints of step `t`
+    /// (`g^t`, or `mu^t` of the collapsed form), which the sweeps after the time
+    /// loop read, so that no other `[steps, size]` record is needed.
     #[allow(clippy::too_many_arguments)]
     pub fn backward_prepared(
         &self,
@@ -454,7 +463,7 @@ impl<F: Float> Layer<F> {
         input: LayerInput<'_, F>,
         steps: usize,
         tape: &LayerTape<F>,
-        d_output: &[F],
+        d_output: &mut [F],
         rate_grad: Option<&[F]>,
         grad: &mut Layer<F>,
         d_input: Option<&mut [F]>,
@@ -472,7 +481,7 @@ impl<F: Float> Layer<F> {
         input: LayerInput<'_, F>,
         steps: usize,
         tape: &LayerTape<F>,
-        d_output: &[F],
+        d_output: &mut [F],
         rate_grad: Option<&[F]>,
         grad: &mut Layer<F>,
         d_input: Option<&mut [F]>,
@@ -485,9 +494,6 @@ impl<F: Float> Layer<F> {
         let np = n.div_ceil(WIDTH) * WIDTH;
         let mut carry = vec![F::zero(); np];
         let mut next_carry = vec![F::zero(); np];
-        // g^t (HetSyn, `[n, steps]`) or mu^t (collapsed, `[steps, np]`) of every
-        // step, for the sweeps after the time loop
-        let mut history = vec![F::zero(); steps * np];
         let mut lam_rec = None;
         if let (Decays::Synapse { recurrent: Some(_), .. }, Some(_)) = (&self.decays, &self.recurrent_weight) {
             let rows = prepared.recurrent_rows.as_ref().expect("prepared for another layer");
@@ -498,7 +504,8 @@ impl<F: Float> Layer<F> {
 
         for t in (0..steps).rev() {
             let potential = &tape.potential[t * n..(t + 1) * n];
-            let dz = &d_output[t * n..(t + 1) * n];
+            // row t of d_output is read here and then holds g^t or mu^t
+            let dz = &mut d_output[t * n..(t + 1) * n];
             match &self.spiking {
                 Some(spiking) => {
                     for j in 0..n {
@@ -515,9 +522,7 @@ impl<F: Float> Layer<F> {
 
             match (&self.decays, &mut grad.decays) {
                 (Decays::Synapse { reset: kappa, .. }, _) => {
-                    for (j, g) in g.iter().enumerate() {
-                        history[j * steps + t] = *g;
-                    }
+                    dz.copy_from_slice(&g);
                     // recurrent synapses: only lam feeds the carry; their gradients
                     // are summed after the loop (`input_rows_sweep` on z^{t-1})
                     if let (Some((rec, lam)), true) = (lam_rec.as_mut(), t > 0) {
@@ -536,12 +541,13 @@ impl<F: Float> Layer<F> {
                         mu[j] = g[j] + rho[j] * mu[j];
                     }
                     if *learnable && t > 0 {
-                        let s_prev = &tape.membrane[(t - 1) * n..t * n];
+                        let s = if tape.membrane.is_empty() { &tape.potential } else { &tape.membrane };
+                        let s_prev = &s[(t - 1) * n..t * n];
                         for j in 0..n {
                             drho[j] += mu[j] * s_prev[j];
                         }
                     }
-                    history[t * np..t * np + n].copy_from_slice(&mu);
+                    dz.copy_from_slice(&mu);
                     // C^{t-1} = U^T mu^t (next_carry is zero here)
                     if let (Some(u), true) = (&self.recurrent_weight, t > 0 && self.spiking.is_some()) {
                         adjoint_product(isa, &mu, n, u, n, n, &mut next_carry[..n]);
@@ -564,43 +570,29 @@ impl<F: Float> Layer<F> {
             std::mem::swap(&mut carry, &mut next_carry);
         }
 
-        let binary_spikes = self.spiking.is_some_and(|s| s.activation.is_binary());
         match (&self.decays, &mut grad.decays) {
             (Decays::Synapse { input: r, recurrent: q, .. }, Decays::Synapse { input: dr, recurrent: dq, .. }) => {
                 // Input synapses, one neuron at a time over all steps (their adjoints
                 // do not feed back into g): lam and K of a block stay in registers.
-                let x = block_input(input, steps, m);
-                let padded = (x.blocks + 1) * WIDTH;
-                let mut dx = d_input.map(|d| {
-                    let mut rows = vec![F::zero(); steps * padded];
-                    for (row, d) in rows.chunks_exact_mut(padded).zip(d.chunks_exact(m.max(1))) {
-                        row[..m].copy_from_slice(d);
-                    }
-                    (d, rows)
-                });
+                let x = block_input(isa, input, steps, m);
+                let mut dx = d_input;
                 for j0 in (0..n).step_by(I::ROWS) {
                     let (j1, span) = ((j0 + I::ROWS).min(n), j0 * m..(j0 + I::ROWS).min(n) * m);
                     let (w, decay) = (&self.input_weight[span.clone()], &r[span.clone()]);
                     let (dw, dk) = (&mut grad.input_weight[span.clone()], &mut dr[span]);
-                    let g = &history[j0 * steps..j1 * steps];
-                    let dx_rows = dx.as_mut().map(|(_, rows)| &mut rows[..]);
-                    input_rows_sweep(isa, j1 - j0, g, w, decay, &x, dw, dk, dx_rows);
-                }
-                if let Some((d, rows)) = dx {
-                    for (d, row) in d.chunks_exact_mut(m.max(1)).zip(rows.chunks_exact(padded)) {
-                        d.copy_from_slice(&row[..m]);
-                    }
+                    let g = &d_output[j0..];
+                    input_rows_sweep(isa, j1 - j0, g, n, w, decay, &x, dw, dk, dx.as_deref_mut());
                 }
                 // Recurrent synapses: the same sweep with the input z^{t-1}.
                 if let (Some(u), Some(q), Some(du), Some(dq)) =
                     (&self.recurrent_weight, q, grad.recurrent_weight.as_mut(), dq.as_mut())
                 {
-                    let z = BlockInput::from_dense(&tape.spikes, steps, n, 1, binary_spikes);
+                    let z = BlockInput::from_dense(isa, &tape.spikes, steps, n, 1);
                     for j0 in (0..n).step_by(I::ROWS) {
                         let (j1, span) = ((j0 + I::ROWS).min(n), j0 * n..(j0 + I::ROWS).min(n) * n);
-                        let g = &history[j0 * steps..j1 * steps];
+                        let g = &d_output[j0..];
                         let (du, dq) = (&mut du[span.clone()], &mut dq[span.clone()]);
-                        input_rows_sweep(isa, j1 - j0, g, &u[span.clone()], &q[span], &z, du, dq, None);
+                        input_rows_sweep(isa, j1 - j0, g, n, &u[span.clone()], &q[span], &z, du, dq, None);
                     }
                 }
             }
@@ -608,19 +600,15 @@ impl<F: Float> Layer<F> {
             (Decays::Neuron { .. }, _) => {
                 // dL/dw_ji = sum_t mu_j^t x_i^t (terms in decreasing t), with the
                 // events grouped by input; likewise dL/du_jk with z_k^{t-1}.
-                let events = StepInputs::new(input, steps, m).by_channel(0);
-                channel_outer_product(isa, &events, &history, np, n, &mut grad.input_weight, m);
+                let events = StepInputs::new(isa, input, steps, m).by_channel(0);
+                channel_outer_product(isa, &events, d_output, n, &mut grad.input_weight, m);
                 if let (Some(du), true) = (grad.recurrent_weight.as_mut(), self.spiking.is_some()) {
-                    let events = StepInputs::new(LayerInput::Dense(&tape.spikes), steps, n).by_channel(1);
-                    channel_outer_product(isa, &events, &history, np, n, du, n);
+                    let events = StepInputs::new(isa, LayerInput::Dense(&tape.spikes), steps, n).by_channel(1);
+                    channel_outer_product(isa, &events, d_output, n, du, n);
                 }
                 // dL/dx^t = sum_j mu_j^t w_j· for all steps at once
                 if let Some(d) = d_input {
-                    let mut dx = vec![F::zero(); steps * m];
-                    adjoint_product(isa, &history, np, &self.input_weight, n, m, &mut dx);
-                    for (d, x) in d.iter_mut().zip(&dx) {
-                        *d += *x;
-                    }
+                    adjoint_product(isa, d_output, n, &self.input_weight, n, m, d);
                 }
             }
         }
@@ -642,15 +630,13 @@ impl<F: Float> Layer<F> {
     }
 }
 
-/// A layer's input as the row kernels read it ([`BlockInput`]). Dense rows count
-/// as spikes when every entry is 0 or 1.
+/// A layer's input as the row kernels read it ([`BlockInput`]).
 #[inline(always)]
-fn block_input<F: Float>(input: LayerInput<'_, F>, steps: usize, width: usize) -> BlockInput<F> {
+fn block_input<F: Float, I: Isa>(isa: I, input: LayerInput<'_, F>, steps: usize, width: usize) -> BlockInput<F> {
     match input {
         LayerInput::Dense(x) => {
             assert_eq!(x.len(), steps * width, "layer input must be [steps, inputs]");
-            let binary = x.iter().all(|v| *v == F::zero() || *v == F::one());
-            BlockInput::from_dense(x, steps, width, 0, binary)
+            BlockInput::from_dense(isa, x, steps, width, 0)
         }
         LayerInput::Spikes { offsets, active } => BlockInput::from_events(offsets, active, None, steps, width),
         LayerInput::Counts { offsets, active, counts } => {
@@ -662,8 +648,6 @@ fn block_input<F: Float>(input: LayerInput<'_, F>, steps: usize, width: usize) -
 /// A layer's parameters arranged for the kernels ([`Layer::prepare`]).
 #[derive(Debug, Clone, Default)]
 pub struct Prepared<F> {
-    /// Collapsed form: `w` transposed, `[inputs, stride]`.
-    input_t: Vec<F>,
     /// Collapsed form: `u` transposed, `[size, stride]`.
     recurrent_t: Option<Vec<F>>,
     /// HetSyn: `u`, `q` transposed (forward).
@@ -714,17 +698,17 @@ fn transposed<F: Float>(w: &[F], rows: usize, cols: usize, stride: usize) -> Vec
 
 /// Indices of the non-zero entries of `x`.
 #[inline(always)]
-fn active_indices<F: Float>(x: &[F], active: &mut Vec<usize>) {
+fn active_indices<F: Float, I: Isa>(isa: I, x: &[F], active: &mut Vec<usize>) {
     active.clear();
-    append_active_indices(x, active);
+    append_active_indices(isa, x, active);
 }
 
 /// Appends the indices of the non-zero entries of `x` to `active` (a bit mask
 /// per block of 16 entries, then its set bits: the compare vectorises).
 #[inline(always)]
-fn append_active_indices<F: Float>(x: &[F], active: &mut Vec<usize>) {
+fn append_active_indices<F: Float, I: Isa>(isa: I, x: &[F], active: &mut Vec<usize>) {
     for (c, chunk) in x.chunks(WIDTH).enumerate() {
-        let mut mask = nonzero_bits(chunk);
+        let mut mask = nonzero_bits(isa, chunk);
         while mask != 0 {
             active.push(c * WIDTH + mask.trailing_zeros() as usize);
             mask &= mask - 1;
@@ -756,7 +740,7 @@ struct Backward<'l, 'x, 'a, F> {
     input: LayerInput<'x, F>,
     steps: usize,
     tape: &'a LayerTape<F>,
-    d_output: &'a [F],
+    d_output: &'a mut [F],
     rate_grad: Option<&'a [F]>,
     grad: &'a mut Layer<F>,
     d_input: Option<&'a mut [F]>,
@@ -827,7 +811,8 @@ mod tests {
             let input = LayerInput::Dense(self.x);
             let prepared = layer.prepare();
             layer.forward_body(isa, &prepared, input, steps, &mut tape);
-            layer.backward_body(isa, &prepared, input, steps, &tape, self.d_out, None, &mut grad, Some(&mut dx));
+            let mut d_out = self.d_out.to_vec();
+            layer.backward_body(isa, &prepared, input, steps, &tape, &mut d_out, None, &mut grad, Some(&mut dx));
             (tape.potential, tape.spikes, grad, dx)
         }
     }

@@ -138,9 +138,11 @@ impl<F: Float> Network<F> {
     /// Dropout masks for sample `b`: `[hidden layer][steps * size]`, entries `0` or `1/(1-p)`.
     /// Entry `e` is dropped when the `e`-th `rng.gen::<f64>()` of the stream is
     /// below `p`; the words are drawn in bulk (`rng.fill`), which gives the same
-    /// numbers: each is the next 64-bit word `w`, as `(w >> 11) * 2^-53`.
+    /// numbers: each is the next 64-bit word `w`, as `(w >> 11) * 2^-53`, and
+    /// `(w >> 11) * 2^-53 < p` exactly when the integer `w >> 11` is below
+    /// `ceil(p * 2^53)` (scaling by a power of two is exact).
     pub fn dropout_masks(&self, p: f64, seed: u64, sample: usize, steps: usize) -> Vec<Vec<F>> {
-        const SCALE: f64 = 1.0 / (1u64 << 53) as f64;
+        let below = (p.clamp(0.0, 1.0) * (1u64 << 53) as f64).ceil() as u64;
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         rng.set_stream(sample as u64);
         let keep = F::of(1.0 / (1.0 - p));
@@ -151,7 +153,7 @@ impl<F: Float> Network<F> {
                 words.clear();
                 words.resize(steps * l.size, 0u64);
                 rng.fill(&mut words[..]);
-                words.iter().map(|w| if (w >> 11) as f64 * SCALE < p { F::zero() } else { keep }).collect()
+                words.iter().map(|w| if w >> 11 < below { F::zero() } else { keep }).collect()
             })
             .collect()
     }
@@ -252,7 +254,7 @@ impl<F: Float> Network<F> {
                 x,
                 steps,
                 &tape.layers[l],
-                &d_out,
+                &mut d_out,
                 rate,
                 &mut grad.layers[l],
                 d_input.as_deref_mut(),
@@ -366,38 +368,58 @@ impl<F: Float> Network<F> {
         // main pass: forward (unless kept), loss, reverse sweep, in fixed chunks
         let scale = F::of(1.0 / batch.max(1) as f64);
         let kept = std::sync::Mutex::new(kept);
-        let chunks: Vec<(Option<Network<F>>, Vec<(f64, Option<bool>, Vec<f64>)>)> = (0..batch)
-            .collect::<Vec<_>>()
-            .par_chunks(GRADIENT_CHUNK)
-            .map(|chunk| {
-                let mut grad = with_grad.then(|| self.zeros_like());
-                let mut summaries = Vec::new();
-                for &b in chunk {
-                    let stored = if keep { kept.lock().map(|mut k| k[b].take()).unwrap_or(None) } else { None };
-                    let (tape, loss) = stored.unwrap_or_else(|| run(b));
-                    if !couple {
-                        summaries.push((loss.loss, loss.correct, self.spike_counts(&tape, steps)));
-                    }
-                    if let Some(grad) = grad.as_mut() {
-                        let d_output = loss.d_output.iter().map(|d| *d * scale).collect();
-                        let rate = rate_grad.as_ref().map(|(_, r)| &r[..]);
-                        self.backward_prepared(&prepared, samples[b].input(), steps, &tape, d_output, rate, grad);
-                    }
+        // Chunk results are summed in chunk order as soon as that order allows,
+        // so that only the chunks that finished early wait in memory (not all of
+        // them): the sums, and so the bits, do not depend on which thread did what.
+        type ChunkResult<F> = (Option<Network<F>>, Vec<(f64, Option<bool>, Vec<f64>)>);
+        struct Ordered<F> {
+            next: usize,
+            waiting: std::collections::BTreeMap<usize, ChunkResult<F>>,
+            grad: Option<Network<F>>,
+            per_sample: Vec<(f64, Option<bool>, Vec<f64>)>,
+        }
+        let ordered = std::sync::Mutex::new(Ordered {
+            next: 0,
+            waiting: std::collections::BTreeMap::new(),
+            grad: None,
+            per_sample: std::mem::take(&mut per_sample),
+        });
+        (0..batch).collect::<Vec<_>>().par_chunks(GRADIENT_CHUNK).enumerate().for_each(|(index, chunk)| {
+            let mut grad = with_grad.then(|| self.zeros_like());
+            let mut summaries = Vec::new();
+            for &b in chunk {
+                let stored = if keep { kept.lock().map(|mut k| k[b].take()).unwrap_or(None) } else { None };
+                let (tape, loss) = stored.unwrap_or_else(|| run(b));
+                if !couple {
+                    summaries.push((loss.loss, loss.correct, self.spike_counts(&tape, steps)));
                 }
-                (grad, summaries)
-            })
-            .collect();
-
-        let mut grad: Option<Network<F>> = None;
-        for (g, summaries) in chunks {
-            per_sample.extend(summaries);
-            if let Some(g) = g {
-                match grad.as_mut() {
-                    None => grad = Some(g),
-                    Some(total) => total.add_assign(&g),
+                if let Some(grad) = grad.as_mut() {
+                    let d_output = loss.d_output.iter().map(|d| *d * scale).collect();
+                    let rate = rate_grad.as_ref().map(|(_, r)| &r[..]);
+                    self.backward_prepared(&prepared, samples[b].input(), steps, &tape, d_output, rate, grad);
                 }
             }
-        }
+            // a poisoned lock means another chunk panicked, which rayon re-raises
+            if let Ok(mut state) = ordered.lock() {
+                state.waiting.insert(index, (grad, summaries));
+                loop {
+                    let next = state.next;
+                    let Some((g, summaries)) = state.waiting.remove(&next) else { break };
+                    state.next += 1;
+                    state.per_sample.extend(summaries);
+                    if let Some(g) = g {
+                        match state.grad.as_mut() {
+                            None => state.grad = Some(g),
+                            Some(total) => total.add_assign(&g),
+                        }
+                    }
+                }
+            }
+        });
+        let state = ordered.into_inner().expect("a gradient chunk panicked");
+        assert!(state.waiting.is_empty(), "every chunk is summed");
+        let mut grad = state.grad;
+        per_sample = state.per_sample;
         if let Some(grad) = grad.as_mut() {
             self.finish_gradient(grad);
         }
@@ -480,7 +502,9 @@ mod tests {
             }),
         };
         let net = Network { layers: vec![layer(3, 7, true), layer(7, 5, true), layer(5, 2, false)], dt: 1e-3 };
-        for (seed, sample, steps, p) in [(1u64, 0usize, 1usize, 0.2), (7, 3, 13, 0.5), (99, 31, 250, 0.2)] {
+        let cases =
+            [(1u64, 0usize, 1usize, 0.2), (7, 3, 13, 0.5), (99, 31, 250, 0.2), (5, 2, 40, 0.1), (6, 1, 40, 1.0 / 3.0)];
+        for (seed, sample, steps, p) in cases {
             let got = net.dropout_masks(p, seed, sample, steps);
             let mut rng = ChaCha8Rng::seed_from_u64(seed);
             rng.set_stream(sample as u64);
