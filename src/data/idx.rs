@@ -203,9 +203,8 @@ mod tests {
     #[test]
     fn reads_fashion_mnist_when_present() {
         let dir = Path::new("/usr/share/datasets/fashion-mnist");
-        let find = |stem: &str| {
-            [stem.to_string(), format!("{stem}.gz")].into_iter().map(|n| dir.join(n)).find(|p| p.exists())
-        };
+        let find =
+            |stem: &str| [stem.to_string(), format!("{stem}.gz")].into_iter().map(|n| dir.join(n)).find(|p| p.exists());
         let (Some(images), Some(labels)) = (find("t10k-images-idx3-ubyte"), find("t10k-labels-idx1-ubyte")) else {
             eprintln!("dataset-fashion-mnist not installed; skipped");
             return;

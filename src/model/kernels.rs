@@ -323,14 +323,7 @@ impl<F: Float> BlockInput<F> {
         for pass in 0..2 {
             for t in shift..steps {
                 let row = &x[(t - shift) * width..(t - shift + 1) * width];
-                for (b, chunk) in row.chunks(WIDTH).enumerate() {
-                    let mut mask = nonzero_bits(isa, chunk);
-                    while mask != 0 {
-                        let i = b * WIDTH + mask.trailing_zeros() as usize;
-                        input.note(pass, t, i, row[i], &mut seen);
-                        mask &= mask - 1;
-                    }
-                }
+                for_each_nonzero(isa, row, |i| input.note(pass, t, i, row[i], &mut seen));
             }
             if !input.finish(pass, seen) {
                 break;
@@ -394,9 +387,23 @@ struct Seen<F> {
     differ: bool,
 }
 
+/// Calls `f(i)` for the index `i` of every non-zero entry of `x`, in
+/// increasing order: a bit mask per block of [`WIDTH`] entries (the compare
+/// vectorises), then its set bits.
+#[inline(always)]
+pub fn for_each_nonzero<F: Float, I: Isa>(isa: I, x: &[F], mut f: impl FnMut(usize)) {
+    for (b, chunk) in x.chunks(WIDTH).enumerate() {
+        let mut mask = nonzero_bits(isa, chunk);
+        while mask != 0 {
+            f(b * WIDTH + mask.trailing_zeros() as usize);
+            mask &= mask - 1;
+        }
+    }
+}
+
 /// Bit `l` set for the non-zero `x[l]` (`x` at most [`WIDTH`] long).
 #[inline(always)]
-pub fn nonzero_bits<F: Float, I: Isa>(_isa: I, x: &[F]) -> u32 {
+fn nonzero_bits<F: Float, I: Isa>(_isa: I, x: &[F]) -> u32 {
     // SAFETY: `load_block` reads the entries of `x` that exist; the token of `I`
     // proves the instruction set.
     u32::from(unsafe { load_block::<F, V<F, I>>(x.as_ptr(), 0, x.len().min(WIDTH)).nonzero() })

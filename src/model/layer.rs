@@ -5,9 +5,9 @@
 
 use super::activation::Activation;
 use super::kernels::{
-    adjoint_product, channel_outer_product, dispatch, input_columns_drive, input_rows_drive, input_rows_sweep,
-    nonzero_bits, recurrent_adjoint, recurrent_step, sparse_row_sum, BlockInput, ChannelEvents, Isa, IsaTask, StepRows,
-    WIDTH,
+    adjoint_product, channel_outer_product, dispatch, for_each_nonzero, input_columns_drive, input_rows_drive,
+    input_rows_sweep, recurrent_adjoint, recurrent_step, sparse_row_sum, BlockInput, ChannelEvents, Isa, IsaTask,
+    StepRows, WIDTH,
 };
 use super::Float;
 
@@ -703,17 +703,10 @@ fn active_indices<F: Float, I: Isa>(isa: I, x: &[F], active: &mut Vec<usize>) {
     append_active_indices(isa, x, active);
 }
 
-/// Appends the indices of the non-zero entries of `x` to `active` (a bit mask
-/// per block of 16 entries, then its set bits: the compare vectorises).
+/// Appends the indices of the non-zero entries of `x` to `active`, in order.
 #[inline(always)]
 fn append_active_indices<F: Float, I: Isa>(isa: I, x: &[F], active: &mut Vec<usize>) {
-    for (c, chunk) in x.chunks(WIDTH).enumerate() {
-        let mut mask = nonzero_bits(isa, chunk);
-        while mask != 0 {
-            active.push(c * WIDTH + mask.trailing_zeros() as usize);
-            mask &= mask - 1;
-        }
-    }
+    for_each_nonzero(isa, x, |i| active.push(i));
 }
 
 /// [`Layer::forward_body`] as a task for [`dispatch`].
