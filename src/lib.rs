@@ -13,6 +13,7 @@ pub mod logging;
 pub mod model;
 pub mod plot;
 pub mod provenance;
+pub mod record;
 pub mod summarize;
 pub mod tasks;
 pub mod train;
