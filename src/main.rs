@@ -51,6 +51,22 @@ enum Command {
     /// Append a row per complete run (key values, seed, figures, wall time, commit) to a results CSV
     /// that is kept; or, with --prune, remove from a config directory the configs already recorded.
     Record(RecordArgs),
+    /// Redraw the reproduction report from the kept results: its tables into the marked blocks of
+    /// the report, its figures as PNG and SVG; nothing is trained.
+    Report(ReportArgs),
+}
+
+#[derive(Args)]
+struct ReportArgs {
+    /// The results kept as data (written by `hetsyn record`).
+    #[arg(long, default_value = "docs/results")]
+    results: PathBuf,
+    /// The report whose `<!-- table:NAME -->` … `<!-- end -->` blocks are rewritten.
+    #[arg(long, default_value = "docs/reproduction.md")]
+    doc: PathBuf,
+    /// Where the figures go.
+    #[arg(long, default_value = "docs/figures")]
+    figures: PathBuf,
 }
 
 #[derive(Args)]
@@ -332,6 +348,16 @@ fn run_record(args: RecordArgs) -> Result<()> {
     Ok(())
 }
 
+fn run_report(args: ReportArgs) -> Result<()> {
+    let report = hetsyn::report::build(&args.results, &args.figures)?;
+    let filled = hetsyn::report::fill_document(&args.doc, &report.tables)?;
+    println!("{} tables written into {} ({})", filled.len(), args.doc.display(), filled.join(", "));
+    for figure in report.figures.iter().filter(|f| f.extension().is_some_and(|e| e == "png")) {
+        println!("{}", figure.display());
+    }
+    Ok(())
+}
+
 fn run_eval(args: EvalArgs) -> Result<()> {
     init_threads(args.threads)?;
     let options = EvalOptions {
@@ -458,6 +484,7 @@ fn main() -> ExitCode {
         Command::Plot(args) => run_plot(args),
         Command::Verify(args) => run_verify(args),
         Command::Record(args) => run_record(args),
+        Command::Report(args) => run_report(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

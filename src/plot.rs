@@ -1605,7 +1605,7 @@ impl Figure for GroupComparison<'_> {
             .draw()
             .map_err(drawing)?;
         for (k, (_, values)) in self.groups.iter().enumerate() {
-            draw_spread(&mut chart, k as f64, values, LEARNED_COLOR)?;
+            draw_spread(&mut chart, k as f64, values, LEARNED_COLOR, None)?;
         }
         Ok(())
     }
@@ -1632,17 +1632,19 @@ fn draw_spread<DB: DrawingBackend>(
     x: f64,
     values: &[f64],
     color: RGBColor,
+    valid: Option<(f64, f64)>,
 ) -> Result<Option<f64>> {
     if values.is_empty() {
         return Ok(None);
     }
     let (mean, sd) = mean_sd(values);
+    // the bar clipped to the figure's valid range (an accuracy never exceeds 1)
+    let (lo, hi) = match valid {
+        Some((a, b)) => ((mean - sd).max(a), (mean + sd).min(b)),
+        None => (mean - sd, mean + sd),
+    };
     let cap = 0.03;
-    let bar = [
-        vec![(x, mean - sd), (x, mean + sd)],
-        vec![(x - cap, mean - sd), (x + cap, mean - sd)],
-        vec![(x - cap, mean + sd), (x + cap, mean + sd)],
-    ];
+    let bar = [vec![(x, lo), (x, hi)], vec![(x - cap, lo), (x + cap, lo)], vec![(x - cap, hi), (x + cap, hi)]];
     chart.draw_series(bar.into_iter().map(|p| PathElement::new(p, color.stroke_width(2)))).map_err(drawing)?;
     chart.draw_series([Circle::new((x, mean), 6, color.filled())]).map_err(drawing)?;
     // runs with equal values side by side
@@ -1695,6 +1697,8 @@ struct SeriesComparison<'a> {
     x_label: &'a str,
     y_label: &'a str,
     series: &'a [Series],
+    /// The range the figure's values can take; bars are clipped to it.
+    valid: Option<(f64, f64)>,
 }
 
 impl Figure for SeriesComparison<'_> {
@@ -1708,10 +1712,11 @@ impl Figure for SeriesComparison<'_> {
         let position = |x: f64| xs.iter().position(|v| *v == x).unwrap_or(0) as f64;
         let labels: Vec<String> = xs.iter().map(|x| tick(*x)).collect();
         let values = self.series.iter().flat_map(|s| s.points.iter().flat_map(|p| p.1.iter().copied()));
+        let clip = |v: f64| self.valid.map_or(v, |(a, b)| v.clamp(a, b));
         let spreads =
             self.series.iter().flat_map(|s| s.points.iter()).filter(|(_, v)| !v.is_empty()).flat_map(|(_, v)| {
                 let (mean, sd) = mean_sd(v);
-                [mean - sd, mean + sd]
+                [clip(mean - sd), clip(mean + sd)]
             });
         let (lo, hi) = finite_range(values.chain(spreads)).unwrap_or((0.0, 1.0));
         let mut chart = ChartBuilder::on(&area)
@@ -1746,7 +1751,7 @@ impl Figure for SeriesComparison<'_> {
             let mut means = Vec::new();
             for (x, values) in &series.points {
                 let x = position(*x) + offset;
-                means.extend(draw_spread(&mut chart, x, values, color)?.map(|mean| (x, mean)));
+                means.extend(draw_spread(&mut chart, x, values, color, self.valid)?.map(|mean| (x, mean)));
             }
             chart.draw_series(LineSeries::new(means, color.stroke_width(2))).map_err(drawing)?;
         }
@@ -1772,5 +1777,171 @@ pub fn plot_series(
     y_label: &str,
     series: &[Series],
 ) -> Result<[PathBuf; 2]> {
-    write_figure(dir, stem, &SeriesComparison { title, x_label, y_label, series })
+    write_figure(dir, stem, &SeriesComparison { title, x_label, y_label, series, valid: None })
+}
+
+/// [`plot_series`] of a figure whose values lie in `valid` (an accuracy in
+/// [0, 1]): the ± sd bars are clipped to it.
+pub fn plot_series_within(
+    dir: &Path,
+    stem: &str,
+    title: &str,
+    (x_label, y_label): (&str, &str),
+    series: &[Series],
+    valid: (f64, f64),
+) -> Result<[PathBuf; 2]> {
+    write_figure(dir, stem, &SeriesComparison { title, x_label, y_label, series, valid: Some(valid) })
+}
+
+/// Learning curves: per series, the mean over runs at each x (iteration) as a
+/// line, and mean ± sd (clipped to `valid`) as two thin lines of its colour.
+struct CurveComparison<'a> {
+    title: &'a str,
+    x_label: &'a str,
+    y_label: &'a str,
+    series: &'a [Series],
+    valid: (f64, f64),
+}
+
+impl Figure for CurveComparison<'_> {
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<()> {
+        let area = titled(root, self.title)?;
+        let (area, legend) = area.split_horizontally(WIDTH as i32 * 3 / 4);
+        let xs = self.series.iter().flat_map(|s| s.points.iter().map(|p| p.0));
+        let (x_lo, x_hi) = finite_range(xs).unwrap_or((0.0, 1.0));
+        let clip = |v: f64| v.clamp(self.valid.0, self.valid.1);
+        let bands: Vec<Vec<(f64, f64, f64, f64)>> = self
+            .series
+            .iter()
+            .map(|s| {
+                s.points
+                    .iter()
+                    .filter(|(_, v)| !v.is_empty())
+                    .map(|(x, v)| {
+                        let (mean, sd) = mean_sd(v);
+                        (*x, mean, clip(mean - sd), clip(mean + sd))
+                    })
+                    .collect()
+            })
+            .collect();
+        let ys = bands.iter().flatten().flat_map(|b| [b.2, b.3]);
+        let (lo, hi) = finite_range(ys).unwrap_or((0.0, 1.0));
+        let mut chart = ChartBuilder::on(&area)
+            .margin(20)
+            .x_label_area_size(60)
+            .y_label_area_size(80)
+            .build_cartesian_2d(x_lo..x_hi.max(x_lo + 1.0), from_zero(lo, hi))
+            .map_err(drawing)?;
+        chart
+            .configure_mesh()
+            .x_label_formatter(&|x| tick(*x))
+            .y_label_formatter(&|y| tick(*y))
+            .x_desc(self.x_label)
+            .y_desc(self.y_label)
+            .label_style((FAMILY, LABEL_SIZE))
+            .axis_desc_style((FAMILY, LABEL_SIZE))
+            .draw()
+            .map_err(drawing)?;
+        for (k, (series, band)) in self.series.iter().zip(&bands).enumerate() {
+            let color = SERIES_COLORS[k % SERIES_COLORS.len()];
+            let y = 40 + 28 * k as i32;
+            let runs = series.points.iter().map(|p| p.1.len()).max().unwrap_or(0);
+            legend
+                .draw(&PathElement::new(vec![(0, y), (28, y)], color.stroke_width(3)))
+                .and_then(|()| {
+                    legend.draw(&Text::new(format!("{} (n = {runs})", series.label), (36, y - 8), (FAMILY, LABEL_SIZE)))
+                })
+                .map_err(drawing)?;
+            for edge in [2, 3] {
+                let line = band.iter().map(|b| (b.0, if edge == 2 { b.2 } else { b.3 }));
+                chart.draw_series(LineSeries::new(line, color.mix(0.35).stroke_width(1))).map_err(drawing)?;
+            }
+            chart.draw_series(LineSeries::new(band.iter().map(|b| (b.0, b.1)), color.stroke_width(2))).map_err(drawing)?;
+        }
+        Ok(())
+    }
+}
+
+/// Draws `<dir>/<stem>.{png,svg}`: learning curves, mean over runs per series
+/// (thin lines: ± one sample standard deviation, clipped to `valid`).
+pub fn plot_curves(
+    dir: &Path,
+    stem: &str,
+    title: &str,
+    (x_label, y_label): (&str, &str),
+    series: &[Series],
+    valid: (f64, f64),
+) -> Result<[PathBuf; 2]> {
+    write_figure(dir, stem, &CurveComparison { title, x_label, y_label, series, valid })
+}
+
+/// Grouped bars: per x category, one bar per series of height `value` in
+/// [0, 1] labelled `label` (e.g. a success rate and its k/n).
+struct BarComparison<'a> {
+    title: &'a str,
+    x_label: &'a str,
+    y_label: &'a str,
+    categories: &'a [String],
+    /// Per series: its name and, per category, `(value, label)` (None: no runs).
+    series: &'a [(String, Vec<Option<(f64, String)>>)],
+}
+
+impl Figure for BarComparison<'_> {
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<()> {
+        let area = titled(root, self.title)?;
+        let (area, legend) = area.split_horizontally(WIDTH as i32 * 3 / 4);
+        let n = self.categories.len();
+        let mut chart = ChartBuilder::on(&area)
+            .margin(20)
+            .x_label_area_size(60)
+            .y_label_area_size(80)
+            .build_cartesian_2d(-0.5f64..(n as f64 - 0.5), 0.0f64..1.1)
+            .map_err(drawing)?;
+        chart
+            .configure_mesh()
+            .x_labels(n.max(1))
+            .x_label_formatter(&|x| category_label(*x, self.categories))
+            .y_label_formatter(&|y| tick(*y))
+            .x_desc(self.x_label)
+            .y_desc(self.y_label)
+            .label_style((FAMILY, LABEL_SIZE))
+            .axis_desc_style((FAMILY, LABEL_SIZE))
+            .disable_x_mesh()
+            .draw()
+            .map_err(drawing)?;
+        let count = self.series.len().max(1) as f64;
+        let width = 0.8 / count;
+        for (k, (name, bars)) in self.series.iter().enumerate() {
+            let color = SERIES_COLORS[k % SERIES_COLORS.len()];
+            let y = 40 + 28 * k as i32;
+            legend
+                .draw(&Rectangle::new([(0, y - 8), (24, y + 8)], color.filled()))
+                .and_then(|()| legend.draw(&Text::new(name.clone(), (36, y - 8), (FAMILY, LABEL_SIZE))))
+                .map_err(drawing)?;
+            for (c, bar) in bars.iter().enumerate() {
+                let Some((value, label)) = bar else { continue };
+                let x0 = c as f64 - 0.4 + width * k as f64;
+                chart
+                    .draw_series([Rectangle::new([(x0, 0.0), (x0 + width * 0.9, value.clamp(0.0, 1.0))], color.filled())])
+                    .map_err(drawing)?;
+                let style = (FAMILY, LABEL_SIZE * 2 / 3).into_font().color(&BLACK);
+                chart
+                    .draw_series([Text::new(label.clone(), (x0, value.clamp(0.0, 1.0) + 0.05), style)])
+                    .map_err(drawing)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Draws `<dir>/<stem>.{png,svg}`: grouped bars in [0, 1] with a label each.
+pub fn plot_bars(
+    dir: &Path,
+    stem: &str,
+    title: &str,
+    (x_label, y_label): (&str, &str),
+    categories: &[String],
+    series: &[(String, Vec<Option<(f64, String)>>)],
+) -> Result<[PathBuf; 2]> {
+    write_figure(dir, stem, &BarComparison { title, x_label, y_label, categories, series })
 }
