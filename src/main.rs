@@ -240,6 +240,9 @@ fn run_train(args: TrainArgs, quiet: bool) -> Result<()> {
                 if let Some(aside) = moved_aside {
                     println!("moved {} aside to {}: its config differed", out.display(), aside.display());
                 }
+                if let Some(ckpt) = &resume {
+                    println!("resuming {} from its checkpoint of step {}", out.display(), ckpt.step);
+                }
                 (resume, Some(lock))
             }
         },
