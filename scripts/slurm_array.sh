@@ -145,7 +145,7 @@ status="$out_abs/slurm-$job.status"
     printf '%s\tqueued\t%s\t%s\t\n' "$i" "${configs[$i]}" "$out_abs/$(basename "${configs[$i]}" .toml)" >&9
   done
 } 9>>"$status"
-echo "submitted job array $job: $count configs of $config_dir into $out_abs"
+echo "submitted job array $job: $config_dir ($count config$([ "$count" = 1 ] || echo s)) into $out_abs"
 echo "status: $status (scripts/sweep_tally.sh counts it); logs: $out_abs/slurm-${job}_<task>.out"
 if [ "$wait" = 0 ]; then
   wait "$sbatch_pid" || true
