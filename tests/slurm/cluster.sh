@@ -87,12 +87,19 @@ else
 fi
 
 host=$(hostname -s)
+# ports of their own, so that no other cluster on this host answers in their place
+port=$(( 20000 + ($$ % 4000) * 2 ))
+while (: < "/dev/tcp/127.0.0.1/$port") 2>/dev/null || (: < "/dev/tcp/127.0.0.1/$((port + 1))") 2>/dev/null; do
+  port=$((port + 2))
+done
 cpus=$(nproc)
 mem=$(awk '/^MemTotal:/ { print int($2 / 1024 * 0.9) }' /proc/meminfo)
 mkdir -p "$dir/state" "$dir/spool"
 cat > "$dir/slurm.conf" <<CONF
 ClusterName=hetsyntest
 SlurmctldHost=$host(127.0.0.1)
+SlurmctldPort=$port
+SlurmdPort=$((port + 1))
 SlurmUser=root
 SlurmdUser=root
 AuthType=auth/munge
@@ -131,4 +138,7 @@ for _ in $(seq 300); do
 done
 state=$(sinfo -h -n "$host" -o '%t' 2>/dev/null || true)
 [ "$state" = idle ] || skip "the node is not idle after 30 s (state '${state}'; see $dir/slurmctld.log, $dir/slurmd.log)"
-echo "slurm cluster up: node $host, $cpus CPUs, SLURM_CONF=$SLURM_CONF"
+while read -r pid name; do
+  kill -0 "$pid" 2>/dev/null || skip "$name exited (see $dir/$name.out)"
+done < "$pids"
+echo "slurm cluster up: node $host, $cpus CPUs, ports $port and $((port + 1)), SLURM_CONF=$SLURM_CONF"
