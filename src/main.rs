@@ -243,7 +243,7 @@ fn run_train(args: TrainArgs, quiet: bool) -> Result<()> {
                 if let Some(ckpt) = &resume {
                     println!("resuming {} from its checkpoint of step {}", out.display(), ckpt.step);
                 }
-                (resume, Some(lock))
+                (resume.map(|ckpt| *ckpt), Some(lock))
             }
         },
         _ => (resume, None),

@@ -17,6 +17,9 @@ use std::time::{Duration, Instant};
 use assert_cmd::cargo::cargo_bin;
 use hetsyn::io::safetensors_file::read_file;
 
+mod common;
+use common::metrics_without_elapsed as metrics;
+
 fn repo() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
@@ -152,6 +155,16 @@ fn dms(seed: u64, iterations: u64, eval_every: u64) -> String {
     replaced
 }
 
+/// `<root>/<name>` holding the configs `files` (stem, text), and its `--out`, `<root>/<name>-runs`.
+fn configs_in(root: &Path, name: &str, files: &[(&str, String)]) -> (PathBuf, PathBuf) {
+    let dir = root.join(name);
+    fs::create_dir_all(&dir).unwrap();
+    for (stem, text) in files {
+        fs::write(dir.join(format!("{stem}.toml")), text).unwrap();
+    }
+    (dir, root.join(format!("{name}-runs")))
+}
+
 /// The task states of an array's status file, by task: `task state config-stem`.
 fn states(status: &Path) -> Vec<String> {
     let text = fs::read_to_string(status).unwrap_or_else(|e| panic!("{}: {e}", status.display()));
@@ -165,16 +178,6 @@ fn states(status: &Path) -> Vec<String> {
         }
     }
     last.into_iter().map(|(task, (state, stem))| format!("{task} {state} {stem}")).collect()
-}
-
-/// metrics.csv without the elapsed-time column.
-fn metrics(run: &Path) -> Vec<String> {
-    let text = fs::read_to_string(run.join("metrics.csv")).unwrap();
-    let header: Vec<&str> = text.lines().next().unwrap().split(',').collect();
-    let elapsed = header.iter().position(|h| *h == "elapsed_s").unwrap();
-    text.lines()
-        .map(|l| l.split(',').enumerate().filter(|(i, _)| *i != elapsed).map(|(_, v)| v).collect::<Vec<_>>().join(","))
-        .collect()
 }
 
 /// Starts a submission with --wait in the background; returns it and the job id
@@ -212,12 +215,9 @@ fn slurm_arrays_on_a_real_cluster() {
     let Some(cluster) = Cluster::start() else { return };
     let root = tempfile::tempdir().unwrap();
     // a space and a % in both paths: quoted and escaped in #SBATCH lines
-    let configs = root.path().join("configs 100%");
+    let (configs, _) =
+        configs_in(root.path(), "configs 100%", &[("a", dms(1, 40, 20)), ("b", dms(2, 40, 20)), ("c", dms(3, 40, 20))]);
     let out = root.path().join("runs 50%").join("x y");
-    fs::create_dir_all(&configs).unwrap();
-    for (name, seed) in [("a", 1), ("b", 2), ("c", 3)] {
-        fs::write(configs.join(format!("{name}.toml")), dms(seed, 40, 20)).unwrap();
-    }
 
     // 1. a 3-config array to completion
     let first = cluster.submit("1. three configs, --wait", &configs, &out, &["--max-parallel", "2", "--wait"]);
@@ -280,12 +280,7 @@ fn slurm_arrays_on_a_real_cluster() {
 
     // 5. an array queued for [b, c]; a.toml added and the directory submitted
     // again: the first array runs b and c, not a and b
-    let own = root.path().join("own");
-    let own_out = root.path().join("own-runs");
-    fs::create_dir_all(&own).unwrap();
-    for (name, seed) in [("b", 2), ("c", 3)] {
-        fs::write(own.join(format!("{name}.toml")), dms(seed, 40, 20)).unwrap();
-    }
+    let (own, own_out) = configs_in(root.path(), "own", &[("b", dms(2, 40, 20)), ("c", dms(3, 40, 20))]);
     let t0 = Instant::now();
     let (held, held_job, held_out) = submit_in_background(&cluster, &own, &own_out, &["--wait", "--sbatch-arg=--hold"]);
     println!("--- 5a. [b, c] submitted held: job {held_job}");
@@ -303,11 +298,8 @@ fn slurm_arrays_on_a_real_cluster() {
     }
 
     // 6. a rerun requested while the old job trains is refused: one writer only
-    let long = root.path().join("long");
-    let long_out = root.path().join("long-runs");
-    fs::create_dir_all(&long).unwrap();
+    let (long, long_out) = configs_in(root.path(), "long", &[("x", dms(5, 1500, 100))]);
     let x = long.join("x.toml");
-    fs::write(&x, dms(5, 1500, 100)).unwrap();
     let t0 = Instant::now();
     let (old, old_job, old_out) = submit_in_background(&cluster, &long, &long_out, &["--wait"]);
     let run = long_out.join("x");
@@ -335,11 +327,8 @@ fn slurm_arrays_on_a_real_cluster() {
     assert_eq!(metrics(&run).len(), 1 + 1500 / 100, "the old job's metrics.csv is complete");
 
     // 7. scancel mid-run, resubmit: the same metrics and checkpoints as without
-    let cut = root.path().join("cut");
-    let cut_out = root.path().join("cut-runs");
-    fs::create_dir_all(&cut).unwrap();
+    let (cut, cut_out) = configs_in(root.path(), "cut", &[("y", dms(6, 1000, 100))]);
     let y = cut.join("y.toml");
-    fs::write(&y, dms(6, 1000, 100)).unwrap();
     let t0 = Instant::now();
     let (job, job_id, job_out) = submit_in_background(&cluster, &cut, &cut_out, &["--wait"]);
     let run = cut_out.join("y");

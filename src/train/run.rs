@@ -239,7 +239,7 @@ impl RunDir {
             }
             IfExists::Resume | IfExists::Rerun => {
                 let (_, resume) = self.resume(Some(wanted.threads))?;
-                Ok(Claim::Train { lock, resume, moved_aside: None })
+                Ok(Claim::Train { lock, resume: resume.map(Box::new), moved_aside: None })
             }
         }
     }
@@ -285,7 +285,7 @@ pub enum Claim {
     /// resumable checkpoint of the run (`resume`).
     Train {
         lock: RunLock,
-        resume: Option<Checkpoint>,
+        resume: Option<Box<Checkpoint>>,
         /// Where a run of another config was moved.
         moved_aside: Option<PathBuf>,
     },
