@@ -23,14 +23,14 @@ pids="$dir/pids"
 stop() {
   [ -f "$pids" ] || return 0
   local pid name
+  while read -r pid name; do kill -TERM "$pid" 2>/dev/null || true; done < <(tac "$pids")
   while read -r pid name; do
-    kill -TERM "$pid" 2>/dev/null || continue
     for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
     if kill -0 "$pid" 2>/dev/null; then
-      echo "cluster.sh: $name (pid $pid) did not stop on SIGTERM; killing it" >&2
+      echo "cluster.sh: $name (pid $pid) did not stop on SIGTERM within 10 s; killing it" >&2
       kill -KILL "$pid" 2>/dev/null || true
     fi
-  done < <(tac "$pids")
+  done < "$pids"
   rm -f "$pids"
 }
 
@@ -86,7 +86,7 @@ else
   munge -n 2>/dev/null | unmunge >/dev/null 2>&1 || skip "munged does not answer (see $dir/munged.out)"
 fi
 
-host=$(hostname -s)
+host=$(uname -n | cut -d . -f 1)
 # ports of their own, so that no other cluster on this host answers in their place
 port=$(( 20000 + ($$ % 4000) * 2 ))
 while (: < "/dev/tcp/127.0.0.1/$port") 2>/dev/null || (: < "/dev/tcp/127.0.0.1/$((port + 1))") 2>/dev/null; do
