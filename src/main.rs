@@ -11,8 +11,8 @@ use clap::{Args, Parser, Subcommand};
 use hetsyn::config::Config;
 use hetsyn::logging::ColorChoice;
 use hetsyn::train::evaluate::{self, EvalOptions, ResetTarget};
+use hetsyn::train::run::{Claim, IfExists, RunDir, Saved};
 use hetsyn::train::tau_stats::ResetScope;
-use hetsyn::train::run::{RunDir, Saved};
 use hetsyn::train::{self, TrainOptions};
 
 /// Spiking neural networks with heterogeneous, learnable synaptic time constants (HetSyn).
@@ -201,6 +201,11 @@ struct TrainArgs {
     /// Print the fully resolved config (after --set, --seed, --threads) as TOML and exit without training.
     #[arg(long)]
     print_config: bool,
+    /// When --out holds a run: refuse it; skip it when finished (same config); also
+    /// resume it when unfinished; or also move a run of another config aside and train
+    /// again (rerun). Decided under the run's lock; a run in use is refused.
+    #[arg(long, value_enum, value_name = "WHAT", requires = "out")]
+    if_exists: Option<IfExists>,
 }
 
 #[derive(Args)]
@@ -292,12 +297,30 @@ fn run_train(args: TrainArgs, quiet: bool) -> Result<()> {
         print!("{}", config.to_toml()?);
         return Ok(());
     }
+    let (resume, lock) = match (args.if_exists, &args.out) {
+        (Some(if_exists), Some(out)) => match RunDir::at(out).claim(&config, if_exists)? {
+            Claim::Finished => {
+                println!("skipped {}: finished (its summary.json is there)", out.display());
+                return Ok(());
+            }
+            Claim::Train { lock, resume, moved_aside } => {
+                if let Some(aside) = moved_aside {
+                    println!("moved {} aside to {}: its config differed", out.display(), aside.display());
+                }
+                if let Some(ckpt) = &resume {
+                    println!("resuming {} from its checkpoint of step {}", out.display(), ckpt.step);
+                }
+                (resume.map(|ckpt| *ckpt), Some(lock))
+            }
+        },
+        _ => (resume, None),
+    };
     init_threads(config.threads)?;
     train::interrupt::install()?;
     // the bar on a terminal; elsewhere (a file, a pipe, Slurm) one plain line per evaluation
     let progress = !quiet && !args.no_progress && std::io::stderr().is_terminal();
     let out = args.resume.as_deref().or(args.out.as_deref());
-    let (run, summary) = train::trainer::train_into(&config, out, &TrainOptions { progress }, resume)?;
+    let (run, summary) = train::trainer::train_into(&config, out, &TrainOptions { progress }, resume, lock)?;
     let line = format!("{}: {}", run.path().display(), summary.line());
     println!("{line}");
     hetsyn::logging::line(&line);

@@ -321,13 +321,27 @@ impl<'c> Trainer<'c> {
     /// its config (a fresh run) or restores the state of `resume` (a resumable
     /// checkpoint of this run), and builds the task, network and optimizer.
     pub fn new(config: &'c Config, run: RunDir, resume: Option<Checkpoint>) -> Result<Trainer<'c>> {
+        Trainer::start(config, run, None, resume)
+    }
+
+    /// [`Trainer::new`] with the run's lock taken already (`lock`, from
+    /// [`RunDir::claim`]), or taken here (`None`).
+    pub fn start(
+        config: &'c Config,
+        run: RunDir,
+        lock: Option<RunLock>,
+        resume: Option<Checkpoint>,
+    ) -> Result<Trainer<'c>> {
         let started = Instant::now();
         // the task first: a config whose data is missing leaves no run directory behind
         let mut task: Box<dyn Task> = config.build_task()?;
         let checkpoints = run.checkpoints();
         std::fs::create_dir_all(&checkpoints)
             .with_context(|| format!("cannot create run directory {}", checkpoints.display()))?;
-        let lock = run.lock()?;
+        let lock = match lock {
+            Some(lock) => lock,
+            None => run.lock()?,
+        };
         crate::logging::tee_to(&run.log())?;
         crate::logging::line(&format!(
             "=== {} {} at {} UTC on {}, hetsyn {} (commit {}): {}",
@@ -654,13 +668,14 @@ pub fn train_into(
     out: Option<&Path>,
     options: &TrainOptions,
     resume: Option<Checkpoint>,
+    lock: Option<RunLock>,
 ) -> Result<(RunDir, RunSummary)> {
     let (run, reserved) = match out {
         Some(dir) => (RunDir::at(dir), false),
         None => (RunDir::reserve(Path::new(&config.output.dir), &config.name)?, true),
     };
     tracing::info!(run_dir = %run.path().display(), model = ?config.model.kind, "training");
-    match train(config, run.path(), options, resume) {
+    match train(config, run.path(), options, resume, lock) {
         Ok(summary) => Ok((run, summary)),
         Err(e) => {
             if reserved {
@@ -676,7 +691,8 @@ pub fn train_into(
 ///
 /// With `resume`, a checkpoint written by an earlier run into the same
 /// directory, training continues from it and produces the same metrics rows
-/// (but for `elapsed_s`) and parameters as an uninterrupted run. On SIGINT or
+/// (but for `elapsed_s`) and parameters as an uninterrupted run. `lock` is the
+/// run's lock when the caller holds it already ([`RunDir::claim`]). On SIGINT or
 /// SIGTERM ([`interrupt`]) it stops after the current iteration with a
 /// resumable checkpoint and returns [`Interrupted`].
 pub fn train(
@@ -684,8 +700,9 @@ pub fn train(
     run_dir: &Path,
     options: &TrainOptions,
     resume: Option<Checkpoint>,
+    lock: Option<RunLock>,
 ) -> Result<RunSummary> {
-    let mut trainer = Trainer::new(config, RunDir::at(run_dir), resume)?;
+    let mut trainer = Trainer::start(config, RunDir::at(run_dir), lock, resume)?;
     let bar = progress_bar(options, trainer.plan.iterations, trainer.iteration);
     while !trainer.done() {
         trainer.step()?;
