@@ -26,7 +26,7 @@ struct Results {
 }
 
 impl Results {
-    /// `<dir>/<name>.csv`, or `None` when it does not exist.
+    /// `<dir>/<name>.csv`, or `None` when it does not exist or has no rows.
     fn read(dir: &Path, name: &str) -> Result<Option<Results>> {
         let path = dir.join(format!("{name}.csv"));
         if !path.exists() {
@@ -39,7 +39,7 @@ impl Results {
             let record = record.with_context(|| format!("{} is not valid CSV", path.display()))?;
             rows.push(headers.iter().zip(record.iter()).map(|(h, v)| (h.to_string(), v.to_string())).collect());
         }
-        Ok(Some(Results { rows }))
+        Ok((!rows.is_empty()).then_some(Results { rows }))
     }
 
     /// The rows whose `key` cells equal the given values.
@@ -505,9 +505,9 @@ fn tau_init(r: &Results, report: &mut Report) {
         "μ (ms)",
         "runs",
         "accuracy",
-        "mean τ cue (ms, % vs μ)",
-        "mean τ noise (ms, % vs μ)",
-        "τ of mean decay cue / noise (ms)",
+        "mean finite τ cue / noise (ms)",
+        "τ of mean decay cue (ms, % vs μ)",
+        "τ of mean decay noise (ms, % vs μ)",
         "median τ cue / noise (ms)",
         "decays at 1 cue / noise",
         "> 700 ms: input synapses",
@@ -542,9 +542,9 @@ fn tau_init(r: &Results, report: &mut Report) {
                 format!("{mu_ms:.0}"),
                 sel.len().to_string(),
                 acc("test_accuracy_at_best_validation"),
-                with_change(g("cue", "mean_ms")),
-                with_change(g("noise", "mean_ms")),
-                pair("mean_decay_tau_ms", 1),
+                pair("mean_ms", 0),
+                with_change(g("cue", "mean_decay_tau_ms")),
+                with_change(g("noise", "mean_decay_tau_ms")),
                 pair("median_ms", 1),
                 pair("infinite", 1),
                 mean_pm(&numbers(&sel, "eval.clean+reset_first_input_to_mean.reset_fraction"), 3),
@@ -580,6 +580,38 @@ mod tests {
         assert_eq!(std::fs::read_to_string(&doc).unwrap(), text);
         std::fs::write(&doc, "<!-- table:a -->\nno end\n").unwrap();
         assert!(fill_document(&doc, &tables).unwrap_err().to_string().contains("has no <!-- end -->"));
+    }
+
+    /// A results file gives its table and figures; the cells count the runs
+    /// of each (size, model, topology).
+    #[test]
+    fn the_neurons_table_comes_from_the_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let results = dir.path().join("results");
+        std::fs::create_dir_all(&results).unwrap();
+        let mut csv = String::from(
+            "experiment,model.layers.0.size,model.kind,model.layers.0.recurrent,seed,test_accuracy_at_best_validation,wall_s,commit\n",
+        );
+        for (size, kind, rec, seed, acc) in [
+            (5, "hetsynlif", "true", 0, 1.0),
+            (5, "hetsynlif", "true", 1, 0.5),
+            (5, "homneulif", "false", 0, 0.49),
+            (20, "hetsynlif", "true", 0, 0.95),
+        ] {
+            csv.push_str(&format!("dms_neurons,{size},{kind},{rec},{seed},{acc},1.0,abc\n"));
+        }
+        std::fs::write(results.join("dms_neurons.csv"), csv).unwrap();
+        std::fs::write(results.join("pattern.csv"), "experiment,task.noise_rate,seed\n").unwrap();
+        let report = build(&results, &dir.path().join("figures")).unwrap();
+        assert_eq!(report.tables.keys().collect::<Vec<_>>(), ["dms_neurons"], "an empty file gives no table");
+        let t = &report.tables["dms_neurons"];
+        let lines: Vec<&str> = t.lines().collect();
+        assert!(lines[0].starts_with("| hidden neurons | HetSynLIF F | HetSynLIF R | HetNeuLIF F"), "{t}");
+        assert!(lines[2].starts_with("| 5 | – | 1/2, 0.750 ± 0.354 |"), "{t}");
+        assert!(lines[2].ends_with("| 0/1, 0.490 ± 0.000 | – |"), "{t}");
+        assert!(lines[3].starts_with("| 20 | – | 1/1, 0.950 ± 0.000 |"), "{t}");
+        assert!(report.figures.iter().all(|f| f.is_file()));
+        assert!(report.figures.iter().any(|f| f.ends_with("fig3g_dms_accuracy_recurrent.png")));
     }
 
     #[test]
