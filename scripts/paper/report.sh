@@ -14,4 +14,4 @@ if [ -z "$bin" ]; then
   bin="$repo/target/release/hetsyn"
 fi
 cd "$repo"
-"$bin" -q report --results docs/results --doc docs/reproduction.md --figures docs/figures
+"$bin" -q report --results docs/results --doc docs/reproduction.md --doc README.md --figures docs/figures
