@@ -147,7 +147,52 @@ pub fn build(results: &Path, figures: &Path) -> Result<Report> {
         tau_init(r, &mut report);
     }
     report.tables.insert("headline".into(), headline(&all));
+    report.tables.insert("run_counts".into(), run_counts(&all));
     Ok(report)
+}
+
+/// Per experiment: its cells (distinct values of the keys that vary), the runs
+/// recorded per cell against the paper's count, and the compute they took.
+fn run_counts(e: &Experiments) -> String {
+    let header: Vec<String> =
+        ["experiment", "cells", "runs recorded", "per cell (min–max)", "paper's runs per cell", "training time (sum of runs)"]
+            .map(String::from)
+            .to_vec();
+    let experiments = [
+        ("pattern", &e.pattern, 10),
+        ("dms_neurons", &e.neurons, 50),
+        ("dms_decay_masking", &e.masking, 50),
+        ("dms_delay_noise", &e.delay_noise, 50),
+        ("dms_tau_init", &e.tau_init, 5),
+    ];
+    let mut rows = Vec::new();
+    for (name, results, paper) in experiments {
+        let Some(r) = results else {
+            rows.push(vec![name.to_string(), "–".into(), "0".into(), "–".into(), paper.to_string(), "–".into()]);
+            continue;
+        };
+        // the key columns lie between `experiment` and `seed`
+        let mut cells: BTreeMap<Vec<String>, usize> = BTreeMap::new();
+        for row in &r.rows {
+            let key: Vec<String> = row
+                .iter()
+                .filter(|(k, _)| k.starts_with("model.") || k.starts_with("task.") || k.starts_with("train."))
+                .map(|(_, v)| v.clone())
+                .collect();
+            *cells.entry(key).or_default() += 1;
+        }
+        let (lo, hi) = (cells.values().min().copied().unwrap_or(0), cells.values().max().copied().unwrap_or(0));
+        let seconds: f64 = r.rows.iter().filter_map(|row| row.get("wall_s")?.parse::<f64>().ok()).sum();
+        rows.push(vec![
+            name.to_string(),
+            cells.len().to_string(),
+            r.rows.len().to_string(),
+            if lo == hi { lo.to_string() } else { format!("{lo}–{hi}") },
+            paper.to_string(),
+            format!("{:.1} h", seconds / 3600.0),
+        ]);
+    }
+    table(&header, &rows)
 }
 
 /// The results of every experiment that has rows.
