@@ -106,6 +106,9 @@ struct BenchArgs {
     /// pixel density 0.2). Any preset but shd is followed by shd for comparison.
     #[arg(long, default_value = "shd")]
     preset: String,
+    /// Measure the preset alone, without the SHD preset after it.
+    #[arg(long)]
+    no_shd: bool,
     /// Neuron model.
     #[arg(long, default_value = "hetsynlif")]
     model: String,
@@ -337,7 +340,11 @@ fn run_bench(args: BenchArgs) -> Result<()> {
         density: args.density.unwrap_or(defaults.density),
         ..defaults
     };
-    hetsyn::bench::run_with_reference(&options)
+    if args.no_shd {
+        hetsyn::bench::run(&options).map(|_| ())
+    } else {
+        hetsyn::bench::run_with_reference(&options)
+    }
 }
 
 /// Lets glibc keep freed blocks of up to 4 MiB for reuse instead of unmapping

@@ -3,7 +3,7 @@
 //! of threads: samples are grouped in fixed chunks and partial gradients are
 //! summed in sample order.
 
-use rand::{Rng, SeedableRng};
+use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 
@@ -137,23 +137,16 @@ impl<F: Float> Network<F> {
 
     /// Dropout masks for sample `b`: `[hidden layer][steps * size]`, entries `0` or `1/(1-p)`.
     /// Entry `e` is dropped when the `e`-th `rng.gen::<f64>()` of the stream is
-    /// below `p`; the words are drawn in bulk (`rng.fill`), which gives the same
-    /// numbers: each is the next 64-bit word `w`, as `(w >> 11) * 2^-53`, and
-    /// `(w >> 11) * 2^-53 < p` exactly when the integer `w >> 11` is below
-    /// `ceil(p * 2^53)` (scaling by a power of two is exact).
+    /// below `p` (drawn in bulk, [`super::BulkUniform`]).
     pub fn dropout_masks(&self, p: f64, seed: u64, sample: usize, steps: usize) -> Vec<Vec<F>> {
-        let below = (p.clamp(0.0, 1.0) * (1u64 << 53) as f64).ceil() as u64;
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         rng.set_stream(sample as u64);
         let keep = F::of(1.0 / (1.0 - p));
-        let mut words = Vec::new();
         self.hidden()
             .iter()
             .map(|l| {
-                words.clear();
-                words.resize(steps * l.size, 0u64);
-                rng.fill(&mut words[..]);
-                words.iter().map(|w| if w >> 11 < below { F::zero() } else { keep }).collect()
+                let mut draws = super::BulkUniform::draw(&mut rng, steps * l.size);
+                (0..steps * l.size).map(|_| if draws.below(p) { F::zero() } else { keep }).collect()
             })
             .collect()
     }
@@ -485,6 +478,7 @@ mod tests {
     use super::*;
     use crate::model::layer::{Layer, Spiking};
     use crate::model::{Activation, Surrogate};
+    use rand::Rng;
 
     /// The masks drawn in bulk are those of one `rng.gen::<f64>()` per entry.
     #[test]

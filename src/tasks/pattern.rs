@@ -194,8 +194,9 @@ impl Pattern {
                     input[window.start * channels..window.start * channels + len].copy_from_slice(&self.segment[..len]);
                 }
                 if p_noise > 0.0 {
+                    let mut draws = crate::model::BulkUniform::draw(rng, input.len());
                     for v in input.iter_mut() {
-                        if rng.gen::<f64>() < p_noise {
+                        if draws.below(p_noise) {
                             *v = 1.0;
                         }
                     }
