@@ -464,7 +464,7 @@ fn group_blocks<const G: usize>(group: &[usize], zero_block: usize) -> [usize; G
 /// ```
 ///
 /// `weight`, `decay`: the neurons' rows of `input.width` entries, one after the
-/// other; `acc`: scratch of `rows * steps * WIDTH`; `drive[r + t *
+/// other; `acc`: scratch of `rows * steps * WIDTH` (need not be zero); `drive[r + t *
 /// stride]` receives `drive^t` of row `r`. The sum adds, in lane `l`, the blocks
 /// in increasing order (`acc_l += I_{bW+l}`), then the lanes by [`Lanes::sum`].
 /// The currents of a block stay in registers over all steps, and several rows
@@ -486,7 +486,12 @@ pub fn input_rows_drive<F: Float, I: Isa>(
     let (steps, width) = (input.steps, input.width);
     assert!(weight.len() >= rows * width && decay.len() >= rows * width && acc.len() >= rows * steps * WIDTH);
     assert!(rows == 0 || steps == 0 || drive.len() > rows - 1 + (steps - 1) * stride);
-    acc[..rows * steps * WIDTH].fill(F::zero());
+    if input.active.is_empty() {
+        acc[..rows * steps * WIDTH].fill(F::zero());
+    }
+    // as many blocks in registers as the input has active ones, up to the
+    // instruction set's group (padding blocks would add zeros)
+    let active = input.active.len();
     let mut r0 = 0;
     while r0 < rows {
         // two rows at a time measured fastest here (four in the reverse sweep)
@@ -502,10 +507,13 @@ pub fn input_rows_drive<F: Float, I: Isa>(
                 }
             };
         }
-        match (take, I::GROUP) {
-            (2, _) => go!(2, 4),
-            (_, 8) => go!(1, 8),
-            (_, 4) => go!(1, 4),
+        match (take, I::GROUP, active) {
+            (2, _, ..=1) => go!(2, 1),
+            (2, _, 2) => go!(2, 2),
+            (2, _, _) => go!(2, 4),
+            (_, _, ..=2) => go!(1, 2),
+            (_, 8, 3..=4) | (_, 4, _) => go!(1, 4),
+            (_, 8, _) => go!(1, 8),
             _ => go!(1, 2),
         }
         r0 += take;
@@ -547,9 +555,12 @@ fn drive_groups<F: Float, I: Isa, const R: usize, const G: usize, const BINARY: 
     let (uniform, values) = input.value_rows();
     assert!(weight.len() >= R * width && decay.len() >= R * width && acc.len() >= R * steps * WIDTH);
     let (w, r, a) = (weight.as_ptr(), decay.as_ptr(), acc.as_mut_ptr());
-    for group in input.active.chunks(G) {
+    for (k, group) in input.active.chunks(G).enumerate() {
         let blocks = group_blocks::<G>(group, input.blocks);
         let start = blocks.iter().map(|&b| input.first[b]).min().unwrap_or(steps);
+        // the first group writes the sums (from +0, as adding to zeros would),
+        // and zeros before its first input
+        let first = k == 0;
         // SAFETY: rows of `width` entries (asserted; `load_block` stays within a
         // row); blocks are `<= input.blocks`, so loads of `values` (`[steps,
         // stride * WIDTH]`) are in bounds; `acc` holds `R * steps * WIDTH`. The
@@ -563,11 +574,20 @@ fn drive_groups<F: Float, I: Isa, const R: usize, const G: usize, const BINARY: 
                     rv[q][g] = load_block(r.add(q * width), blocks[g], width);
                 }
             }
+            if first {
+                for q in 0..R {
+                    for t in 0..start {
+                        V::<F, I>::zero().store(a.add((q * steps + t) * WIDTH));
+                    }
+                }
+            }
             let mut cur = [[V::<F, I>::zero(); G]; R];
             for t in start..steps {
                 let mut sum = [V::<F, I>::zero(); R];
-                for (q, sum) in sum.iter_mut().enumerate() {
-                    *sum = V::<F, I>::load(a.add((q * steps + t) * WIDTH));
+                if !first {
+                    for (q, sum) in sum.iter_mut().enumerate() {
+                        *sum = V::<F, I>::load(a.add((q * steps + t) * WIDTH));
+                    }
                 }
                 for g in 0..G {
                     let mask = *masks.get_unchecked(blocks[g] * steps + t);
