@@ -47,6 +47,27 @@ pub trait Lanes<F: Copy>: Copy {
     unsafe fn sum(self) -> F;
     /// Bit `l` set where lane `l` is not zero (NaN included, as `!=` has it).
     unsafe fn nonzero(self) -> u16;
+    /// The `len < WIDTH` entries at `p` in the first lanes, zeros in the others
+    /// (entries past `len` are not read).
+    #[inline(always)]
+    unsafe fn load_first(p: *const F, len: usize) -> Self {
+        // zeros, then the entries (`len >= 1`: `*p` exists)
+        let mut block = [*p; WIDTH];
+        Self::zero().store(block.as_mut_ptr());
+        for (l, b) in block.iter_mut().enumerate().take(len) {
+            *b = *p.add(l);
+        }
+        Self::load(block.as_ptr())
+    }
+    /// Stores the first `len < WIDTH` lanes at `p` (entries past `len` are not written).
+    #[inline(always)]
+    unsafe fn store_first(self, p: *mut F, len: usize) {
+        let mut block = [*p; WIDTH];
+        self.store(block.as_mut_ptr());
+        for (l, b) in block.iter().enumerate().take(len) {
+            *p.add(l) = *b;
+        }
+    }
     /// `[v_0.sum(), .., v_15.sum()]`, the same additions for 16 vectors at once.
     #[inline(always)]
     unsafe fn sums(v: &[Self; WIDTH]) -> [F; WIDTH] {
@@ -422,9 +443,7 @@ unsafe fn load_block<F: Float, V: Lanes<F>>(row: *const F, b: usize, width: usiz
     } else if start >= width {
         V::zero()
     } else {
-        let mut block = [F::zero(); WIDTH];
-        std::ptr::copy_nonoverlapping(row.add(start), block.as_mut_ptr(), width - start);
-        V::load(block.as_ptr())
+        V::load_first(row.add(start), width - start)
     }
 }
 
@@ -438,9 +457,7 @@ unsafe fn store_block<F: Float, V: Lanes<F>>(v: V, row: *mut F, b: usize, width:
     if start + WIDTH <= width {
         v.store(row.add(start))
     } else if start < width {
-        let mut block = [F::zero(); WIDTH];
-        v.store(block.as_mut_ptr());
-        std::ptr::copy_nonoverlapping(block.as_ptr(), row.add(start), width - start);
+        v.store_first(row.add(start), width - start)
     }
 }
 
@@ -1312,6 +1329,15 @@ pub mod x86 {
         unsafe fn nonzero(self) -> u16 {
             _mm512_cmp_ps_mask::<_CMP_NEQ_UQ>(self.0, _mm512_setzero_ps())
         }
+        /// A masked load: the lanes past `len` are neither read nor faulted on.
+        #[inline(always)]
+        unsafe fn load_first(p: *const f32, len: usize) -> Self {
+            Avx512F32(_mm512_maskz_loadu_ps(((1u32 << len) - 1) as u16, p))
+        }
+        #[inline(always)]
+        unsafe fn store_first(self, p: *mut f32, len: usize) {
+            _mm512_mask_storeu_ps(p, ((1u32 << len) - 1) as u16, self.0)
+        }
         /// The tree of [`Lanes::sum`] for 16 registers at once: each level adds
         /// the same pairs of lanes, with the registers' halves, quarters and pairs
         /// shuffled side by side (results in the order 0 2 1 3 8 10 9 11 4 6 5 7
@@ -1420,6 +1446,27 @@ pub mod x86 {
             let hi = _mm256_movemask_ps(_mm256_cmp_ps::<_CMP_NEQ_UQ>(self.1, zero)) as u16;
             lo | hi << 8
         }
+        /// Masked loads: the lanes past `len` are neither read nor faulted on.
+        #[inline(always)]
+        unsafe fn load_first(p: *const f32, len: usize) -> Self {
+            let (lo, hi) = first_lanes(len);
+            Avx2F32(_mm256_maskload_ps(p, lo), _mm256_maskload_ps(p.add(8), hi))
+        }
+        #[inline(always)]
+        unsafe fn store_first(self, p: *mut f32, len: usize) {
+            let (lo, hi) = first_lanes(len);
+            _mm256_maskstore_ps(p, lo, self.0);
+            _mm256_maskstore_ps(p.add(8), hi, self.1)
+        }
+    }
+
+    /// All bits set in lanes `0..len` of the two halves.
+    #[inline(always)]
+    unsafe fn first_lanes(len: usize) -> (__m256i, __m256i) {
+        let n = _mm256_set1_epi32(len as i32);
+        let lo = _mm256_cmpgt_epi32(n, _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+        let hi = _mm256_cmpgt_epi32(n, _mm256_setr_epi32(8, 9, 10, 11, 12, 13, 14, 15));
+        (lo, hi)
     }
 }
 
