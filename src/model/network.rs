@@ -29,6 +29,10 @@ fn sum_counts<'a>(counts: impl Iterator<Item = &'a Vec<f64>>, neurons: usize) ->
     total
 }
 
+/// What a batch keeps of each sample: its loss, whether it was classified
+/// correctly, its spike counts per hidden neuron and the caller's figures.
+type Summary<T> = (f64, Option<bool>, Vec<f64>, T);
+
 /// A stack of layers: `layers[..L-1]` hidden, `layers[L-1]` the leaky readout.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Network<F> {
@@ -312,6 +316,34 @@ impl<F: Float> Network<F> {
         dropout: Dropout<'_, F>,
         with_grad: bool,
     ) -> (BatchStats, Option<Network<F>>) {
+        let (stats, grad, _) = self.batch_pass(samples, steps, objective, dropout, with_grad, &|_| ());
+        (stats, grad)
+    }
+
+    /// The loss of [`Network::loss_and_grad`] without dropout or gradient, and
+    /// `figures` of each sample's readout trace ([`Network::output`]), in sample
+    /// order, from the same forward pass.
+    pub fn evaluate_with<S: SampleSource<F>, T: Send>(
+        &self,
+        samples: &[S],
+        steps: usize,
+        objective: &Objective,
+        figures: &(dyn Fn(&[F]) -> T + Sync),
+    ) -> (BatchStats, Vec<T>) {
+        let (stats, _, figures) = self.batch_pass(samples, steps, objective, Dropout::None, false, figures);
+        (stats, figures)
+    }
+
+    /// [`Network::loss_and_grad`], with `figures` of each sample's readout trace.
+    fn batch_pass<S: SampleSource<F>, T: Send>(
+        &self,
+        samples: &[S],
+        steps: usize,
+        objective: &Objective,
+        dropout: Dropout<'_, F>,
+        with_grad: bool,
+        figures: &(dyn Fn(&[F]) -> T + Sync),
+    ) -> (BatchStats, Option<Network<F>>, Vec<T>) {
         let batch = samples.len();
         let outputs = self.outputs();
         let prepared = self.prepare();
@@ -331,13 +363,14 @@ impl<F: Float> Network<F> {
 
         // first pass (only when the regulariser needs the batch's rates first)
         let mut kept: Vec<Option<(Tape<F>, SampleLoss<F>)>> = Vec::new();
-        let mut per_sample: Vec<(f64, Option<bool>, Vec<f64>)> = Vec::new();
+        let mut per_sample: Vec<Summary<T>> = Vec::new();
         if couple {
             let first: Vec<_> = (0..batch)
                 .into_par_iter()
                 .map(|b| {
                     let (tape, loss) = run(b);
-                    let summary = (loss.loss, loss.correct, self.spike_counts(&tape, steps));
+                    let summary =
+                        (loss.loss, loss.correct, self.spike_counts(&tape, steps), figures(self.output(&tape)));
                     (summary, keep.then_some((tape, loss)))
                 })
                 .collect();
@@ -364,12 +397,12 @@ impl<F: Float> Network<F> {
         // Chunk results are summed in chunk order as soon as that order allows,
         // so that only the chunks that finished early wait in memory (not all of
         // them): the sums, and so the bits, do not depend on which thread did what.
-        type ChunkResult<F> = (Option<Network<F>>, Vec<(f64, Option<bool>, Vec<f64>)>);
-        struct Ordered<F> {
+        type ChunkResult<F, T> = (Option<Network<F>>, Vec<Summary<T>>);
+        struct Ordered<F, T> {
             next: usize,
-            waiting: std::collections::BTreeMap<usize, ChunkResult<F>>,
+            waiting: std::collections::BTreeMap<usize, ChunkResult<F, T>>,
             grad: Option<Network<F>>,
-            per_sample: Vec<(f64, Option<bool>, Vec<f64>)>,
+            per_sample: Vec<Summary<T>>,
         }
         let ordered = std::sync::Mutex::new(Ordered {
             next: 0,
@@ -384,7 +417,12 @@ impl<F: Float> Network<F> {
                 let stored = if keep { kept.lock().map(|mut k| k[b].take()).unwrap_or(None) } else { None };
                 let (tape, loss) = stored.unwrap_or_else(|| run(b));
                 if !couple {
-                    summaries.push((loss.loss, loss.correct, self.spike_counts(&tape, steps)));
+                    summaries.push((
+                        loss.loss,
+                        loss.correct,
+                        self.spike_counts(&tape, steps),
+                        figures(self.output(&tape)),
+                    ));
                 }
                 if let Some(grad) = grad.as_mut() {
                     let d_output = loss.d_output.iter().map(|d| *d * scale).collect();
@@ -435,7 +473,7 @@ impl<F: Float> Network<F> {
             (None, None) => 0.0,
         };
         stats.loss = stats.task_loss + stats.regulariser_loss;
-        (stats, grad)
+        (stats, grad, per_sample.into_iter().map(|p| p.3).collect())
     }
 
     /// The same network in another float type.
