@@ -103,12 +103,13 @@ impl BulkUniform {
         BulkUniform { words, next: 0 }
     }
 
-    /// Whether the next number is below `p` (`rng.gen::<f64>() < p`).
+    /// Whether each of the next `n` numbers is below `p` (`rng.gen::<f64>() < p`).
     #[inline]
-    pub fn below(&mut self, p: f64) -> bool {
-        let w = self.words[self.next];
-        self.next += 1;
-        w >> 11 < (p.clamp(0.0, 1.0) * (1u64 << 53) as f64).ceil() as u64
+    pub fn below(&mut self, p: f64, n: usize) -> impl Iterator<Item = bool> + '_ {
+        let threshold = (p.clamp(0.0, 1.0) * (1u64 << 53) as f64).ceil() as u64;
+        let words = &self.words[self.next..self.next + n];
+        self.next += n;
+        words.iter().map(move |w| w >> 11 < threshold)
     }
 }
 
@@ -150,7 +151,7 @@ mod tests {
                 b.gen::<u32>();
             }
             let mut draws = super::BulkUniform::draw(&mut a, n);
-            let got: Vec<bool> = (0..n).map(|_| draws.below(p)).collect();
+            let got: Vec<bool> = draws.below(p, n - n / 3).chain(draws.below(p, n / 3)).collect();
             let want: Vec<bool> = (0..n).map(|_| b.gen::<f64>() < p).collect();
             assert_eq!(got, want);
             assert_eq!(a.gen::<u64>(), b.gen::<u64>());

@@ -150,7 +150,7 @@ impl<F: Float> Network<F> {
             .iter()
             .map(|l| {
                 let mut draws = super::BulkUniform::draw(&mut rng, steps * l.size);
-                (0..steps * l.size).map(|_| if draws.below(p) { F::zero() } else { keep }).collect()
+                draws.below(p, steps * l.size).map(|drop| if drop { F::zero() } else { keep }).collect()
             })
             .collect()
     }

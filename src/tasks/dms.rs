@@ -252,15 +252,16 @@ impl Dms {
         let steps = windows[1].end;
         let p_cue = (self.config.cue_rate * self.dt).clamp(0.0, 1.0);
         let p_noise = (self.config.noise_rate * self.dt).clamp(0.0, 1.0);
-        let cue = |step: usize| windows.iter().position(|w| w.contains(&step)).map(|k| [first, second][k]);
+        let cue: Vec<Option<Cue>> =
+            (0..steps).map(|step| windows.iter().position(|w| w.contains(&step)).map(|k| [first, second][k])).collect();
         // one number per channel drawn (a probability of 0 draws none), in bulk
         let cue_draws = if p_cue > 0.0 { g } else { 0 };
         let noise_draws = if p_noise > 0.0 { channels - 2 * g } else { 0 };
-        let draws = (0..steps).map(|step| noise_draws + cue(step).map_or(0, |_| cue_draws)).sum();
+        let draws = cue.iter().map(|c| noise_draws + c.map_or(0, |_| cue_draws)).sum();
         let mut draws = BulkUniform::draw(rng, draws);
         let mut input = vec![0.0f32; steps * channels];
         for (step, row) in input.chunks_exact_mut(channels).enumerate() {
-            match cue(step) {
+            match cue[step] {
                 Some(Cue::Left) => bernoulli_fill(&mut row[..g], p_cue, &mut draws),
                 Some(Cue::Right) => bernoulli_fill(&mut row[g..2 * g], p_cue, &mut draws),
                 None => {}
@@ -276,8 +277,9 @@ fn bernoulli_fill(values: &mut [f32], p: f64, draws: &mut BulkUniform) {
     if p <= 0.0 {
         return;
     }
-    for v in values {
-        if draws.below(p) {
+    let n = values.len();
+    for (v, spike) in values.iter_mut().zip(draws.below(p, n)) {
+        if spike {
             *v = 1.0;
         }
     }
