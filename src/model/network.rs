@@ -358,6 +358,9 @@ impl<F: Float> Network<F> {
             );
             (tape, loss)
         };
+        let summarize = |tape: &Tape<F>, loss: &SampleLoss<F>| -> Summary<T> {
+            (loss.loss, loss.correct, self.spike_counts(tape, steps), figures(self.output(tape)))
+        };
         let couple = with_grad && objective.rate_regulariser.is_some();
         let keep = couple && batch * steps * self.hidden_neurons() * 4 * std::mem::size_of::<F>() <= TAPE_BUDGET_BYTES;
 
@@ -369,8 +372,7 @@ impl<F: Float> Network<F> {
                 .into_par_iter()
                 .map(|b| {
                     let (tape, loss) = run(b);
-                    let summary =
-                        (loss.loss, loss.correct, self.spike_counts(&tape, steps), figures(self.output(&tape)));
+                    let summary = summarize(&tape, &loss);
                     (summary, keep.then_some((tape, loss)))
                 })
                 .collect();
@@ -417,12 +419,7 @@ impl<F: Float> Network<F> {
                 let stored = if keep { kept.lock().map(|mut k| k[b].take()).unwrap_or(None) } else { None };
                 let (tape, loss) = stored.unwrap_or_else(|| run(b));
                 if !couple {
-                    summaries.push((
-                        loss.loss,
-                        loss.correct,
-                        self.spike_counts(&tape, steps),
-                        figures(self.output(&tape)),
-                    ));
+                    summaries.push(summarize(&tape, &loss));
                 }
                 if let Some(grad) = grad.as_mut() {
                     let d_output = loss.d_output.iter().map(|d| *d * scale).collect();
