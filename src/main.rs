@@ -147,20 +147,30 @@ struct GridArgs {
 
 #[derive(Args)]
 struct BenchArgs {
+    /// The paper's shape to measure: shd (700-128R-64R-20, batch 32, T 250, density
+    /// 0.02), dms (30-100R-2, batch 32, T 210, density 0.029), pattern (100-100-1,
+    /// batch 1, T 2000, density 0.0095) or smnist (1-64R-64R-10, batch 256, T 784,
+    /// pixel density 0.2). Any preset but shd is followed by shd for comparison.
+    #[arg(long, default_value = "shd")]
+    preset: String,
+    /// Measure the preset alone, without the SHD preset after it.
+    #[arg(long)]
+    no_shd: bool,
     /// Neuron model.
     #[arg(long, default_value = "hetsynlif")]
     model: String,
-    /// Layer sizes, inputs-hidden-...-outputs; `R` marks a recurrent layer.
-    #[arg(long, default_value = "700-128R-64R-20")]
-    layers: String,
-    #[arg(long, default_value_t = 32)]
-    batch: usize,
-    /// Time steps per sample.
-    #[arg(long, default_value_t = 250)]
-    steps: usize,
-    /// Fraction of input bins with a spike.
-    #[arg(long, default_value_t = 0.02)]
-    density: f64,
+    /// Layer sizes, inputs-hidden-...-outputs; `R` marks a recurrent layer (default: the preset's).
+    #[arg(long)]
+    layers: Option<String>,
+    /// Samples per batch (default: the preset's).
+    #[arg(long)]
+    batch: Option<usize>,
+    /// Time steps per sample (default: the preset's).
+    #[arg(long)]
+    steps: Option<usize>,
+    /// Fraction of input bins with a spike (default: the preset's).
+    #[arg(long)]
+    density: Option<f64>,
     /// Thread counts to measure, comma separated.
     #[arg(long, default_value = "1,2", value_delimiter = ',')]
     threads: Vec<usize>,
@@ -454,18 +464,20 @@ fn run_bench(args: BenchArgs) -> Result<()> {
     let model = toml::Value::String(args.model.clone()).try_into().map_err(|_| {
         anyhow::anyhow!("--model {:?}: expected hetsynlif, hetneulif, homneulif or homneualif", args.model)
     })?;
+    let preset = hetsyn::bench::Preset::parse(&args.preset)?;
+    let defaults = preset.options(model, args.threads, args.repeats, args.seed);
     let options = hetsyn::bench::BenchOptions {
-        model,
-        layers: args.layers,
-        batch: args.batch,
-        steps: args.steps,
-        density: args.density,
-        threads: args.threads,
-        repeats: args.repeats,
-        seed: args.seed,
+        layers: args.layers.unwrap_or(defaults.layers.clone()),
+        batch: args.batch.unwrap_or(defaults.batch),
+        steps: args.steps.unwrap_or(defaults.steps),
+        density: args.density.unwrap_or(defaults.density),
+        ..defaults
     };
-    hetsyn::bench::run(&options)?;
-    Ok(())
+    if args.no_shd {
+        hetsyn::bench::run(&options).map(|_| ())
+    } else {
+        hetsyn::bench::run_with_reference(&options)
+    }
 }
 
 /// Lets glibc keep freed blocks of up to 4 MiB for reuse instead of unmapping

@@ -825,7 +825,7 @@ mod tests {
         std::fs::write(results.join("dms_neurons.csv"), csv).unwrap();
         std::fs::write(results.join("pattern.csv"), "experiment,task.noise_rate,seed\n").unwrap();
         let report = build(&results, &dir.path().join("figures")).unwrap();
-        assert_eq!(report.tables.keys().collect::<Vec<_>>(), ["dms_neurons", "headline"], "an empty file gives no table");
+        assert_eq!(report.tables.keys().collect::<Vec<_>>(), ["dms_neurons", "headline", "run_counts"], "an empty file gives no table");
         let t = &report.tables["dms_neurons"];
         let lines: Vec<&str> = t.lines().collect();
         assert!(lines[0].starts_with("| hidden neurons | HetSynLIF F | HetSynLIF R | HetNeuLIF F"), "{t}");

@@ -47,6 +47,27 @@ pub trait Lanes<F: Copy>: Copy {
     unsafe fn sum(self) -> F;
     /// Bit `l` set where lane `l` is not zero (NaN included, as `!=` has it).
     unsafe fn nonzero(self) -> u16;
+    /// The `len < WIDTH` entries at `p` in the first lanes, zeros in the others
+    /// (entries past `len` are not read).
+    #[inline(always)]
+    unsafe fn load_first(p: *const F, len: usize) -> Self {
+        // zeros, then the entries (`len >= 1`: `*p` exists)
+        let mut block = [*p; WIDTH];
+        Self::zero().store(block.as_mut_ptr());
+        for (l, b) in block.iter_mut().enumerate().take(len) {
+            *b = *p.add(l);
+        }
+        Self::load(block.as_ptr())
+    }
+    /// Stores the first `len < WIDTH` lanes at `p` (entries past `len` are not written).
+    #[inline(always)]
+    unsafe fn store_first(self, p: *mut F, len: usize) {
+        let mut block = [*p; WIDTH];
+        self.store(block.as_mut_ptr());
+        for (l, b) in block.iter().enumerate().take(len) {
+            *p.add(l) = *b;
+        }
+    }
     /// `[v_0.sum(), .., v_15.sum()]`, the same additions for 16 vectors at once.
     #[inline(always)]
     unsafe fn sums(v: &[Self; WIDTH]) -> [F; WIDTH] {
@@ -422,9 +443,7 @@ unsafe fn load_block<F: Float, V: Lanes<F>>(row: *const F, b: usize, width: usiz
     } else if start >= width {
         V::zero()
     } else {
-        let mut block = [F::zero(); WIDTH];
-        std::ptr::copy_nonoverlapping(row.add(start), block.as_mut_ptr(), width - start);
-        V::load(block.as_ptr())
+        V::load_first(row.add(start), width - start)
     }
 }
 
@@ -438,9 +457,7 @@ unsafe fn store_block<F: Float, V: Lanes<F>>(v: V, row: *mut F, b: usize, width:
     if start + WIDTH <= width {
         v.store(row.add(start))
     } else if start < width {
-        let mut block = [F::zero(); WIDTH];
-        v.store(block.as_mut_ptr());
-        std::ptr::copy_nonoverlapping(block.as_ptr(), row.add(start), width - start);
+        v.store_first(row.add(start), width - start)
     }
 }
 
@@ -464,7 +481,7 @@ fn group_blocks<const G: usize>(group: &[usize], zero_block: usize) -> [usize; G
 /// ```
 ///
 /// `weight`, `decay`: the neurons' rows of `input.width` entries, one after the
-/// other; `acc`: scratch of `rows * steps * WIDTH`; `drive[r + t *
+/// other; `acc`: scratch of `rows * steps * WIDTH` (need not be zero); `drive[r + t *
 /// stride]` receives `drive^t` of row `r`. The sum adds, in lane `l`, the blocks
 /// in increasing order (`acc_l += I_{bW+l}`), then the lanes by [`Lanes::sum`].
 /// The currents of a block stay in registers over all steps, and several rows
@@ -486,7 +503,12 @@ pub fn input_rows_drive<F: Float, I: Isa>(
     let (steps, width) = (input.steps, input.width);
     assert!(weight.len() >= rows * width && decay.len() >= rows * width && acc.len() >= rows * steps * WIDTH);
     assert!(rows == 0 || steps == 0 || drive.len() > rows - 1 + (steps - 1) * stride);
-    acc[..rows * steps * WIDTH].fill(F::zero());
+    if input.active.is_empty() {
+        acc[..rows * steps * WIDTH].fill(F::zero());
+    }
+    // as many blocks in registers as the input has active ones, up to the
+    // instruction set's group (padding blocks would add zeros)
+    let active = input.active.len();
     let mut r0 = 0;
     while r0 < rows {
         // two rows at a time measured fastest here (four in the reverse sweep)
@@ -502,10 +524,13 @@ pub fn input_rows_drive<F: Float, I: Isa>(
                 }
             };
         }
-        match (take, I::GROUP) {
-            (2, _) => go!(2, 4),
-            (_, 8) => go!(1, 8),
-            (_, 4) => go!(1, 4),
+        match (take, I::GROUP, active) {
+            (2, _, ..=1) => go!(2, 1),
+            (2, _, 2) => go!(2, 2),
+            (2, _, _) => go!(2, 4),
+            (_, _, ..=2) => go!(1, 2),
+            (_, 8, 3..=4) | (_, 4, _) => go!(1, 4),
+            (_, 8, _) => go!(1, 8),
             _ => go!(1, 2),
         }
         r0 += take;
@@ -547,9 +572,12 @@ fn drive_groups<F: Float, I: Isa, const R: usize, const G: usize, const BINARY: 
     let (uniform, values) = input.value_rows();
     assert!(weight.len() >= R * width && decay.len() >= R * width && acc.len() >= R * steps * WIDTH);
     let (w, r, a) = (weight.as_ptr(), decay.as_ptr(), acc.as_mut_ptr());
-    for group in input.active.chunks(G) {
+    for (k, group) in input.active.chunks(G).enumerate() {
         let blocks = group_blocks::<G>(group, input.blocks);
         let start = blocks.iter().map(|&b| input.first[b]).min().unwrap_or(steps);
+        // the first group writes the sums (from +0, as adding to zeros would),
+        // and zeros before its first input
+        let first = k == 0;
         // SAFETY: rows of `width` entries (asserted; `load_block` stays within a
         // row); blocks are `<= input.blocks`, so loads of `values` (`[steps,
         // stride * WIDTH]`) are in bounds; `acc` holds `R * steps * WIDTH`. The
@@ -563,11 +591,20 @@ fn drive_groups<F: Float, I: Isa, const R: usize, const G: usize, const BINARY: 
                     rv[q][g] = load_block(r.add(q * width), blocks[g], width);
                 }
             }
+            if first {
+                for q in 0..R {
+                    for t in 0..start {
+                        V::<F, I>::zero().store(a.add((q * steps + t) * WIDTH));
+                    }
+                }
+            }
             let mut cur = [[V::<F, I>::zero(); G]; R];
             for t in start..steps {
                 let mut sum = [V::<F, I>::zero(); R];
-                for (q, sum) in sum.iter_mut().enumerate() {
-                    *sum = V::<F, I>::load(a.add((q * steps + t) * WIDTH));
+                if !first {
+                    for (q, sum) in sum.iter_mut().enumerate() {
+                        *sum = V::<F, I>::load(a.add((q * steps + t) * WIDTH));
+                    }
                 }
                 for g in 0..G {
                     let mask = *masks.get_unchecked(blocks[g] * steps + t);
@@ -1292,6 +1329,15 @@ pub mod x86 {
         unsafe fn nonzero(self) -> u16 {
             _mm512_cmp_ps_mask::<_CMP_NEQ_UQ>(self.0, _mm512_setzero_ps())
         }
+        /// A masked load: the lanes past `len` are neither read nor faulted on.
+        #[inline(always)]
+        unsafe fn load_first(p: *const f32, len: usize) -> Self {
+            Avx512F32(_mm512_maskz_loadu_ps(((1u32 << len) - 1) as u16, p))
+        }
+        #[inline(always)]
+        unsafe fn store_first(self, p: *mut f32, len: usize) {
+            _mm512_mask_storeu_ps(p, ((1u32 << len) - 1) as u16, self.0)
+        }
         /// The tree of [`Lanes::sum`] for 16 registers at once: each level adds
         /// the same pairs of lanes, with the registers' halves, quarters and pairs
         /// shuffled side by side (results in the order 0 2 1 3 8 10 9 11 4 6 5 7
@@ -1400,6 +1446,27 @@ pub mod x86 {
             let hi = _mm256_movemask_ps(_mm256_cmp_ps::<_CMP_NEQ_UQ>(self.1, zero)) as u16;
             lo | hi << 8
         }
+        /// Masked loads: the lanes past `len` are neither read nor faulted on.
+        #[inline(always)]
+        unsafe fn load_first(p: *const f32, len: usize) -> Self {
+            let (lo, hi) = first_lanes(len);
+            Avx2F32(_mm256_maskload_ps(p, lo), _mm256_maskload_ps(p.add(8), hi))
+        }
+        #[inline(always)]
+        unsafe fn store_first(self, p: *mut f32, len: usize) {
+            let (lo, hi) = first_lanes(len);
+            _mm256_maskstore_ps(p, lo, self.0);
+            _mm256_maskstore_ps(p.add(8), hi, self.1)
+        }
+    }
+
+    /// All bits set in lanes `0..len` of the two halves.
+    #[inline(always)]
+    unsafe fn first_lanes(len: usize) -> (__m256i, __m256i) {
+        let n = _mm256_set1_epi32(len as i32);
+        let lo = _mm256_cmpgt_epi32(n, _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+        let hi = _mm256_cmpgt_epi32(n, _mm256_setr_epi32(8, 9, 10, 11, 12, 13, 14, 15));
+        (lo, hi)
     }
 }
 

@@ -216,6 +216,10 @@ pub struct LayerTape<F> {
     /// `S^t` of the collapsed form, `[steps, size]`, for learnable per-neuron
     /// decays with adaptation only (otherwise `S^t = V^t`, and this is empty)
     pub membrane: Vec<F>,
+    /// The layer's input as the row kernels read it (per-synapse decays only;
+    /// bit masks per step and block, so small): built once by the forward pass
+    /// and read again by the reverse sweep.
+    pub input: BlockInput<F>,
 }
 
 impl<F: Float> Layer<F> {
@@ -330,6 +334,7 @@ impl<F: Float> Layer<F> {
                     let drive = &mut tape.potential[j0..];
                     input_rows_drive(isa, &self.input_weight[span.clone()], &r[span], j1 - j0, &x, &mut acc, drive, n);
                 }
+                tape.input = x;
                 if let (Some(_), Some(_)) = (&self.recurrent_weight, q) {
                     // transposed: the sums over k run down the lanes
                     let matrices = prepared.recurrent_columns.as_ref().expect("prepared for another layer");
@@ -574,14 +579,21 @@ impl<F: Float> Layer<F> {
             (Decays::Synapse { input: r, recurrent: q, .. }, Decays::Synapse { input: dr, recurrent: dq, .. }) => {
                 // Input synapses, one neuron at a time over all steps (their adjoints
                 // do not feed back into g): lam and K of a block stay in registers.
-                let x = block_input(isa, input, steps, m);
+                // the forward pass's (the same input), unless the tape lacks it
+                let rebuilt;
+                let x = if tape.input.steps == steps && tape.input.width == m {
+                    &tape.input
+                } else {
+                    rebuilt = block_input(isa, input, steps, m);
+                    &rebuilt
+                };
                 let mut dx = d_input;
                 for j0 in (0..n).step_by(I::ROWS) {
                     let (j1, span) = ((j0 + I::ROWS).min(n), j0 * m..(j0 + I::ROWS).min(n) * m);
                     let (w, decay) = (&self.input_weight[span.clone()], &r[span.clone()]);
                     let (dw, dk) = (&mut grad.input_weight[span.clone()], &mut dr[span]);
                     let g = &d_output[j0..];
-                    input_rows_sweep(isa, j1 - j0, g, n, w, decay, &x, dw, dk, dx.as_deref_mut());
+                    input_rows_sweep(isa, j1 - j0, g, n, w, decay, x, dw, dk, dx.as_deref_mut());
                 }
                 // Recurrent synapses: the same sweep with the input z^{t-1}.
                 if let (Some(u), Some(q), Some(du), Some(dq)) =

@@ -84,6 +84,35 @@ impl Float for f64 {
     }
 }
 
+/// Uniform numbers of a ChaCha8 stream drawn in bulk (`rng.fill`), which
+/// gives the same numbers as one `rng.gen::<f64>()` each: that is the next
+/// 64-bit word `w`, as `(w >> 11) * 2^-53`, and `(w >> 11) * 2^-53 < p`
+/// exactly when the integer `w >> 11` is below `ceil(p * 2^53)` (scaling by a
+/// power of two is exact).
+pub struct BulkUniform {
+    words: Vec<u64>,
+    next: usize,
+}
+
+impl BulkUniform {
+    /// The next `n` numbers of `rng`.
+    pub fn draw(rng: &mut rand_chacha::ChaCha8Rng, n: usize) -> Self {
+        use rand::Rng;
+        let mut words = vec![0u64; n];
+        rng.fill(&mut words[..]);
+        BulkUniform { words, next: 0 }
+    }
+
+    /// Whether each of the next `n` numbers is below `p` (`rng.gen::<f64>() < p`).
+    #[inline]
+    pub fn below(&mut self, p: f64, n: usize) -> impl Iterator<Item = bool> + '_ {
+        let threshold = (p.clamp(0.0, 1.0) * (1u64 << 53) as f64).ceil() as u64;
+        let words = &self.words[self.next..self.next + n];
+        self.next += n;
+        words.iter().map(move |w| w >> 11 < threshold)
+    }
+}
+
 /// Flushes subnormal floats to zero on this thread (x86: the FTZ and DAZ bits
 /// of MXCSR; elsewhere nothing). Once the loss is tiny, adjoints and gradients
 /// fall into the subnormal range, where every multiply costs about a hundred
@@ -108,6 +137,28 @@ pub fn flush_subnormals_to_zero() {
 
 #[cfg(test)]
 mod tests {
+    use rand::{Rng, SeedableRng};
+
+    /// The bulk draws are those of one `rng.gen::<f64>() < p` each, also after
+    /// an odd number of 32-bit words, and they leave the stream where those do.
+    #[test]
+    fn bulk_numbers_are_those_drawn_one_by_one() {
+        for (seed, skip, n, p) in [(1u64, 0usize, 7usize, 0.2), (2, 1, 100, 0.05), (3, 3, 1000, 0.5), (4, 5, 33, 1.0)] {
+            let mut a = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+            let mut b = a.clone();
+            for _ in 0..skip {
+                a.gen::<u32>();
+                b.gen::<u32>();
+            }
+            let mut draws = super::BulkUniform::draw(&mut a, n);
+            let mut got: Vec<bool> = draws.below(p, n - n / 3).collect();
+            got.extend(draws.below(p, n / 3));
+            let want: Vec<bool> = (0..n).map(|_| b.gen::<f64>() < p).collect();
+            assert_eq!(got, want);
+            assert_eq!(a.gen::<u64>(), b.gen::<u64>());
+        }
+    }
+
     #[test]
     #[cfg(target_arch = "x86_64")]
     fn subnormals_are_flushed_on_this_thread_only() {

@@ -3,7 +3,7 @@
 //! of threads: samples are grouped in fixed chunks and partial gradients are
 //! summed in sample order.
 
-use rand::{Rng, SeedableRng};
+use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 
@@ -28,6 +28,10 @@ fn sum_counts<'a>(counts: impl Iterator<Item = &'a Vec<f64>>, neurons: usize) ->
     }
     total
 }
+
+/// What a batch keeps of each sample: its loss, whether it was classified
+/// correctly, its spike counts per hidden neuron and the caller's figures.
+type Summary<T> = (f64, Option<bool>, Vec<f64>, T);
 
 /// A stack of layers: `layers[..L-1]` hidden, `layers[L-1]` the leaky readout.
 #[derive(Debug, Clone, PartialEq)]
@@ -137,23 +141,16 @@ impl<F: Float> Network<F> {
 
     /// Dropout masks for sample `b`: `[hidden layer][steps * size]`, entries `0` or `1/(1-p)`.
     /// Entry `e` is dropped when the `e`-th `rng.gen::<f64>()` of the stream is
-    /// below `p`; the words are drawn in bulk (`rng.fill`), which gives the same
-    /// numbers: each is the next 64-bit word `w`, as `(w >> 11) * 2^-53`, and
-    /// `(w >> 11) * 2^-53 < p` exactly when the integer `w >> 11` is below
-    /// `ceil(p * 2^53)` (scaling by a power of two is exact).
+    /// below `p` (drawn in bulk, [`super::BulkUniform`]).
     pub fn dropout_masks(&self, p: f64, seed: u64, sample: usize, steps: usize) -> Vec<Vec<F>> {
-        let below = (p.clamp(0.0, 1.0) * (1u64 << 53) as f64).ceil() as u64;
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         rng.set_stream(sample as u64);
         let keep = F::of(1.0 / (1.0 - p));
-        let mut words = Vec::new();
         self.hidden()
             .iter()
             .map(|l| {
-                words.clear();
-                words.resize(steps * l.size, 0u64);
-                rng.fill(&mut words[..]);
-                words.iter().map(|w| if w >> 11 < below { F::zero() } else { keep }).collect()
+                let mut draws = super::BulkUniform::draw(&mut rng, steps * l.size);
+                draws.below(p, steps * l.size).map(|drop| if drop { F::zero() } else { keep }).collect()
             })
             .collect()
     }
@@ -319,6 +316,34 @@ impl<F: Float> Network<F> {
         dropout: Dropout<'_, F>,
         with_grad: bool,
     ) -> (BatchStats, Option<Network<F>>) {
+        let (stats, grad, _) = self.batch_pass(samples, steps, objective, dropout, with_grad, &|_| ());
+        (stats, grad)
+    }
+
+    /// The loss of [`Network::loss_and_grad`] without dropout or gradient, and
+    /// `figures` of each sample's readout trace ([`Network::output`]), in sample
+    /// order, from the same forward pass.
+    pub fn evaluate_with<S: SampleSource<F>, T: Send>(
+        &self,
+        samples: &[S],
+        steps: usize,
+        objective: &Objective,
+        figures: &(dyn Fn(&[F]) -> T + Sync),
+    ) -> (BatchStats, Vec<T>) {
+        let (stats, _, figures) = self.batch_pass(samples, steps, objective, Dropout::None, false, figures);
+        (stats, figures)
+    }
+
+    /// [`Network::loss_and_grad`], with `figures` of each sample's readout trace.
+    fn batch_pass<S: SampleSource<F>, T: Send>(
+        &self,
+        samples: &[S],
+        steps: usize,
+        objective: &Objective,
+        dropout: Dropout<'_, F>,
+        with_grad: bool,
+        figures: &(dyn Fn(&[F]) -> T + Sync),
+    ) -> (BatchStats, Option<Network<F>>, Vec<T>) {
         let batch = samples.len();
         let outputs = self.outputs();
         let prepared = self.prepare();
@@ -333,18 +358,21 @@ impl<F: Float> Network<F> {
             );
             (tape, loss)
         };
+        let summarize = |tape: &Tape<F>, loss: &SampleLoss<F>| -> Summary<T> {
+            (loss.loss, loss.correct, self.spike_counts(tape, steps), figures(self.output(tape)))
+        };
         let couple = with_grad && objective.rate_regulariser.is_some();
         let keep = couple && batch * steps * self.hidden_neurons() * 4 * std::mem::size_of::<F>() <= TAPE_BUDGET_BYTES;
 
         // first pass (only when the regulariser needs the batch's rates first)
         let mut kept: Vec<Option<(Tape<F>, SampleLoss<F>)>> = Vec::new();
-        let mut per_sample: Vec<(f64, Option<bool>, Vec<f64>)> = Vec::new();
+        let mut per_sample: Vec<Summary<T>> = Vec::new();
         if couple {
             let first: Vec<_> = (0..batch)
                 .into_par_iter()
                 .map(|b| {
                     let (tape, loss) = run(b);
-                    let summary = (loss.loss, loss.correct, self.spike_counts(&tape, steps));
+                    let summary = summarize(&tape, &loss);
                     (summary, keep.then_some((tape, loss)))
                 })
                 .collect();
@@ -371,12 +399,12 @@ impl<F: Float> Network<F> {
         // Chunk results are summed in chunk order as soon as that order allows,
         // so that only the chunks that finished early wait in memory (not all of
         // them): the sums, and so the bits, do not depend on which thread did what.
-        type ChunkResult<F> = (Option<Network<F>>, Vec<(f64, Option<bool>, Vec<f64>)>);
-        struct Ordered<F> {
+        type ChunkResult<F, T> = (Option<Network<F>>, Vec<Summary<T>>);
+        struct Ordered<F, T> {
             next: usize,
-            waiting: std::collections::BTreeMap<usize, ChunkResult<F>>,
+            waiting: std::collections::BTreeMap<usize, ChunkResult<F, T>>,
             grad: Option<Network<F>>,
-            per_sample: Vec<(f64, Option<bool>, Vec<f64>)>,
+            per_sample: Vec<Summary<T>>,
         }
         let ordered = std::sync::Mutex::new(Ordered {
             next: 0,
@@ -391,7 +419,7 @@ impl<F: Float> Network<F> {
                 let stored = if keep { kept.lock().map(|mut k| k[b].take()).unwrap_or(None) } else { None };
                 let (tape, loss) = stored.unwrap_or_else(|| run(b));
                 if !couple {
-                    summaries.push((loss.loss, loss.correct, self.spike_counts(&tape, steps)));
+                    summaries.push(summarize(&tape, &loss));
                 }
                 if let Some(grad) = grad.as_mut() {
                     let d_output = loss.d_output.iter().map(|d| *d * scale).collect();
@@ -442,7 +470,7 @@ impl<F: Float> Network<F> {
             (None, None) => 0.0,
         };
         stats.loss = stats.task_loss + stats.regulariser_loss;
-        (stats, grad)
+        (stats, grad, per_sample.into_iter().map(|p| p.3).collect())
     }
 
     /// The same network in another float type.
@@ -485,6 +513,7 @@ mod tests {
     use super::*;
     use crate::model::layer::{Layer, Spiking};
     use crate::model::{Activation, Surrogate};
+    use rand::Rng;
 
     /// The masks drawn in bulk are those of one `rng.gen::<f64>()` per entry.
     #[test]

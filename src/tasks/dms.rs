@@ -23,6 +23,7 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use super::{Input, Sample, Target, Task, TaskKind, TaskShape, Training, TrialSource};
+use crate::model::BulkUniform;
 
 /// Class index of a match trial (both cues on the same side).
 pub const MATCH: usize = 0;
@@ -261,34 +262,36 @@ impl Dms {
         let p_cue = (self.config.cue_rate * self.dt).clamp(0.0, 1.0);
         let p_noise = (self.config.noise_rate * self.dt).clamp(0.0, 1.0);
         let p_added = (self.config.addition_noise_rate * self.dt).clamp(0.0, 1.0);
+        let cue: Vec<Option<Cue>> =
+            (0..steps).map(|step| windows.iter().position(|w| w.contains(&step)).map(|k| [first, second][k])).collect();
+        // one number per channel drawn (a probability of 0 draws none), in bulk
+        let cue_draws = if p_cue > 0.0 { g } else { 0 };
+        let noise_draws = if p_noise > 0.0 { channels - 2 * g } else { 0 };
+        let added_draws = if p_added > 0.0 { channels } else { 0 };
+        let draws = cue.iter().map(|c| noise_draws + added_draws + c.map_or(0, |_| cue_draws)).sum();
+        let mut draws = BulkUniform::draw(rng, draws);
         let mut input = vec![0.0f32; steps * channels];
         for (step, row) in input.chunks_exact_mut(channels).enumerate() {
-            let cue = if windows[0].contains(&step) {
-                Some(first)
-            } else if windows[1].contains(&step) {
-                Some(second)
-            } else {
-                None
-            };
-            match cue {
-                Some(Cue::Left) => bernoulli_fill(&mut row[..g], p_cue, rng),
-                Some(Cue::Right) => bernoulli_fill(&mut row[g..2 * g], p_cue, rng),
+            match cue[step] {
+                Some(Cue::Left) => bernoulli_fill(&mut row[..g], p_cue, &mut draws),
+                Some(Cue::Right) => bernoulli_fill(&mut row[g..2 * g], p_cue, &mut draws),
                 None => {}
             }
-            bernoulli_fill(&mut row[2 * g..], p_noise, rng);
-            bernoulli_fill(row, p_added, rng);
+            bernoulli_fill(&mut row[2 * g..], p_noise, &mut draws);
+            bernoulli_fill(row, p_added, &mut draws);
         }
         Sample { input: Input::Dense(input), target: Target::Class(label(first, second)) }
     }
 }
 
 /// Sets each value to 1.0 with probability `p`, else leaves it 0.0.
-fn bernoulli_fill(values: &mut [f32], p: f64, rng: &mut ChaCha8Rng) {
+fn bernoulli_fill(values: &mut [f32], p: f64, draws: &mut BulkUniform) {
     if p <= 0.0 {
         return;
     }
-    for v in values {
-        if rng.gen::<f64>() < p {
+    let n = values.len();
+    for (v, spike) in values.iter_mut().zip(draws.below(p, n)) {
+        if spike {
             *v = 1.0;
         }
     }

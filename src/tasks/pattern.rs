@@ -194,8 +194,10 @@ impl Pattern {
                     input[window.start * channels..window.start * channels + len].copy_from_slice(&self.segment[..len]);
                 }
                 if p_noise > 0.0 {
-                    for v in input.iter_mut() {
-                        if rng.gen::<f64>() < p_noise {
+                    let n = input.len();
+                    let mut draws = crate::model::BulkUniform::draw(rng, n);
+                    for (v, spike) in input.iter_mut().zip(draws.below(p_noise, n)) {
+                        if spike {
                             *v = 1.0;
                         }
                     }

@@ -7,7 +7,6 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use rayon::prelude::*;
 use serde::Serialize;
 
 use super::run::RunDir;
@@ -17,7 +16,7 @@ use crate::io::atomic::write_atomic;
 use crate::io::checkpoint::{self, Checkpoint};
 use crate::model::network::Objective;
 use crate::model::init::TauInit;
-use crate::model::{BatchStats, Dropout, Network, RateRegulariser};
+use crate::model::{BatchStats, Network, RateRegulariser};
 use crate::tasks::{Perturbation, Sample, Task, TaskKind};
 
 /// Samples evaluated together (bounds memory of evaluation).
@@ -61,33 +60,28 @@ pub fn evaluate_steps(
     let objective = Objective { rate_regulariser: None, ..*objective };
     let mut total = BatchStats::default();
     let (mut loss, mut rate) = (0.0, 0.0);
+    // task figures (regression) from the readout traces of the same forward pass
+    let regression = shape.kind == TaskKind::Regression;
+    let figures = |output: &[f32]| if regression { task.output_metrics(output) } else { Vec::new() };
+    let mut per_sample: Vec<Vec<(String, f64)>> = Vec::new();
     for chunk in samples.chunks(EVAL_CHUNK) {
-        let (stats, _) = net.loss_and_grad(chunk, steps, &objective, Dropout::None, false);
+        let (stats, chunk_figures) = net.evaluate_with(chunk, steps, &objective, &figures);
         loss += stats.loss * stats.samples as f64;
         rate += stats.mean_rate_hz * stats.samples as f64;
         total.samples += stats.samples;
         total.correct += stats.correct;
+        per_sample.extend(chunk_figures);
     }
     let n = total.samples.max(1) as f64;
     total.loss = loss / n;
     total.task_loss = total.loss;
     total.mean_rate_hz = rate / n;
-    // task figures need the readout traces (regression tasks have few held-out samples)
     let mut metrics: Vec<(String, f64)> = Vec::new();
-    if shape.kind == TaskKind::Regression {
-        let per_sample: Vec<Vec<(String, f64)>> = samples
-            .par_iter()
-            .map(|s| {
-                let tape = net.forward(s.input.layer_input(), steps, Vec::new());
-                task.output_metrics(net.output(&tape))
-            })
-            .collect();
-        for sample in &per_sample {
-            for (k, (name, v)) in sample.iter().enumerate() {
-                match metrics.get_mut(k) {
-                    Some(m) => m.1 += v / n,
-                    None => metrics.push((name.clone(), v / n)),
-                }
+    for sample in &per_sample {
+        for (k, (name, v)) in sample.iter().enumerate() {
+            match metrics.get_mut(k) {
+                Some(m) => m.1 += v / n,
+                None => metrics.push((name.clone(), v / n)),
             }
         }
     }
