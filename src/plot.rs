@@ -42,14 +42,14 @@ pub const FAMILY: &str = "DejaVu Sans, Bitstream Vera Sans, Verdana, sans-serif"
 const DEFAULT_FAMILY: &str = "sans-serif";
 
 const TITLE_SIZE: u32 = 24;
-const CAPTION_SIZE: u32 = 18;
-const LABEL_SIZE: u32 = 15;
+pub(crate) const CAPTION_SIZE: u32 = 18;
+pub(crate) const LABEL_SIZE: u32 = 15;
 
 const TRAIN_COLOR: RGBColor = RGBColor(31, 119, 180);
 const VALIDATION_COLOR: RGBColor = RGBColor(255, 127, 14);
 const TEST_COLOR: RGBColor = RGBColor(44, 160, 44);
-const LEARNED_COLOR: RGBColor = RGBColor(31, 119, 180);
-const INITIAL_COLOR: RGBColor = RGBColor(214, 39, 40);
+pub(crate) const LEARNED_COLOR: RGBColor = RGBColor(31, 119, 180);
+pub(crate) const INITIAL_COLOR: RGBColor = RGBColor(214, 39, 40);
 /// Decays that training does not change.
 const FIXED_COLOR: RGBColor = RGBColor(110, 110, 110);
 /// Shading of a task's marked windows (cues, repeats).
@@ -393,17 +393,17 @@ fn trial_title(target: &Target, prediction: Option<usize>, names: &[String]) -> 
 // figures
 
 /// Something drawn onto any plotters backend (PNG buffer and SVG string alike).
-trait Figure {
+pub(crate) trait Figure {
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<()>;
 }
 
 /// A drawing error as an `anyhow::Error` (its message).
-fn drawing<E: std::error::Error + Send + Sync>(e: DrawingAreaErrorKind<E>) -> anyhow::Error {
+pub(crate) fn drawing<E: std::error::Error + Send + Sync>(e: DrawingAreaErrorKind<E>) -> anyhow::Error {
     anyhow!("drawing failed: {e}")
 }
 
 /// The legend of a panel's labelled series, in the house style.
-fn draw_legend<'a, DB: DrawingBackend + 'a, CT: CoordTranslate>(
+pub(crate) fn draw_legend<'a, DB: DrawingBackend + 'a, CT: CoordTranslate>(
     chart: &mut ChartContext<'a, DB, CT>,
     position: SeriesLabelPosition,
 ) -> Result<()> {
@@ -433,7 +433,7 @@ fn register_font() -> Result<()> {
 }
 
 /// Draws `figure` as `<dir>/<stem>.png` and `<dir>/<stem>.svg`, each written atomically.
-fn write_figure(dir: &Path, stem: &str, figure: &impl Figure) -> Result<[PathBuf; 2]> {
+pub(crate) fn write_figure(dir: &Path, stem: &str, figure: &impl Figure) -> Result<[PathBuf; 2]> {
     register_font()?;
     let png_path = dir.join(format!("{stem}.png"));
     let svg_path = dir.join(format!("{stem}.svg"));
@@ -474,13 +474,13 @@ fn encode_png(rgb: &[u8], width: u32, height: u32) -> Result<Vec<u8>> {
 }
 
 /// White background and a title line; returns the area below the title.
-fn titled<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, title: &str) -> Result<DrawingArea<DB, Shift>> {
+pub(crate) fn titled<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, title: &str) -> Result<DrawingArea<DB, Shift>> {
     root.fill(&WHITE).map_err(drawing)?;
     root.titled(title, (FAMILY, TITLE_SIZE)).map_err(drawing)
 }
 
 /// `(lo, hi)` of the finite values, or `None`.
-fn finite_range(values: impl IntoIterator<Item = f64>) -> Option<(f64, f64)> {
+pub(crate) fn finite_range(values: impl IntoIterator<Item = f64>) -> Option<(f64, f64)> {
     values.into_iter().filter(|v| v.is_finite()).fold(None, |acc, v| match acc {
         None => Some((v, v)),
         Some((lo, hi)) => Some((lo.min(v), hi.max(v))),
@@ -495,7 +495,7 @@ fn padded(lo: f64, hi: f64) -> std::ops::Range<f64> {
 }
 
 /// Tick labels without trailing noise: 0.001, 0.5, 20, 1.5e4.
-fn tick(v: f64) -> String {
+pub(crate) fn tick(v: f64) -> String {
     let a = v.abs();
     if v == 0.0 {
         "0".into()
@@ -1558,7 +1558,7 @@ mod tests {
 
 /// The label of category `k` at axis position `x = k` (categories placed at 0, 1, 2, …);
 /// empty between them.
-fn category_label(x: f64, labels: &[String]) -> String {
+pub(crate) fn category_label(x: f64, labels: &[String]) -> String {
     let k = x.round();
     if (x - k).abs() < 1e-6 && k >= 0.0 && (k as usize) < labels.len() {
         labels[k as usize].clone()
@@ -1605,18 +1605,19 @@ impl Figure for GroupComparison<'_> {
             .draw()
             .map_err(drawing)?;
         for (k, (_, values)) in self.groups.iter().enumerate() {
-            draw_spread(&mut chart, k as f64, values, LEARNED_COLOR)?;
+            draw_spread(&mut chart, k as f64, values, LEARNED_COLOR, &UNBOUNDED)?;
         }
         Ok(())
     }
 }
 
 /// What the bars and dots of the group and series figures are.
-const SPREAD_CAPTION: &str = "mean ± sd (sample standard deviation) over the n runs of each group; dots: single runs";
+pub(crate) const SPREAD_CAPTION: &str =
+    "mean ± sd (sample standard deviation) over the n runs of each group; dots: single runs";
 
 /// A y range from 0 (when every value is ≥ 0, as accuracies and losses are)
 /// to `hi` with a 5 % margin above; a range with negative values is [`padded`].
-fn from_zero(lo: f64, hi: f64) -> Range<f64> {
+pub(crate) fn from_zero(lo: f64, hi: f64) -> Range<f64> {
     if lo >= 0.0 {
         0.0..if hi > 0.0 { 1.05 * hi } else { 1.0 }
     } else {
@@ -1625,24 +1626,23 @@ fn from_zero(lo: f64, hi: f64) -> Range<f64> {
 }
 
 /// Draws the runs' `values` at `x` in `color`: the mean as a disc with a bar of
-/// ± one sample standard deviation (capped), and every run as a smaller dot just
-/// right of it (equal values side by side); returns the mean (`None` for no values).
-fn draw_spread<DB: DrawingBackend>(
+/// ± one sample standard deviation (capped, and clipped to `valid`: an accuracy's
+/// bar stops at 0 and 100 %), and every run as a smaller dot just right of it
+/// (equal values side by side); returns the mean (`None` for no values).
+pub(crate) fn draw_spread<DB: DrawingBackend>(
     chart: &mut ChartContext<'_, DB, Cartesian2d<RangedCoordf64, RangedCoordf64>>,
     x: f64,
     values: &[f64],
     color: RGBColor,
+    valid: &Range<f64>,
 ) -> Result<Option<f64>> {
     if values.is_empty() {
         return Ok(None);
     }
     let (mean, sd) = mean_sd(values);
+    let (low, high) = spread_bar(mean, sd, valid);
     let cap = 0.03;
-    let bar = [
-        vec![(x, mean - sd), (x, mean + sd)],
-        vec![(x - cap, mean - sd), (x + cap, mean - sd)],
-        vec![(x - cap, mean + sd), (x + cap, mean + sd)],
-    ];
+    let bar = [vec![(x, low), (x, high)], vec![(x - cap, low), (x + cap, low)], vec![(x - cap, high), (x + cap, high)]];
     chart.draw_series(bar.into_iter().map(|p| PathElement::new(p, color.stroke_width(2)))).map_err(drawing)?;
     chart.draw_series([Circle::new((x, mean), 6, color.filled())]).map_err(drawing)?;
     // runs with equal values side by side
@@ -1653,6 +1653,14 @@ fn draw_spread<DB: DrawingBackend>(
     chart.draw_series(dots).map_err(drawing)?;
     Ok(Some(mean))
 }
+
+/// The ends of a bar of mean ± sd, clipped to `valid` (no accuracy below 0 or above 1).
+pub(crate) fn spread_bar(mean: f64, sd: f64, valid: &Range<f64>) -> (f64, f64) {
+    ((mean - sd).max(valid.start), (mean + sd).min(valid.end))
+}
+
+/// Any value: error bars are not clipped.
+pub(crate) const UNBOUNDED: Range<f64> = f64::NEG_INFINITY..f64::INFINITY;
 
 /// Draws `<dir>/<stem>.{png,svg}`: per group `(label, the runs' values)`, every
 /// run as a dot and their mean ± sd; the y axis starts at 0 for values ≥ 0.
@@ -1667,7 +1675,7 @@ pub fn plot_groups(
 }
 
 /// Colours of the series of a [`SeriesComparison`], in order (then repeated).
-const SERIES_COLORS: [RGBColor; 8] = [
+pub(crate) const SERIES_COLORS: [RGBColor; 8] = [
     RGBColor(31, 119, 180),
     RGBColor(255, 127, 14),
     RGBColor(44, 160, 44),
@@ -1695,6 +1703,8 @@ struct SeriesComparison<'a> {
     x_label: &'a str,
     y_label: &'a str,
     series: &'a [Series],
+    /// The values a figure can take; error bars are clipped to it.
+    valid: Range<f64>,
 }
 
 impl Figure for SeriesComparison<'_> {
@@ -1711,7 +1721,8 @@ impl Figure for SeriesComparison<'_> {
         let spreads =
             self.series.iter().flat_map(|s| s.points.iter()).filter(|(_, v)| !v.is_empty()).flat_map(|(_, v)| {
                 let (mean, sd) = mean_sd(v);
-                [mean - sd, mean + sd]
+                let (low, high) = spread_bar(mean, sd, &self.valid);
+                [low, high]
             });
         let (lo, hi) = finite_range(values.chain(spreads)).unwrap_or((0.0, 1.0));
         let mut chart = ChartBuilder::on(&area)
@@ -1746,7 +1757,7 @@ impl Figure for SeriesComparison<'_> {
             let mut means = Vec::new();
             for (x, values) in &series.points {
                 let x = position(*x) + offset;
-                means.extend(draw_spread(&mut chart, x, values, color)?.map(|mean| (x, mean)));
+                means.extend(draw_spread(&mut chart, x, values, color, &self.valid)?.map(|mean| (x, mean)));
             }
             chart.draw_series(LineSeries::new(means, color.stroke_width(2))).map_err(drawing)?;
         }
@@ -1772,5 +1783,18 @@ pub fn plot_series(
     y_label: &str,
     series: &[Series],
 ) -> Result<[PathBuf; 2]> {
-    write_figure(dir, stem, &SeriesComparison { title, x_label, y_label, series })
+    write_figure(dir, stem, &SeriesComparison { title, x_label, y_label, series, valid: UNBOUNDED })
+}
+
+/// As [`plot_series`], with the error bars clipped to `valid` (e.g. 0..100 for an
+/// accuracy in %).
+pub(crate) fn plot_series_within(
+    dir: &Path,
+    stem: &str,
+    labels: [&str; 3],
+    series: &[Series],
+    valid: Range<f64>,
+) -> Result<[PathBuf; 2]> {
+    let [title, x_label, y_label] = labels;
+    write_figure(dir, stem, &SeriesComparison { title, x_label, y_label, series, valid })
 }
