@@ -209,3 +209,40 @@ impl Figure for GroupedBars<'_> {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tables_keep_their_columns_and_find_recorded_runs() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.csv");
+        let header = ["experiment", "model", "seed", "test_accuracy"];
+        let mut table = Table::read_or_new(&path, &header).unwrap();
+        assert!(table.rows.is_empty());
+        table.rows.push(["shd", "hetsynlif", "3", "0.5"].map(String::from).to_vec());
+        table.write().unwrap();
+        let table = Table::read(&path, &header).unwrap();
+        assert!(table.contains(&[("model", "hetsynlif"), ("seed", "3")]).unwrap());
+        assert!(!table.contains(&[("model", "hetsynlif"), ("seed", "4")]).unwrap());
+        assert_eq!(table.number(&table.rows[0], "test_accuracy").unwrap(), 0.5);
+        let e = table.number(&table.rows[0], "model").unwrap_err();
+        assert!(format!("{e:#}").contains("column model: \"hetsynlif\" is not a number"), "{e:#}");
+        // another header is refused, naming the file and both column lists
+        let e = Table::read(&path, &["experiment", "model"]).unwrap_err();
+        assert!(format!("{e:#}").contains("t.csv: the columns are experiment,model,seed,test_accuracy"), "{e:#}");
+        assert!(Table::read(&dir.path().join("absent.csv"), &header).is_err());
+    }
+
+    #[test]
+    fn models_in_the_papers_order_and_error_bars_clipped() {
+        assert_eq!(
+            in_paper_order(["homneulif", "x", "hetsynlif", "homneualif"]),
+            ["hetsynlif", "homneualif", "homneulif", "x"]
+        );
+        assert_eq!(model_label("homneualif"), "HomNeuALIF");
+        assert_eq!(spread_bar(95.0, 10.0, &(0.0..100.0)), (85.0, 100.0));
+        assert_eq!(spread_bar(3.0, 10.0, &(0.0..100.0)), (0.0, 13.0));
+    }
+}

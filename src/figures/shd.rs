@@ -170,7 +170,9 @@ pub fn record(runs_root: &Path, results: &Path, experiment: &str) -> Result<Reco
         let model = run.config.get("model.kind").with_context(|| format!("{}: config.toml has no model.kind", at()))?;
         let seed = run.config.get("seed").with_context(|| format!("{}: config.toml has no seed", at()))?;
         let key = [("experiment", experiment), ("model", model.as_str()), ("seed", seed.as_str())];
-        let have = [deletion.contains(&key)?, warp.contains(&key)?, tau.contains(&key)?];
+        // only HetSynLIF has per-synapse time constants: the other models have no tau rows to record
+        let synaptic = model == "hetsynlif";
+        let have = [deletion.contains(&key)?, warp.contains(&key)?, !synaptic || tau.contains(&key)?];
         if have.iter().all(|h| *h) {
             done.already += 1;
             continue;
