@@ -1578,32 +1578,9 @@ struct GroupComparison<'a> {
 impl Figure for GroupComparison<'_> {
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<()> {
         let area = titled(root, self.title)?;
-        let values = self.groups.iter().flat_map(|(_, v)| v.iter().copied());
-        let spreads = self.groups.iter().filter(|(_, v)| !v.is_empty()).flat_map(|(_, v)| {
-            let (mean, sd) = mean_sd(v);
-            [mean - sd, mean + sd]
-        });
-        let (lo, hi) = finite_range(values.chain(spreads)).unwrap_or((0.0, 1.0));
-        let n = self.groups.len();
-        let mut chart = ChartBuilder::on(&area)
-            .caption(SPREAD_CAPTION, (FAMILY, CAPTION_SIZE))
-            .margin(20)
-            .x_label_area_size(60)
-            .y_label_area_size(80)
-            .build_cartesian_2d(-0.5f64..(n as f64 - 0.5), from_zero(lo, hi))
-            .map_err(drawing)?;
+        let y = spread_axis(self.groups.iter().map(|(_, v)| &v[..]), &UNBOUNDED);
         let labels: Vec<String> = self.groups.iter().map(|(g, v)| format!("{g} (n = {})", v.len())).collect();
-        chart
-            .configure_mesh()
-            .x_labels(n.max(1))
-            .x_label_formatter(&|x| category_label(*x, &labels))
-            .y_label_formatter(&|y| tick(*y))
-            .y_desc(self.metric)
-            .label_style((FAMILY, LABEL_SIZE))
-            .axis_desc_style((FAMILY, LABEL_SIZE))
-            .disable_x_mesh()
-            .draw()
-            .map_err(drawing)?;
+        let mut chart = category_chart(&area, Some(SPREAD_CAPTION), &labels, "", self.metric, y)?;
         for (k, (_, values)) in self.groups.iter().enumerate() {
             draw_spread(&mut chart, k as f64, values, LEARNED_COLOR, &UNBOUNDED)?;
         }
@@ -1623,6 +1600,55 @@ pub(crate) fn from_zero(lo: f64, hi: f64) -> Range<f64> {
     } else {
         padded(lo, hi.max(0.0))
     }
+}
+
+/// The y axis of runs' values and their mean ± sd bars (clipped to `valid`): from 0
+/// when every value is ≥ 0 ([`from_zero`]).
+pub(crate) fn spread_axis<'v>(groups: impl Iterator<Item = &'v [f64]>, valid: &Range<f64>) -> Range<f64> {
+    let mut ends = Vec::new();
+    for values in groups.filter(|v| !v.is_empty()) {
+        let (mean, sd) = mean_sd(values);
+        let (low, high) = spread_bar(mean, sd, valid);
+        ends.extend(values.iter().copied().chain([low, high]));
+    }
+    let (lo, hi) = finite_range(ends).unwrap_or((0.0, 1.0));
+    from_zero(lo, hi)
+}
+
+/// A chart of categories placed at x = 0, 1, … and named `labels`, over `y`, in the
+/// house style (an optional caption line, axis descriptions in words).
+pub(crate) fn category_chart<'a, DB: DrawingBackend>(
+    area: &'a DrawingArea<DB, Shift>,
+    caption: Option<&str>,
+    labels: &[String],
+    x_desc: &str,
+    y_desc: &str,
+    y: Range<f64>,
+) -> Result<ChartContext<'a, DB, Cartesian2d<RangedCoordf64, RangedCoordf64>>> {
+    let n = labels.len();
+    let mut builder = ChartBuilder::on(area);
+    if let Some(caption) = caption {
+        builder.caption(caption, (FAMILY, CAPTION_SIZE));
+    }
+    let mut chart = builder
+        .margin(20)
+        .x_label_area_size(60)
+        .y_label_area_size(80)
+        .build_cartesian_2d(-0.5f64..(n as f64 - 0.5), y)
+        .map_err(drawing)?;
+    chart
+        .configure_mesh()
+        .x_labels(n.max(1))
+        .x_label_formatter(&|x| category_label(*x, labels))
+        .y_label_formatter(&|y| tick(*y))
+        .x_desc(x_desc)
+        .y_desc(y_desc)
+        .label_style((FAMILY, LABEL_SIZE))
+        .axis_desc_style((FAMILY, LABEL_SIZE))
+        .disable_x_mesh()
+        .draw()
+        .map_err(drawing)?;
+    Ok(chart)
 }
 
 /// Draws the runs' `values` at `x` in `color`: the mean as a disc with a bar of
@@ -1717,32 +1743,8 @@ impl Figure for SeriesComparison<'_> {
         xs.dedup();
         let position = |x: f64| xs.iter().position(|v| *v == x).unwrap_or(0) as f64;
         let labels: Vec<String> = xs.iter().map(|x| tick(*x)).collect();
-        let values = self.series.iter().flat_map(|s| s.points.iter().flat_map(|p| p.1.iter().copied()));
-        let spreads =
-            self.series.iter().flat_map(|s| s.points.iter()).filter(|(_, v)| !v.is_empty()).flat_map(|(_, v)| {
-                let (mean, sd) = mean_sd(v);
-                let (low, high) = spread_bar(mean, sd, &self.valid);
-                [low, high]
-            });
-        let (lo, hi) = finite_range(values.chain(spreads)).unwrap_or((0.0, 1.0));
-        let mut chart = ChartBuilder::on(&area)
-            .margin(20)
-            .x_label_area_size(60)
-            .y_label_area_size(80)
-            .build_cartesian_2d(-0.5f64..(xs.len() as f64 - 0.5), from_zero(lo, hi))
-            .map_err(drawing)?;
-        chart
-            .configure_mesh()
-            .x_labels(xs.len().max(1))
-            .x_label_formatter(&|x| category_label(*x, &labels))
-            .y_label_formatter(&|y| tick(*y))
-            .x_desc(self.x_label)
-            .y_desc(self.y_label)
-            .label_style((FAMILY, LABEL_SIZE))
-            .axis_desc_style((FAMILY, LABEL_SIZE))
-            .disable_x_mesh()
-            .draw()
-            .map_err(drawing)?;
+        let y = spread_axis(self.series.iter().flat_map(|s| s.points.iter().map(|(_, v)| &v[..])), &self.valid);
+        let mut chart = category_chart(&area, None, &labels, self.x_label, self.y_label, y)?;
         let n = self.series.len().max(1) as f64;
         for (k, series) in self.series.iter().enumerate() {
             let color = SERIES_COLORS[k % SERIES_COLORS.len()];

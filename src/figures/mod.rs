@@ -18,8 +18,8 @@ use plotters::prelude::*;
 
 use crate::io::atomic::write_atomic;
 use crate::plot::{
-    category_label, draw_spread, drawing, finite_range, from_zero, mean_sd, spread_bar, tick, titled, Figure, FAMILY,
-    LABEL_SIZE, SERIES_COLORS, SPREAD_CAPTION, WIDTH,
+    category_chart, draw_spread, drawing, mean_sd, spread_axis, titled, Figure, FAMILY, LABEL_SIZE, SERIES_COLORS,
+    SPREAD_CAPTION, WIDTH,
 };
 
 pub mod shd;
@@ -152,38 +152,13 @@ impl Figure for GroupedBars<'_> {
         let area = titled(root, self.title)?;
         // the legend in a column of its own, wide enough for a condition in words
         let (area, legend) = area.split_horizontally(WIDTH as i32 - 430);
-        let all = self.categories.iter().flat_map(|(_, bars)| bars.iter().flatten().copied());
-        let spreads =
-            self.categories.iter().flat_map(|(_, bars)| bars.iter()).filter(|v| !v.is_empty()).flat_map(|v| {
-                let (mean, sd) = mean_sd(v);
-                let (low, high) = spread_bar(mean, sd, &self.valid);
-                [low, high]
-            });
-        let (lo, hi) = finite_range(all.chain(spreads)).unwrap_or((0.0, 1.0));
-        let n = self.categories.len();
-        let mut chart = ChartBuilder::on(&area)
-            .caption(SPREAD_CAPTION, (FAMILY, LABEL_SIZE))
-            .margin(20)
-            .x_label_area_size(60)
-            .y_label_area_size(80)
-            .build_cartesian_2d(-0.5f64..(n as f64 - 0.5), from_zero(lo, hi))
-            .map_err(drawing)?;
+        let y = spread_axis(self.categories.iter().flat_map(|(_, bars)| bars.iter().map(|v| &v[..])), &self.valid);
         let labels: Vec<String> = self
             .categories
             .iter()
             .map(|(label, bars)| format!("{label} (n = {})", bars.iter().map(Vec::len).max().unwrap_or(0)))
             .collect();
-        chart
-            .configure_mesh()
-            .x_labels(n.max(1))
-            .x_label_formatter(&|x| category_label(*x, &labels))
-            .y_label_formatter(&|y| tick(*y))
-            .y_desc(self.y_label)
-            .label_style((FAMILY, LABEL_SIZE))
-            .axis_desc_style((FAMILY, LABEL_SIZE))
-            .disable_x_mesh()
-            .draw()
-            .map_err(drawing)?;
+        let mut chart = category_chart(&area, Some(SPREAD_CAPTION), &labels, "", self.y_label, y)?;
         let m = self.bars.len().max(1) as f64;
         let width = 0.7 / m;
         for (b, label) in self.bars.iter().enumerate() {
@@ -213,6 +188,7 @@ impl Figure for GroupedBars<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::plot::spread_bar;
 
     #[test]
     fn tables_keep_their_columns_and_find_recorded_runs() {

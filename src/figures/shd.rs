@@ -255,14 +255,12 @@ pub fn record(runs_root: &Path, results: &Path, experiment: &str) -> Result<Reco
     Ok(done)
 }
 
+/// Per x value (ascending), the runs' values.
+type Points = Vec<(f64, Vec<f64>)>;
+
 /// Per model (paper order), per x value (ascending), the runs' values: the
 /// `value` column of `table`'s rows of `experiment`, grouped by `model` and `x`.
-fn by_model_and_x(
-    table: &Table,
-    experiment: &str,
-    x: &str,
-    value: &str,
-) -> Result<Vec<(String, Vec<(f64, Vec<f64>)>)>> {
+fn by_model_and_x(table: &Table, experiment: &str, x: &str, value: &str) -> Result<Vec<(String, Points)>> {
     let rows = table.of_experiment(experiment)?;
     if rows.is_empty() {
         bail!("{}: no rows of experiment {experiment:?}", table.path.display());
@@ -536,31 +534,33 @@ pub fn draw(results: &Path, out: &Path, experiment: &str) -> Result<Vec<PathBuf>
     let random_mean =
         |r: &WarpRun| (!r.random.is_empty()).then(|| r.random.iter().sum::<f64>() / r.random.len() as f64);
     let a4 = |r: &WarpRun| r.a4;
-    let bars = ["no warp (α = 1)".to_string(), format!("mean over {counted} random warps, log2 α ~ U(−0.5, 0.5)")];
-    let categories: Vec<(String, Vec<Vec<f64>>)> =
-        runs.iter().map(|(m, r)| (model_label(m), vec![column(&clean, r), column(&random_mean, r)])).collect();
-    let title = format!("SHD: spike times × α before binning ({experiment})");
-    let figure = GroupedBars {
-        title: &title,
-        y_label: "test accuracy (%)",
-        bars: &bars,
-        categories: &categories,
-        valid: 0.0..100.0,
+    // per model, without warp and under a warp (the run's figure from `warped`)
+    let mut warp_figure = |stem: &str, title: String, warped: String, select: &dyn Fn(&WarpRun) -> Option<f64>| {
+        let bars = ["no warp (α = 1)".to_string(), warped];
+        let categories: Vec<(String, Vec<Vec<f64>>)> =
+            runs.iter().map(|(m, r)| (model_label(m), vec![column(&clean, r), column(select, r)])).collect();
+        let figure = GroupedBars {
+            title: &title,
+            y_label: "test accuracy (%)",
+            bars: &bars,
+            categories: &categories,
+            valid: 0.0..100.0,
+        };
+        written.extend(write_figure(out, &format!("{experiment}_{stem}"), &figure)?);
+        anyhow::Ok(())
     };
-    written.extend(write_figure(out, &format!("{experiment}_warp"), &figure)?);
-    let bars =
-        ["no warp (α = 1)".to_string(), format!("log2 α = {} (α = {:.3})", tick(A4_LOG2_ALPHA), A4_LOG2_ALPHA.exp2())];
-    let categories: Vec<(String, Vec<Vec<f64>>)> =
-        runs.iter().map(|(m, r)| (model_label(m), vec![column(&clean, r), column(&a4, r)])).collect();
-    let title = format!("SHD: spike times stretched by α = 2^{} ({experiment})", tick(A4_LOG2_ALPHA));
-    let figure = GroupedBars {
-        title: &title,
-        y_label: "test accuracy (%)",
-        bars: &bars,
-        categories: &categories,
-        valid: 0.0..100.0,
-    };
-    written.extend(write_figure(out, &format!("{experiment}_warp_a4"), &figure)?);
+    warp_figure(
+        "warp",
+        format!("SHD: spike times × α before binning ({experiment})"),
+        format!("mean over {counted} random warps, log2 α ~ U(−0.5, 0.5)"),
+        &random_mean,
+    )?;
+    warp_figure(
+        "warp_a4",
+        format!("SHD: spike times stretched by α = 2^{} ({experiment})", tick(A4_LOG2_ALPHA)),
+        format!("log2 α = {} (α = {:.3})", tick(A4_LOG2_ALPHA), A4_LOG2_ALPHA.exp2()),
+        &a4,
+    )?;
     table.push_str(&format!(
         "\n## Time warps (Fig. 4, A4)\n\n| model | n | no warp | mean over {counted} random warps | log2 α = {} |\n|---|---|---|---|---|\n",
         tick(A4_LOG2_ALPHA)
