@@ -516,7 +516,7 @@ fn shd_script_records_and_draws_the_papers_figures() {
     );
 
     // the figures and the table, a line per model in the paper's order
-    let stems = ["shd_deletion", "shd_warp", "shd_warp_a4", "shd_tau_output", "shd_tau_layers"];
+    let stems = ["shd_deletion", "shd_warp", "shd_warp_curve", "shd_warp_a4", "shd_tau_output", "shd_tau_layers"];
     for stem in stems {
         for ext in ["png", "svg"] {
             let f = figures.join(format!("{stem}.{ext}"));
@@ -527,6 +527,8 @@ fn shd_script_records_and_draws_the_papers_figures() {
     for text in ["probability p of deleting each input spike", "test accuracy (%)", "HetSynLIF", "HomNeuLIF", "0.64"] {
         assert!(svg.contains(text), "{text}");
     }
+    let svg = fs::read_to_string(figures.join("shd_warp_curve.svg")).unwrap();
+    assert!(svg.contains("log2 of the time-warp factor α") && !svg.contains("e-16"));
     let svg = fs::read_to_string(figures.join("shd_tau_output.svg")).unwrap();
     assert!(svg.contains("% above 20 ms") && svg.contains("synaptic time constant τ (ms)"));
     let table = fs::read_to_string(figures.join("shd_table.md")).unwrap();

@@ -14,7 +14,7 @@
 # of HetSynLIF before and after training, in 1 ms bins); runs already there are skipped,
 # so the paper's 10 runs can be gathered over several sittings. The figures are drawn
 # from those CSVs alone into FIGURES (default docs/figures): <experiment>_deletion,
-# _warp, _warp_a4, _tau_output (Fig. 4D, with the share above 20 ms), _tau_layers
+# _warp, _warp_curve, _warp_a4, _tau_output (Fig. 4D, with the share above 20 ms), _tau_layers
 # (Fig. A5), and <experiment>_table.md. Redraw without running anything:
 #   hetsyn figures shd --results docs/results --out docs/figures [--experiment shd_authors]
 # Needs the official shd_train.h5 and shd_test.h5 in DATA (default data/shd).

@@ -22,6 +22,7 @@
 //! - `deletion`: test accuracy against the deletion probability, a line per model (Fig. 4);
 //! - `warp`: per model, the test accuracy without warp and the mean over the
 //!   random warps log2 α ~ U(−0.5, 0.5) (Fig. 4);
+//! - `warp_curve`: test accuracy against log2 α, a line per model (every warp: 0, 0.25 and the random ones);
 //! - `warp_a4`: per model, without warp and at log2 α = 0.25 (Fig. A4);
 //! - `tau_output`: hidden→output synaptic time constants before and after
 //!   training, with the share above 20 ms (Fig. 4D);
@@ -40,8 +41,8 @@ use crate::io::atomic::write_atomic;
 use crate::io::checkpoint;
 use crate::model::ParamKind;
 use crate::plot::{
-    draw_legend, drawing, mean_sd, plot_series_within, tau_ms, tick, titled, write_figure, Figure, Series,
-    CAPTION_SIZE, FAMILY, INITIAL_COLOR, LABEL_SIZE, LEARNED_COLOR,
+    draw_legend, drawing, mean_sd, plot_series_within, spread_axis, spread_bar, tau_ms, tick, titled, write_figure,
+    Figure, Series, CAPTION_SIZE, FAMILY, INITIAL_COLOR, LABEL_SIZE, LEARNED_COLOR, SERIES_COLORS, WIDTH,
 };
 use crate::train::{initial_network, RunDir};
 
@@ -400,6 +401,63 @@ impl TauPanel {
     }
 }
 
+/// Test accuracy against log2 α, a line per model through the mean over runs at each
+/// warp, with a bar of ± one sd clipped to 0–100 %; log2 α on a linear axis.
+struct WarpCurve {
+    title: String,
+    /// `(model label, per log2 α the runs' accuracies in %)`.
+    series: Vec<(String, Points)>,
+}
+
+impl Figure for WarpCurve {
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<()> {
+        let area = titled(root, &self.title)?;
+        let (area, legend) = area.split_horizontally(WIDTH as i32 * 3 / 4);
+        let y = spread_axis(self.series.iter().flat_map(|(_, p)| p.iter().map(|(_, v)| &v[..])), &(0.0..100.0));
+        let mut chart = ChartBuilder::on(&area)
+            .caption(
+                "mean ± sd over runs at each warp; log2 α = 0: no warp, 0.25: Fig. A4, the others drawn from U(−0.5, 0.5)",
+                (FAMILY, LABEL_SIZE),
+            )
+            .margin(20)
+            .x_label_area_size(60)
+            .y_label_area_size(80)
+            .build_cartesian_2d(-0.55f64..0.55, y)
+            .map_err(drawing)?;
+        chart
+            .configure_mesh()
+            .x_desc("log2 of the time-warp factor α (spike times × α before binning)")
+            .y_desc("test accuracy (%)")
+            // the axis's own 0 comes as ±1e-16
+            .x_label_formatter(&|v| tick(if v.abs() < 1e-9 { 0.0 } else { *v }))
+            .y_label_formatter(&|v| tick(*v))
+            .label_style((FAMILY, LABEL_SIZE))
+            .axis_desc_style((FAMILY, LABEL_SIZE))
+            .draw()
+            .map_err(drawing)?;
+        for (k, (label, points)) in self.series.iter().enumerate() {
+            let color = SERIES_COLORS[k % SERIES_COLORS.len()];
+            let y = 40 + 28 * k as i32;
+            legend
+                .draw(&PathElement::new(vec![(0, y), (28, y)], color.stroke_width(3)))
+                .and_then(|()| legend.draw(&Text::new(label.clone(), (36, y - 8), (FAMILY, LABEL_SIZE))))
+                .map_err(drawing)?;
+            let mut means = Vec::new();
+            for (x, values) in points.iter().filter(|(_, v)| !v.is_empty()) {
+                let (mean, sd) = mean_sd(values);
+                let (low, high) = spread_bar(mean, sd, &(0.0..100.0));
+                chart
+                    .draw_series([PathElement::new([(*x, low), (*x, high)], color.stroke_width(1))])
+                    .map_err(drawing)?;
+                chart.draw_series([Circle::new((*x, mean), 4, color.filled())]).map_err(drawing)?;
+                means.push((*x, mean));
+            }
+            chart.draw_series(LineSeries::new(means, color.stroke_width(2))).map_err(drawing)?;
+        }
+        Ok(())
+    }
+}
+
 struct TauFigure {
     title: String,
     panels: Vec<TauPanel>,
@@ -561,6 +619,14 @@ pub fn draw(results: &Path, out: &Path, experiment: &str) -> Result<Vec<PathBuf>
         format!("log2 α = {} (α = {:.3})", tick(A4_LOG2_ALPHA), A4_LOG2_ALPHA.exp2()),
         &a4,
     )?;
+    let curve = by_model_and_x(&warp, experiment, "log2_alpha", "test_accuracy")?
+        .into_iter()
+        .map(|(m, points)| {
+            (model_label(&m), points.into_iter().map(|(x, v)| (x, v.iter().map(|a| 100.0 * a).collect())).collect())
+        })
+        .collect();
+    let title = format!("SHD: test accuracy against the time warp ({experiment})");
+    written.extend(write_figure(out, &format!("{experiment}_warp_curve"), &WarpCurve { title, series: curve })?);
     table.push_str(&format!(
         "\n## Time warps (Fig. 4, A4)\n\n| model | n | no warp | mean over {counted} random warps | log2 α = {} |\n|---|---|---|---|---|\n",
         tick(A4_LOG2_ALPHA)
