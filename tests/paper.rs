@@ -326,14 +326,14 @@ fn shd_grid_and_a_tiny_run() {
         .args(["--seeds", "1", "--set", "train.epochs=3"])
         .arg("--out")
         .arg(&out_dir)
-        .arg("--results")
-        .arg(dir.path().join("tiny-results"))
-        .arg("--figures")
-        .arg(dir.path().join("tiny-figures"))
         .env("HETSYN_BIN", cargo_bin("hetsyn"))
+        .current_dir(dir.path())
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // a changed recipe (--set) records beside its runs, not into docs/results
+    assert!(out_dir.join("results/shd_deletion.csv").is_file() && out_dir.join("figures/shd_table.md").is_file());
+    assert!(!dir.path().join("docs").exists());
     let table = fs::read_to_string(out_dir.join("runs/summary.md")).unwrap();
     for column in [
         "eval.delete_prob=0.01.test_accuracy",
@@ -386,12 +386,15 @@ fn shd_grid_and_a_tiny_run() {
     assert!(!header.contains("at_best_validation"), "{table}");
     assert!(table.contains("4 of 4 runs have no validation set"), "{table}");
     assert!(table.contains("checkpoints/best_on_test.eval.csv (4 runs)"), "{table}");
-    // both protocols' rows in the same CSVs, told apart by the experiment column; figures of each
-    let csv = fs::read_to_string(dir.path().join("tiny-results/shd_deletion.csv")).unwrap();
-    for experiment in ["shd", "shd_authors"] {
+    // the protocols' rows are told apart by the experiment column, and so are their figures
+    for (results, figures, experiment) in [
+        (out_dir.join("results"), out_dir.join("figures"), "shd"),
+        (dir.path().join("tiny-results"), dir.path().join("tiny-figures"), "shd_authors"),
+    ] {
+        let csv = fs::read_to_string(results.join("shd_deletion.csv")).unwrap();
         let rows = csv.lines().filter(|l| l.starts_with(&format!("{experiment},"))).count();
-        assert_eq!(rows, 4 * 8, "{experiment}: 4 models x 8 deletion probabilities\n{csv}");
-        assert!(dir.path().join(format!("tiny-figures/{experiment}_deletion.png")).is_file(), "{experiment}");
+        assert_eq!((rows, csv.lines().count()), (4 * 8, 4 * 8 + 1), "{experiment}: 4 models x 8 probabilities\n{csv}");
+        assert!(figures.join(format!("{experiment}_deletion.png")).is_file(), "{experiment}");
     }
 }
 

@@ -12,7 +12,8 @@
 # RESULTS (default docs/results): shd_deletion.csv, shd_warp.csv (test accuracy per
 # condition) and shd_tau.csv (the hidden->output and hidden-layer synaptic time constants
 # of HetSynLIF before and after training, in 1 ms bins); runs already there are skipped,
-# so the paper's 10 runs can be gathered over several sittings. The figures are drawn
+# so the paper's 10 runs can be gathered over several sittings (with --set, a changed
+# recipe, the defaults are OUT/results and OUT/figures instead). The figures are drawn
 # from those CSVs alone into FIGURES (default docs/figures): <experiment>_deletion,
 # _warp, _warp_curve, _warp_a4, _tau_output (Fig. 4D, with the share above 20 ms), _tau_layers
 # (Fig. A5), and <experiment>_table.md. Redraw without running anything:
@@ -40,15 +41,15 @@ set -euo pipefail
 name=shd
 data=data/shd
 protocol=heldout
-results=docs/results
-figures_dir=docs/figures
+results=docs/results results_given=0
+figures_dir=docs/figures figures_given=0
 args=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --data) [ $# -ge 2 ] || { echo "shd.sh: --data needs a directory" >&2; exit 2; }; data=$2; shift 2 ;;
     --protocol) [ $# -ge 2 ] || { echo "shd.sh: --protocol needs heldout or authors" >&2; exit 2; }; protocol=$2; shift 2 ;;
-    --results) [ $# -ge 2 ] || { echo "shd.sh: --results needs a directory" >&2; exit 2; }; results=$2; shift 2 ;;
-    --figures) [ $# -ge 2 ] || { echo "shd.sh: --figures needs a directory" >&2; exit 2; }; figures_dir=$2; shift 2 ;;
+    --results) [ $# -ge 2 ] || { echo "shd.sh: --results needs a directory" >&2; exit 2; }; results=$2 results_given=1; shift 2 ;;
+    --figures) [ $# -ge 2 ] || { echo "shd.sh: --figures needs a directory" >&2; exit 2; }; figures_dir=$2 figures_given=1; shift 2 ;;
     *) args+=("$1"); shift ;;
   esac
 done
@@ -63,6 +64,12 @@ if [ ! -f "$data/shd_train.h5" ] || [ ! -f "$data/shd_test.h5" ]; then
   [ "$dry_run" = 1 ] || paper_die "no $data/shd_train.h5 and shd_test.h5: the official SHD files are needed (see data/README.md), or give --data DIR"
 else
   data=$(cd "$data" && pwd)
+fi
+if [ ${#extra_sets[@]} -gt 0 ]; then
+  # a changed recipe (e.g. a smoke test with fewer epochs) is not the paper's experiment:
+  # its rows and figures stay beside its runs unless --results / --figures say otherwise
+  [ "$results_given" = 1 ] || results="$out/results"
+  [ "$figures_given" = 1 ] || figures_dir="$out/figures"
 fi
 seeds=$(paper_seeds 3 10)
 deletion=0.01,0.02,0.04,0.08,0.16,0.32,0.64
