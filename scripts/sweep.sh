@@ -1,19 +1,20 @@
 #!/usr/bin/env bash
 # Runs every *.toml of a config directory, N at a time, each into its own run
-# directory <out>/<config stem>; runs already complete (summary.json present) are
-# skipped and interrupted ones are resumed, so the same command continues a sweep.
+# directory <out>/<config stem> (scripts/sweep_run.sh, that is `hetsyn train
+# --if-exists resume`): runs already finished are skipped and interrupted ones
+# resumed, so the same command continues a sweep.
 #
 #   scripts/sweep.sh CONFIG_DIR [--jobs N] [--out DIR] [--threads T] [--rerun-changed] [-- extra train args]
 #
 # --out defaults to results/<name of CONFIG_DIR>; --threads (default: cores / jobs)
-# is given to each run. Before skipping or resuming a run, its config.toml is
-# compared with the config (both resolved, the extra arguments applied): a run
-# whose config changed is refused (counted as failed), or with --rerun-changed
-# moved aside to <run>.old-<UTC time> and trained again. The sweep ends with a
-# done / skipped / failed tally naming every failed config, and exits with
+# is given to each run. A run whose config.toml differs from its config (the extra
+# arguments applied, `threads` aside) is refused naming the differences (counted
+# as failed), or with --rerun-changed moved aside to <run>.old-<UTC time> and
+# trained again; a run another process is training is refused. The sweep ends
+# with a done / skipped / failed tally naming every failed config, and exits with
 # status 1 if any failed. $HETSYN_BIN, when set, is the binary (nothing is built).
 set -euo pipefail
-usage() { sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; }
 [ $# -ge 1 ] || { usage >&2; exit 2; }
 case "$1" in -h|--help) usage; exit 0 ;; esac
 config_dir=${1%/}; shift
@@ -49,15 +50,13 @@ configs=("$config_dir"/*.toml)
 mkdir -p "$out"
 status=$(mktemp "${TMPDIR:-/tmp}/hetsyn-sweep.XXXXXX")
 trap 'rm -f "$status"' EXIT
+for i in "${!configs[@]}"; do
+  printf '%s\tqueued\t%s\t%s\t\n' "$i" "${configs[$i]}" "$out/$(basename "${configs[$i]}" .toml)" >> "$status"
+done
 # each run records its outcome in $status; a failed run does not stop the others
-printf '%s\n' "${configs[@]}" | xargs -P "$jobs" -I{} bash -c '
-  config="$1" out="$2" threads="$3" status="$4"; shift 4
-  "$0" "$config" "$out/$(basename "$config" .toml)" "$threads" --status "$status" "$@" || true
-' "$here/sweep_run.sh" {} "$out" "$threads" "$status" ${rerun[@]+"${rerun[@]}"} -- ${extra[@]+"${extra[@]}"}
-count() { awk -F '\t' -v o="$1" '$1 == o' "$status" | wc -l; }
-done_count=$(count done) skipped=$(count skipped) failed=$(count failed)
-missing=$(( ${#configs[@]} - done_count - skipped - failed ))
-echo "sweep $config_dir: $done_count done, $skipped skipped, $((failed + missing)) failed (of ${#configs[@]})"
-awk -F '\t' '$1 == "failed" { print "  failed: " $2 ": " $3 }' "$status"
-[ "$missing" = 0 ] || echo "  failed: $missing configs recorded no outcome (interrupted?)"
-[ $((failed + missing)) = 0 ]
+for i in "${!configs[@]}"; do printf '%s:%s\n' "$i" "${configs[$i]}"; done |
+  xargs -d '\n' -P "$jobs" -I{} bash -c '
+    task=${1%%:*} config=${1#*:} out="$2" threads="$3" status="$4"; shift 4
+    "$0" "$config" "$out/$(basename "$config" .toml)" "$threads" --status "$status" --task "$task" "$@" || true
+  ' "$here/sweep_run.sh" {} "$out" "$threads" "$status" ${rerun[@]+"${rerun[@]}"} -- ${extra[@]+"${extra[@]}"}
+"$here/sweep_tally.sh" "$status" --label "sweep $config_dir" --final

@@ -2,96 +2,71 @@
 # Runs one config of a sweep into its run directory (used by sweep.sh and by the
 # batch script of slurm_array.sh; $HETSYN_BIN is the hetsyn binary):
 #
-#   scripts/sweep_run.sh CONFIG RUN_DIR THREADS [--rerun-changed] [--status FILE] [-- extra train args]
+#   scripts/sweep_run.sh CONFIG RUN_DIR THREADS [--rerun-changed] [--status FILE] [--task ID] [-- extra train args]
 #
-# A run directory that exists is first compared with the config: both are
-# resolved by `hetsyn train --print-config` (defaults filled in, the extra
-# arguments applied to CONFIG, `threads` ignored). If they agree, a complete run
-# (summary.json) is skipped and an interrupted one resumed; if they differ, the run
-# is refused with the differing keys, or, with --rerun-changed, moved aside to
-# RUN_DIR.old-<UTC time> and trained afresh. The outcome (done, skipped or failed)
-# is printed and, with --status, appended to FILE as `outcome<TAB>config<TAB>reason`.
+# `hetsyn train --out RUN_DIR --if-exists resume` (with --rerun-changed: rerun)
+# decides, under the run's lock, what becomes of a run that is there: a finished
+# run of the same config is skipped, an unfinished one resumed, a run of another
+# config refused naming the differences (or moved aside and trained again), a
+# run in use refused. The outcome (done, skipped or failed) is printed and, with
+# --status, appended to FILE (after a `running` line) as
+# `ID<TAB>outcome<TAB>CONFIG<TAB>RUN_DIR<TAB>detail`.
 set -euo pipefail
 [ $# -ge 3 ] || { sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 config=$1 run=$2 threads=$3; shift 3
-rerun_changed=0 status=""
+if_exists=resume status="" task=""
 extra=()
 while [ $# -gt 0 ]; do
   case "$1" in
-    --rerun-changed) rerun_changed=1; shift ;;
+    --rerun-changed) if_exists=rerun; shift ;;
+    --status|--task) [ $# -ge 2 ] || { echo "sweep_run.sh: $1 needs a value" >&2; exit 2; } ;;&
     --status) status=$2; shift 2 ;;
+    --task) task=$2; shift 2 ;;
     --) shift; extra=("$@"); break ;;
     *) echo "sweep_run.sh: unknown option $1" >&2; exit 2 ;;
   esac
 done
 bin=${HETSYN_BIN:?sweep_run.sh: set HETSYN_BIN to the hetsyn binary}
 
-# outcome OUTCOME REASON: prints the outcome and records it in the status file
-outcome() {
+# record STATE DETAIL: prints an outcome and appends the event to the status file
+record() {
+  local detail=${2//$'\t'/ }
+  detail=${detail//$'\n'/ }
   case "$1" in
-    failed) echo "FAILED $run ($config): $2" >&2 ;;
-    *) echo "$1 $run${2:+ ($2)}" ;;
+    failed) echo "FAILED $run ($config): $detail" >&2 ;;
+    running) ;;
+    *) echo "$1 $run${detail:+ ($detail)}" ;;
   esac
-  if [ -n "$status" ]; then printf '%s\t%s\t%s\n' "$1" "$config" "$2" >> "$status"; fi
+  if [ -n "$status" ]; then
+    { flock 9; printf '%s\t%s\t%s\t%s\t%s\n' "$task" "$1" "$config" "$run" "$detail" >&9; } 9>>"$status"
+  fi
 }
 
-# resolved FILE [train args]: the resolved config as `section.key = value` lines
-resolved() {
-  local file=$1; shift
-  "$bin" -q train --config "$file" --threads 0 "$@" --print-config |
-    awk '/^\[+[^]]*\]+$/ { section = $0; gsub(/[][]/, "", section); next }
-         NF { print (section == "" ? "" : section ".") $0 }'
-}
-
-if [ -f "$run/config.toml" ]; then
-  if ! want=$(resolved "$config" ${extra[@]+"${extra[@]}"}); then
-    outcome failed "the config cannot be resolved (see the error above)"; exit 1
-  fi
-  if ! have=$(resolved "$run/config.toml"); then
-    outcome failed "the run's config.toml cannot be read (see the error above)"; exit 1
-  fi
-  if [ "$want" != "$have" ]; then
-    changes=$({ diff <(printf '%s\n' "$have") <(printf '%s\n' "$want") || true; } |
-      sed -n 's/^< /  run:    /p; s/^> /  config: /p' | head -n 12)
-    if [ "$rerun_changed" = 0 ]; then
-      printf '%s\n' "$run: its config.toml differs from $config:" "$changes" \
-        "remove $run, or pass --rerun-changed to move it aside and train again" >&2
-      outcome failed "the run's config.toml differs from the config; --rerun-changed reruns it"
-      exit 1
-    fi
-    aside="$run.old-$(date -u +%Y%m%d-%H%M%S)"
-    [ ! -e "$aside" ] || aside="$aside-$$"
-    mv -- "$run" "$aside"
-    printf '%s\n' "$run: its config.toml differs from $config:" "$changes" "moved the old run to $aside" >&2
-  fi
-fi
-
-if [ -f "$run/summary.json" ]; then
-  outcome skipped "complete"
-  exit 0
-fi
-if [ -f "$run/config.toml" ]; then
-  # the config was checked above; --resume takes no config-changing arguments
-  resume_args=()
-  set -- ${extra[@]+"${extra[@]}"}
-  while [ $# -gt 0 ]; do
-    case "$1" in
-      --set|--seed) shift 2 ;;
-      --set=*|--seed=*) shift ;;
-      *) resume_args+=("$1"); shift ;;
-    esac
-  done
-  if "$bin" train --resume "$run" --threads "$threads" --no-progress ${resume_args[@]+"${resume_args[@]}"}; then
-    outcome done "resumed"
-  else
-    rc=$?
-    outcome failed "hetsyn train --resume exited with status $rc"
-    exit 1
-  fi
-elif "$bin" train --config "$config" --out "$run" --threads "$threads" --no-progress ${extra[@]+"${extra[@]}"}; then
-  outcome done ""
-else
-  rc=$?
-  outcome failed "hetsyn train exited with status $rc"
+stdout=$(mktemp "${TMPDIR:-/tmp}/hetsyn-run.XXXXXX") stderr=$(mktemp "${TMPDIR:-/tmp}/hetsyn-run.XXXXXX")
+trap 'rm -f "$stdout" "$stderr"' EXIT
+# SIGTERM (scancel, a time limit) or SIGINT reaches hetsyn too, which stops with a
+# resumable checkpoint; this script waits for it and records the outcome
+interrupted=""
+trap 'interrupted=" (interrupted: run it again to resume)"' TERM INT
+record running ""
+# stderr is shown and kept for the reason of a failure; the copying tee outlives the signal
+set +e
+"$bin" train --config "$config" --out "$run" --threads "$threads" --no-progress --if-exists "$if_exists" \
+  ${extra[@]+"${extra[@]}"} 2>&1 > "$stdout" | { trap '' TERM INT; exec tee "$stderr"; } >&2
+rc=${PIPESTATUS[0]}
+set -e
+grep -v "^skipped " "$stdout" || true
+if [ "$rc" != 0 ]; then
+  reason=$(sed -n 's/^error: //p' "$stderr" | tail -n 1 | cut -c 1-600)
+  case "$reason" in *"--if-exists rerun"*) reason="$reason (here: --rerun-changed)" ;; esac
+  record failed "${reason:-hetsyn train exited with status $rc}$interrupted"
   exit 1
+elif grep -q '^skipped ' "$stdout"; then
+  record skipped "finished"
+elif grep -q '^resuming ' "$stdout"; then
+  record done "resumed"
+elif grep -q '^moved ' "$stdout"; then
+  record done "$(sed -n 's/^moved .* aside to \(.*\): its config differed$/its config differed: the old run is in \1/p' "$stdout")"
+else
+  record done ""
 fi

@@ -14,6 +14,8 @@ pub mod logging;
 pub mod model;
 pub mod plot;
 pub mod provenance;
+pub mod record;
+pub mod report;
 pub mod summarize;
 pub mod tasks;
 pub mod train;

@@ -10,8 +10,9 @@ use clap::{Args, Parser, Subcommand};
 
 use hetsyn::config::Config;
 use hetsyn::logging::ColorChoice;
-use hetsyn::train::evaluate::{self, EvalOptions};
-use hetsyn::train::run::{RunDir, Saved};
+use hetsyn::train::evaluate::{self, EvalOptions, ResetTarget};
+use hetsyn::train::run::{Claim, IfExists, RunDir, Saved};
+use hetsyn::train::tau_stats::ResetScope;
 use hetsyn::train::{self, TrainOptions};
 
 /// Spiking neural networks with heterogeneous, learnable synaptic time constants (HetSyn).
@@ -47,8 +48,54 @@ enum Command {
     Plot(PlotArgs),
     /// Check checkpoints against their checksums and a run's metrics.csv against its checkpoints.
     Verify(VerifyArgs),
+    /// Append a row per complete run (key values, seed, figures, wall time, commit) to a results CSV
+    /// that is kept; or, with --prune, remove from a config directory the configs already recorded.
+    Record(RecordArgs),
+    /// Redraw the reproduction report from the kept results: its tables into the marked blocks of
+    /// the report, its figures as PNG and SVG; nothing is trained.
+    Report(ReportArgs),
     /// Draw the paper's figures of an experiment from its recorded CSVs (first recording new runs with --record).
     Figures(FiguresArgs),
+}
+
+#[derive(Args)]
+struct ReportArgs {
+    /// The results kept as data (written by `hetsyn record`).
+    #[arg(long, default_value = "docs/results")]
+    results: PathBuf,
+    /// The report whose `<!-- table:NAME -->` … `<!-- end -->` blocks are rewritten.
+    #[arg(long, default_value = "docs/reproduction.md")]
+    doc: PathBuf,
+    /// Where the figures go.
+    #[arg(long, default_value = "docs/figures")]
+    figures: PathBuf,
+}
+
+#[derive(Args)]
+struct RecordArgs {
+    /// A directory holding run directories (searched four levels deep); with --prune, a directory of configs.
+    path: PathBuf,
+    /// The results CSV (created with its header; rows already in it are kept, never rewritten).
+    #[arg(long)]
+    to: PathBuf,
+    /// The experiment's name: the first column of every row.
+    #[arg(long)]
+    experiment: String,
+    /// Config keys that vary between the runs, comma separated; with the seed they identify a run.
+    #[arg(long, value_delimiter = ',')]
+    keys: Vec<String>,
+    /// summary.json figures to record, comma separated (dotted names as `hetsyn summarize` reads them).
+    #[arg(long, value_delimiter = ',')]
+    figures: Vec<String>,
+    /// metrics.csv columns to record per evaluation as learning curves, comma separated.
+    #[arg(long, value_delimiter = ',', requires = "curves_to")]
+    curves: Vec<String>,
+    /// The learning-curve CSV.
+    #[arg(long)]
+    curves_to: Option<PathBuf>,
+    /// Remove from PATH (a config directory) every config whose key values and seed have a row in --to.
+    #[arg(long)]
+    prune: bool,
 }
 
 /// The experiments `hetsyn figures` draws.
@@ -183,6 +230,11 @@ struct TrainArgs {
     /// Print the fully resolved config (after --set, --seed, --threads) as TOML and exit without training.
     #[arg(long)]
     print_config: bool,
+    /// When --out holds a run: refuse it; skip it when finished (same config); also
+    /// resume it when unfinished; or also move a run of another config aside and train
+    /// again (rerun). Decided under the run's lock; a run in use is refused.
+    #[arg(long, value_enum, value_name = "WHAT", requires = "out")]
+    if_exists: Option<IfExists>,
 }
 
 #[derive(Args)]
@@ -219,6 +271,26 @@ struct EvalArgs {
     /// the config's output.tau_threshold reset to its initial value (rebuilt from the config's seed).
     #[arg(long)]
     reset_long_tau: bool,
+    /// What the long time constants are reset to (implies the reset; comma separated, one set of rows each):
+    /// `initial` (each decay's own initial value) or `mean` (its tensor's initial mean, the paper's Table 4).
+    #[arg(long, value_delimiter = ',', value_enum)]
+    reset_to: Vec<ResetToArg>,
+    /// Which decays the reset looks at (implies the reset; comma separated): `all` learnable decays, or
+    /// `first-input`, the first hidden layer's input synapses (HetSynLIF; the synapses of the paper's Table 4).
+    #[arg(long, value_delimiter = ',', value_enum)]
+    reset_synapses: Vec<ResetSynapsesArg>,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum ResetToArg {
+    Initial,
+    Mean,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum ResetSynapsesArg {
+    All,
+    FirstInput,
 }
 
 fn init_logging(quiet: bool, verbose: u8, color: ColorChoice) {
@@ -254,12 +326,30 @@ fn run_train(args: TrainArgs, quiet: bool) -> Result<()> {
         print!("{}", config.to_toml()?);
         return Ok(());
     }
+    let (resume, lock) = match (args.if_exists, &args.out) {
+        (Some(if_exists), Some(out)) => match RunDir::at(out).claim(&config, if_exists)? {
+            Claim::Finished => {
+                println!("skipped {}: finished (its summary.json is there)", out.display());
+                return Ok(());
+            }
+            Claim::Train { lock, resume, moved_aside } => {
+                if let Some(aside) = moved_aside {
+                    println!("moved {} aside to {}: its config differed", out.display(), aside.display());
+                }
+                if let Some(ckpt) = &resume {
+                    println!("resuming {} from its checkpoint of step {}", out.display(), ckpt.step);
+                }
+                (resume.map(|ckpt| *ckpt), Some(lock))
+            }
+        },
+        _ => (resume, None),
+    };
     init_threads(config.threads)?;
     train::interrupt::install()?;
     // the bar on a terminal; elsewhere (a file, a pipe, Slurm) one plain line per evaluation
     let progress = !quiet && !args.no_progress && std::io::stderr().is_terminal();
     let out = args.resume.as_deref().or(args.out.as_deref());
-    let (run, summary) = train::trainer::train_into(&config, out, &TrainOptions { progress }, resume)?;
+    let (run, summary) = train::trainer::train_into(&config, out, &TrainOptions { progress }, resume, lock)?;
     let line = format!("{}: {}", run.path().display(), summary.line());
     println!("{line}");
     hetsyn::logging::line(&line);
@@ -293,6 +383,33 @@ fn run_plot(args: PlotArgs) -> Result<()> {
     Ok(())
 }
 
+fn run_record(args: RecordArgs) -> Result<()> {
+    let options = hetsyn::record::RecordOptions {
+        experiment: args.experiment,
+        keys: args.keys,
+        figures: args.figures,
+        curves: args.curves,
+    };
+    if args.prune {
+        let (removed, left) = hetsyn::record::prune_configs(&args.path, &args.to, &options)?;
+        println!("{removed} configs already recorded in {} removed, {left} left", args.to.display());
+    } else {
+        let done = hetsyn::record::record(&args.path, &args.to, args.curves_to.as_deref(), &options)?;
+        println!("{} runs recorded in {}, {} recorded before", done.added, args.to.display(), done.kept);
+    }
+    Ok(())
+}
+
+fn run_report(args: ReportArgs) -> Result<()> {
+    let report = hetsyn::report::build(&args.results, &args.figures)?;
+    let filled = hetsyn::report::fill_document(&args.doc, &report.tables)?;
+    println!("{} tables written into {} ({})", filled.len(), args.doc.display(), filled.join(", "));
+    for figure in report.figures.iter().filter(|f| f.extension().is_some_and(|e| e == "png")) {
+        println!("{}", figure.display());
+    }
+    Ok(())
+}
+
 fn run_eval(args: EvalArgs) -> Result<()> {
     init_threads(args.threads)?;
     let options = EvalOptions {
@@ -303,6 +420,22 @@ fn run_eval(args: EvalArgs) -> Result<()> {
         time_warp_random: args.time_warp_random,
         seed: args.seed,
         reset_long_tau: args.reset_long_tau,
+        reset_to: args
+            .reset_to
+            .iter()
+            .map(|t| match t {
+                ResetToArg::Initial => ResetTarget::Initial,
+                ResetToArg::Mean => ResetTarget::Mean,
+            })
+            .collect(),
+        reset_synapses: args
+            .reset_synapses
+            .iter()
+            .map(|s| match s {
+                ResetSynapsesArg::All => ResetScope::All,
+                ResetSynapsesArg::FirstInput => ResetScope::FirstInput,
+            })
+            .collect(),
     };
     options.perturbations()?;
     // before evaluating: a CSV that cannot be written fails now, not after the work
@@ -311,10 +444,8 @@ fn run_eval(args: EvalArgs) -> Result<()> {
     hetsyn::io::atomic::check_writable(&csv_path).context("--csv")?;
     let trained = evaluate::Trained::load(&checkpoint, None)?;
     let report = evaluate::evaluate_checkpoint(&trained, &options)?;
-    if let Some((count, total, threshold_ms)) = report.reset {
-        println!(
-            "reset {count} of {total} learnable decays with tau > {threshold_ms} ms (output.tau_threshold) to their initial value"
-        );
+    for (suffix, count, total, threshold_ms) in &report.resets {
+        println!("{suffix}: reset {count} of {total} learnable decays in scope with tau > {threshold_ms} ms (output.tau_threshold)");
     }
     for (k, row) in report.rows.iter().enumerate() {
         println!("{}", row.line());
@@ -433,6 +564,8 @@ fn main() -> ExitCode {
         }
         Command::Plot(args) => run_plot(args),
         Command::Verify(args) => run_verify(args),
+        Command::Record(args) => run_record(args),
+        Command::Report(args) => run_report(args),
         Command::Figures(args) => run_figures(args),
     };
     match result {

@@ -1578,11 +1578,11 @@ struct GroupComparison<'a> {
 impl Figure for GroupComparison<'_> {
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<()> {
         let area = titled(root, self.title)?;
-        let y = spread_axis(self.groups.iter().map(|(_, v)| &v[..]), &UNBOUNDED);
+        let y = spread_axis(self.groups.iter().map(|(_, v)| &v[..]), None);
         let labels: Vec<String> = self.groups.iter().map(|(g, v)| format!("{g} (n = {})", v.len())).collect();
         let mut chart = category_chart(&area, Some(SPREAD_CAPTION), &labels, "", self.metric, y)?;
         for (k, (_, values)) in self.groups.iter().enumerate() {
-            draw_spread(&mut chart, k as f64, values, LEARNED_COLOR, &UNBOUNDED)?;
+            draw_spread(&mut chart, k as f64, values, LEARNED_COLOR, None)?;
         }
         Ok(())
     }
@@ -1602,9 +1602,17 @@ pub(crate) fn from_zero(lo: f64, hi: f64) -> Range<f64> {
     }
 }
 
+/// The ends of a bar of mean ± sd, clipped to `valid` (an accuracy never exceeds 1).
+pub(crate) fn spread_bar(mean: f64, sd: f64, valid: Option<(f64, f64)>) -> (f64, f64) {
+    match valid {
+        Some((a, b)) => ((mean - sd).max(a), (mean + sd).min(b)),
+        None => (mean - sd, mean + sd),
+    }
+}
+
 /// The y axis of runs' values and their mean ± sd bars (clipped to `valid`): from 0
 /// when every value is ≥ 0 ([`from_zero`]).
-pub(crate) fn spread_axis<'v>(groups: impl Iterator<Item = &'v [f64]>, valid: &Range<f64>) -> Range<f64> {
+pub(crate) fn spread_axis<'v>(groups: impl Iterator<Item = &'v [f64]>, valid: Option<(f64, f64)>) -> Range<f64> {
     let mut ends = Vec::new();
     for values in groups.filter(|v| !v.is_empty()) {
         let (mean, sd) = mean_sd(values);
@@ -1652,23 +1660,22 @@ pub(crate) fn category_chart<'a, DB: DrawingBackend>(
 }
 
 /// Draws the runs' `values` at `x` in `color`: the mean as a disc with a bar of
-/// ± one sample standard deviation (capped, and clipped to `valid`: an accuracy's
-/// bar stops at 0 and 100 %), and every run as a smaller dot just right of it
-/// (equal values side by side); returns the mean (`None` for no values).
+/// ± one sample standard deviation (capped), and every run as a smaller dot just
+/// right of it (equal values side by side); returns the mean (`None` for no values).
 pub(crate) fn draw_spread<DB: DrawingBackend>(
     chart: &mut ChartContext<'_, DB, Cartesian2d<RangedCoordf64, RangedCoordf64>>,
     x: f64,
     values: &[f64],
     color: RGBColor,
-    valid: &Range<f64>,
+    valid: Option<(f64, f64)>,
 ) -> Result<Option<f64>> {
     if values.is_empty() {
         return Ok(None);
     }
     let (mean, sd) = mean_sd(values);
-    let (low, high) = spread_bar(mean, sd, valid);
+    let (lo, hi) = spread_bar(mean, sd, valid);
     let cap = 0.03;
-    let bar = [vec![(x, low), (x, high)], vec![(x - cap, low), (x + cap, low)], vec![(x - cap, high), (x + cap, high)]];
+    let bar = [vec![(x, lo), (x, hi)], vec![(x - cap, lo), (x + cap, lo)], vec![(x - cap, hi), (x + cap, hi)]];
     chart.draw_series(bar.into_iter().map(|p| PathElement::new(p, color.stroke_width(2)))).map_err(drawing)?;
     chart.draw_series([Circle::new((x, mean), 6, color.filled())]).map_err(drawing)?;
     // runs with equal values side by side
@@ -1679,14 +1686,6 @@ pub(crate) fn draw_spread<DB: DrawingBackend>(
     chart.draw_series(dots).map_err(drawing)?;
     Ok(Some(mean))
 }
-
-/// The ends of a bar of mean ± sd, clipped to `valid` (no accuracy below 0 or above 1).
-pub(crate) fn spread_bar(mean: f64, sd: f64, valid: &Range<f64>) -> (f64, f64) {
-    ((mean - sd).max(valid.start), (mean + sd).min(valid.end))
-}
-
-/// Any value: error bars are not clipped.
-pub(crate) const UNBOUNDED: Range<f64> = f64::NEG_INFINITY..f64::INFINITY;
 
 /// Draws `<dir>/<stem>.{png,svg}`: per group `(label, the runs' values)`, every
 /// run as a dot and their mean ± sd; the y axis starts at 0 for values ≥ 0.
@@ -1729,8 +1728,8 @@ struct SeriesComparison<'a> {
     x_label: &'a str,
     y_label: &'a str,
     series: &'a [Series],
-    /// The values a figure can take; error bars are clipped to it.
-    valid: Range<f64>,
+    /// The range the figure's values can take; bars are clipped to it.
+    valid: Option<(f64, f64)>,
 }
 
 impl Figure for SeriesComparison<'_> {
@@ -1743,7 +1742,7 @@ impl Figure for SeriesComparison<'_> {
         xs.dedup();
         let position = |x: f64| xs.iter().position(|v| *v == x).unwrap_or(0) as f64;
         let labels: Vec<String> = xs.iter().map(|x| tick(*x)).collect();
-        let y = spread_axis(self.series.iter().flat_map(|s| s.points.iter().map(|(_, v)| &v[..])), &self.valid);
+        let y = spread_axis(self.series.iter().flat_map(|s| s.points.iter().map(|(_, v)| &v[..])), self.valid);
         let mut chart = category_chart(&area, None, &labels, self.x_label, self.y_label, y)?;
         let n = self.series.len().max(1) as f64;
         for (k, series) in self.series.iter().enumerate() {
@@ -1759,7 +1758,7 @@ impl Figure for SeriesComparison<'_> {
             let mut means = Vec::new();
             for (x, values) in &series.points {
                 let x = position(*x) + offset;
-                means.extend(draw_spread(&mut chart, x, values, color, &self.valid)?.map(|mean| (x, mean)));
+                means.extend(draw_spread(&mut chart, x, values, color, self.valid)?.map(|mean| (x, mean)));
             }
             chart.draw_series(LineSeries::new(means, color.stroke_width(2))).map_err(drawing)?;
         }
@@ -1785,18 +1784,158 @@ pub fn plot_series(
     y_label: &str,
     series: &[Series],
 ) -> Result<[PathBuf; 2]> {
-    write_figure(dir, stem, &SeriesComparison { title, x_label, y_label, series, valid: UNBOUNDED })
+    write_figure(dir, stem, &SeriesComparison { title, x_label, y_label, series, valid: None })
 }
 
-/// As [`plot_series`], with the error bars clipped to `valid` (e.g. 0..100 for an
-/// accuracy in %).
-pub(crate) fn plot_series_within(
+/// [`plot_series`] of a figure whose values lie in `valid` (an accuracy in
+/// [0, 1]): the ± sd bars are clipped to it.
+pub fn plot_series_within(
     dir: &Path,
     stem: &str,
-    labels: [&str; 3],
+    title: &str,
+    (x_label, y_label): (&str, &str),
     series: &[Series],
-    valid: Range<f64>,
+    valid: (f64, f64),
 ) -> Result<[PathBuf; 2]> {
-    let [title, x_label, y_label] = labels;
-    write_figure(dir, stem, &SeriesComparison { title, x_label, y_label, series, valid })
+    write_figure(dir, stem, &SeriesComparison { title, x_label, y_label, series, valid: Some(valid) })
+}
+
+/// Learning curves: per series, the mean over runs at each x (iteration) as a
+/// line, and mean ± sd (clipped to `valid`) as two thin lines of its colour.
+struct CurveComparison<'a> {
+    title: &'a str,
+    x_label: &'a str,
+    y_label: &'a str,
+    series: &'a [Series],
+    valid: (f64, f64),
+}
+
+impl Figure for CurveComparison<'_> {
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<()> {
+        let area = titled(root, self.title)?;
+        let (area, legend) = area.split_horizontally(WIDTH as i32 * 3 / 4);
+        let xs = self.series.iter().flat_map(|s| s.points.iter().map(|p| p.0));
+        let (x_lo, x_hi) = finite_range(xs).unwrap_or((0.0, 1.0));
+        let clip = |v: f64| v.clamp(self.valid.0, self.valid.1);
+        let bands: Vec<Vec<(f64, f64, f64, f64)>> = self
+            .series
+            .iter()
+            .map(|s| {
+                s.points
+                    .iter()
+                    .filter(|(_, v)| !v.is_empty())
+                    .map(|(x, v)| {
+                        let (mean, sd) = mean_sd(v);
+                        (*x, mean, clip(mean - sd), clip(mean + sd))
+                    })
+                    .collect()
+            })
+            .collect();
+        let ys = bands.iter().flatten().flat_map(|b| [b.2, b.3]);
+        let (lo, hi) = finite_range(ys).unwrap_or((0.0, 1.0));
+        let mut chart = ChartBuilder::on(&area)
+            .margin(20)
+            .x_label_area_size(60)
+            .y_label_area_size(80)
+            .build_cartesian_2d(x_lo..x_hi.max(x_lo + 1.0), from_zero(lo, hi))
+            .map_err(drawing)?;
+        chart
+            .configure_mesh()
+            .x_label_formatter(&|x| tick(*x))
+            .y_label_formatter(&|y| tick(*y))
+            .x_desc(self.x_label)
+            .y_desc(self.y_label)
+            .label_style((FAMILY, LABEL_SIZE))
+            .axis_desc_style((FAMILY, LABEL_SIZE))
+            .draw()
+            .map_err(drawing)?;
+        for (k, (series, band)) in self.series.iter().zip(&bands).enumerate() {
+            let color = SERIES_COLORS[k % SERIES_COLORS.len()];
+            let y = 40 + 28 * k as i32;
+            let runs = series.points.iter().map(|p| p.1.len()).max().unwrap_or(0);
+            legend
+                .draw(&PathElement::new(vec![(0, y), (28, y)], color.stroke_width(3)))
+                .and_then(|()| {
+                    legend.draw(&Text::new(format!("{} (n = {runs})", series.label), (36, y - 8), (FAMILY, LABEL_SIZE)))
+                })
+                .map_err(drawing)?;
+            for edge in [2, 3] {
+                let line = band.iter().map(|b| (b.0, if edge == 2 { b.2 } else { b.3 }));
+                chart.draw_series(LineSeries::new(line, color.mix(0.35).stroke_width(1))).map_err(drawing)?;
+            }
+            chart
+                .draw_series(LineSeries::new(band.iter().map(|b| (b.0, b.1)), color.stroke_width(2)))
+                .map_err(drawing)?;
+        }
+        Ok(())
+    }
+}
+
+/// Draws `<dir>/<stem>.{png,svg}`: learning curves, mean over runs per series
+/// (thin lines: ± one sample standard deviation, clipped to `valid`).
+pub fn plot_curves(
+    dir: &Path,
+    stem: &str,
+    title: &str,
+    (x_label, y_label): (&str, &str),
+    series: &[Series],
+    valid: (f64, f64),
+) -> Result<[PathBuf; 2]> {
+    write_figure(dir, stem, &CurveComparison { title, x_label, y_label, series, valid })
+}
+
+/// Grouped bars: per x category, one bar per series of height `value` in
+/// [0, 1] labelled `label` (e.g. a success rate and its k/n).
+struct BarComparison<'a> {
+    title: &'a str,
+    x_label: &'a str,
+    y_label: &'a str,
+    categories: &'a [String],
+    /// Per series: its name and, per category, `(value, label)` (None: no runs).
+    series: &'a [(String, Vec<Option<(f64, String)>>)],
+}
+
+impl Figure for BarComparison<'_> {
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<()> {
+        let area = titled(root, self.title)?;
+        let (area, legend) = area.split_horizontally(WIDTH as i32 * 3 / 4);
+        let mut chart = category_chart(&area, None, self.categories, self.x_label, self.y_label, 0.0..1.1)?;
+        let count = self.series.len().max(1) as f64;
+        let width = 0.8 / count;
+        for (k, (name, bars)) in self.series.iter().enumerate() {
+            let color = SERIES_COLORS[k % SERIES_COLORS.len()];
+            let y = 40 + 28 * k as i32;
+            legend
+                .draw(&Rectangle::new([(0, y - 8), (24, y + 8)], color.filled()))
+                .and_then(|()| legend.draw(&Text::new(name.clone(), (36, y - 8), (FAMILY, LABEL_SIZE))))
+                .map_err(drawing)?;
+            for (c, bar) in bars.iter().enumerate() {
+                let Some((value, label)) = bar else { continue };
+                let x0 = c as f64 - 0.4 + width * k as f64;
+                chart
+                    .draw_series([Rectangle::new(
+                        [(x0, 0.0), (x0 + width * 0.9, value.clamp(0.0, 1.0))],
+                        color.filled(),
+                    )])
+                    .map_err(drawing)?;
+                let style = (FAMILY, LABEL_SIZE * 2 / 3).into_font().color(&BLACK);
+                chart
+                    .draw_series([Text::new(label.clone(), (x0, value.clamp(0.0, 1.0) + 0.05), style)])
+                    .map_err(drawing)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Draws `<dir>/<stem>.{png,svg}`: grouped bars in [0, 1] with a label each.
+pub fn plot_bars(
+    dir: &Path,
+    stem: &str,
+    title: &str,
+    (x_label, y_label): (&str, &str),
+    categories: &[String],
+    series: &[(String, Vec<Option<(f64, String)>>)],
+) -> Result<[PathBuf; 2]> {
+    write_figure(dir, stem, &BarComparison { title, x_label, y_label, categories, series })
 }

@@ -68,6 +68,17 @@ pub struct Run {
     pub selected_on: Option<String>,
     /// The eval CSV whose figures are `eval.*`, relative to the run directory.
     pub eval_csv: Option<String>,
+    /// summary.json's `git_commit`: the build that finished the run.
+    pub git_commit: Option<String>,
+}
+
+/// A config's resolved keys, dotted, with its values as config.toml spells them
+/// (the keys a run directory's config.toml gives [`Run::config`]).
+pub fn flat_config(config: &crate::config::Config) -> Result<BTreeMap<String, String>> {
+    let table: toml::Table = config.to_toml()?.parse().context("cannot read the resolved config back")?;
+    let mut out = BTreeMap::new();
+    flatten_toml("", &toml::Value::Table(table), &mut out);
+    Ok(out)
 }
 
 fn flatten_toml(prefix: &str, value: &toml::Value, out: &mut BTreeMap<String, String>) {
@@ -122,12 +133,14 @@ pub fn collect(root: &Path) -> Result<Vec<Run>> {
             )
             .with_context(|| format!("{} is not valid JSON", summary.display()))?;
             let selected_on = json.get("selected_on").and_then(|v| v.as_str()).map(String::from);
+            let git_commit = json.get("git_commit").and_then(|v| v.as_str()).map(String::from);
             let mut run = Run {
                 dir: dir.clone(),
                 config: BTreeMap::new(),
                 figures: BTreeMap::new(),
                 selected_on,
                 eval_csv: None,
+                git_commit,
             };
             flatten_toml("", &toml::Value::Table(table), &mut run.config);
             flatten_json("", &json, &mut run.figures);
@@ -153,7 +166,7 @@ pub fn collect(root: &Path) -> Result<Vec<Run>> {
 }
 
 /// Group keys in order: numbers by value (`5 < 20 < 100`), other values as text.
-fn compare_keys(a: &[String], b: &[String]) -> std::cmp::Ordering {
+pub(crate) fn compare_keys(a: &[String], b: &[String]) -> std::cmp::Ordering {
     for (x, y) in a.iter().zip(b) {
         let order = match (x.parse::<f64>(), y.parse::<f64>()) {
             (Ok(x), Ok(y)) => x.total_cmp(&y),

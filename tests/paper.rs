@@ -15,13 +15,22 @@ use hetsyn::tasks::speech::Validation;
 mod common;
 use common::{hetsyn, SHORT_DMS};
 
-/// Runs `scripts/paper/<name>.sh --dry-run [extra]` into `out`; returns the configs it wrote.
+/// The paper's run counts: Fig. 2 and App. B (pattern generation), Fig. 3B-G
+/// and App. C (DMS), Table 4 (per column), SHD (Fig. 4).
+const PAPER_RUNS_FIG2: usize = 10;
+const PAPER_RUNS_FIG3: usize = 50;
+const PAPER_RUNS_TABLE4: usize = 5;
+
+/// Runs `scripts/paper/<name>.sh --dry-run [extra]` into `out` (results kept in
+/// an empty `out/results`); returns the configs it wrote.
 fn dry_run(name: &str, out: &Path, extra: &[&str]) -> Vec<Config> {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/paper").join(format!("{name}.sh"));
     let output = Command::new("bash")
         .arg(&script)
         .args(["--dry-run", "--out"])
         .arg(out)
+        .arg("--results")
+        .arg(out.join("results"))
         .args(extra)
         .env("HETSYN_BIN", cargo_bin("hetsyn"))
         .output()
@@ -67,18 +76,18 @@ fn assert_dms_sizes(configs: &[Config]) {
 fn dms_neurons_grid() {
     let dir = tempfile::tempdir().unwrap();
     let configs = dry_run("dms_neurons", dir.path(), &[]);
-    assert_eq!(configs.len(), 4 * 4 * 2 * 3);
+    assert_eq!(configs.len(), 4 * 4 * 2 * 5);
     assert_dms_sizes(&configs);
     let mut sizes = distinct(configs.iter().map(|c| c.model.layers[0].size));
     sizes.sort();
     assert_eq!(sizes, [5, 20, 50, 100]);
     assert_eq!(distinct(configs.iter().map(|c| c.model.kind)).len(), 4);
     assert_eq!(distinct(configs.iter().map(|c| c.model.layers[0].recurrent)).len(), 2);
-    assert_eq!(distinct(configs.iter().map(|c| c.seed)), [0, 1, 2]);
+    assert_eq!(distinct(configs.iter().map(|c| c.seed)), [0, 1, 2, 3, 4]);
     assert!(configs.iter().all(|c| (c.model.adaptation_tau, c.model.adaptation_strength) == (0.8, 0.15)));
     assert!(configs.iter().all(|c| c.train.rate_reg == 0.01));
     let full = dry_run("dms_neurons", &dir.path().join("full"), &["--full"]);
-    assert_eq!(full.len(), 4 * 4 * 2 * 10);
+    assert_eq!(full.len(), 4 * 4 * 2 * PAPER_RUNS_FIG3, "the paper's 50 runs per cell");
     assert_dms_sizes(&full);
 }
 
@@ -86,13 +95,21 @@ fn dms_neurons_grid() {
 fn dms_delay_noise_grid() {
     let dir = tempfile::tempdir().unwrap();
     let configs = dry_run("dms_delay_noise", dir.path(), &[]);
-    assert_eq!(configs.len(), 2 * 4 * 3);
+    assert_eq!(configs.len(), 13 * 4 * 3);
     assert_dms_sizes(&configs);
-    let conditions = distinct(configs.iter().map(|c| (dms(c).delay, dms(c).noise_rate)));
-    assert_eq!(conditions, [(2.5, 10.0), (0.8, 20.0)], "one change at a time from configs/dms.toml");
+    let mut conditions =
+        distinct(configs.iter().map(|c| (dms(c).delay, dms(c).addition_noise_rate, dms(c).noise_rate)));
+    conditions.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    #[rustfmt::skip]
+    let want = [
+        (0.8, 0.0, 0.0), (0.8, 0.0, 5.0), (0.8, 0.0, 10.0), (0.8, 0.0, 15.0), (0.8, 0.0, 20.0),
+        (0.8, 5.0, 10.0), (0.8, 10.0, 10.0), (0.8, 15.0, 10.0), (0.8, 20.0, 10.0),
+        (1.2, 0.0, 10.0), (1.6, 0.0, 10.0), (2.0, 0.0, 10.0), (2.5, 0.0, 10.0),
+    ];
+    assert_eq!(conditions, want, "one change at a time from configs/dms.toml; both noise readings; the recipe once");
     assert!(configs.iter().all(|c| c.model.layers[0].recurrent && c.model.layers[0].size == 100));
     let full = dry_run("dms_delay_noise", &dir.path().join("full"), &["--full"]);
-    assert_eq!(full.len(), 2 * 4 * 10);
+    assert_eq!(full.len(), 13 * 4 * PAPER_RUNS_FIG3);
     assert_dms_sizes(&full);
 }
 
@@ -100,7 +117,7 @@ fn dms_delay_noise_grid() {
 fn dms_decay_masking_grid() {
     let dir = tempfile::tempdir().unwrap();
     let configs = dry_run("dms_decay_masking", dir.path(), &[]);
-    assert_eq!(configs.len(), 2 * 2 * 3);
+    assert_eq!(configs.len(), 2 * 7 * 3);
     assert_eq!(distinct(configs.iter().map(|c| dms(c).delay)), [0.8, 2.5]);
     assert_dms_sizes(&configs);
     let fractions = |configs: &[Config]| {
@@ -108,11 +125,11 @@ fn dms_decay_masking_grid() {
         bits.sort();
         bits.into_iter().map(f64::from_bits).collect::<Vec<f64>>()
     };
-    assert_eq!(fractions(&configs), [0.0, 0.8], "default: fewer grid points");
+    assert_eq!(fractions(&configs), [0.0, 0.2, 0.4, 0.6, 0.8, 0.9, 1.0], "the masking curve of Fig. 3C");
     assert!(configs.iter().all(|c| c.model.kind == ModelKind::Hetsynlif));
     let full = dry_run("dms_decay_masking", &dir.path().join("full"), &["--full"]);
-    assert_eq!(full.len(), 2 * 5 * 10);
-    assert_eq!(fractions(&full), [0.0, 0.2, 0.4, 0.6, 0.8]);
+    assert_eq!(full.len(), 2 * 7 * PAPER_RUNS_FIG3);
+    assert_eq!(fractions(&full), [0.0, 0.2, 0.4, 0.6, 0.8, 0.9, 1.0]);
     assert_dms_sizes(&full);
 }
 
@@ -120,7 +137,7 @@ fn dms_decay_masking_grid() {
 fn dms_tau_init_grid() {
     let dir = tempfile::tempdir().unwrap();
     let configs = dry_run("dms_tau_init", dir.path(), &[]);
-    assert_eq!(configs.len(), 3 * 3);
+    assert_eq!(configs.len(), 2 * 3 * PAPER_RUNS_TABLE4);
     assert_dms_sizes(&configs);
     let inits = distinct(configs.iter().map(|c| c.model.tau_init));
     assert_eq!(
@@ -129,6 +146,9 @@ fn dms_tau_init_grid() {
         "N(100 | 200 | 400 ms, 10 % sd)"
     );
     assert!(configs.iter().all(|c| c.model.kind == ModelKind::Hetsynlif && c.output.tau_threshold == 0.7));
+    assert_eq!(distinct(configs.iter().map(|c| c.model.layers[0].recurrent)).len(), 2, "F and R");
+    let full = dry_run("dms_tau_init", &dir.path().join("full"), &["--full"]);
+    assert_eq!(full.len(), 2 * 3 * PAPER_RUNS_TABLE4, "the paper's 5 runs per column");
 }
 
 #[test]
@@ -146,7 +166,7 @@ fn pattern_grid() {
         |c: &Config| (c.train.lr, c.train.decay_lr, c.train.iterations, c.train.batch_size) == (1e-3, 1e-3, 1000, 1);
     assert!(configs.iter().all(paper_length));
     let full = dry_run("pattern", &dir.path().join("full"), &["--full"]);
-    assert_eq!(full.len(), 4 * 4 * 2 * 5);
+    assert_eq!(full.len(), 4 * 4 * 2 * PAPER_RUNS_FIG2, "the paper's 10 runs");
     assert!(full.iter().all(paper_length));
 }
 
@@ -154,7 +174,7 @@ fn pattern_grid() {
 fn seeds_and_set_options() {
     let dir = tempfile::tempdir().unwrap();
     let configs = dry_run("dms_tau_init", dir.path(), &["--seeds", "1", "--set", "train.eval_every=50"]);
-    assert_eq!(configs.len(), 3);
+    assert_eq!(configs.len(), 6);
     assert!(configs.iter().all(|c| c.seed == 0 && c.train.eval_every == 50 && c.train.iterations == 1000));
     let configs = dry_run("dms_neurons", &dir.path().join("full"), &["--full", "--seeds", "2"]);
     assert_eq!(distinct(configs.iter().map(|c| c.seed)), [0, 1]);
@@ -223,6 +243,33 @@ fn eval_resets_long_time_constants() {
     assert!(above > 0 && above < total, "{above} of {total}");
     assert_eq!(fraction, above as f64 / total as f64);
     assert_eq!(col(&rows[3], "reset_fraction"), col(&rows[1], "reset_fraction"));
+
+    // Table 4's reading: only the first layer's input synapses above the
+    // threshold, reset to the initial mean exp(-dt / 40 ms), and the same to
+    // their own initial values; rows per (scope, target)
+    let reset_csv = dir.path().join("reset.csv");
+    let out = hetsyn()
+        .args(["-q", "eval", "--reset-synapses", "first-input,all", "--reset-to", "mean", "--checkpoint"])
+        .arg(&best)
+        .arg("--csv")
+        .arg(&reset_csv)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let mut reader = csv::Reader::from_path(&reset_csv).unwrap();
+    let rows: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
+    let conditions: Vec<String> = rows.iter().map(|r| col(r, "condition")).collect();
+    assert_eq!(conditions, ["clean", "clean+reset_first_input_to_mean", "clean+reset_all_to_mean"]);
+    let input = &ckpt.network.params().into_iter().find(|(i, _)| i.name == "hidden.0.input.decay").unwrap().1.to_vec();
+    let long = input.iter().filter(|d| hetsyn::train::tau_stats::tau_ms(**d as f64, 0.005) > 41.0).count();
+    assert!(long > 0 && long < above, "{long} of the input synapses, {above} in all");
+    assert_eq!(col(&rows[1], "reset_fraction").parse::<f64>().unwrap(), long as f64 / input.len() as f64);
+    assert_eq!(col(&rows[2], "reset_fraction").parse::<f64>().unwrap(), fraction);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains(&format!("+reset_first_input_to_mean: reset {long} of {}", input.len())), "{stdout}");
+    let err = hetsyn().args(["-q", "eval", "--reset-to", "average", "--checkpoint"]).arg(&best).output().unwrap();
+    assert!(!err.status.success());
+    assert!(String::from_utf8_lossy(&err.stderr).contains("average"));
 
     // hetsyn summarize reads the eval CSV of the best checkpoint
     let out = hetsyn()
@@ -331,9 +378,10 @@ fn shd_grid_and_a_tiny_run() {
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    // a changed recipe (--set) records beside its runs, not into docs/results
-    assert!(out_dir.join("results/shd_deletion.csv").is_file() && out_dir.join("figures/shd_table.md").is_file());
-    assert!(!dir.path().join("docs").exists());
+    // a changed recipe (--set) without --results records nothing and draws nothing
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("shd: nothing recorded"), "{stdout}");
+    assert!(!stdout.contains("shd_deletion.png"), "{stdout}");
     let table = fs::read_to_string(out_dir.join("runs/summary.md")).unwrap();
     for column in [
         "eval.delete_prob=0.01.test_accuracy",
@@ -386,16 +434,13 @@ fn shd_grid_and_a_tiny_run() {
     assert!(!header.contains("at_best_validation"), "{table}");
     assert!(table.contains("4 of 4 runs have no validation set"), "{table}");
     assert!(table.contains("checkpoints/best_on_test.eval.csv (4 runs)"), "{table}");
-    // the protocols' rows are told apart by the experiment column, and so are their figures
-    for (results, figures, experiment) in [
-        (out_dir.join("results"), out_dir.join("figures"), "shd"),
-        (dir.path().join("tiny-results"), dir.path().join("tiny-figures"), "shd_authors"),
-    ] {
-        let csv = fs::read_to_string(results.join("shd_deletion.csv")).unwrap();
-        let rows = csv.lines().filter(|l| l.starts_with(&format!("{experiment},"))).count();
-        assert_eq!((rows, csv.lines().count()), (4 * 8, 4 * 8 + 1), "{experiment}: 4 models x 8 probabilities\n{csv}");
-        assert!(figures.join(format!("{experiment}_deletion.png")).is_file(), "{experiment}");
-    }
+    // the authors' protocol's rows carry its name in the experiment column, and so do its figures
+    let csv = fs::read_to_string(dir.path().join("tiny-results/shd_deletion.csv")).unwrap();
+    let rows = csv.lines().filter(|l| l.starts_with("shd_authors,")).count();
+    assert_eq!((rows, csv.lines().count()), (4 * 8, 4 * 8 + 1), "4 models x 8 probabilities\n{csv}");
+    assert!(dir.path().join("tiny-figures/shd_authors_deletion.png").is_file());
+    let recorded = fs::read_to_string(dir.path().join("tiny-results/shd_authors.csv")).unwrap();
+    assert_eq!(recorded.lines().count(), 1 + 4, "hetsyn record: a row per run\n{recorded}");
 }
 
 /// The rows of a results CSV as maps from column to cell.
@@ -444,6 +489,10 @@ fn shd_script_records_and_draws_the_papers_figures() {
     };
     let stdout = run_script();
     assert!(stdout.contains("recorded 8 runs into"), "{stdout}");
+    // hetsyn record: a row per run with the accuracies, beside the figures' CSVs
+    let recorded = csv_rows(&results.join("shd.csv"));
+    assert_eq!(recorded.len(), 8);
+    assert!(recorded.iter().all(|r| r.contains_key("eval.delete_prob=0.64.test_accuracy")));
     let models = ["hetsynlif", "hetneulif", "homneualif", "homneulif"];
 
     // deletion: the clean test set (p = 0) and the paper's seven probabilities, per run

@@ -11,6 +11,9 @@ use std::time::Duration;
 use assert_cmd::cargo::cargo_bin;
 use hetsyn::io::safetensors_file::read_file;
 
+mod common;
+use common::metrics_without_elapsed as metrics;
+
 const CONFIG: &str = r#"
 name = "resume"
 seed = 11
@@ -43,16 +46,6 @@ fn hetsyn(args: &[&str], dir: &Path) -> Process {
     let mut cmd = Process::new(cargo_bin("hetsyn"));
     cmd.args(["-q"]).args(args).current_dir(dir).stdout(Stdio::null()).stderr(Stdio::null());
     cmd
-}
-
-/// metrics.csv without the elapsed-time column.
-fn metrics(run: &Path) -> Vec<String> {
-    let text = fs::read_to_string(run.join("metrics.csv")).unwrap();
-    let header: Vec<&str> = text.lines().next().unwrap().split(',').collect();
-    let elapsed = header.iter().position(|h| *h == "elapsed_s").unwrap();
-    text.lines()
-        .map(|l| l.split(',').enumerate().filter(|(i, _)| *i != elapsed).map(|(_, v)| v).collect::<Vec<_>>().join(","))
-        .collect()
 }
 
 fn tensors(path: &Path) -> Vec<hetsyn::io::safetensors_file::NamedTensor> {

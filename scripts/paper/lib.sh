@@ -3,17 +3,29 @@
 #
 # A script sets `name`, its help being its header comment, sources this
 # file, calls `paper_args "$@"`, then builds configs with `paper_grid BASE
-# [grid args]` (repeatable; same output directory), and ends with `paper_run`,
-# optionally `paper_eval [eval args]`, and `paper_summarize [summarize args]`.
+# [grid args]` (repeatable; same output directory), declares what it records
+# with `paper_results KEYS FIGURES [CURVES]`, and ends with `paper_run`,
+# optionally `paper_eval [eval args]`, then `paper_record` and
+# `paper_summarize [summarize args]`.
+#
+# Results are kept as data: `paper_record` appends one row per complete run (the
+# keys that vary, seed, figures, wall time, git commit) to
+# docs/results/<name>.csv (learning curves to docs/results/curves/<name>.csv),
+# and `paper_run` leaves out the configs whose keys and seed are recorded there
+# already, so the paper's run counts accumulate over sittings and machines.
+# `scripts/paper/report.sh` draws the report's tables and figures from those
+# files without running anything.
 #
 # Every mode trains for the paper's length (iterations, batch, epochs) and evaluates
 # on the paper's trial counts: a reduced run has fewer seeds or grid points, never
 # shorter training, since an under-trained baseline is a different experiment.
 #
 # Common options:
-#   --full        the paper's seeds and grid (default: fewer seeds and, where the
+#   --full        the paper's run count and grid (default: fewer seeds and, where the
 #                 script says so, fewer grid points)
 #   --seeds N     this many seeds (0..N-1) instead of the mode's count
+#   --results DIR where the results CSVs are kept (default docs/results of the
+#                 repository; with --set, nothing is recorded unless this is given)
 #   --set K=V     change a config key in every run (repeatable; e.g. a smoke test)
 #   --jobs N      runs at once (default 1)
 #   --threads T   threads per run (default 1)
@@ -29,7 +41,8 @@ paper_usage() {
 }
 
 paper_args() {
-  full=0 jobs=1 threads=1 out="" dry_run=0 seed_count="" extra_sets=()
+  full=0 jobs=1 threads=1 out="" dry_run=0 seed_count="" extra_sets=() results=""
+  record_keys="" record_figures="" record_curves="" sweep_failed=0
   while [ $# -gt 0 ]; do
     case "$1" in
       --full) full=1; shift ;;
@@ -38,6 +51,7 @@ paper_args() {
       --jobs) [ $# -ge 2 ] || paper_die "--jobs needs a value"; jobs=$2; shift 2 ;;
       --threads) [ $# -ge 2 ] || paper_die "--threads needs a value"; threads=$2; shift 2 ;;
       --out) [ $# -ge 2 ] || paper_die "--out needs a value"; out=$2; shift 2 ;;
+      --results) [ $# -ge 2 ] || paper_die "--results needs a directory"; results=$2; shift 2 ;;
       --dry-run) dry_run=1; shift ;;
       -h|--help) paper_usage; exit 0 ;;
       *) paper_die "unknown option $1 (see --help)" ;;
@@ -49,6 +63,7 @@ paper_args() {
   repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
   if [ "$full" = 1 ]; then out=${out:-results/paper/$name-full}; else out=${out:-results/paper/$name}; fi
   configs="$out/configs"
+  if [ -z "$results" ] && [ ${#extra_sets[@]} -eq 0 ]; then results="$repo/docs/results"; fi
   bin=${HETSYN_BIN:-}
   if [ -z "$bin" ]; then
     (cd "$repo" && cargo build --release --quiet)
@@ -73,7 +88,7 @@ paper_grid() {
 }
 
 # paper_seeds DEFAULT FULL: 0,1,...,N-1 with N the --seeds count, else FULL with
-# --full, else DEFAULT.
+# --full (the paper's run count), else DEFAULT.
 paper_seeds() {
   local n=$1
   [ "$full" = 1 ] && n=$2
@@ -81,9 +96,25 @@ paper_seeds() {
   seq -s, 0 $((n - 1))
 }
 
-# paper_run: trains every config (skipping complete runs, resuming interrupted ones).
+# paper_results KEYS FIGURES [CURVES]: what paper_record keeps per run (comma
+# separated config keys that vary, summary.json figures, metrics.csv columns).
+paper_results() {
+  record_keys=$1 record_figures=$2 record_curves=${3:-}
+}
+
+# The `hetsyn record` options of this experiment.
+paper_record_args() {
+  record_args=(--experiment "$name" --keys "$record_keys" --figures "$record_figures" --to "$results/$name.csv")
+}
+
+# paper_run: trains every config not recorded yet (skipping complete runs, resuming
+# interrupted ones); a failed run is reported at the end, after the others are recorded.
 paper_run() {
   local count
+  if [ -n "$results" ] && [ -n "$record_keys" ] && [ -f "$results/$name.csv" ]; then
+    paper_record_args
+    "$bin" -q record "$configs" --prune "${record_args[@]}"
+  fi
   count=$(find "$configs" -maxdepth 1 -name '*.toml' | wc -l)
   if [ "$dry_run" = 1 ]; then
     echo "$count configs in $configs"
@@ -91,7 +122,24 @@ paper_run() {
     exit 0
   fi
   echo "$name: $count runs into $out/runs ($jobs at a time, $threads threads each)"
-  "$repo/scripts/sweep.sh" "$configs" --jobs "$jobs" --threads "$threads" --out "$out/runs" -- --no-plots
+  [ "$count" -gt 0 ] || return 0
+  "$repo/scripts/sweep.sh" "$configs" --jobs "$jobs" --threads "$threads" --out "$out/runs" -- --no-plots \
+    || sweep_failed=1
+}
+
+# paper_record: the rows (and curves) of the complete runs not recorded yet; exits
+# with status 1 afterwards if a run of the sweep failed.
+paper_record() {
+  if [ -z "$results" ]; then
+    echo "$name: nothing recorded (--set changes the experiment; give --results DIR to record it)"
+  elif [ -d "$out/runs" ]; then
+    paper_record_args
+    if [ -n "$record_curves" ]; then
+      record_args+=(--curves "$record_curves" --curves-to "$results/curves/$name.csv")
+    fi
+    "$bin" -q record "$out/runs" "${record_args[@]}"
+  fi
+  [ "$sweep_failed" = 0 ] || paper_die "some runs failed (see the sweep's tally above)"
 }
 
 # paper_eval [hetsyn eval args]: evaluates the reported checkpoint of every complete run
@@ -110,5 +158,6 @@ paper_eval() {
 
 # paper_summarize [hetsyn summarize args]: the table of the runs, printed and in $out/runs/summary.md.
 paper_summarize() {
+  [ -d "$out/runs" ] || return 0
   "$bin" -q summarize "$out/runs" "$@"
 }

@@ -8,20 +8,21 @@
 #   - 20 time warps, spike times x alpha before binning, log2 alpha ~ U(-0.5, 0.5) (the
 #     same 20 factors for every run: hetsyn eval --seed 0), and the warp of Fig. A4,
 #     log2 alpha = 0.25.
-# Every run's results are then recorded as CSV rows (hetsyn figures shd --record) in
-# RESULTS (default docs/results): shd_deletion.csv, shd_warp.csv (test accuracy per
-# condition) and shd_tau.csv (the hidden->output and hidden-layer synaptic time constants
-# of HetSynLIF before and after training, in 1 ms bins); runs already there are skipped,
-# so the paper's 10 runs can be gathered over several sittings (with --set, a changed
-# recipe, the defaults are OUT/results and OUT/figures instead). The figures are drawn
+# Every run's results are then recorded as CSV rows in RESULTS (--results, default
+# docs/results; with --set nothing is recorded unless --results is given): <name>.csv
+# (hetsyn record: the accuracies per model and seed) and, by hetsyn figures shd --record,
+# shd_deletion.csv, shd_warp.csv (test accuracy per condition) and shd_tau.csv (the
+# hidden->output and hidden-layer synaptic time constants of HetSynLIF before and after
+# training, in 1 ms bins); runs already there are skipped, so the paper's 10 runs can be
+# gathered over several sittings. The figures are drawn
 # from those CSVs alone into FIGURES (default docs/figures): <experiment>_deletion,
 # _warp, _warp_curve, _warp_a4, _tau_output (Fig. 4D, with the share above 20 ms), _tau_layers
 # (Fig. A5), and <experiment>_table.md. Redraw without running anything:
 #   hetsyn figures shd --results docs/results --out docs/figures [--experiment shd_authors]
 # Needs the official shd_train.h5 and shd_test.h5 in DATA (default data/shd).
 #
-#   scripts/paper/shd.sh [--protocol heldout|authors] [--data DIR] [--results DIR]
-#                        [--figures DIR] [--full] [--jobs N] [--threads T] [--out DIR] [--dry-run]
+#   scripts/paper/shd.sh [--protocol heldout|authors] [--data DIR] [--figures DIR]
+#                        [--results DIR] [--full] [--jobs N] [--threads T] [--out DIR] [--dry-run]
 #
 # --protocol heldout (default): configs/shd.toml, 10 % of the training samples held out
 #   for validation; the model is selected on them (an honest estimate); the evaluations
@@ -41,15 +42,13 @@ set -euo pipefail
 name=shd
 data=data/shd
 protocol=heldout
-results=docs/results results_given=0
-figures_dir=docs/figures figures_given=0
+figures_dir=""
 args=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --data) [ $# -ge 2 ] || { echo "shd.sh: --data needs a directory" >&2; exit 2; }; data=$2; shift 2 ;;
     --protocol) [ $# -ge 2 ] || { echo "shd.sh: --protocol needs heldout or authors" >&2; exit 2; }; protocol=$2; shift 2 ;;
-    --results) [ $# -ge 2 ] || { echo "shd.sh: --results needs a directory" >&2; exit 2; }; results=$2 results_given=1; shift 2 ;;
-    --figures) [ $# -ge 2 ] || { echo "shd.sh: --figures needs a directory" >&2; exit 2; }; figures_dir=$2 figures_given=1; shift 2 ;;
+    --figures) [ $# -ge 2 ] || { echo "shd.sh: --figures needs a directory" >&2; exit 2; }; figures_dir=$2; shift 2 ;;
     *) args+=("$1"); shift ;;
   esac
 done
@@ -65,12 +64,7 @@ if [ ! -f "$data/shd_train.h5" ] || [ ! -f "$data/shd_test.h5" ]; then
 else
   data=$(cd "$data" && pwd)
 fi
-if [ ${#extra_sets[@]} -gt 0 ]; then
-  # a changed recipe (e.g. a smoke test with fewer epochs) is not the paper's experiment:
-  # its rows and figures stay beside its runs unless --results / --figures say otherwise
-  [ "$results_given" = 1 ] || results="$out/results"
-  [ "$figures_given" = 1 ] || figures_dir="$out/figures"
-fi
+figures_dir=${figures_dir:-$repo/docs/figures}
 seeds=$(paper_seeds 3 10)
 deletion=0.01,0.02,0.04,0.08,0.16,0.32,0.64
 a4_alpha=$(awk 'BEGIN { printf "%.16g", 2 ^ 0.25 }')   # log2 alpha = 0.25 (Fig. A4)
@@ -78,9 +72,13 @@ paper_grid "$base" \
   --set "task.data_dir=\"$data\"" --set "task.cache_dir=\"$(cd "$out" && pwd)/cache\"" \
   --vary model.kind=hetsynlif,hetneulif,homneulif,homneualif \
   --vary seed="$seeds"
+deletion_columns=$(echo "$deletion" | tr ',' '\n' | sed 's/.*/eval.delete_prob=&.test_accuracy/' | paste -sd,)
+warp_columns="eval.time_warp=$a4_alpha.test_accuracy,eval.time_warp_random_mean.test_accuracy"
+paper_results model.kind "$figures,$deletion_columns,$warp_columns"
 paper_run
 paper_eval --delete-prob "$deletion" --time-warp "$a4_alpha" --time-warp-random 20
-"$bin" -q figures shd --record "$out/runs" --results "$results" --experiment "$name" --out "$figures_dir"
-deletion_columns=$(echo "$deletion" | tr ',' '\n' | sed 's/.*/eval.delete_prob=&.test_accuracy/' | paste -sd,)
-paper_summarize --by model.kind \
-  --metrics "$figures,$deletion_columns,eval.time_warp=$a4_alpha.test_accuracy,eval.time_warp_random_mean.test_accuracy"
+if [ -n "$results" ] && [ -d "$out/runs" ]; then
+  "$bin" -q figures shd --record "$out/runs" --results "$results" --experiment "$name" --out "$figures_dir"
+fi
+paper_record
+paper_summarize --by model.kind --metrics "$figures,$deletion_columns,$warp_columns"

@@ -9,7 +9,6 @@
 //!
 //! - [`shd`]: Spiking Heidelberg Digits (paper §4.3, Fig. 4, A4, A5).
 
-use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
@@ -144,7 +143,7 @@ pub(crate) struct GroupedBars<'a> {
     /// `(label, per bar the runs' values)` per category.
     pub categories: &'a [(String, Vec<Vec<f64>>)],
     /// The values a figure can take; error bars are clipped to it.
-    pub valid: Range<f64>,
+    pub valid: (f64, f64),
 }
 
 impl Figure for GroupedBars<'_> {
@@ -152,7 +151,7 @@ impl Figure for GroupedBars<'_> {
         let area = titled(root, self.title)?;
         // the legend in a column of its own, wide enough for a condition in words
         let (area, legend) = area.split_horizontally(WIDTH as i32 - 430);
-        let y = spread_axis(self.categories.iter().flat_map(|(_, bars)| bars.iter().map(|v| &v[..])), &self.valid);
+        let y = spread_axis(self.categories.iter().flat_map(|(_, bars)| bars.iter().map(|v| &v[..])), Some(self.valid));
         let labels: Vec<String> = self
             .categories
             .iter()
@@ -178,7 +177,7 @@ impl Figure for GroupedBars<'_> {
                         color.mix(0.45).filled(),
                     )])
                     .map_err(drawing)?;
-                draw_spread(&mut chart, x, values, color, &self.valid)?;
+                draw_spread(&mut chart, x, values, color, Some(self.valid))?;
             }
         }
         Ok(())
@@ -218,7 +217,8 @@ mod tests {
             ["hetsynlif", "homneualif", "homneulif", "x"]
         );
         assert_eq!(model_label("homneualif"), "HomNeuALIF");
-        assert_eq!(spread_bar(95.0, 10.0, &(0.0..100.0)), (85.0, 100.0));
-        assert_eq!(spread_bar(3.0, 10.0, &(0.0..100.0)), (0.0, 13.0));
+        assert_eq!(spread_bar(95.0, 10.0, Some((0.0, 100.0))), (85.0, 100.0));
+        assert_eq!(spread_bar(3.0, 10.0, Some((0.0, 100.0))), (0.0, 13.0));
+        assert_eq!(spread_bar(3.0, 10.0, None), (-7.0, 13.0));
     }
 }

@@ -52,6 +52,8 @@ pub const DELETE_PROBS: [f64; 8] = [0.0, 0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.6
 pub const RANDOM_WARPS: usize = 20;
 /// The warp of Fig. A4.
 pub const A4_LOG2_ALPHA: f64 = 0.25;
+/// An accuracy in %: error bars end at 0 and 100.
+const PERCENT: Option<(f64, f64)> = Some((0.0, 100.0));
 /// The threshold of Fig. 4D, ms.
 pub const LONG_TAU_MS: f64 = 20.0;
 /// Width of the recorded time-constant bins, ms.
@@ -413,7 +415,7 @@ impl Figure for WarpCurve {
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<()> {
         let area = titled(root, &self.title)?;
         let (area, legend) = area.split_horizontally(WIDTH as i32 * 3 / 4);
-        let y = spread_axis(self.series.iter().flat_map(|(_, p)| p.iter().map(|(_, v)| &v[..])), &(0.0..100.0));
+        let y = spread_axis(self.series.iter().flat_map(|(_, p)| p.iter().map(|(_, v)| &v[..])), PERCENT);
         let mut chart = ChartBuilder::on(&area)
             .caption(
                 "mean ± sd over runs at each warp; log2 α = 0: no warp, 0.25: Fig. A4, the others drawn from U(−0.5, 0.5)",
@@ -445,7 +447,7 @@ impl Figure for WarpCurve {
             let mut means = Vec::new();
             for (x, values) in points.iter().filter(|(_, v)| !v.is_empty()) {
                 let (mean, sd) = mean_sd(values);
-                let (low, high) = spread_bar(mean, sd, &(0.0..100.0));
+                let (low, high) = spread_bar(mean, sd, PERCENT);
                 chart
                     .draw_series([PathElement::new([(*x, low), (*x, high)], color.stroke_width(1))])
                     .map_err(drawing)?;
@@ -555,8 +557,8 @@ pub fn draw(results: &Path, out: &Path, experiment: &str) -> Result<Vec<PathBuf>
         })
         .collect();
     let title = format!("SHD: input spikes deleted at random ({experiment})");
-    let labels = [title.as_str(), "probability p of deleting each input spike", "test accuracy (%)"];
-    written.extend(plot_series_within(out, &format!("{experiment}_deletion"), labels, &series, 0.0..100.0)?);
+    let labels = ("probability p of deleting each input spike", "test accuracy (%)");
+    written.extend(plot_series_within(out, &format!("{experiment}_deletion"), &title, labels, &series, (0.0, 100.0))?);
     let ps: Vec<f64> = {
         let mut ps: Vec<f64> = per_model.iter().flat_map(|(_, points)| points.iter().map(|p| p.0)).collect();
         ps.sort_by(f64::total_cmp);
@@ -602,7 +604,7 @@ pub fn draw(results: &Path, out: &Path, experiment: &str) -> Result<Vec<PathBuf>
             y_label: "test accuracy (%)",
             bars: &bars,
             categories: &categories,
-            valid: 0.0..100.0,
+            valid: (0.0, 100.0),
         };
         written.extend(write_figure(out, &format!("{experiment}_{stem}"), &figure)?);
         anyhow::Ok(())

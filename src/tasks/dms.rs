@@ -5,7 +5,10 @@
 //! `cue_start` for `cue_duration`, then comes a `delay`, then cue 2 for
 //! `cue_duration`; the trial ends when cue 2 ends. During a Left (Right) cue the
 //! left (right) channels fire Poisson spikes at `cue_rate`; the noise channels
-//! fire at `noise_rate` for the whole trial. Times are in seconds, rates in Hz.
+//! fire at `noise_rate` for the whole trial. With `addition_noise_rate` > 0,
+//! independent Poisson spikes at that rate are added on top on *every* channel
+//! for the whole trial (cue and noise channels alike; a step that already
+//! spikes stays one spike). Times are in seconds, rates in Hz.
 //!
 //! Step `n` covers `[n*dt, (n+1)*dt)`. A window `[t0, t1)` occupies steps
 //! `round(t0/dt)..round(t1/dt)`, and the trial has `round(t_end/dt)` steps.
@@ -72,6 +75,10 @@ pub struct DmsConfig {
     pub cue_rate: f64,
     /// Poisson rate of the noise channels for the whole trial, Hz.
     pub noise_rate: f64,
+    /// Poisson rate of spikes added on every input channel for the whole
+    /// trial, in training and evaluation, Hz (0: none; the paper's "addition
+    /// noise" of Fig. A3 in one of its two readings).
+    pub addition_noise_rate: f64,
     /// Trials in the fixed validation set (may be 0).
     pub validation_trials: usize,
     /// Trials in the fixed test set (at least 1).
@@ -87,6 +94,7 @@ impl Default for DmsConfig {
             delay: 0.8,
             cue_rate: 40.0,
             noise_rate: 10.0,
+            addition_noise_rate: 0.0,
             validation_trials: 256,
             test_trials: 512,
         }
@@ -117,6 +125,7 @@ impl DmsConfig {
         }
         check_rate("cue_rate", self.cue_rate, dt)?;
         check_rate("noise_rate", self.noise_rate, dt)?;
+        check_rate("addition_noise_rate", self.addition_noise_rate, dt)?;
         if self.test_trials == 0 {
             bail!("task.test_trials = 0: must be >= 1");
         }
@@ -251,6 +260,7 @@ impl Dms {
         let steps = windows[1].end;
         let p_cue = (self.config.cue_rate * self.dt).clamp(0.0, 1.0);
         let p_noise = (self.config.noise_rate * self.dt).clamp(0.0, 1.0);
+        let p_added = (self.config.addition_noise_rate * self.dt).clamp(0.0, 1.0);
         let mut input = vec![0.0f32; steps * channels];
         for (step, row) in input.chunks_exact_mut(channels).enumerate() {
             let cue = if windows[0].contains(&step) {
@@ -266,6 +276,7 @@ impl Dms {
                 None => {}
             }
             bernoulli_fill(&mut row[2 * g..], p_noise, rng);
+            bernoulli_fill(row, p_added, rng);
         }
         Sample { input: Input::Dense(input), target: Target::Class(label(first, second)) }
     }
@@ -455,6 +466,36 @@ mod tests {
         let windows: Vec<(String, Range<usize>)> =
             dms.config().cue_windows(DT).into_iter().enumerate().map(|(k, w)| (format!("cue {}", k + 1), w)).collect();
         assert_eq!(dms.marked_windows(), windows);
+    }
+
+    /// Addition noise fires on every channel at its rate for the whole trial,
+    /// on top of the cues and the noise channels; at 0 Hz the trials are the
+    /// same draws as without the key.
+    #[test]
+    fn addition_noise_adds_spikes_on_every_channel() {
+        let g = 10;
+        let quiet = DmsConfig { cue_rate: 0.0, noise_rate: 0.0, ..small(1, 1) };
+        let steps = quiet.steps(DT);
+        let rate_of = |cfg: DmsConfig, chans: Range<usize>| {
+            let dms = Dms::new(cfg, DT, 0).unwrap();
+            let trials = dms.draw_trials(400, &mut rng(8));
+            let spikes: f64 = trials.iter().map(|s| count(s, 3 * g, 0..steps, chans.clone())).sum();
+            spikes / (trials.len() * steps * chans.len()) as f64 / DT
+        };
+        for chans in [0..g, g..2 * g, 2 * g..3 * g] {
+            let hz = rate_of(DmsConfig { addition_noise_rate: 20.0, ..quiet.clone() }, chans.clone());
+            assert!((hz - 20.0).abs() < 1.0, "channels {chans:?}: {hz} Hz, expected 20");
+            assert_eq!(rate_of(quiet.clone(), chans), 0.0);
+        }
+        // on top of the noise channels' own rate: 1 - (1 - p1)(1 - p2) per step
+        let both = rate_of(DmsConfig { noise_rate: 10.0, addition_noise_rate: 20.0, ..quiet.clone() }, 2 * g..3 * g);
+        let expected = (1.0 - (1.0 - 10.0 * DT) * (1.0 - 20.0 * DT)) / DT;
+        assert!((both - expected).abs() < 1.5, "noise channels: {both} Hz, expected {expected}");
+        let zero = Dms::new(DmsConfig { addition_noise_rate: 0.0, ..small(3, 3) }, DT, 4).unwrap();
+        let default = Dms::new(small(3, 3), DT, 4).unwrap();
+        assert_eq!(zero.test(), default.test());
+        let err = DmsConfig { addition_noise_rate: -1.0, ..small(1, 1) }.validate(DT).unwrap_err();
+        assert!(err.to_string().contains("task.addition_noise_rate = -1"), "{err}");
     }
 
     #[test]
@@ -711,6 +752,7 @@ mod tests {
                 delay,
                 cue_rate: cue_frac / dt,
                 noise_rate: noise_frac / dt,
+                addition_noise_rate: 0.0,
                 validation_trials: 0,
                 test_trials: 1,
             };

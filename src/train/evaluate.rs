@@ -11,9 +11,11 @@ use rayon::prelude::*;
 use serde::Serialize;
 
 use super::run::RunDir;
+use super::tau_stats::{reset_long_taus, ResetScope};
 use crate::config::Config;
 use crate::io::atomic::write_atomic;
 use crate::io::checkpoint::{self, Checkpoint};
+use crate::model::init::TauInit;
 use crate::model::network::Objective;
 use crate::model::{BatchStats, Dropout, Network, RateRegulariser};
 use crate::tasks::{Perturbation, Sample, Task, TaskKind};
@@ -159,6 +161,66 @@ pub struct EvalOptions {
     /// Also evaluate the network whose learnable decays with tau above
     /// `output.tau_threshold` are reset to their initial values.
     pub reset_long_tau: bool,
+    /// Targets of the reset (with `reset_long_tau` or alone; default: initial).
+    pub reset_to: Vec<ResetTarget>,
+    /// Which decays the reset looks at (with `reset_long_tau` or alone; default: all).
+    pub reset_synapses: Vec<ResetScope>,
+}
+
+/// What a long time constant is reset to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResetTarget {
+    /// The decay's own initial value (the network rebuilt from the config's seed).
+    Initial,
+    /// The mean of its tensor's initial distribution, `exp(-dt / mu)` (the
+    /// paper's Table 4: "reset to the initial mean").
+    Mean,
+}
+
+impl EvalOptions {
+    /// The resets to evaluate, each with the suffix of its rows' conditions:
+    /// every scope with every target; `+reset_long_tau` for (all, initial).
+    pub fn resets(&self) -> Vec<(ResetScope, ResetTarget, String)> {
+        if !self.reset_long_tau && self.reset_to.is_empty() && self.reset_synapses.is_empty() {
+            return Vec::new();
+        }
+        let scopes = if self.reset_synapses.is_empty() { vec![ResetScope::All] } else { self.reset_synapses.clone() };
+        let targets = if self.reset_to.is_empty() { vec![ResetTarget::Initial] } else { self.reset_to.clone() };
+        let mut out = Vec::new();
+        for &scope in &scopes {
+            for &target in &targets {
+                let suffix = match (scope, target) {
+                    (ResetScope::All, ResetTarget::Initial) => "+reset_long_tau".to_string(),
+                    _ => format!(
+                        "+reset_{}_to_{}",
+                        match scope {
+                            ResetScope::All => "all",
+                            ResetScope::FirstInput => "first_input",
+                        },
+                        match target {
+                            ResetTarget::Initial => "initial",
+                            ResetTarget::Mean => "mean",
+                        }
+                    ),
+                };
+                out.push((scope, target, suffix));
+            }
+        }
+        out
+    }
+}
+
+/// The network of `config` with every decay at the mean of its tensor's
+/// initial time-constant distribution, `exp(-dt / mu)` (weights as drawn).
+fn mean_decay_network(config: &Config, inputs: usize, outputs: usize) -> Network<f32> {
+    let mut spec = config.model.network_spec();
+    let constant = |init: &TauInit| TauInit::Constant { value: init.mean() };
+    for layer in &mut spec.layers {
+        layer.tau_init = constant(&layer.tau_init);
+    }
+    spec.readout_tau_init = constant(&spec.readout_tau_init);
+    let mut rng = ChaCha8Rng::seed_from_u64(config.seed);
+    crate::model::init::build(&spec, inputs, outputs, &mut rng)
 }
 
 impl EvalOptions {
@@ -274,8 +336,9 @@ pub fn write_eval_csv(path: &Path, rows: &[EvalRow]) -> Result<()> {
 #[derive(Debug, Clone)]
 pub struct EvalReport {
     pub rows: Vec<EvalRow>,
-    /// With `reset_long_tau`: how many of how many learnable decays were reset, and the threshold (ms).
-    pub reset: Option<(usize, usize, f64)>,
+    /// Per reset (its condition suffix): how many of how many learnable decays
+    /// in its scope were reset, and the threshold (ms).
+    pub resets: Vec<(String, usize, usize, f64)>,
 }
 
 /// Evaluates a trained model on its task's test set, clean and under every
@@ -295,16 +358,23 @@ pub fn evaluate_checkpoint(trained: &Trained, options: &EvalOptions) -> Result<E
         tasks.push((format!("noise_rate={rate}"), Trained::task_of(&trained.path, ckpt, &config)?));
     }
     // the learned network, and the one whose long time constants are reset
-    let mut networks: Vec<(&str, Network<f32>, Option<f64>)> = vec![("", ckpt.network.clone(), None)];
-    let mut reset = None;
-    if options.reset_long_tau {
-        let threshold_ms = ckpt.config.output.tau_threshold * 1000.0;
-        let initial = super::initial_network(&ckpt.config, ckpt.network.inputs(), ckpt.network.outputs());
+    let mut networks: Vec<(String, Network<f32>, Option<f64>)> = vec![(String::new(), ckpt.network.clone(), None)];
+    let mut resets = Vec::new();
+    let threshold_ms = ckpt.config.output.tau_threshold * 1000.0;
+    let (inputs, outputs) = (ckpt.network.inputs(), ckpt.network.outputs());
+    for (scope, target, suffix) in options.resets() {
+        let target_network = match target {
+            ResetTarget::Initial => super::initial_network(&ckpt.config, inputs, outputs),
+            ResetTarget::Mean => mean_decay_network(&ckpt.config, inputs, outputs),
+        };
         let mut network = ckpt.network.clone();
-        let (count, total) = super::tau_stats::reset_long_taus(&mut network, &initial, threshold_ms)
+        let (count, total) = reset_long_taus(&mut network, &target_network, threshold_ms, scope)
             .with_context(|| format!("--reset-long-tau: checkpoint {label}"))?;
-        reset = Some((count, total, threshold_ms));
-        networks.push(("+reset_long_tau", network, Some(count as f64 / total.max(1) as f64)));
+        if total == 0 {
+            bail!("--reset-synapses: checkpoint {label} has no learnable decays in scope {scope:?} (first-input needs HetSynLIF)");
+        }
+        resets.push((suffix.clone(), count, total, threshold_ms));
+        networks.push((suffix, network, Some(count as f64 / total as f64)));
     }
     let clean = trained.task.as_ref();
     let mut perturbed = Vec::new();
@@ -366,5 +436,48 @@ pub fn evaluate_checkpoint(trained: &Trained, options: &EvalOptions) -> Result<E
             });
         }
     }
-    Ok(EvalReport { rows, reset })
+    Ok(EvalReport { rows, resets })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::ParamKind;
+
+    /// Every decay of the mean network is `exp(-dt / mu)` of its tensor's
+    /// distribution; its shapes are the trained network's.
+    #[test]
+    fn the_mean_network_holds_each_distribution_mean() {
+        let text = "[model]\nkind = \"hetsynlif\"\ndt = 0.005\ntau_init = { dist = \"normal\", mean = 0.2, std = 0.02 }\n\
+                    layers = [{ size = 4, recurrent = true }, { size = 3, tau_init = { dist = \"uniform\", low = 0.01, high = 0.03 } }]\n\
+                    [model.readout]\nloss = \"last\"\n[task]\nkind = \"dms\"\n";
+        let config = Config::from_toml(text, &[]).unwrap();
+        let mean = mean_decay_network(&config, 30, 2);
+        let initial = super::super::initial_network(&config, 30, 2);
+        for ((info, values), (_, start)) in mean.params().iter().zip(initial.params()) {
+            assert_eq!(values.len(), start.len(), "{}", info.name);
+            if info.kind != ParamKind::Decay {
+                continue;
+            }
+            let mu = if info.name.starts_with("hidden.1") { 0.02 } else { 0.2 };
+            let want = (-0.005f64 / mu).exp() as f32;
+            assert!(values.iter().all(|v| *v == want), "{}: {:?} vs {want}", info.name, &values[..3]);
+            assert!(start.iter().any(|v| *v != want), "{}: the initial draw is spread", info.name);
+        }
+    }
+
+    #[test]
+    fn resets_are_every_scope_with_every_target() {
+        let none = EvalOptions::default();
+        assert!(none.resets().is_empty());
+        let flag = EvalOptions { reset_long_tau: true, ..EvalOptions::default() };
+        let suffixes = |o: &EvalOptions| o.resets().into_iter().map(|r| r.2).collect::<Vec<_>>();
+        assert_eq!(suffixes(&flag), ["+reset_long_tau"]);
+        let both = EvalOptions {
+            reset_to: vec![ResetTarget::Initial, ResetTarget::Mean],
+            reset_synapses: vec![ResetScope::FirstInput],
+            ..EvalOptions::default()
+        };
+        assert_eq!(suffixes(&both), ["+reset_first_input_to_initial", "+reset_first_input_to_mean"]);
+    }
 }

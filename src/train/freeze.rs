@@ -119,6 +119,8 @@ kind = "dms"
         let other = FrozenDecays::new(&config("hetsynlif", 0.5, 2), &net);
         assert_ne!(a, other, "another seed freezes other synapses");
         assert_eq!(FrozenDecays::new(&config("hetsynlif", 0.0, 1), &net).count(), 0);
+        // fraction 1 (Fig. 3C's last point): every learnable decay
+        assert_eq!(FrozenDecays::new(&config("hetsynlif", 1.0, 1), &net).count(), 180 + 36 + 12);
         // per-neuron decays of hetneulif: 6 hidden + 2 readout, 0.5 of each
         let h = config("hetneulif", 0.5, 1);
         assert_eq!(FrozenDecays::new(&h, &initial_network(&h, 30, 2)).count(), 4);

@@ -197,6 +197,98 @@ impl RunDir {
     pub fn lock(&self) -> Result<RunLock> {
         RunLock::acquire(&self.path.join(".lock"), &self.path)
     }
+
+    /// Decides, under the run's lock, what a run of `wanted` does with this
+    /// directory (`hetsyn train --out RUN --if-exists`): a directory without a
+    /// run (no `config.toml`) is trained into; a run of the same config
+    /// (`threads` aside) is skipped when finished and resumed when not (with
+    /// `skip`, refused when not; with `refuse`, refused either way); a run of
+    /// another config is refused naming the differences, or with `rerun` moved
+    /// aside to `<run>.old-<UTC time>` and trained afresh. A directory another
+    /// process holds is refused. The returned claim holds the lock.
+    pub fn claim(&self, wanted: &Config, if_exists: IfExists) -> Result<Claim> {
+        std::fs::create_dir_all(&self.path)
+            .with_context(|| format!("cannot create run directory {}", self.path.display()))?;
+        let lock = self.lock()?;
+        let at = self.path.display();
+        if !self.config().is_file() {
+            return Ok(Claim::Train { lock, resume: None, moved_aside: None });
+        }
+        let saved = Config::load(&self.config(), &[]).with_context(|| format!("run directory {at}"))?;
+        let differences = saved.differences(wanted)?;
+        if !differences.is_empty() {
+            if if_exists != IfExists::Rerun {
+                bail!(
+                    "run directory {at} holds a run of another config: {} differs (the run's value first) in {}; choose another --out, remove the run, or pass --if-exists rerun to move it aside and train again",
+                    self.config().display(),
+                    differences.join("; ")
+                );
+            }
+            let (aside, lock) = self.move_aside(lock)?;
+            tracing::warn!(old = %aside.display(), "the run's config.toml differs from the config in {}: moved the old run aside", differences.join("; "));
+            return Ok(Claim::Train { lock, resume: None, moved_aside: Some(aside) });
+        }
+        match if_exists {
+            IfExists::Refuse => bail!(
+                "run directory {at} holds a run already{}; choose another --out, or pass --if-exists skip, resume or rerun",
+                if self.is_finished() { " (finished)" } else { "" }
+            ),
+            _ if self.is_finished() => Ok(Claim::Finished),
+            IfExists::Skip => {
+                bail!("run directory {at} holds an unfinished run of this config; --if-exists resume continues it")
+            }
+            IfExists::Resume | IfExists::Rerun => {
+                let (_, resume) = self.resume(Some(wanted.threads))?;
+                Ok(Claim::Train { lock, resume: resume.map(Box::new), moved_aside: None })
+            }
+        }
+    }
+
+    /// Renames the run, whose lock `held` is, to a free `<run>.old-<UTC time>`
+    /// and takes the lock of a fresh directory at its place; the old lock is
+    /// released only then.
+    fn move_aside(&self, mut held: RunLock) -> Result<(PathBuf, RunLock)> {
+        let base = format!("{}.old-{}", self.path.display(), crate::io::atomic::utc_timestamp());
+        let aside = (0..1000)
+            .map(|k| PathBuf::from(if k == 0 { base.clone() } else { format!("{base}-{k}") }))
+            .find(|p| !p.exists())
+            .with_context(|| format!("cannot find a free name next to {base}"))?;
+        std::fs::rename(&self.path, &aside)
+            .with_context(|| format!("cannot move run directory {} to {}", self.path.display(), aside.display()))?;
+        held.path = aside.join(".lock");
+        std::fs::create_dir_all(&self.path)
+            .with_context(|| format!("cannot create run directory {}", self.path.display()))?;
+        let lock = self.lock()?;
+        drop(held);
+        Ok((aside, lock))
+    }
+}
+
+/// What `hetsyn train --out RUN --if-exists` does with a directory that holds a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum IfExists {
+    /// Refuse any run there.
+    Refuse,
+    /// Skip a finished run of the same config; refuse others.
+    Skip,
+    /// Skip a finished run of the same config, resume an unfinished one; refuse a run of another config.
+    Resume,
+    /// As `resume`, but move a run of another config aside to <run>.old-<UTC time> and train again.
+    Rerun,
+}
+
+/// The decision of [`RunDir::claim`].
+pub enum Claim {
+    /// A finished run of the same config: nothing to do.
+    Finished,
+    /// Train into the directory, whose lock this holds: afresh, or from a
+    /// resumable checkpoint of the run (`resume`).
+    Train {
+        lock: RunLock,
+        resume: Option<Box<Checkpoint>>,
+        /// Where a run of another config was moved.
+        moved_aside: Option<PathBuf>,
+    },
 }
 
 /// An exclusive claim on a run directory: an OS advisory lock on `<run>/.lock`
@@ -316,6 +408,63 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join(".lock"), "1 some-other-node\n").unwrap();
         let _lock = RunDir::at(dir.path()).lock().unwrap();
+    }
+
+    fn dms(lr: &str) -> Config {
+        Config::from_toml(include_str!("../../configs/dms.toml"), &[format!("train.lr={lr}")]).unwrap()
+    }
+
+    fn error(claim: Result<Claim>) -> String {
+        match claim {
+            Ok(_) => panic!("the claim was granted"),
+            Err(e) => format!("{e:#}"),
+        }
+    }
+
+    #[test]
+    fn a_claim_skips_resumes_refuses_or_moves_aside() {
+        let dir = tempfile::tempdir().unwrap();
+        let run = RunDir::at(dir.path().join("run"));
+        let (a, b) = (dms("5e-3"), dms("1e-3"));
+        // no run there: trained into, whatever the policy
+        assert!(matches!(run.claim(&a, IfExists::Refuse).unwrap(), Claim::Train { resume: None, .. }));
+        std::fs::write(run.config(), a.to_toml().unwrap()).unwrap();
+        // an unfinished run of the same config (killed before its first checkpoint)
+        assert!(error(run.claim(&a, IfExists::Refuse)).contains("holds a run already"));
+        assert!(error(run.claim(&a, IfExists::Skip)).contains("unfinished"));
+        for policy in [IfExists::Resume, IfExists::Rerun] {
+            assert!(matches!(run.claim(&a, policy).unwrap(), Claim::Train { resume: None, moved_aside: None, .. }));
+        }
+        // threads do not change results
+        let mut more_threads = a.clone();
+        more_threads.threads = 7;
+        std::fs::write(run.summary(), "{}").unwrap();
+        for policy in [IfExists::Skip, IfExists::Resume, IfExists::Rerun] {
+            assert!(matches!(run.claim(&more_threads, policy).unwrap(), Claim::Finished));
+        }
+        assert!(error(run.claim(&a, IfExists::Refuse)).contains("(finished)"));
+        // another config: refused, naming the key and both values
+        for policy in [IfExists::Refuse, IfExists::Skip, IfExists::Resume] {
+            let e = error(run.claim(&b, policy));
+            assert!(e.contains("train.lr: 0.005 vs 0.001") && e.contains("--if-exists rerun"), "{e}");
+        }
+        // ... and never moved while another process holds the run
+        let held = run.lock().unwrap();
+        let e = error(run.claim(&b, IfExists::Rerun));
+        assert!(e.contains("in use by process"), "{e}");
+        assert!(run.summary().is_file(), "a run in use was touched");
+        drop(held);
+        let Claim::Train { lock, resume: None, moved_aside: Some(aside) } = run.claim(&b, IfExists::Rerun).unwrap()
+        else {
+            panic!("not moved aside")
+        };
+        assert!(aside.join("summary.json").is_file() && !aside.join(".lock").exists());
+        assert!(aside.file_name().unwrap().to_string_lossy().starts_with("run.old-"), "{aside:?}");
+        assert!(!run.config().exists(), "the fresh directory holds the old run's files");
+        // the claim holds the fresh directory's lock
+        assert!(error(run.claim(&b, IfExists::Rerun)).contains("in use by process"));
+        drop(lock);
+        assert!(!run.path().join(".lock").exists());
     }
 
     #[test]

@@ -59,8 +59,14 @@ pub fn tau_stats(net: &Network<f32>, threshold_ms: f64) -> BTreeMap<String, TauS
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct GroupTau {
     pub count: usize,
-    /// Mean over the finite time constants (`null` when none is finite).
+    /// Mean over the finite time constants (`null` when none is finite):
+    /// synapses whose decay reached 1 (tau infinite) are left out of it and
+    /// counted in `infinite`.
     pub mean_ms: Option<f64>,
+    /// The time constant of the group's mean decay, `-dt / ln(mean decay)`
+    /// (`null` when it is infinite); absent in summaries of earlier versions.
+    #[serde(default)]
+    pub mean_decay_tau_ms: Option<f64>,
     /// Median (`null` when infinite).
     pub median_ms: Option<f64>,
     /// Time constants that are infinite (decay >= 1).
@@ -94,12 +100,16 @@ pub fn input_group_tau(
         taus.sort_by(|a, b| a.total_cmp(b));
         let finite: Vec<f64> = taus.iter().copied().filter(|t| t.is_finite()).collect();
         let median = taus[taus.len() / 2];
+        let decays: Vec<f64> =
+            (0..layer.size).flat_map(|j| channels.clone().map(move |i| input[j * layer.inputs + i] as f64)).collect();
+        let mean_decay_tau = tau_ms(decays.iter().sum::<f64>() / decays.len() as f64, net.dt);
         out.insert(
             name.clone(),
             GroupTau {
                 count: taus.len(),
                 mean_ms: (!finite.is_empty()).then(|| finite.iter().sum::<f64>() / finite.len() as f64),
                 median_ms: median.is_finite().then_some(median),
+                mean_decay_tau_ms: mean_decay_tau.is_finite().then_some(mean_decay_tau),
                 infinite: taus.len() - finite.len(),
                 fraction_above: taus.iter().filter(|t| **t > threshold_ms).count() as f64 / taus.len() as f64,
                 threshold_ms,
@@ -109,11 +119,38 @@ pub fn input_group_tau(
     out
 }
 
-/// Sets every learnable decay of `net` whose time constant exceeds
-/// `threshold_ms` (decay >= 1 counts as infinite) back to its value in
-/// `initial`, the network the run started from; returns how many were reset and
-/// how many learnable decays there are.
-pub fn reset_long_taus(net: &mut Network<f32>, initial: &Network<f32>, threshold_ms: f64) -> Result<(usize, usize)> {
+/// Which learnable decays a reset of long time constants looks at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResetScope {
+    /// Every learnable decay tensor.
+    All,
+    /// The first hidden layer's per-synapse input decays only
+    /// (`hidden.0.input.decay`, HetSynLIF): the synapses of the paper's Table 4.
+    FirstInput,
+}
+
+impl ResetScope {
+    /// Whether the decay tensor named `name` is in scope.
+    pub fn covers(self, name: &str) -> bool {
+        match self {
+            ResetScope::All => true,
+            ResetScope::FirstInput => name == "hidden.0.input.decay",
+        }
+    }
+}
+
+/// Sets every learnable decay of `net` in `scope` whose time constant exceeds
+/// `threshold_ms` (decay >= 1 counts as infinite) to its value in `target`, a
+/// network of the same shapes (the initial network, or one whose decays are all
+/// at their distribution's mean); returns how many were reset and how many
+/// learnable decays the scope holds.
+pub fn reset_long_taus(
+    net: &mut Network<f32>,
+    target: &Network<f32>,
+    threshold_ms: f64,
+    scope: ResetScope,
+) -> Result<(usize, usize)> {
+    let initial = target;
     let dt = net.dt;
     let infos: Vec<_> = net.params().into_iter().map(|(info, _)| info).collect();
     let initial = initial.params();
@@ -122,7 +159,7 @@ pub fn reset_long_taus(net: &mut Network<f32>, initial: &Network<f32>, threshold
     }
     let (mut reset, mut total) = (0, 0);
     for ((info, values), (_, start)) in infos.iter().zip(net.params_mut()).zip(&initial) {
-        if info.kind != ParamKind::Decay {
+        if info.kind != ParamKind::Decay || !scope.covers(&info.name) {
             continue;
         }
         total += values.len();
@@ -187,6 +224,10 @@ mod tests {
         assert!((g["a"].mean_ms.unwrap() - 200.0).abs() < 0.1, "{:?}", g["a"]);
         assert!((g["a"].median_ms.unwrap() - 200.0).abs() < 0.1);
         assert_eq!(g["a"].fraction_above, 0.0);
+        let mean_decay = [100.0f64, 200.0, 300.0].iter().map(|t| (-1.0 / t).exp()).sum::<f64>() / 3.0;
+        let want = -1.0 / mean_decay.ln();
+        assert!((g["a"].mean_decay_tau_ms.unwrap() - want).abs() < 0.5, "{:?} vs {want}", g["a"]);
+        assert!((want - 200.0).abs() > 10.0, "the tau of the mean decay is not the mean tau: {want}");
         assert_eq!((g["b"].infinite, g["b"].median_ms, g["b"].fraction_above), (2, None, 1.0));
         assert!((g["b"].mean_ms.unwrap() - 1000.0).abs() < 1.0);
         assert_eq!(g["rest"].count, 6);
@@ -204,8 +245,17 @@ mod tests {
         let Decays::Synapse { input: readout, .. } = &mut learned.layers[1].decays else { panic!() };
         set_tau(&mut readout[0], 701.0);
         let before = learned.clone();
-        let (reset, total) = reset_long_taus(&mut learned, &initial, 700.0).unwrap();
+        let mut first_input = learned.clone();
+        let (reset, total) = reset_long_taus(&mut learned, &initial, 700.0, ResetScope::All).unwrap();
         assert_eq!((reset, total), (3, 12 + 9 + 6));
+        // only the first layer's input synapses: input[5] alone
+        let (reset, total) = reset_long_taus(&mut first_input, &initial, 700.0, ResetScope::FirstInput).unwrap();
+        assert_eq!((reset, total), (1, 12));
+        for ((info, now), (_, was)) in first_input.params().iter().zip(before.params()) {
+            let changed: Vec<usize> = (0..now.len()).filter(|&i| now[i].to_bits() != was[i].to_bits()).collect();
+            let want: &[usize] = if info.name == "hidden.0.input.decay" { &[5] } else { &[] };
+            assert_eq!(changed, want, "{}", info.name);
+        }
         for (k, ((info, now), (_, was))) in learned.params().iter().zip(before.params()).enumerate() {
             for i in 0..now.len() {
                 let long = info.kind == ParamKind::Decay && tau_ms(was[i] as f64, 0.001) > 700.0;
@@ -213,6 +263,6 @@ mod tests {
                 assert_eq!(now[i].to_bits(), want.to_bits(), "{}[{i}]", info.name);
             }
         }
-        assert!(reset_long_taus(&mut learned, &net("hetneulif"), 700.0).is_err(), "shapes must agree");
+        assert!(reset_long_taus(&mut learned, &net("hetneulif"), 700.0, ResetScope::All).is_err(), "shapes must agree");
     }
 }

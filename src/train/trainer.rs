@@ -82,6 +82,12 @@ pub struct RunSummary {
     /// Epochs trained (dataset tasks).
     #[serde(default)]
     pub epochs: Option<f64>,
+    /// Classification: the first iteration at which the training accuracy,
+    /// averaged over the last [`CONVERGENCE_WINDOW`] iterations, reached
+    /// [`CONVERGENCE_ACCURACY`] (the paper's "iterations to reach 95 %");
+    /// `null` if it never did.
+    #[serde(default)]
+    pub iterations_to_95: Option<u64>,
     /// Learned time constants per decay tensor of the model selected on
     /// validation and of the last model.
     pub tau_at_best_validation: BTreeMap<String, TauStats>,
@@ -123,6 +129,7 @@ impl RunSummary {
             best_test_selected_on: String::new(),
             best_on_test_checkpoint: None,
             epochs: None,
+            iterations_to_95: None,
             tau_at_best_validation: BTreeMap::new(),
             tau_last: BTreeMap::new(),
             input_tau_at_best_validation: BTreeMap::new(),
@@ -235,6 +242,34 @@ fn nan() -> f64 {
     f64::NAN
 }
 
+/// Iterations in the moving average of [`Convergence`].
+pub const CONVERGENCE_WINDOW: usize = 10;
+/// Training accuracy that [`Convergence`] waits for.
+pub const CONVERGENCE_ACCURACY: f64 = 0.95;
+
+/// The training accuracy of the last [`CONVERGENCE_WINDOW`] iterations, as
+/// (correct, samples) per iteration: their moving average is
+/// `sum(correct) / sum(samples)` (equal batches: the mean of the accuracies).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct Convergence {
+    recent: std::collections::VecDeque<(usize, usize)>,
+}
+
+impl Convergence {
+    /// Adds one iteration's batch result; true when the window is full and its
+    /// moving average is at least [`CONVERGENCE_ACCURACY`].
+    fn record(&mut self, correct: usize, samples: usize) -> bool {
+        self.recent.push_back((correct, samples));
+        if self.recent.len() > CONVERGENCE_WINDOW {
+            self.recent.pop_front();
+        }
+        let (correct, samples) = self.recent.iter().fold((0, 0), |(c, n), (dc, dn)| (c + dc, n + dn));
+        self.recent.len() == CONVERGENCE_WINDOW
+            && samples > 0
+            && correct as f64 >= CONVERGENCE_ACCURACY * samples as f64
+    }
+}
+
 /// Everything besides model and optimizer that a resumed run needs to continue
 /// bit for bit (stored as JSON in resumable checkpoints).
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -244,6 +279,9 @@ struct TrainerState {
     /// Position of the training-trial generator (a u128, as text).
     train_rng_word_pos: String,
     window: Window,
+    /// Absent in trainer states of earlier versions (then counted afresh).
+    #[serde(default)]
+    convergence: Convergence,
     summary: RunSummary,
     metrics: MetricsLog,
     /// Seconds spent before this process.
@@ -269,6 +307,7 @@ pub struct Trainer<'c> {
     /// Iterations completed.
     pub iteration: u64,
     window: Window,
+    convergence: Convergence,
     log: MetricsLog,
     summary: RunSummary,
     /// The metrics of the last evaluation, as checkpoints log them.
@@ -284,13 +323,27 @@ impl<'c> Trainer<'c> {
     /// its config (a fresh run) or restores the state of `resume` (a resumable
     /// checkpoint of this run), and builds the task, network and optimizer.
     pub fn new(config: &'c Config, run: RunDir, resume: Option<Checkpoint>) -> Result<Trainer<'c>> {
+        Trainer::start(config, run, None, resume)
+    }
+
+    /// [`Trainer::new`] with the run's lock taken already (`lock`, from
+    /// [`RunDir::claim`]), or taken here (`None`).
+    pub fn start(
+        config: &'c Config,
+        run: RunDir,
+        lock: Option<RunLock>,
+        resume: Option<Checkpoint>,
+    ) -> Result<Trainer<'c>> {
         let started = Instant::now();
         // the task first: a config whose data is missing leaves no run directory behind
         let mut task: Box<dyn Task> = config.build_task()?;
         let checkpoints = run.checkpoints();
         std::fs::create_dir_all(&checkpoints)
             .with_context(|| format!("cannot create run directory {}", checkpoints.display()))?;
-        let lock = run.lock()?;
+        let lock = match lock {
+            Some(lock) => lock,
+            None => run.lock()?,
+        };
         crate::logging::tee_to(&run.log())?;
         crate::logging::line(&format!(
             "=== {} {} at {} UTC on {}, hetsyn {} (commit {}): {}",
@@ -336,6 +389,7 @@ impl<'c> Trainer<'c> {
         let mut adam = Adam::new(adam_config, &sizes);
         let mut iteration = 0;
         let mut window = Window::default();
+        let mut convergence = Convergence::default();
         let mut log = MetricsLog::default();
         let mut elapsed_before = 0.0;
         let mut summary = RunSummary::new(config, run.path());
@@ -353,6 +407,7 @@ impl<'c> Trainer<'c> {
             train_rng.set_word_pos(word_pos);
             iteration = state.iteration;
             window = state.window;
+            convergence = state.convergence;
             log = state.metrics;
             elapsed_before = state.elapsed_s;
             summary = state.summary;
@@ -382,6 +437,7 @@ impl<'c> Trainer<'c> {
             train_rng,
             iteration,
             window,
+            convergence,
             log,
             summary,
             last_metrics: serde_json::Value::Null,
@@ -476,6 +532,13 @@ impl<'c> Trainer<'c> {
             window.samples += stats.samples;
             window.rate += stats.mean_rate_hz;
             window.iterations += 1;
+            let classification = self.task.shape().kind == TaskKind::Classification;
+            if classification
+                && self.summary.iterations_to_95.is_none()
+                && self.convergence.record(stats.correct, stats.samples)
+            {
+                self.summary.iterations_to_95 = Some(iteration + 1);
+            }
         }
         self.iteration += 1;
         Ok(())
@@ -538,6 +601,7 @@ impl<'c> Trainer<'c> {
             iteration: self.iteration,
             train_rng_word_pos: self.train_rng.get_word_pos().to_string(),
             window: self.window.clone(),
+            convergence: self.convergence.clone(),
             summary: self.summary.clone(),
             metrics: self.log.clone(),
             elapsed_s: self.elapsed(),
@@ -606,13 +670,14 @@ pub fn train_into(
     out: Option<&Path>,
     options: &TrainOptions,
     resume: Option<Checkpoint>,
+    lock: Option<RunLock>,
 ) -> Result<(RunDir, RunSummary)> {
     let (run, reserved) = match out {
         Some(dir) => (RunDir::at(dir), false),
         None => (RunDir::reserve(Path::new(&config.output.dir), &config.name)?, true),
     };
     tracing::info!(run_dir = %run.path().display(), model = ?config.model.kind, "training");
-    match train(config, run.path(), options, resume) {
+    match train(config, run.path(), options, resume, lock) {
         Ok(summary) => Ok((run, summary)),
         Err(e) => {
             if reserved {
@@ -628,7 +693,8 @@ pub fn train_into(
 ///
 /// With `resume`, a checkpoint written by an earlier run into the same
 /// directory, training continues from it and produces the same metrics rows
-/// (but for `elapsed_s`) and parameters as an uninterrupted run. On SIGINT or
+/// (but for `elapsed_s`) and parameters as an uninterrupted run. `lock` is the
+/// run's lock when the caller holds it already ([`RunDir::claim`]). On SIGINT or
 /// SIGTERM ([`interrupt`]) it stops after the current iteration with a
 /// resumable checkpoint and returns [`Interrupted`].
 pub fn train(
@@ -636,8 +702,9 @@ pub fn train(
     run_dir: &Path,
     options: &TrainOptions,
     resume: Option<Checkpoint>,
+    lock: Option<RunLock>,
 ) -> Result<RunSummary> {
-    let mut trainer = Trainer::new(config, RunDir::at(run_dir), resume)?;
+    let mut trainer = Trainer::start(config, RunDir::at(run_dir), lock, resume)?;
     let bar = progress_bar(options, trainer.plan.iterations, trainer.iteration);
     while !trainer.done() {
         trainer.step()?;
@@ -843,6 +910,82 @@ dir = {:?}
             let figures = |t: Trainer| serde_json::to_string(&t.summary.figures).unwrap();
             assert_eq!(figures(a), figures(c), "{kind}: selection");
         }
+    }
+
+    /// The moving average spans exactly the last 10 iterations and must reach
+    /// 0.95 with a full window.
+    #[test]
+    fn convergence_waits_for_a_full_window_at_95_percent() {
+        let mut c = Convergence::default();
+        // nine perfect batches: the window is not full yet
+        assert!((0..9).all(|_| !c.record(32, 32)));
+        // the tenth brings 9 * 32 + 16 = 304 of 320 = 0.95: reached
+        assert!(c.record(16, 32));
+        let mut c = Convergence::default();
+        assert!(!(0..10).any(|_| c.record(30, 32)), "0.9375 < 0.95");
+        // one bad batch leaves the window after 10 more iterations
+        let mut c = Convergence::default();
+        assert!(!c.record(0, 32));
+        let reached: Vec<bool> = (0..10).map(|_| c.record(32, 32)).collect();
+        assert_eq!(reached.iter().position(|r| *r), Some(9), "{reached:?}");
+    }
+
+    /// iterations_to_95 is the iteration count, the same whether or not the
+    /// run was resumed in between (the window travels in the trainer state).
+    #[test]
+    fn iterations_to_95_survive_a_resume() {
+        let dir = tempfile::tempdir().unwrap();
+        // the DMS recipe with 5 hidden neurons (configs/dms.toml), 150 iterations
+        let text = format!(
+            r#"
+name = "unit"
+[model]
+kind = "hetsynlif"
+dt = 0.005
+surrogate = "triangle"
+tau_reset = 0.04
+tau_init = {{ dist = "normal", mean = 0.04, std = 0.004 }}
+layers = [{{ size = 5, recurrent = true }}]
+[model.readout]
+loss = "last"
+[task]
+kind = "dms"
+validation_trials = 32
+test_trials = 32
+[train]
+iterations = 150
+eval_every = 50
+batch_size = 32
+lr = 5e-3
+decay_lr = 5e-3
+rate_reg = 0.01
+[output]
+dir = {:?}
+"#,
+            dir.path().display().to_string()
+        );
+        let config = Config::from_toml(&text, &[]).unwrap();
+        let run_through = |name: &str, split: Option<u64>| -> Option<u64> {
+            let run = RunDir::at(dir.path().join(name));
+            let mut t = Trainer::new(&config, run.clone(), None).unwrap();
+            while !t.done() {
+                t.step().unwrap();
+                if t.evaluation_due() {
+                    t.evaluate().unwrap();
+                }
+                if Some(t.iteration) == split {
+                    t.checkpoint().unwrap();
+                    drop(t);
+                    let ckpt = checkpoint::load(&run.checkpoint(Saved::Last)).unwrap();
+                    t = Trainer::new(&config, run.clone(), Some(ckpt)).unwrap();
+                }
+            }
+            t.finish().unwrap().iterations_to_95
+        };
+        let straight = run_through("straight", None);
+        let reached = straight.expect("this small DMS run reaches 95 % training accuracy in 150 iterations");
+        assert!((10..=150).contains(&reached), "{reached}");
+        assert_eq!(run_through("split", Some(reached - 3)), straight);
     }
 
     #[test]

@@ -90,3 +90,14 @@ pub fn separable_config(dir: &Path) -> PathBuf {
     fs::write(&path, text).unwrap();
     path
 }
+
+/// A run's metrics.csv without the elapsed-time column (a resumed run's rows
+/// equal an uninterrupted run's but for it).
+pub fn metrics_without_elapsed(run: &Path) -> Vec<String> {
+    let text = fs::read_to_string(run.join("metrics.csv")).unwrap();
+    let header: Vec<&str> = text.lines().next().unwrap().split(',').collect();
+    let elapsed = header.iter().position(|h| *h == "elapsed_s").unwrap();
+    text.lines()
+        .map(|l| l.split(',').enumerate().filter(|(i, _)| *i != elapsed).map(|(_, v)| v).collect::<Vec<_>>().join(","))
+        .collect()
+}
