@@ -18,8 +18,11 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("grid.rs", &["config", "io"]),
     ("bench.rs", &["model", "io", "train"]),
     ("plot.rs", &["model", "tasks", "io", "train"]),
-    ("summarize.rs", &["io", "plot", "train"]),
+    ("summarize.rs", &["config", "io", "plot", "train"]),
     ("verify.rs", &["io", "train"]),
+    ("record.rs", &["config", "io", "summarize", "train"]),
+    ("report.rs", &["io", "plot", "summarize"]),
+    ("figures", &["model", "io", "train", "plot", "summarize"]),
 ];
 
 /// The crate modules a source file names (`crate::x`), other than its own.
