@@ -227,11 +227,8 @@ fn pattern(r: &Results, curves: &Option<Results>, dir: &Path, report: &mut Repor
                 points: noise
                     .iter()
                     .map(|n| {
-                        let sel = r.select(&[
-                            ("task.noise_rate", n),
-                            ("model.kind", kind),
-                            ("model.layers.0.recurrent", rec),
-                        ]);
+                        let sel =
+                            r.select(&[("task.noise_rate", n), ("model.kind", kind), ("model.layers.0.recurrent", rec)]);
                         (n.parse().unwrap_or(f64::NAN), numbers(&sel, mse))
                     })
                     .collect(),
@@ -259,10 +256,7 @@ fn pattern(r: &Results, curves: &Option<Results>, dir: &Path, report: &mut Repor
                                 ("model.kind", kind),
                                 ("model.layers.0.recurrent", rec),
                             ]);
-                            (
-                                n.parse().unwrap_or(f64::NAN),
-                                numbers(&sel, &format!("test_metrics_at_best_validation.{col}")),
-                            )
+                            (n.parse().unwrap_or(f64::NAN), numbers(&sel, &format!("test_metrics_at_best_validation.{col}")))
                         })
                         .collect(),
                 })
@@ -371,8 +365,7 @@ fn dms_neurons(r: &Results, curves: &Option<Results>, dir: &Path, report: &mut R
         )?);
     }
     if let Some(c) = curves {
-        let series =
-            curve_series(c, &[("model.layers.0.size", "100"), ("model.layers.0.recurrent", "false")], "test_accuracy");
+        let series = curve_series(c, &[("model.layers.0.size", "100"), ("model.layers.0.recurrent", "false")], "test_accuracy");
         report.figures.extend(plot_curves(
             dir,
             "fig3b_dms_curves_feedforward_100",
@@ -395,11 +388,9 @@ fn masking(r: &Results, dir: &Path, report: &mut Report) -> Result<()> {
         .iter()
         .map(|f| {
             let mut row = vec![f.clone()];
-            row.extend(
-                delays
-                    .iter()
-                    .map(|d| success_cell(&r.select(&[("task.delay", d), ("model.frozen_decay_fraction", f)]))),
-            );
+            row.extend(delays.iter().map(|d| {
+                success_cell(&r.select(&[("task.delay", d), ("model.frozen_decay_fraction", f)]))
+            }));
             row
         })
         .collect();
@@ -574,11 +565,8 @@ mod tests {
     fn blocks_are_replaced_and_the_rest_kept() {
         let dir = tempfile::tempdir().unwrap();
         let doc = dir.path().join("r.md");
-        std::fs::write(
-            &doc,
-            "# R\ntext\n<!-- table:a -->\nold\nold\n<!-- end -->\nmore\n<!-- table:b -->\n<!-- end -->\n",
-        )
-        .unwrap();
+        std::fs::write(&doc, "# R\ntext\n<!-- table:a -->\nold\nold\n<!-- end -->\nmore\n<!-- table:b -->\n<!-- end -->\n")
+            .unwrap();
         let tables = BTreeMap::from([("a".to_string(), "| x |\n|---|\n| 1 |\n".to_string())]);
         assert_eq!(fill_document(&doc, &tables).unwrap(), ["a"]);
         let text = std::fs::read_to_string(&doc).unwrap();

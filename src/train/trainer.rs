@@ -264,9 +264,7 @@ impl Convergence {
             self.recent.pop_front();
         }
         let (correct, samples) = self.recent.iter().fold((0, 0), |(c, n), (dc, dn)| (c + dc, n + dn));
-        self.recent.len() == CONVERGENCE_WINDOW
-            && samples > 0
-            && correct as f64 >= CONVERGENCE_ACCURACY * samples as f64
+        self.recent.len() == CONVERGENCE_WINDOW && samples > 0 && correct as f64 >= CONVERGENCE_ACCURACY * samples as f64
     }
 }
 
