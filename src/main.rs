@@ -63,9 +63,9 @@ struct ReportArgs {
     /// The results kept as data (written by `hetsyn record`).
     #[arg(long, default_value = "docs/results")]
     results: PathBuf,
-    /// The report whose `<!-- table:NAME -->` … `<!-- end -->` blocks are rewritten.
-    #[arg(long, default_value = "docs/reproduction.md")]
-    doc: PathBuf,
+    /// The documents whose `<!-- table:NAME -->` … `<!-- end -->` blocks are rewritten (repeatable).
+    #[arg(long, default_values = ["docs/reproduction.md", "README.md"])]
+    doc: Vec<PathBuf>,
     /// Where the figures go.
     #[arg(long, default_value = "docs/figures")]
     figures: PathBuf,
@@ -402,8 +402,10 @@ fn run_record(args: RecordArgs) -> Result<()> {
 
 fn run_report(args: ReportArgs) -> Result<()> {
     let report = hetsyn::report::build(&args.results, &args.figures)?;
-    let filled = hetsyn::report::fill_document(&args.doc, &report.tables)?;
-    println!("{} tables written into {} ({})", filled.len(), args.doc.display(), filled.join(", "));
+    for doc in &args.doc {
+        let filled = hetsyn::report::fill_document(doc, &report.tables)?;
+        println!("{} tables written into {} ({})", filled.len(), doc.display(), filled.join(", "));
+    }
     for figure in report.figures.iter().filter(|f| f.extension().is_some_and(|e| e == "png")) {
         println!("{}", figure.display());
     }

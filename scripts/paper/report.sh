@@ -15,7 +15,7 @@ if [ -z "$bin" ]; then
   bin="$repo/target/release/hetsyn"
 fi
 cd "$repo"
-"$bin" -q report --results docs/results --doc docs/reproduction.md --figures docs/figures
+"$bin" -q report --results docs/results --doc docs/reproduction.md --doc README.md --figures docs/figures
 for experiment in shd shd_authors; do
   if [ -f docs/results/shd_deletion.csv ] && grep -q "^$experiment," docs/results/shd_deletion.csv; then
     "$bin" -q figures shd --results docs/results --out docs/figures --experiment "$experiment" > /dev/null
