@@ -7,6 +7,7 @@
 pub mod bench;
 pub mod config;
 pub mod data;
+pub mod figures;
 pub mod grid;
 pub mod io;
 pub mod logging;

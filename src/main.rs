@@ -54,6 +54,8 @@ enum Command {
     /// Redraw the reproduction report from the kept results: its tables into the marked blocks of
     /// the report, its figures as PNG and SVG; nothing is trained.
     Report(ReportArgs),
+    /// Draw the paper's figures of an experiment from its recorded CSVs (first recording new runs with --record).
+    Figures(FiguresArgs),
 }
 
 #[derive(Args)]
@@ -94,6 +96,33 @@ struct RecordArgs {
     /// Remove from PATH (a config directory) every config whose key values and seed have a row in --to.
     #[arg(long)]
     prune: bool,
+}
+
+/// The experiments `hetsyn figures` draws.
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum FigureSet {
+    /// Spiking Heidelberg Digits: deletion, time warps, synaptic time constants (Fig. 4, A4, A5).
+    Shd,
+}
+
+#[derive(Args)]
+struct FiguresArgs {
+    /// The experiment.
+    #[arg(value_enum)]
+    set: FigureSet,
+    /// The directory of the recorded CSVs (e.g. docs/results).
+    #[arg(long)]
+    results: PathBuf,
+    /// First add the finished, evaluated runs below this directory that the CSVs do not hold yet.
+    #[arg(long, value_name = "RUNS_DIR")]
+    record: Option<PathBuf>,
+    /// The `experiment` column of the rows (default: the experiment's name, e.g. shd; shd_authors for
+    /// the authors' protocol); the figures are of these rows.
+    #[arg(long)]
+    experiment: Option<String>,
+    /// Where to draw the figures (default: --results).
+    #[arg(long)]
+    out: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -441,6 +470,35 @@ fn run_eval(args: EvalArgs) -> Result<()> {
     Ok(())
 }
 
+fn run_figures(args: FiguresArgs) -> Result<()> {
+    let FigureSet::Shd = args.set;
+    let experiment = args.experiment.unwrap_or_else(|| "shd".into());
+    if experiment.is_empty() || experiment.contains([',', '"', '\n']) {
+        anyhow::bail!("--experiment {experiment:?}: a name without commas, quotes or line breaks is needed");
+    }
+    if let Some(runs) = &args.record {
+        let done = hetsyn::figures::shd::record(runs, &args.results, &experiment)
+            .with_context(|| format!("--record {}", runs.display()))?;
+        for run in &done.not_evaluated {
+            tracing::warn!(
+                "{}: no eval CSV of its reported checkpoint (run hetsyn eval first); not recorded",
+                run.display()
+            );
+        }
+        println!(
+            "recorded {} runs into {} ({} recorded before)",
+            done.recorded.len(),
+            args.results.display(),
+            done.already
+        );
+    }
+    let out = args.out.as_deref().unwrap_or(&args.results);
+    for file in hetsyn::figures::shd::draw(&args.results, out, &experiment)? {
+        println!("{}", file.display());
+    }
+    Ok(())
+}
+
 fn run_verify(args: VerifyArgs) -> Result<()> {
     let checks = hetsyn::verify::verify(&args.path)?;
     for check in &checks {
@@ -522,6 +580,7 @@ fn main() -> ExitCode {
         Command::Verify(args) => run_verify(args),
         Command::Record(args) => run_record(args),
         Command::Report(args) => run_report(args),
+        Command::Figures(args) => run_figures(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -42,14 +42,14 @@ pub const FAMILY: &str = "DejaVu Sans, Bitstream Vera Sans, Verdana, sans-serif"
 const DEFAULT_FAMILY: &str = "sans-serif";
 
 const TITLE_SIZE: u32 = 24;
-const CAPTION_SIZE: u32 = 18;
-const LABEL_SIZE: u32 = 15;
+pub(crate) const CAPTION_SIZE: u32 = 18;
+pub(crate) const LABEL_SIZE: u32 = 15;
 
 const TRAIN_COLOR: RGBColor = RGBColor(31, 119, 180);
 const VALIDATION_COLOR: RGBColor = RGBColor(255, 127, 14);
 const TEST_COLOR: RGBColor = RGBColor(44, 160, 44);
-const LEARNED_COLOR: RGBColor = RGBColor(31, 119, 180);
-const INITIAL_COLOR: RGBColor = RGBColor(214, 39, 40);
+pub(crate) const LEARNED_COLOR: RGBColor = RGBColor(31, 119, 180);
+pub(crate) const INITIAL_COLOR: RGBColor = RGBColor(214, 39, 40);
 /// Decays that training does not change.
 const FIXED_COLOR: RGBColor = RGBColor(110, 110, 110);
 /// Shading of a task's marked windows (cues, repeats).
@@ -393,17 +393,17 @@ fn trial_title(target: &Target, prediction: Option<usize>, names: &[String]) -> 
 // figures
 
 /// Something drawn onto any plotters backend (PNG buffer and SVG string alike).
-trait Figure {
+pub(crate) trait Figure {
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<()>;
 }
 
 /// A drawing error as an `anyhow::Error` (its message).
-fn drawing<E: std::error::Error + Send + Sync>(e: DrawingAreaErrorKind<E>) -> anyhow::Error {
+pub(crate) fn drawing<E: std::error::Error + Send + Sync>(e: DrawingAreaErrorKind<E>) -> anyhow::Error {
     anyhow!("drawing failed: {e}")
 }
 
 /// The legend of a panel's labelled series, in the house style.
-fn draw_legend<'a, DB: DrawingBackend + 'a, CT: CoordTranslate>(
+pub(crate) fn draw_legend<'a, DB: DrawingBackend + 'a, CT: CoordTranslate>(
     chart: &mut ChartContext<'a, DB, CT>,
     position: SeriesLabelPosition,
 ) -> Result<()> {
@@ -433,7 +433,7 @@ fn register_font() -> Result<()> {
 }
 
 /// Draws `figure` as `<dir>/<stem>.png` and `<dir>/<stem>.svg`, each written atomically.
-fn write_figure(dir: &Path, stem: &str, figure: &impl Figure) -> Result<[PathBuf; 2]> {
+pub(crate) fn write_figure(dir: &Path, stem: &str, figure: &impl Figure) -> Result<[PathBuf; 2]> {
     register_font()?;
     let png_path = dir.join(format!("{stem}.png"));
     let svg_path = dir.join(format!("{stem}.svg"));
@@ -474,13 +474,13 @@ fn encode_png(rgb: &[u8], width: u32, height: u32) -> Result<Vec<u8>> {
 }
 
 /// White background and a title line; returns the area below the title.
-fn titled<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, title: &str) -> Result<DrawingArea<DB, Shift>> {
+pub(crate) fn titled<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, title: &str) -> Result<DrawingArea<DB, Shift>> {
     root.fill(&WHITE).map_err(drawing)?;
     root.titled(title, (FAMILY, TITLE_SIZE)).map_err(drawing)
 }
 
 /// `(lo, hi)` of the finite values, or `None`.
-fn finite_range(values: impl IntoIterator<Item = f64>) -> Option<(f64, f64)> {
+pub(crate) fn finite_range(values: impl IntoIterator<Item = f64>) -> Option<(f64, f64)> {
     values.into_iter().filter(|v| v.is_finite()).fold(None, |acc, v| match acc {
         None => Some((v, v)),
         Some((lo, hi)) => Some((lo.min(v), hi.max(v))),
@@ -495,7 +495,7 @@ fn padded(lo: f64, hi: f64) -> std::ops::Range<f64> {
 }
 
 /// Tick labels without trailing noise: 0.001, 0.5, 20, 1.5e4.
-fn tick(v: f64) -> String {
+pub(crate) fn tick(v: f64) -> String {
     let a = v.abs();
     if v == 0.0 {
         "0".into()
@@ -1558,7 +1558,7 @@ mod tests {
 
 /// The label of category `k` at axis position `x = k` (categories placed at 0, 1, 2, …);
 /// empty between them.
-fn category_label(x: f64, labels: &[String]) -> String {
+pub(crate) fn category_label(x: f64, labels: &[String]) -> String {
     let k = x.round();
     if (x - k).abs() < 1e-6 && k >= 0.0 && (k as usize) < labels.len() {
         labels[k as usize].clone()
@@ -1578,32 +1578,9 @@ struct GroupComparison<'a> {
 impl Figure for GroupComparison<'_> {
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<()> {
         let area = titled(root, self.title)?;
-        let values = self.groups.iter().flat_map(|(_, v)| v.iter().copied());
-        let spreads = self.groups.iter().filter(|(_, v)| !v.is_empty()).flat_map(|(_, v)| {
-            let (mean, sd) = mean_sd(v);
-            [mean - sd, mean + sd]
-        });
-        let (lo, hi) = finite_range(values.chain(spreads)).unwrap_or((0.0, 1.0));
-        let n = self.groups.len();
-        let mut chart = ChartBuilder::on(&area)
-            .caption(SPREAD_CAPTION, (FAMILY, CAPTION_SIZE))
-            .margin(20)
-            .x_label_area_size(60)
-            .y_label_area_size(80)
-            .build_cartesian_2d(-0.5f64..(n as f64 - 0.5), from_zero(lo, hi))
-            .map_err(drawing)?;
+        let y = spread_axis(self.groups.iter().map(|(_, v)| &v[..]), None);
         let labels: Vec<String> = self.groups.iter().map(|(g, v)| format!("{g} (n = {})", v.len())).collect();
-        chart
-            .configure_mesh()
-            .x_labels(n.max(1))
-            .x_label_formatter(&|x| category_label(*x, &labels))
-            .y_label_formatter(&|y| tick(*y))
-            .y_desc(self.metric)
-            .label_style((FAMILY, LABEL_SIZE))
-            .axis_desc_style((FAMILY, LABEL_SIZE))
-            .disable_x_mesh()
-            .draw()
-            .map_err(drawing)?;
+        let mut chart = category_chart(&area, Some(SPREAD_CAPTION), &labels, "", self.metric, y)?;
         for (k, (_, values)) in self.groups.iter().enumerate() {
             draw_spread(&mut chart, k as f64, values, LEARNED_COLOR, None)?;
         }
@@ -1612,11 +1589,12 @@ impl Figure for GroupComparison<'_> {
 }
 
 /// What the bars and dots of the group and series figures are.
-const SPREAD_CAPTION: &str = "mean ± sd (sample standard deviation) over the n runs of each group; dots: single runs";
+pub(crate) const SPREAD_CAPTION: &str =
+    "mean ± sd (sample standard deviation) over the n runs of each group; dots: single runs";
 
 /// A y range from 0 (when every value is ≥ 0, as accuracies and losses are)
 /// to `hi` with a 5 % margin above; a range with negative values is [`padded`].
-fn from_zero(lo: f64, hi: f64) -> Range<f64> {
+pub(crate) fn from_zero(lo: f64, hi: f64) -> Range<f64> {
     if lo >= 0.0 {
         0.0..if hi > 0.0 { 1.05 * hi } else { 1.0 }
     } else {
@@ -1624,10 +1602,67 @@ fn from_zero(lo: f64, hi: f64) -> Range<f64> {
     }
 }
 
+/// The ends of a bar of mean ± sd, clipped to `valid` (an accuracy never exceeds 1).
+pub(crate) fn spread_bar(mean: f64, sd: f64, valid: Option<(f64, f64)>) -> (f64, f64) {
+    match valid {
+        Some((a, b)) => ((mean - sd).max(a), (mean + sd).min(b)),
+        None => (mean - sd, mean + sd),
+    }
+}
+
+/// The y axis of runs' values and their mean ± sd bars (clipped to `valid`): from 0
+/// when every value is ≥ 0 ([`from_zero`]).
+pub(crate) fn spread_axis<'v>(groups: impl Iterator<Item = &'v [f64]>, valid: Option<(f64, f64)>) -> Range<f64> {
+    let mut ends = Vec::new();
+    for values in groups.filter(|v| !v.is_empty()) {
+        let (mean, sd) = mean_sd(values);
+        let (low, high) = spread_bar(mean, sd, valid);
+        ends.extend(values.iter().copied().chain([low, high]));
+    }
+    let (lo, hi) = finite_range(ends).unwrap_or((0.0, 1.0));
+    from_zero(lo, hi)
+}
+
+/// A chart of categories placed at x = 0, 1, … and named `labels`, over `y`, in the
+/// house style (an optional caption line, axis descriptions in words).
+pub(crate) fn category_chart<'a, DB: DrawingBackend>(
+    area: &'a DrawingArea<DB, Shift>,
+    caption: Option<&str>,
+    labels: &[String],
+    x_desc: &str,
+    y_desc: &str,
+    y: Range<f64>,
+) -> Result<ChartContext<'a, DB, Cartesian2d<RangedCoordf64, RangedCoordf64>>> {
+    let n = labels.len();
+    let mut builder = ChartBuilder::on(area);
+    if let Some(caption) = caption {
+        builder.caption(caption, (FAMILY, CAPTION_SIZE));
+    }
+    let mut chart = builder
+        .margin(20)
+        .x_label_area_size(60)
+        .y_label_area_size(80)
+        .build_cartesian_2d(-0.5f64..(n as f64 - 0.5), y)
+        .map_err(drawing)?;
+    chart
+        .configure_mesh()
+        .x_labels(n.max(1))
+        .x_label_formatter(&|x| category_label(*x, labels))
+        .y_label_formatter(&|y| tick(*y))
+        .x_desc(x_desc)
+        .y_desc(y_desc)
+        .label_style((FAMILY, LABEL_SIZE))
+        .axis_desc_style((FAMILY, LABEL_SIZE))
+        .disable_x_mesh()
+        .draw()
+        .map_err(drawing)?;
+    Ok(chart)
+}
+
 /// Draws the runs' `values` at `x` in `color`: the mean as a disc with a bar of
 /// ± one sample standard deviation (capped), and every run as a smaller dot just
 /// right of it (equal values side by side); returns the mean (`None` for no values).
-fn draw_spread<DB: DrawingBackend>(
+pub(crate) fn draw_spread<DB: DrawingBackend>(
     chart: &mut ChartContext<'_, DB, Cartesian2d<RangedCoordf64, RangedCoordf64>>,
     x: f64,
     values: &[f64],
@@ -1638,11 +1673,7 @@ fn draw_spread<DB: DrawingBackend>(
         return Ok(None);
     }
     let (mean, sd) = mean_sd(values);
-    // the bar clipped to the figure's valid range (an accuracy never exceeds 1)
-    let (lo, hi) = match valid {
-        Some((a, b)) => ((mean - sd).max(a), (mean + sd).min(b)),
-        None => (mean - sd, mean + sd),
-    };
+    let (lo, hi) = spread_bar(mean, sd, valid);
     let cap = 0.03;
     let bar = [vec![(x, lo), (x, hi)], vec![(x - cap, lo), (x + cap, lo)], vec![(x - cap, hi), (x + cap, hi)]];
     chart.draw_series(bar.into_iter().map(|p| PathElement::new(p, color.stroke_width(2)))).map_err(drawing)?;
@@ -1669,7 +1700,7 @@ pub fn plot_groups(
 }
 
 /// Colours of the series of a [`SeriesComparison`], in order (then repeated).
-const SERIES_COLORS: [RGBColor; 8] = [
+pub(crate) const SERIES_COLORS: [RGBColor; 8] = [
     RGBColor(31, 119, 180),
     RGBColor(255, 127, 14),
     RGBColor(44, 160, 44),
@@ -1711,32 +1742,8 @@ impl Figure for SeriesComparison<'_> {
         xs.dedup();
         let position = |x: f64| xs.iter().position(|v| *v == x).unwrap_or(0) as f64;
         let labels: Vec<String> = xs.iter().map(|x| tick(*x)).collect();
-        let values = self.series.iter().flat_map(|s| s.points.iter().flat_map(|p| p.1.iter().copied()));
-        let clip = |v: f64| self.valid.map_or(v, |(a, b)| v.clamp(a, b));
-        let spreads =
-            self.series.iter().flat_map(|s| s.points.iter()).filter(|(_, v)| !v.is_empty()).flat_map(|(_, v)| {
-                let (mean, sd) = mean_sd(v);
-                [clip(mean - sd), clip(mean + sd)]
-            });
-        let (lo, hi) = finite_range(values.chain(spreads)).unwrap_or((0.0, 1.0));
-        let mut chart = ChartBuilder::on(&area)
-            .margin(20)
-            .x_label_area_size(60)
-            .y_label_area_size(80)
-            .build_cartesian_2d(-0.5f64..(xs.len() as f64 - 0.5), from_zero(lo, hi))
-            .map_err(drawing)?;
-        chart
-            .configure_mesh()
-            .x_labels(xs.len().max(1))
-            .x_label_formatter(&|x| category_label(*x, &labels))
-            .y_label_formatter(&|y| tick(*y))
-            .x_desc(self.x_label)
-            .y_desc(self.y_label)
-            .label_style((FAMILY, LABEL_SIZE))
-            .axis_desc_style((FAMILY, LABEL_SIZE))
-            .disable_x_mesh()
-            .draw()
-            .map_err(drawing)?;
+        let y = spread_axis(self.series.iter().flat_map(|s| s.points.iter().map(|(_, v)| &v[..])), self.valid);
+        let mut chart = category_chart(&area, None, &labels, self.x_label, self.y_label, y)?;
         let n = self.series.len().max(1) as f64;
         for (k, series) in self.series.iter().enumerate() {
             let color = SERIES_COLORS[k % SERIES_COLORS.len()];
@@ -1856,7 +1863,9 @@ impl Figure for CurveComparison<'_> {
                 let line = band.iter().map(|b| (b.0, if edge == 2 { b.2 } else { b.3 }));
                 chart.draw_series(LineSeries::new(line, color.mix(0.35).stroke_width(1))).map_err(drawing)?;
             }
-            chart.draw_series(LineSeries::new(band.iter().map(|b| (b.0, b.1)), color.stroke_width(2))).map_err(drawing)?;
+            chart
+                .draw_series(LineSeries::new(band.iter().map(|b| (b.0, b.1)), color.stroke_width(2)))
+                .map_err(drawing)?;
         }
         Ok(())
     }
@@ -1890,25 +1899,7 @@ impl Figure for BarComparison<'_> {
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<()> {
         let area = titled(root, self.title)?;
         let (area, legend) = area.split_horizontally(WIDTH as i32 * 3 / 4);
-        let n = self.categories.len();
-        let mut chart = ChartBuilder::on(&area)
-            .margin(20)
-            .x_label_area_size(60)
-            .y_label_area_size(80)
-            .build_cartesian_2d(-0.5f64..(n as f64 - 0.5), 0.0f64..1.1)
-            .map_err(drawing)?;
-        chart
-            .configure_mesh()
-            .x_labels(n.max(1))
-            .x_label_formatter(&|x| category_label(*x, self.categories))
-            .y_label_formatter(&|y| tick(*y))
-            .x_desc(self.x_label)
-            .y_desc(self.y_label)
-            .label_style((FAMILY, LABEL_SIZE))
-            .axis_desc_style((FAMILY, LABEL_SIZE))
-            .disable_x_mesh()
-            .draw()
-            .map_err(drawing)?;
+        let mut chart = category_chart(&area, None, self.categories, self.x_label, self.y_label, 0.0..1.1)?;
         let count = self.series.len().max(1) as f64;
         let width = 0.8 / count;
         for (k, (name, bars)) in self.series.iter().enumerate() {
@@ -1922,7 +1913,10 @@ impl Figure for BarComparison<'_> {
                 let Some((value, label)) = bar else { continue };
                 let x0 = c as f64 - 0.4 + width * k as f64;
                 chart
-                    .draw_series([Rectangle::new([(x0, 0.0), (x0 + width * 0.9, value.clamp(0.0, 1.0))], color.filled())])
+                    .draw_series([Rectangle::new(
+                        [(x0, 0.0), (x0 + width * 0.9, value.clamp(0.0, 1.0))],
+                        color.filled(),
+                    )])
                     .map_err(drawing)?;
                 let style = (FAMILY, LABEL_SIZE * 2 / 3).into_font().color(&BLACK);
                 chart

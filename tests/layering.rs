@@ -22,6 +22,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("verify.rs", &["io", "train"]),
     ("record.rs", &["config", "io", "summarize", "train"]),
     ("report.rs", &["io", "plot", "summarize"]),
+    ("figures", &["model", "io", "train", "plot", "summarize"]),
 ];
 
 /// The crate modules a source file names (`crate::x`), other than its own.

@@ -299,10 +299,18 @@ fn shd_grid_and_a_tiny_run() {
     assert_eq!(distinct(configs.iter().map(|c| c.model.kind)).len(), 4);
     let full = dry_run("shd", &dir.path().join("full"), &["--full"]);
     assert_eq!(full.len(), 40);
+    // --full: the paper's 10 runs of each model (paper §4.3, App. D)
+    for kind in [ModelKind::Hetsynlif, ModelKind::Hetneulif, ModelKind::Homneualif, ModelKind::Homneulif] {
+        let seeds: Vec<u64> = full.iter().filter(|c| c.model.kind == kind).map(|c| c.seed).collect();
+        assert_eq!(distinct(seeds.iter().copied()), (0..10).collect::<Vec<u64>>(), "{kind:?}");
+        assert_eq!(seeds.len(), 10, "{kind:?}");
+    }
     for c in configs.iter().chain(&full) {
         assert_eq!((c.train.epochs, speech(c).train_limit), (100, 0));
         assert_eq!(speech(c).validation, Some(Validation::Fraction));
         assert!(!c.output.save_best_on_test);
+        // HomNeuALIF adapts as in the paper's SHD runs: tau_a = 100 ms, a = 0.05
+        assert_eq!((c.model.adaptation_tau, c.model.adaptation_strength), (0.1, 0.05), "{}", c.name);
     }
     // the authors' protocol: the same grid on configs/shd_authors.toml, no validation set
     let authors = dry_run("shd", &dir.path().join("authors"), &["--protocol", "authors"]);
@@ -366,13 +374,22 @@ fn shd_grid_and_a_tiny_run() {
         .arg("--out")
         .arg(&out_dir)
         .env("HETSYN_BIN", cargo_bin("hetsyn"))
+        .current_dir(dir.path())
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // a changed recipe (--set) without --results records nothing and draws nothing
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("shd: nothing recorded"), "{stdout}");
+    assert!(!stdout.contains("shd_deletion.png"), "{stdout}");
     let table = fs::read_to_string(out_dir.join("runs/summary.md")).unwrap();
-    for column in
-        ["eval.delete_prob=0.5.test_accuracy", "eval.time_warp_random_mean.test_accuracy", "last_test_accuracy"]
-    {
+    for column in [
+        "eval.delete_prob=0.01.test_accuracy",
+        "eval.delete_prob=0.64.test_accuracy",
+        "eval.time_warp=1.189207115002721.test_accuracy",
+        "eval.time_warp_random_mean.test_accuracy",
+        "last_test_accuracy",
+    ] {
         assert!(table.contains(column), "{column}: {table}");
     }
     for kind in ["hetsynlif", "hetneulif", "homneulif", "homneualif"] {
@@ -388,6 +405,10 @@ fn shd_grid_and_a_tiny_run() {
         .args(["--protocol", "authors", "--seeds", "1", "--set", "train.epochs=2"])
         .arg("--out")
         .arg(&authors_dir)
+        .arg("--results")
+        .arg(dir.path().join("tiny-results"))
+        .arg("--figures")
+        .arg(dir.path().join("tiny-figures"))
         .env("HETSYN_BIN", cargo_bin("hetsyn"))
         .output()
         .unwrap();
@@ -409,8 +430,195 @@ fn shd_grid_and_a_tiny_run() {
     }
     let table = fs::read_to_string(authors_dir.join("runs/summary.md")).unwrap();
     let header = table.lines().next().unwrap();
-    assert!(header.contains("| best_test_accuracy | last_test_accuracy | eval.delete_prob=0.1"), "{table}");
+    assert!(header.contains("| best_test_accuracy | last_test_accuracy | eval.delete_prob=0.01"), "{table}");
     assert!(!header.contains("at_best_validation"), "{table}");
     assert!(table.contains("4 of 4 runs have no validation set"), "{table}");
     assert!(table.contains("checkpoints/best_on_test.eval.csv (4 runs)"), "{table}");
+    // the authors' protocol's rows carry its name in the experiment column, and so do its figures
+    let csv = fs::read_to_string(dir.path().join("tiny-results/shd_deletion.csv")).unwrap();
+    let rows = csv.lines().filter(|l| l.starts_with("shd_authors,")).count();
+    assert_eq!((rows, csv.lines().count()), (4 * 8, 4 * 8 + 1), "4 models x 8 probabilities\n{csv}");
+    assert!(dir.path().join("tiny-figures/shd_authors_deletion.png").is_file());
+    let recorded = fs::read_to_string(dir.path().join("tiny-results/shd_authors.csv")).unwrap();
+    assert_eq!(recorded.lines().count(), 1 + 4, "hetsyn record: a row per run\n{recorded}");
+}
+
+/// The rows of a results CSV as maps from column to cell.
+fn csv_rows(path: &Path) -> Vec<std::collections::BTreeMap<String, String>> {
+    let mut reader = csv::Reader::from_path(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let headers = reader.headers().unwrap().clone();
+    reader
+        .records()
+        .map(|r| headers.iter().map(String::from).zip(r.unwrap().iter().map(String::from)).collect())
+        .collect()
+}
+
+/// A smoke test of the SHD pipeline, not a result: `scripts/paper/shd.sh` on a
+/// 40 + 20-sample synthetic file in the official layout (tests/fixtures/sep_*.h5,
+/// 4 classes), 2 seeds, 8 epochs at a higher learning rate, trains the four models,
+/// evaluates them under the paper's deletions and warps, records the CSV rows and
+/// draws the figures; a second run records nothing twice; the figures are redrawn
+/// from the CSVs alone.
+#[test]
+fn shd_script_records_and_draws_the_papers_figures() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    fs::create_dir_all(&data).unwrap();
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    fs::copy(fixtures.join("sep_train.h5"), data.join("shd_train.h5")).unwrap();
+    fs::copy(fixtures.join("sep_test.h5"), data.join("shd_test.h5")).unwrap();
+    let (results, figures) = (dir.path().join("results"), dir.path().join("figures"));
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/paper/shd.sh");
+    let run_script = || {
+        let out = Command::new("bash")
+            .arg(&script)
+            .arg("--data")
+            .arg(&data)
+            .args(["--seeds", "2", "--set", "train.epochs=8", "--set", "train.schedule.span_epochs=8"])
+            .args(["--set", "train.lr=1e-2", "--set", "train.decay_lr=1e-2", "--out"])
+            .arg(dir.path().join("out"))
+            .arg("--results")
+            .arg(&results)
+            .arg("--figures")
+            .arg(&figures)
+            .env("HETSYN_BIN", cargo_bin("hetsyn"))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    let stdout = run_script();
+    assert!(stdout.contains("recorded 8 runs into"), "{stdout}");
+    // hetsyn record: a row per run with the accuracies, beside the figures' CSVs
+    let recorded = csv_rows(&results.join("shd.csv"));
+    assert_eq!(recorded.len(), 8);
+    assert!(recorded.iter().all(|r| r.contains_key("eval.delete_prob=0.64.test_accuracy")));
+    let models = ["hetsynlif", "hetneulif", "homneualif", "homneulif"];
+
+    // deletion: the clean test set (p = 0) and the paper's seven probabilities, per run
+    let deletion = csv_rows(&results.join("shd_deletion.csv"));
+    assert_eq!(deletion.len(), 4 * 2 * 8);
+    let runs = dir.path().join("out/runs");
+    for model in models {
+        for seed in ["0", "1"] {
+            let rows: Vec<_> = deletion.iter().filter(|r| r["model"] == model && r["seed"] == seed).collect();
+            let ps: Vec<f64> = rows.iter().map(|r| r["delete_prob"].parse().unwrap()).collect();
+            assert_eq!(ps, [0.0, 0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64], "{model} {seed}");
+            assert!(rows.iter().all(|r| r["experiment"] == "shd"));
+            let accuracy = |r: &std::collections::BTreeMap<String, String>| r["test_accuracy"].parse::<f64>().unwrap();
+            assert!(rows.iter().all(|r| (0.0..=1.0).contains(&accuracy(r))));
+            // p = 0 is the reported model's test accuracy, as training logged it
+            let summary: serde_json::Value = serde_json::from_str(
+                &fs::read_to_string(runs.join(format!("kind-{model}_seed-{seed}/summary.json"))).unwrap(),
+            )
+            .unwrap();
+            let logged = summary["test_accuracy_at_best_validation"].as_f64().unwrap();
+            assert!((accuracy(rows[0]) - logged).abs() < 1e-9, "{model} {seed}: {} vs {logged}", accuracy(rows[0]));
+            assert_eq!(rows[0]["commit"], summary["git_commit"].as_str().unwrap());
+        }
+    }
+
+    // warps: log2 alpha = 0 (clean), 0.25 (Fig. A4) and the same 20 draws from U(-0.5, 0.5) for every run
+    let warp = csv_rows(&results.join("shd_warp.csv"));
+    assert_eq!(warp.len(), 4 * 2 * 22);
+    let mut draws: Vec<Vec<String>> = Vec::new();
+    for model in models {
+        for seed in ["0", "1"] {
+            let l: Vec<f64> = warp
+                .iter()
+                .filter(|r| r["model"] == model && r["seed"] == seed)
+                .map(|r| r["log2_alpha"].parse().unwrap())
+                .collect();
+            assert_eq!(l.len(), 22);
+            assert_eq!(l[0], 0.0);
+            assert!((l[1] - 0.25).abs() < 1e-12, "{l:?}");
+            assert!(l[2..].iter().all(|v| (-0.5..0.5).contains(v) && *v != 0.0), "{l:?}");
+            draws.push(l[2..].iter().map(|v| v.to_string()).collect());
+        }
+    }
+    assert!(draws.iter().all(|d| *d == draws[0]), "every run sees the same 20 warps");
+
+    // synaptic time constants: HetSynLIF only, every synapse once per stage, all in U(5, 20) ms before training
+    let tau = csv_rows(&results.join("shd_tau.csv"));
+    assert!(tau.iter().all(|r| r["model"] == "hetsynlif"), "only HetSynLIF has per-synapse time constants");
+    let groups = [
+        ("input_to_hidden1", 128 * 700),
+        ("hidden1_recurrent", 128 * 128),
+        ("hidden1_to_hidden2", 64 * 128),
+        ("hidden2_recurrent", 64 * 64),
+        ("hidden_to_output", 64 * 4),
+    ];
+    for seed in ["0", "1"] {
+        for stage in ["before", "after"] {
+            for (group, synapses) in groups {
+                let rows: Vec<_> =
+                    tau.iter().filter(|r| r["seed"] == seed && r["stage"] == stage && r["synapses"] == group).collect();
+                let total: usize = rows.iter().map(|r| r["count"].parse::<usize>().unwrap()).sum();
+                assert_eq!(total, synapses, "{seed} {stage} {group}");
+                if stage == "before" {
+                    let lows: Vec<f64> = rows.iter().map(|r| r["tau_low_ms"].parse().unwrap()).collect();
+                    assert!(lows.iter().all(|l| (5.0..20.0).contains(l)), "{group}: {lows:?}");
+                }
+            }
+        }
+    }
+    assert!(
+        tau.iter().any(|r| r["stage"] == "after" && r["tau_low_ms"].parse::<f64>().unwrap() >= 20.0),
+        "training moved some time constants above 20 ms"
+    );
+
+    // the figures and the table, a line per model in the paper's order
+    let stems = ["shd_deletion", "shd_warp", "shd_warp_curve", "shd_warp_a4", "shd_tau_output", "shd_tau_layers"];
+    for stem in stems {
+        for ext in ["png", "svg"] {
+            let f = figures.join(format!("{stem}.{ext}"));
+            assert!(fs::metadata(&f).map(|m| m.len() > 1000).unwrap_or(false), "{}", f.display());
+        }
+    }
+    let svg = fs::read_to_string(figures.join("shd_deletion.svg")).unwrap();
+    for text in ["probability p of deleting each input spike", "test accuracy (%)", "HetSynLIF", "HomNeuLIF", "0.64"] {
+        assert!(svg.contains(text), "{text}");
+    }
+    let svg = fs::read_to_string(figures.join("shd_warp_curve.svg")).unwrap();
+    assert!(svg.contains("log2 of the time-warp factor α") && !svg.contains("e-16"));
+    let svg = fs::read_to_string(figures.join("shd_tau_output.svg")).unwrap();
+    assert!(svg.contains("% above 20 ms") && svg.contains("synaptic time constant τ (ms)"));
+    let table = fs::read_to_string(figures.join("shd_table.md")).unwrap();
+    let at = |name: &str| table.find(&format!("| {name} | 2 |")).unwrap_or_else(|| panic!("{name}: {table}"));
+    assert!(
+        at("HetSynLIF") < at("HetNeuLIF") && at("HetNeuLIF") < at("HomNeuALIF") && at("HomNeuALIF") < at("HomNeuLIF")
+    );
+    assert!(table.contains("| HetSynLIF | hidden → output synapses | 2 | 0.0 % |"), "{table}");
+
+    // again: nothing trained or recorded twice
+    let before: Vec<String> = ["shd_deletion.csv", "shd_warp.csv", "shd_tau.csv"]
+        .iter()
+        .map(|f| fs::read_to_string(results.join(f)).unwrap())
+        .collect();
+    let stdout = run_script();
+    assert!(stdout.contains("recorded 0 runs into") && stdout.contains("(8 recorded before)"), "{stdout}");
+    let after: Vec<String> = ["shd_deletion.csv", "shd_warp.csv", "shd_tau.csv"]
+        .iter()
+        .map(|f| fs::read_to_string(results.join(f)).unwrap())
+        .collect();
+    assert_eq!(before, after);
+
+    // the figures from the CSVs alone, the runs gone
+    fs::remove_dir_all(dir.path().join("out")).unwrap();
+    let redrawn = dir.path().join("redrawn");
+    let out =
+        hetsyn().args(["-q", "figures", "shd", "--results"]).arg(&results).arg("--out").arg(&redrawn).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(fs::read_to_string(redrawn.join("shd_table.md")).unwrap(), table);
+    for stem in stems {
+        assert!(redrawn.join(format!("{stem}.png")).is_file(), "{stem}");
+    }
+    // without recorded rows it says which file is missing
+    let out = hetsyn().args(["-q", "figures", "shd", "--results"]).arg(dir.path().join("none")).output().unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("shd_deletion.csv"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

@@ -71,6 +71,20 @@ fn pattern_recipe_is_the_papers() {
     assert_eq!(t.rate_reg, 0.01);
 }
 
+/// Paper App. D (SHD): HomNeuALIF adapts with tau_a = 100 ms and a = 0.05. Every SHD
+/// recipe holds them (scripts/paper/shd.sh varies model.kind over configs/shd.toml and
+/// configs/shd_authors.toml), not the default adaptation of 500 ms and 0.01.
+#[test]
+fn shd_recipes_have_the_papers_adaptation() {
+    let c = shipped("shd_homneualif.toml");
+    assert_eq!(c.model.kind, ModelKind::Homneualif);
+    assert_eq!((c.model.adaptation_tau, c.model.adaptation_strength), (0.1, 0.05), "the paper's SHD adaptation");
+    for name in ["shd.toml", "shd_authors.toml", "shd_hetneulif.toml", "shd_homneulif.toml"] {
+        let m = shipped(name).model;
+        assert_eq!((m.adaptation_tau, m.adaptation_strength), (0.1, 0.05), "{name}");
+    }
+}
+
 fn test_accuracy_at_best_validation(run: &Path) -> f64 {
     let summary: serde_json::Value =
         serde_json::from_str(&fs::read_to_string(run.join("summary.json")).unwrap()).unwrap();
