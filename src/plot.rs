@@ -1884,6 +1884,10 @@ pub fn plot_curves(
     write_figure(dir, stem, &CurveComparison { title, x_label, y_label, series, valid })
 }
 
+/// One series of a grouped-bar figure: its name and, per category,
+/// `(value in [0, 1], label)`, or `None` where it has no runs.
+pub type BarSeries = (String, Vec<Option<(f64, String)>>);
+
 /// Grouped bars: per x category, one bar per series of height `value` in
 /// [0, 1] labelled `label` (e.g. a success rate and its k/n).
 struct BarComparison<'a> {
@@ -1892,7 +1896,7 @@ struct BarComparison<'a> {
     y_label: &'a str,
     categories: &'a [String],
     /// Per series: its name and, per category, `(value, label)` (None: no runs).
-    series: &'a [(String, Vec<Option<(f64, String)>>)],
+    series: &'a [BarSeries],
 }
 
 impl Figure for BarComparison<'_> {
@@ -1935,7 +1939,7 @@ pub fn plot_bars(
     title: &str,
     (x_label, y_label): (&str, &str),
     categories: &[String],
-    series: &[(String, Vec<Option<(f64, String)>>)],
+    series: &[BarSeries],
 ) -> Result<[PathBuf; 2]> {
     write_figure(dir, stem, &BarComparison { title, x_label, y_label, categories, series })
 }

@@ -402,6 +402,25 @@ pub fn fill_document(doc: &Path, tables: &BTreeMap<String, String>) -> Result<Ve
     Ok(filled)
 }
 
+/// Per model (paper's order), `column` at each value of `x_key` over the rows
+/// matching `filter` (x values parsed as numbers).
+fn model_series(r: &Results, x_key: &str, xs: &[String], filter: &[(&str, &str)], column: &str) -> Vec<Series> {
+    MODELS
+        .iter()
+        .map(|(kind, name)| Series {
+            label: name.to_string(),
+            points: xs
+                .iter()
+                .map(|x| {
+                    let mut f: Vec<(&str, &str)> = filter.to_vec();
+                    f.extend([(x_key, x.as_str()), ("model.kind", *kind)]);
+                    (x.parse().unwrap_or(f64::NAN), numbers(&r.select(&f), column))
+                })
+                .collect(),
+        })
+        .collect()
+}
+
 /// Fig. 2B-F: MSE per noise rate and model, F and R; normalised distances
 /// between repeats; MSE against iteration.
 fn pattern(r: &Results, curves: &Option<Results>, dir: &Path, report: &mut Report) -> Result<()> {
@@ -442,20 +461,7 @@ fn pattern(r: &Results, curves: &Option<Results>, dir: &Path, report: &mut Repor
     report.tables.insert("pattern_distances".into(), table(&header, &rows));
 
     for rec in ["false", "true"] {
-        let series: Vec<Series> = MODELS
-            .iter()
-            .map(|(kind, name)| Series {
-                label: name.to_string(),
-                points: noise
-                    .iter()
-                    .map(|n| {
-                        let sel =
-                            r.select(&[("task.noise_rate", n), ("model.kind", kind), ("model.layers.0.recurrent", rec)]);
-                        (n.parse().unwrap_or(f64::NAN), numbers(&sel, mse))
-                    })
-                    .collect(),
-            })
-            .collect();
+        let series = model_series(r, "task.noise_rate", &noise, &[("model.layers.0.recurrent", rec)], mse);
         let (panel, topo) = if rec == "false" { ("fig2e", "feed-forward") } else { ("fig2f", "recurrent") };
         report.figures.extend(plot_series_within(
             dir,
@@ -466,23 +472,8 @@ fn pattern(r: &Results, curves: &Option<Results>, dir: &Path, report: &mut Repor
             (0.0, f64::INFINITY),
         )?);
         for (col, panel) in [("distance_2_1", "fig2b"), ("distance_3_2", "fig2c")] {
-            let series: Vec<Series> = MODELS
-                .iter()
-                .map(|(kind, name)| Series {
-                    label: name.to_string(),
-                    points: noise
-                        .iter()
-                        .map(|n| {
-                            let sel = r.select(&[
-                                ("task.noise_rate", n),
-                                ("model.kind", kind),
-                                ("model.layers.0.recurrent", rec),
-                            ]);
-                            (n.parse().unwrap_or(f64::NAN), numbers(&sel, &format!("test_metrics_at_best_validation.{col}")))
-                        })
-                        .collect(),
-                })
-                .collect();
+            let column = format!("test_metrics_at_best_validation.{col}");
+            let series = model_series(r, "task.noise_rate", &noise, &[("model.layers.0.recurrent", rec)], &column);
             let repeats = if col == "distance_2_1" { "2 and 1" } else { "3 and 2" };
             report.figures.extend(plot_series_within(
                 dir,
@@ -710,7 +701,7 @@ fn delay_noise(r: &Results, dir: &Path, report: &mut Report) -> Result<()> {
         report.figures.extend(plot_series_within(
             dir,
             &format!("figa3_{sweep}_iterations"),
-            &format!("DMS: iterations to 95 % training accuracy (runs that reached it)"),
+            "DMS: iterations to 95 % training accuracy (runs that reached it)",
             (label, "iterations (10-iteration moving average ≥ 0.95)"),
             &iter_series,
             (0.0, f64::INFINITY),
