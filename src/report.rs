@@ -681,7 +681,7 @@ fn delay_noise(r: &Results, dir: &Path, report: &mut Report) -> Result<()> {
                     sorted.sort_by(f64::total_cmp);
                     format!("median {} ({}/{} reached)", sorted[sorted.len() / 2], reached.len(), sel.len())
                 };
-                row.push(format!("{}; {median}", success_cell(&sel)));
+                row.push(if sel.is_empty() { "–".to_string() } else { format!("{}; {median}", success_cell(&sel)) });
                 let xv = x.parse().unwrap_or(f64::NAN);
                 acc_points.push((xv, numbers(&sel, "test_accuracy_at_best_validation")));
                 iter_points.push((xv, reached));
