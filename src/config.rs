@@ -428,7 +428,10 @@ impl Config {
             bail!("model.decay_max = {}: must be >= model.decay_min ({})", m.decay_max, m.decay_min);
         }
         if !(0.0..=1.0).contains(&m.frozen_decay_fraction) {
-            bail!("model.frozen_decay_fraction = {}: must be in [0, 1] (1: every learnable decay frozen)", m.frozen_decay_fraction);
+            bail!(
+                "model.frozen_decay_fraction = {}: must be in [0, 1] (1: every learnable decay frozen)",
+                m.frozen_decay_fraction
+            );
         }
         validate_tau_init(&m.tau_init, "model.tau_init")?;
         if m.layers.is_empty() {

@@ -72,7 +72,9 @@ fn read_rows(path: &Path, expected: &[String]) -> Result<Vec<Vec<String>>> {
     }
     reader
         .records()
-        .map(|r| Ok(r.with_context(|| format!("{} is not valid CSV", path.display()))?.iter().map(String::from).collect()))
+        .map(|r| {
+            Ok(r.with_context(|| format!("{} is not valid CSV", path.display()))?.iter().map(String::from).collect())
+        })
         .collect()
 }
 
@@ -143,7 +145,11 @@ pub fn record(runs: &Path, to: &Path, curves_to: Option<&Path>, options: &Record
             continue;
         }
         if !seen.insert(id.clone()) {
-            bail!("two runs under {} have the same key values and seed {:?}: record them separately", runs.display(), id);
+            bail!(
+                "two runs under {} have the same key values and seed {:?}: record them separately",
+                runs.display(),
+                id
+            );
         }
         rows.push(row_of(run, &id, options));
         if !options.curves.is_empty() {

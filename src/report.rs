@@ -154,10 +154,16 @@ pub fn build(results: &Path, figures: &Path) -> Result<Report> {
 /// Per experiment: its cells (distinct values of the keys that vary), the runs
 /// recorded per cell against the paper's count, and the compute they took.
 fn run_counts(e: &Experiments) -> String {
-    let header: Vec<String> =
-        ["experiment", "cells", "runs recorded", "per cell (min–max)", "paper's runs per cell", "training time (sum of runs)"]
-            .map(String::from)
-            .to_vec();
+    let header: Vec<String> = [
+        "experiment",
+        "cells",
+        "runs recorded",
+        "per cell (min–max)",
+        "paper's runs per cell",
+        "training time (sum of runs)",
+    ]
+    .map(String::from)
+    .to_vec();
     let experiments = [
         ("pattern", &e.pattern, 10),
         ("dms_neurons", &e.neurons, 50),
@@ -241,7 +247,10 @@ fn headline(e: &Experiments) -> String {
         let mut counted = 0;
         for rate in &rates {
             let mean_of = |kind: &str| {
-                let v = numbers(&r.select(&[("task.noise_rate", rate), ("model.kind", kind), ("model.layers.0.recurrent", rec)]), mse);
+                let v = numbers(
+                    &r.select(&[("task.noise_rate", rate), ("model.kind", kind), ("model.layers.0.recurrent", rec)]),
+                    mse,
+                );
                 (!v.is_empty()).then(|| mean_sd(&v).0)
             };
             let Some(het) = mean_of("hetsynlif") else { continue };
@@ -258,7 +267,14 @@ fn headline(e: &Experiments) -> String {
         "lowest at 1–4 Hz",
         format!("F: {}; R: {}", lowest("false"), lowest("true")),
     );
-    let distance = |kind: &str| cell(&e.pattern, &[("model.kind", kind), ("model.layers.0.recurrent", "false")], "test_metrics_at_best_validation.distance_2_1", 4);
+    let distance = |kind: &str| {
+        cell(
+            &e.pattern,
+            &[("model.kind", kind), ("model.layers.0.recurrent", "false")],
+            "test_metrics_at_best_validation.distance_2_1",
+            4,
+        )
+    };
     push(
         "Pattern generation: normalised distance between the outputs of repeats of the frozen input (1: as different as the targets, 0: the same output each time) nearest the target's for HetSynLIF; HomNeuALIF and HetNeuLIF slightly above HomNeuLIF (Fig. 2B–C)",
         "ordering (figure)",
@@ -273,9 +289,16 @@ fn headline(e: &Experiments) -> String {
     push(
         "DMS: recurrent HetSynLIF (100 neurons) solves the task",
         "≈ 100 %",
-        cell(&e.neurons, &[("model.layers.0.size", "100"), ("model.kind", "hetsynlif"), ("model.layers.0.recurrent", "true")], "test_accuracy_at_best_validation", 3),
+        cell(
+            &e.neurons,
+            &[("model.layers.0.size", "100"), ("model.kind", "hetsynlif"), ("model.layers.0.recurrent", "true")],
+            "test_accuracy_at_best_validation",
+            3,
+        ),
     );
-    let five = |kind: &str, rec: &str| successes(&e.neurons, &[("model.layers.0.size", "5"), ("model.kind", kind), ("model.layers.0.recurrent", rec)]);
+    let five = |kind: &str, rec: &str| {
+        successes(&e.neurons, &[("model.layers.0.size", "5"), ("model.kind", kind), ("model.layers.0.recurrent", rec)])
+    };
     push(
         "DMS with limited neurons: HetSynLIF has higher success rates than the other models, down to 5 neurons (Fig. 3D–G)",
         "success rates (figure; 50 runs)",
@@ -296,16 +319,27 @@ fn headline(e: &Experiments) -> String {
         "≈ 100 % at 0.8",
         format!(
             "0.8 frozen, delay 0.8 s: {}; 1.0 frozen: {}",
-            cell(&e.masking, &[("task.delay", "0.8"), ("model.frozen_decay_fraction", "0.8")], "test_accuracy_at_best_validation", 3),
-            cell(&e.masking, &[("task.delay", "0.8"), ("model.frozen_decay_fraction", "1")], "test_accuracy_at_best_validation", 3)
+            cell(
+                &e.masking,
+                &[("task.delay", "0.8"), ("model.frozen_decay_fraction", "0.8")],
+                "test_accuracy_at_best_validation",
+                3
+            ),
+            cell(
+                &e.masking,
+                &[("task.delay", "0.8"), ("model.frozen_decay_fraction", "1")],
+                "test_accuracy_at_best_validation",
+                3
+            )
         ),
     );
     let a3 = |kind: &str, key: &str, value: &str| {
-        let fixed: Vec<(&str, &str)> = [("task.delay", "0.8"), ("task.addition_noise_rate", "0"), ("task.noise_rate", "10")]
-            .into_iter()
-            .map(|(k, v)| if k == key { (k, value) } else { (k, v) })
-            .chain(std::iter::once(("model.kind", kind)))
-            .collect();
+        let fixed: Vec<(&str, &str)> =
+            [("task.delay", "0.8"), ("task.addition_noise_rate", "0"), ("task.noise_rate", "10")]
+                .into_iter()
+                .map(|(k, v)| if k == key { (k, value) } else { (k, v) })
+                .chain(std::iter::once(("model.kind", kind)))
+                .collect();
         cell(&e.delay_noise, &fixed, "test_accuracy_at_best_validation", 3)
     };
     push(
@@ -330,21 +364,34 @@ fn headline(e: &Experiments) -> String {
     );
     let change = |rec: &str, mu: &str, group: &str| {
         let Some(r) = &e.tau_init else { return "not run".to_string() };
-        let v = numbers(&r.select(&[("model.layers.0.recurrent", rec), ("model.tau_init.mean", mu)]), &format!("input_tau_at_best_validation.{group}.mean_decay_tau_ms"));
+        let v = numbers(
+            &r.select(&[("model.layers.0.recurrent", rec), ("model.tau_init.mean", mu)]),
+            &format!("input_tau_at_best_validation.{group}.mean_decay_tau_ms"),
+        );
         let mu_ms = mu.parse::<f64>().unwrap_or(f64::NAN) * 1000.0;
-        if v.is_empty() { "–".into() } else { format!("{:+.0} %", 100.0 * (mean_sd(&v).0 / mu_ms - 1.0)) }
+        if v.is_empty() {
+            "–".into()
+        } else {
+            format!("{:+.0} %", 100.0 * (mean_sd(&v).0 / mu_ms - 1.0))
+        }
     };
     push(
         "Table 4: cue synapses lengthen their mean τ from μ more than noise synapses (μ = 100 / 200 / 400 ms)",
         "cue +54 / +26 / +8 %, noise −14 % (μ = 100)",
         format!(
             "τ of the mean decay vs μ, cue / noise: F {} / {}, {} / {}, {} / {}; R {} / {}, {} / {}, {} / {}",
-            change("false", "0.1", "cue"), change("false", "0.1", "noise"),
-            change("false", "0.2", "cue"), change("false", "0.2", "noise"),
-            change("false", "0.4", "cue"), change("false", "0.4", "noise"),
-            change("true", "0.1", "cue"), change("true", "0.1", "noise"),
-            change("true", "0.2", "cue"), change("true", "0.2", "noise"),
-            change("true", "0.4", "cue"), change("true", "0.4", "noise"),
+            change("false", "0.1", "cue"),
+            change("false", "0.1", "noise"),
+            change("false", "0.2", "cue"),
+            change("false", "0.2", "noise"),
+            change("false", "0.4", "cue"),
+            change("false", "0.4", "noise"),
+            change("true", "0.1", "cue"),
+            change("true", "0.1", "noise"),
+            change("true", "0.2", "cue"),
+            change("true", "0.2", "noise"),
+            change("true", "0.4", "cue"),
+            change("true", "0.4", "noise"),
         ),
     );
     let reset = |rec: &str, column: &str| cell(&e.tau_init, &[("model.layers.0.recurrent", rec)], column, 3);
@@ -578,7 +625,8 @@ fn dms_neurons(r: &Results, curves: &Option<Results>, dir: &Path, report: &mut R
         )?);
     }
     if let Some(c) = curves {
-        let series = curve_series(c, &[("model.layers.0.size", "100"), ("model.layers.0.recurrent", "false")], "test_accuracy");
+        let series =
+            curve_series(c, &[("model.layers.0.size", "100"), ("model.layers.0.recurrent", "false")], "test_accuracy");
         report.figures.extend(plot_curves(
             dir,
             "fig3b_dms_curves_feedforward_100",
@@ -601,9 +649,11 @@ fn masking(r: &Results, dir: &Path, report: &mut Report) -> Result<()> {
         .iter()
         .map(|f| {
             let mut row = vec![f.clone()];
-            row.extend(delays.iter().map(|d| {
-                success_cell(&r.select(&[("task.delay", d), ("model.frozen_decay_fraction", f)]))
-            }));
+            row.extend(
+                delays
+                    .iter()
+                    .map(|d| success_cell(&r.select(&[("task.delay", d), ("model.frozen_decay_fraction", f)]))),
+            );
             row
         })
         .collect();
@@ -778,8 +828,11 @@ mod tests {
     fn blocks_are_replaced_and_the_rest_kept() {
         let dir = tempfile::tempdir().unwrap();
         let doc = dir.path().join("r.md");
-        std::fs::write(&doc, "# R\ntext\n<!-- table:a -->\nold\nold\n<!-- end -->\nmore\n<!-- table:b -->\n<!-- end -->\n")
-            .unwrap();
+        std::fs::write(
+            &doc,
+            "# R\ntext\n<!-- table:a -->\nold\nold\n<!-- end -->\nmore\n<!-- table:b -->\n<!-- end -->\n",
+        )
+        .unwrap();
         let tables = BTreeMap::from([("a".to_string(), "| x |\n|---|\n| 1 |\n".to_string())]);
         assert_eq!(fill_document(&doc, &tables).unwrap(), ["a"]);
         let text = std::fs::read_to_string(&doc).unwrap();
@@ -816,7 +869,11 @@ mod tests {
         std::fs::write(results.join("dms_neurons.csv"), csv).unwrap();
         std::fs::write(results.join("pattern.csv"), "experiment,task.noise_rate,seed\n").unwrap();
         let report = build(&results, &dir.path().join("figures")).unwrap();
-        assert_eq!(report.tables.keys().collect::<Vec<_>>(), ["dms_neurons", "headline", "run_counts"], "an empty file gives no table");
+        assert_eq!(
+            report.tables.keys().collect::<Vec<_>>(),
+            ["dms_neurons", "headline", "run_counts"],
+            "an empty file gives no table"
+        );
         let t = &report.tables["dms_neurons"];
         let lines: Vec<&str> = t.lines().collect();
         assert!(lines[0].starts_with("| hidden neurons | HetSynLIF F | HetSynLIF R | HetNeuLIF F"), "{t}");

@@ -90,11 +90,18 @@ fn runs_accumulate_and_recorded_configs_are_pruned() {
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), format!("3 configs already recorded in {} removed, 3 left", to.display()));
-    let mut left: Vec<String> = fs::read_dir(&grid).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        format!("3 configs already recorded in {} removed, 3 left", to.display())
+    );
+    let mut left: Vec<String> =
+        fs::read_dir(&grid).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
     left.sort();
     assert_eq!(left.len(), 3);
-    assert!(left.iter().all(|f| f.contains("hetneulif") || f.contains("homneulif") && f.contains("seed-4")), "{left:?}");
+    assert!(
+        left.iter().all(|f| f.contains("hetneulif") || f.contains("homneulif") && f.contains("seed-4")),
+        "{left:?}"
+    );
 
     // a file of other columns is refused, naming both
     let err = hetsyn()

@@ -14,8 +14,8 @@ use super::tau_stats::{reset_long_taus, ResetScope};
 use crate::config::Config;
 use crate::io::atomic::write_atomic;
 use crate::io::checkpoint::{self, Checkpoint};
-use crate::model::network::Objective;
 use crate::model::init::TauInit;
+use crate::model::network::Objective;
 use crate::model::{BatchStats, Network, RateRegulariser};
 use crate::tasks::{Perturbation, Sample, Task, TaskKind};
 

@@ -100,9 +100,8 @@ pub fn input_group_tau(
         taus.sort_by(|a, b| a.total_cmp(b));
         let finite: Vec<f64> = taus.iter().copied().filter(|t| t.is_finite()).collect();
         let median = taus[taus.len() / 2];
-        let decays: Vec<f64> = (0..layer.size)
-            .flat_map(|j| channels.clone().map(move |i| input[j * layer.inputs + i] as f64))
-            .collect();
+        let decays: Vec<f64> =
+            (0..layer.size).flat_map(|j| channels.clone().map(move |i| input[j * layer.inputs + i] as f64)).collect();
         let mean_decay_tau = tau_ms(decays.iter().sum::<f64>() / decays.len() as f64, net.dt);
         out.insert(
             name.clone(),

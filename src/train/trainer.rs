@@ -264,7 +264,9 @@ impl Convergence {
             self.recent.pop_front();
         }
         let (correct, samples) = self.recent.iter().fold((0, 0), |(c, n), (dc, dn)| (c + dc, n + dn));
-        self.recent.len() == CONVERGENCE_WINDOW && samples > 0 && correct as f64 >= CONVERGENCE_ACCURACY * samples as f64
+        self.recent.len() == CONVERGENCE_WINDOW
+            && samples > 0
+            && correct as f64 >= CONVERGENCE_ACCURACY * samples as f64
     }
 }
 
@@ -933,36 +935,17 @@ dir = {:?}
     #[test]
     fn iterations_to_95_survive_a_resume() {
         let dir = tempfile::tempdir().unwrap();
-        // the DMS recipe with 5 hidden neurons (configs/dms.toml), 150 iterations
-        let text = format!(
-            r#"
-name = "unit"
-[model]
-kind = "hetsynlif"
-dt = 0.005
-surrogate = "triangle"
-tau_reset = 0.04
-tau_init = {{ dist = "normal", mean = 0.04, std = 0.004 }}
-layers = [{{ size = 5, recurrent = true }}]
-[model.readout]
-loss = "last"
-[task]
-kind = "dms"
-validation_trials = 32
-test_trials = 32
-[train]
-iterations = 150
-eval_every = 50
-batch_size = 32
-lr = 5e-3
-decay_lr = 5e-3
-rate_reg = 0.01
-[output]
-dir = {:?}
-"#,
-            dir.path().display().to_string()
-        );
-        let config = Config::from_toml(&text, &[]).unwrap();
+        // the DMS recipe (configs/dms.toml) with 5 hidden neurons, 150 iterations
+        let recipe = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/configs/dms.toml")).unwrap();
+        let overrides = [
+            "model.layers.0.size=5".to_string(),
+            "train.iterations=150".into(),
+            "train.eval_every=50".into(),
+            "task.validation_trials=32".into(),
+            "task.test_trials=32".into(),
+            format!("output.dir={:?}", dir.path().display().to_string()),
+        ];
+        let config = Config::from_toml(&recipe, &overrides).unwrap();
         let run_through = |name: &str, split: Option<u64>| -> Option<u64> {
             let run = RunDir::at(dir.path().join(name));
             let mut t = Trainer::new(&config, run.clone(), None).unwrap();
