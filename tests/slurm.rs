@@ -330,7 +330,7 @@ fn slurm_arrays_on_a_real_cluster() {
     assert!(rows.iter().all(|r| r.split(',').count() == rows[0].split(',').count()), "{rows:?}");
 
     // 7. scancel mid-run, resubmit: the same metrics and checkpoints as without
-    let (cut, cut_out) = configs_in(root.path(), "cut", &[("y", dms(6, 1000, 100))]);
+    let (cut, cut_out) = configs_in(root.path(), "cut", &[("y", dms(6, 4000, 100))]);
     let y = cut.join("y.toml");
     let t0 = Instant::now();
     let (job, job_id, job_out) = submit_in_background(&cluster, &cut, &cut_out, &["--wait"]);
@@ -338,7 +338,7 @@ fn slurm_arrays_on_a_real_cluster() {
     cluster.wait_for("y's first checkpoint", || run.join("checkpoints/last.safetensors").is_file());
     let cancel = cluster.client("scancel").arg(&job_id).output().unwrap();
     assert!(cancel.status.success(), "{}", String::from_utf8_lossy(&cancel.stderr));
-    println!("--- 7a. y (1000 iterations) cancelled in job {job_id} after its first checkpoint");
+    println!("--- 7a. y (4000 iterations) cancelled in job {job_id} after its first checkpoint");
     let (ok, text) = finish("7b. the cancelled array", job, job_out, t0);
     assert!(!ok && text.contains("0 done, 0 skipped, 1 failed (of 1)"), "{text}");
     assert!(!run.join("summary.json").exists(), "the run finished before scancel; make it longer");
