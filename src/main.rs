@@ -93,6 +93,10 @@ struct RecordArgs {
     /// The learning-curve CSV.
     #[arg(long)]
     curves_to: Option<PathBuf>,
+    /// Also keep the readout traces (plots/output.csv, written by `hetsyn plot`) of the runs that have
+    /// them in this CSV, one row per readout and step.
+    #[arg(long)]
+    traces_to: Option<PathBuf>,
     /// Remove from PATH (a config directory) every config whose key values and seed have a row in --to.
     #[arg(long)]
     prune: bool,
@@ -406,6 +410,10 @@ fn run_record(args: RecordArgs) -> Result<()> {
     } else {
         let done = hetsyn::record::record(&args.path, &args.to, args.curves_to.as_deref(), &options)?;
         println!("{} runs recorded in {}, {} recorded before", done.added, args.to.display(), done.kept);
+        if let Some(traces) = &args.traces_to {
+            let done = hetsyn::record::record_traces(&args.path, traces, &options)?;
+            println!("traces of {} runs recorded in {}, {} recorded before", done.added, traces.display(), done.kept);
+        }
     }
     Ok(())
 }

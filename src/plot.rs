@@ -116,6 +116,9 @@ pub fn plot_run(run_dir: &Path) -> Result<Plotted> {
     written.extend(write_figure(&dir, "raster", &raster)?);
     if let Some(output) = output {
         written.extend(write_figure(&dir, "output", &output)?);
+        let csv = dir.join("output.csv");
+        write_atomic(&csv, run.output_csv(&marks)?.as_bytes())?;
+        written.push(csv);
     }
     Ok(Plotted { checkpoint: checkpoint_path, files: written })
 }
@@ -357,6 +360,34 @@ impl SampleRun {
         Some(OutputPlot { title, steps: self.steps, dt_ms: self.dt_ms, panels, windows: self.windows_ms(marks) })
     }
 }
+
+impl SampleRun {
+    /// The data behind `output.png`, one row per readout and step:
+    /// `output,time_ms,target,y,window` (time at the end of the step; `window`:
+    /// the label of the task's marked window the step lies in, else empty).
+    fn output_csv(&self, marks: &TrialMarks) -> Result<String> {
+        let Target::Series(target) = &self.target else { bail!("test sample 0 has no target series") };
+        let mut writer = csv::Writer::from_writer(Vec::new());
+        writer.write_record(OUTPUT_CSV_COLUMNS)?;
+        for o in 0..self.outputs {
+            for t in 0..self.steps {
+                let window = marks.windows.iter().find(|(_, w)| w.contains(&t)).map_or("", |(label, _)| label);
+                let value = |v: &[f32]| v.get(t * self.outputs + o).map_or(String::new(), |v| v.to_string());
+                writer.write_record([
+                    o.to_string(),
+                    ((t + 1) as f64 * self.dt_ms).to_string(),
+                    value(target),
+                    value(&self.y),
+                    window.to_string(),
+                ])?;
+            }
+        }
+        Ok(String::from_utf8(writer.into_inner().context("cannot format output.csv")?)?)
+    }
+}
+
+/// The columns of a run's `plots/output.csv` (see [`SampleRun::output_csv`]).
+pub const OUTPUT_CSV_COLUMNS: [&str; 5] = ["output", "time_ms", "target", "y", "window"];
 
 /// What the task says about its trials, for labelling the raster and output plots.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -1135,10 +1166,13 @@ fn draw_groups<DB: DrawingBackend>(
     Ok(())
 }
 
-struct OutputPanel {
-    caption: String,
-    target: Vec<(f64, f64)>,
-    output: Vec<(f64, f64)>,
+/// One panel of an output figure: its caption, and the target and the readout
+/// as `(time ms, value)`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutputPanel {
+    pub caption: String,
+    pub target: Vec<(f64, f64)>,
+    pub output: Vec<(f64, f64)>,
 }
 
 struct OutputPlot {
@@ -1206,6 +1240,18 @@ impl Figure for OutputPlot {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn box_stats_are_tukeys() {
+        // quartiles by linear interpolation: 1..=9 gives 3, 5, 7; 100 is beyond 7 + 1.5 * 4
+        let b = BoxStats::of(&[9.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 100.0, f64::NAN]).unwrap();
+        assert_eq!((b.q1, b.median, b.q3), (3.25, 5.5, 7.75));
+        assert_eq!(b.whiskers, (1.0, 9.0));
+        assert_eq!(b.outliers, vec![100.0]);
+        let one = BoxStats::of(&[4.0]).unwrap();
+        assert_eq!((one.q1, one.median, one.q3, one.whiskers), (4.0, 4.0, 4.0, (4.0, 4.0)));
+        assert!(BoxStats::of(&[f64::NAN]).is_none());
+    }
 
     /// The texts of an SVG, in order, unescaped.
     fn svg_texts(svg: &str) -> Vec<String> {
@@ -1942,4 +1988,126 @@ pub fn plot_bars(
     series: &[BarSeries],
 ) -> Result<[PathBuf; 2]> {
     write_figure(dir, stem, &BarComparison { title, x_label, y_label, categories, series })
+}
+
+/// Draws `<dir>/<stem>.{png,svg}`: per panel, a readout against its target over
+/// time (ms), with `windows` (label, ms) shaded in every panel and labelled in
+/// the first (e.g. the repeats of the pattern task's frozen segment).
+pub fn plot_outputs(
+    dir: &Path,
+    stem: &str,
+    title: &str,
+    panels: Vec<OutputPanel>,
+    windows: Vec<(String, Range<f64>)>,
+) -> Result<[PathBuf; 2]> {
+    let end = panels.iter().flat_map(|p| p.target.iter().chain(&p.output)).map(|(t, _)| *t).fold(0.0, f64::max);
+    let plot = OutputPlot { title: title.to_string(), steps: end.ceil() as usize, dt_ms: 1.0, panels, windows };
+    write_figure(dir, stem, &plot)
+}
+
+/// Tukey's box of a set of values: quartiles (linear interpolation between
+/// order statistics), whiskers at the furthest values within 1.5 IQR of the
+/// box, and the values beyond them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BoxStats {
+    pub q1: f64,
+    pub median: f64,
+    pub q3: f64,
+    pub whiskers: (f64, f64),
+    pub outliers: Vec<f64>,
+}
+
+impl BoxStats {
+    /// `None` for no finite values.
+    pub fn of(values: &[f64]) -> Option<BoxStats> {
+        let mut v: Vec<f64> = values.iter().copied().filter(|x| x.is_finite()).collect();
+        if v.is_empty() {
+            return None;
+        }
+        v.sort_by(f64::total_cmp);
+        let quantile = |q: f64| {
+            let h = q * (v.len() - 1) as f64;
+            let (lo, hi) = (h.floor() as usize, h.ceil() as usize);
+            v[lo] + (h - lo as f64) * (v[hi] - v[lo])
+        };
+        let (q1, median, q3) = (quantile(0.25), quantile(0.5), quantile(0.75));
+        let (fence_lo, fence_hi) = (q1 - 1.5 * (q3 - q1), q3 + 1.5 * (q3 - q1));
+        let inside: Vec<f64> = v.iter().copied().filter(|x| (fence_lo..=fence_hi).contains(x)).collect();
+        let whiskers = (inside.first().copied().unwrap_or(q1), inside.last().copied().unwrap_or(q3));
+        let outliers = v.iter().copied().filter(|x| !(fence_lo..=fence_hi).contains(x)).collect();
+        Some(BoxStats { q1, median, q3, whiskers, outliers })
+    }
+}
+
+/// Box plots against a config value: per x, one box per series side by side
+/// ([`BoxStats`]; outliers as dots), x values placed evenly and labelled.
+struct BoxComparison<'a> {
+    title: &'a str,
+    x_label: &'a str,
+    y_label: &'a str,
+    series: &'a [Series],
+}
+
+impl Figure for BoxComparison<'_> {
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<()> {
+        let area = titled(root, self.title)?;
+        let (area, legend) = area.split_horizontally(WIDTH as i32 * 3 / 4);
+        let mut xs: Vec<f64> = self.series.iter().flat_map(|s| s.points.iter().map(|p| p.0)).collect();
+        xs.sort_by(f64::total_cmp);
+        xs.dedup();
+        let position = |x: f64| xs.iter().position(|v| *v == x).unwrap_or(0) as f64;
+        let labels: Vec<String> = xs.iter().map(|x| tick(*x)).collect();
+        let all = self.series.iter().flat_map(|s| s.points.iter().flat_map(|(_, v)| v.iter().copied()));
+        let (lo, hi) = finite_range(all).unwrap_or((0.0, 1.0));
+        let mut chart = category_chart(&area, None, &labels, self.x_label, self.y_label, from_zero(lo, hi))?;
+        let n = self.series.len().max(1) as f64;
+        let width = 0.8 / n;
+        for (k, series) in self.series.iter().enumerate() {
+            let color = SERIES_COLORS[k % SERIES_COLORS.len()];
+            let y = 40 + 28 * k as i32;
+            let runs: usize = series.points.iter().map(|p| p.1.len()).sum();
+            legend
+                .draw(&Rectangle::new([(0, y - 8), (24, y + 8)], color.mix(0.4).filled()))
+                .and_then(|()| {
+                    legend.draw(&Text::new(format!("{} ({runs} runs)", series.label), (36, y - 8), (FAMILY, LABEL_SIZE)))
+                })
+                .map_err(drawing)?;
+            for (x, values) in &series.points {
+                let Some(b) = BoxStats::of(values) else { continue };
+                let x0 = position(*x) - 0.4 + width * k as f64 + 0.05 * width;
+                let (x1, mid) = (x0 + 0.9 * width, x0 + 0.45 * width);
+                let line = color.stroke_width(2);
+                chart
+                    .draw_series([
+                        Rectangle::new([(x0, b.q1), (x1, b.q3)], color.mix(0.4).filled()),
+                        Rectangle::new([(x0, b.q1), (x1, b.q3)], line),
+                    ])
+                    .map_err(drawing)?;
+                let strokes = [
+                    vec![(x0, b.median), (x1, b.median)],
+                    vec![(mid, b.q3), (mid, b.whiskers.1)],
+                    vec![(mid, b.q1), (mid, b.whiskers.0)],
+                    vec![(mid - 0.2 * width, b.whiskers.1), (mid + 0.2 * width, b.whiskers.1)],
+                    vec![(mid - 0.2 * width, b.whiskers.0), (mid + 0.2 * width, b.whiskers.0)],
+                ];
+                chart.draw_series(strokes.into_iter().map(|p| PathElement::new(p, line))).map_err(drawing)?;
+                chart
+                    .draw_series(b.outliers.iter().map(|v| Circle::new((mid, *v), 3, color.filled())))
+                    .map_err(drawing)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Draws `<dir>/<stem>.{png,svg}`: box plots of the runs' values per series
+/// against a config value ([`BoxStats`]).
+pub fn plot_boxes(
+    dir: &Path,
+    stem: &str,
+    title: &str,
+    (x_label, y_label): (&str, &str),
+    series: &[Series],
+) -> Result<[PathBuf; 2]> {
+    write_figure(dir, stem, &BoxComparison { title, x_label, y_label, series })
 }

@@ -198,6 +198,48 @@ fn curve_of(run: &Run, id: &Identity, options: &RecordOptions) -> Result<Vec<Vec
     Ok(rows)
 }
 
+fn trace_header(options: &RecordOptions) -> Vec<String> {
+    let mut h = vec!["experiment".to_string()];
+    h.extend(options.keys.iter().cloned());
+    h.push("seed".into());
+    h.extend(crate::plot::OUTPUT_CSV_COLUMNS.map(String::from));
+    h
+}
+
+/// Appends to `to` the readout traces of the first test trial (the run's
+/// `plots/output.csv`, written by `hetsyn plot`) of every complete run under
+/// `runs` that has them and whose key values and seed have no trace in `to`
+/// yet; `added` counts runs. Runs without `plots/output.csv` are left out.
+pub fn record_traces(runs: &Path, to: &Path, options: &RecordOptions) -> Result<Recorded> {
+    let header = trace_header(options);
+    let mut rows = read_rows(to, &header)?;
+    let known: BTreeSet<Identity> = rows.iter().map(|r| row_identity(r, options.keys.len())).collect();
+    let (mut added, mut kept) = (0, 0);
+    for run in &collect(runs)? {
+        let path = run.dir.join("plots/output.csv");
+        if !path.is_file() {
+            continue;
+        }
+        let id = identity(&run.config, &options.keys, &format!("run {}", run.dir.display()))?;
+        if known.contains(&id) {
+            kept += 1;
+            continue;
+        }
+        let columns: Vec<String> = crate::plot::OUTPUT_CSV_COLUMNS.map(String::from).to_vec();
+        for trace in read_rows(&path, &columns)? {
+            let mut row = vec![options.experiment.clone()];
+            row.extend(id.iter().cloned());
+            row.extend(trace);
+            rows.push(row);
+        }
+        added += 1;
+    }
+    // by run, then readout and time (numerically)
+    rows.sort_by(|a, b| compare_keys(&a[1..], &b[1..]));
+    write_rows(to, &header, &rows)?;
+    Ok(Recorded { added, kept })
+}
+
 /// Removes from `configs` (a directory of `*.toml`, as `hetsyn grid` writes)
 /// every config whose key values and seed already have a row in `recorded`;
 /// returns how many were removed and how many remain.

@@ -10,7 +10,9 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 
 use crate::io::atomic::write_atomic;
-use crate::plot::{mean_sd, plot_bars, plot_curves, plot_series_within, Series};
+use crate::plot::{
+    mean_sd, plot_bars, plot_boxes, plot_curves, plot_outputs, plot_series_within, OutputPanel, Series,
+};
 use crate::summarize::compare_keys;
 
 /// The models in the paper's order, with their names as printed.
@@ -130,9 +132,20 @@ pub fn build(results: &Path, figures: &Path) -> Result<Report> {
         masking: Results::read(results, "dms_decay_masking")?,
         delay_noise: Results::read(results, "dms_delay_noise")?,
         tau_init: Results::read(results, "dms_tau_init")?,
+        learning_rates: Results::read(results, "pattern_lr")?,
+        targets: Results::read(results, "pattern_targets")?,
     };
     if let Some(r) = &all.pattern {
         pattern(r, &Results::read(&results.join("curves"), "pattern")?, figures, &mut report)?;
+    }
+    if let Some(t) = Results::read(&results.join("traces"), "pattern")? {
+        pattern_traces(&t, figures, &mut report)?;
+    }
+    if let Some(r) = &all.learning_rates {
+        learning_rates(r, &Results::read(&results.join("curves"), "pattern_lr")?, figures, &mut report)?;
+    }
+    if let Some(r) = &all.targets {
+        targets(r, &Results::read(&results.join("traces"), "pattern_targets")?, figures, &mut report)?;
     }
     if let Some(r) = &all.neurons {
         dms_neurons(r, &Results::read(&results.join("curves"), "dms_neurons")?, figures, &mut report)?;
@@ -166,6 +179,8 @@ fn run_counts(e: &Experiments) -> String {
     .to_vec();
     let experiments = [
         ("pattern", &e.pattern, 10),
+        ("pattern_lr", &e.learning_rates, 10),
+        ("pattern_targets", &e.targets, 10),
         ("dms_neurons", &e.neurons, 50),
         ("dms_decay_masking", &e.masking, 50),
         ("dms_delay_noise", &e.delay_noise, 50),
@@ -208,6 +223,8 @@ struct Experiments {
     masking: Option<Results>,
     delay_noise: Option<Results>,
     tau_init: Option<Results>,
+    learning_rates: Option<Results>,
+    targets: Option<Results>,
 }
 
 /// `mean ± sd (n = runs)` of `column` over the rows matching `filter`.
@@ -549,6 +566,168 @@ fn pattern(r: &Results, curves: &Option<Results>, dir: &Path, report: &mut Repor
     Ok(())
 }
 
+/// The output panels of the traces of one run (the rows of `traces` matching
+/// `filter`, one panel per readout, captioned `caption(readout)`), and the
+/// shaded windows (label, ms) of its trial.
+#[allow(clippy::type_complexity)]
+fn trace_panels(
+    traces: &Results,
+    filter: &[(&str, &str)],
+    caption: impl Fn(usize) -> String,
+) -> (Vec<OutputPanel>, Vec<(String, std::ops::Range<f64>)>) {
+    let rows = traces.select(filter);
+    let mut panels: BTreeMap<usize, OutputPanel> = BTreeMap::new();
+    let mut windows: Vec<(String, std::ops::Range<f64>)> = Vec::new();
+    let mut step_ms = f64::NAN;
+    for row in rows {
+        let num = |k: &str| row.get(k).and_then(|v| v.parse::<f64>().ok()).unwrap_or(f64::NAN);
+        let Some(o) = row.get("output").and_then(|v| v.parse::<usize>().ok()) else { continue };
+        let t = num("time_ms");
+        let panel = panels.entry(o).or_insert_with(|| OutputPanel {
+            caption: caption(o),
+            target: Vec::new(),
+            output: Vec::new(),
+        });
+        if let Some(&(last, _)) = panel.target.last() {
+            step_ms = t - last;
+        }
+        panel.target.push((t, num("target")));
+        panel.output.push((t, num("y")));
+        // a step ending at t covers (t - step, t]: its window is extended to t
+        let label = row.get("window").map(String::as_str).unwrap_or("");
+        if o == 0 && !label.is_empty() {
+            match windows.last_mut() {
+                Some((l, w)) if l == label => w.end = t,
+                _ => windows.push((label.to_string(), t..t)),
+            }
+        }
+    }
+    if step_ms.is_finite() {
+        for (_, w) in &mut windows {
+            w.start -= step_ms;
+        }
+    }
+    (panels.into_values().collect(), windows)
+}
+
+/// Fig. 2A: the output of each model against the target on the first test
+/// trial, one run per model (the recorded traces), F and R.
+fn pattern_traces(t: &Results, dir: &Path, report: &mut Report) -> Result<()> {
+    for rec in ["false", "true"] {
+        let topo = if rec == "false" { "feed-forward" } else { "recurrent" };
+        let mut panels = Vec::new();
+        let mut windows = Vec::new();
+        for (kind, name) in MODELS {
+            let seeds = t.select(&[("model.kind", kind), ("model.layers.0.recurrent", rec)]);
+            let Some(seed) = seeds.first().and_then(|r| r.get("seed")).cloned() else { continue };
+            let noise = seeds[0].get("task.noise_rate").cloned().unwrap_or_default();
+            let (p, w) = trace_panels(
+                t,
+                &[("model.kind", kind), ("model.layers.0.recurrent", rec), ("seed", &seed), ("output", "0")],
+                |_| format!("{name} (seed {seed}, background noise {noise} Hz)"),
+            );
+            panels.extend(p);
+            windows = w;
+        }
+        if panels.is_empty() {
+            continue;
+        }
+        report.figures.extend(plot_outputs(
+            dir,
+            &format!("fig2a_pattern_outputs_{topo}"),
+            &format!("Pattern generation, {topo}: output (blue) and target (black), first test trial"),
+            panels,
+            windows,
+        )?);
+    }
+    Ok(())
+}
+
+/// Fig. A1: test MSE per learning rate, model and topology; the learning
+/// curves at each rate.
+fn learning_rates(r: &Results, curves: &Option<Results>, dir: &Path, report: &mut Report) -> Result<()> {
+    let rates = r.values("train.lr");
+    let mse = "test_loss_at_best_validation";
+    let mut header = vec!["learning rate".to_string()];
+    let mut rows: Vec<Vec<String>> = rates.iter().map(|x| vec![x.clone()]).collect();
+    for (kind, name) in MODELS {
+        for rec in ["false", "true"] {
+            header.push(format!("{name} {}", topology(rec)));
+            for (row, lr) in rows.iter_mut().zip(&rates) {
+                let sel = r.select(&[("train.lr", lr), ("model.kind", kind), ("model.layers.0.recurrent", rec)]);
+                let values = numbers(&sel, mse);
+                row.push(format!("{} (n={})", mean_pm(&values, 3), values.len()));
+            }
+        }
+    }
+    report.tables.insert("pattern_lr".into(), table(&header, &rows));
+    for rec in ["false", "true"] {
+        let topo = if rec == "false" { "feed-forward" } else { "recurrent" };
+        let series = model_series(r, "train.lr", &rates, &[("model.layers.0.recurrent", rec)], mse);
+        report.figures.extend(plot_series_within(
+            dir,
+            &format!("figa1_pattern_lr_mse_{topo}"),
+            &format!("Pattern generation, {topo}: test MSE against the learning rate"),
+            ("Adam learning rate (weights and decays)", "test MSE (model selected on validation)"),
+            &series,
+            (0.0, f64::INFINITY),
+        )?);
+        let Some(c) = curves else { continue };
+        for lr in &rates {
+            let series = curve_series(c, &[("train.lr", lr), ("model.layers.0.recurrent", rec)], "test_loss");
+            report.figures.extend(plot_curves(
+                dir,
+                &format!("figa1_pattern_lr_curves_{topo}_{lr}"),
+                &format!("Pattern generation, {topo}, learning rate {lr}: test MSE during training"),
+                ("iteration", "test MSE"),
+                &series,
+                (0.0, f64::INFINITY),
+            )?);
+        }
+    }
+    Ok(())
+}
+
+/// Fig. A2: three targets learned at once: test MSE per model and topology,
+/// and the three outputs of one run per model.
+fn targets(r: &Results, traces: &Option<Results>, dir: &Path, report: &mut Report) -> Result<()> {
+    let header: Vec<String> =
+        ["model", "F: test MSE", "R: test MSE", "F: last test MSE", "R: last test MSE"].map(String::from).to_vec();
+    let mut rows = Vec::new();
+    for (kind, name) in MODELS {
+        let mut row = vec![name.to_string()];
+        for column in ["test_loss_at_best_validation", "last_test_loss"] {
+            for rec in ["false", "true"] {
+                let values = numbers(&r.select(&[("model.kind", kind), ("model.layers.0.recurrent", rec)]), column);
+                row.push(format!("{} (n={})", mean_pm(&values, 3), values.len()));
+            }
+        }
+        rows.push(row);
+    }
+    report.tables.insert("pattern_targets".into(), table(&header, &rows));
+    let Some(t) = traces else { return Ok(()) };
+    for rec in ["false", "true"] {
+        let topo = if rec == "false" { "feed-forward" } else { "recurrent" };
+        for (kind, name) in MODELS {
+            let sel = t.select(&[("model.kind", kind), ("model.layers.0.recurrent", rec)]);
+            let Some(seed) = sel.first().and_then(|r| r.get("seed")).cloned() else { continue };
+            let (panels, windows) = trace_panels(
+                t,
+                &[("model.kind", kind), ("model.layers.0.recurrent", rec), ("seed", &seed)],
+                |o| format!("target {}", o + 1),
+            );
+            report.figures.extend(plot_outputs(
+                dir,
+                &format!("figa2_pattern_targets_{topo}_{kind}"),
+                &format!("Three targets at once, {name}, {topo} (seed {seed}): outputs (blue) and targets (black)"),
+                panels,
+                windows,
+            )?);
+        }
+    }
+    Ok(())
+}
+
 /// Per model (paper's order), the curve of `column` against `step`, over the
 /// runs matching `filter`.
 fn curve_series(c: &Results, filter: &[(&str, &str)], column: &str) -> Vec<Series> {
@@ -748,13 +927,12 @@ fn delay_noise(r: &Results, dir: &Path, report: &mut Report) -> Result<()> {
             &acc_series,
             (0.0, 1.0),
         )?);
-        report.figures.extend(plot_series_within(
+        report.figures.extend(plot_boxes(
             dir,
             &format!("figa3_{sweep}_iterations"),
             "DMS: iterations to 95 % training accuracy (runs that reached it)",
             (label, "iterations (10-iteration moving average ≥ 0.95)"),
             &iter_series,
-            (0.0, f64::INFINITY),
         )?);
     }
     Ok(())
@@ -823,6 +1001,38 @@ fn tau_init(r: &Results, report: &mut Report) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn traces_become_panels_with_their_windows() {
+        // two readouts of 1 ms steps; steps 2-3 of readout 0 lie in "repeat 1"
+        let mut rows = Vec::new();
+        for o in 0..2 {
+            for t in 1..=4 {
+                let window = if o == 0 && (2..=3).contains(&t) { "repeat 1" } else { "" };
+                let row: BTreeMap<String, String> = [
+                    ("model.kind", "hetsynlif".to_string()),
+                    ("output", o.to_string()),
+                    ("time_ms", t.to_string()),
+                    ("target", (t * 10).to_string()),
+                    ("y", (t * 10 + o).to_string()),
+                    ("window", window.to_string()),
+                ]
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v))
+                .collect();
+                rows.push(row);
+            }
+        }
+        let traces = Results { rows };
+        let (panels, windows) = trace_panels(&traces, &[("model.kind", "hetsynlif")], |o| format!("target {o}"));
+        assert_eq!(panels.len(), 2);
+        assert_eq!(panels[1].caption, "target 1");
+        assert_eq!(panels[1].target, [(1.0, 10.0), (2.0, 20.0), (3.0, 30.0), (4.0, 40.0)]);
+        assert_eq!(panels[1].output[0], (1.0, 11.0));
+        // the steps ending at 2 and 3 ms cover (1, 3] ms
+        assert_eq!(windows, [("repeat 1".to_string(), 1.0..3.0)]);
+        assert!(trace_panels(&traces, &[("model.kind", "homneulif")], |o| o.to_string()).0.is_empty());
+    }
 
     #[test]
     fn blocks_are_replaced_and_the_rest_kept() {

@@ -170,6 +170,31 @@ fn pattern_grid() {
     assert!(full.iter().all(paper_length));
 }
 
+/// Fig. A1: four learning rates, the same for weights and decays; Fig. A2: three targets.
+#[test]
+fn pattern_learning_rate_and_targets_grids() {
+    let dir = tempfile::tempdir().unwrap();
+    let targets = |c: &Config| match &c.task {
+        TaskConfig::Pattern(p) => (p.targets, p.noise_rate),
+        _ => panic!("not a pattern config"),
+    };
+    let lr = dry_run("pattern_lr", &dir.path().join("lr"), &[]);
+    assert_eq!(lr.len(), 4 * 4 * 2 * 3);
+    let mut rates = distinct(lr.iter().map(|c| c.train.lr));
+    rates.sort_by(f64::total_cmp);
+    assert_eq!(rates, [1e-4, 5e-4, 1e-3, 5e-3]);
+    assert!(lr.iter().all(|c| c.train.decay_lr == c.train.lr && (c.train.iterations, c.train.batch_size) == (1000, 1)));
+    assert!(lr.iter().all(|c| targets(c) == (1, 2.0)));
+    let full = dry_run("pattern_lr", &dir.path().join("lr-full"), &["--full"]);
+    assert_eq!(full.len(), 4 * 4 * 2 * PAPER_RUNS_FIG2, "the paper's 10 runs");
+
+    let three = dry_run("pattern_targets", &dir.path().join("targets"), &[]);
+    assert_eq!(three.len(), 4 * 2 * 3);
+    assert!(three.iter().all(|c| targets(c) == (3, 2.0) && c.train.lr == 1e-3 && c.train.iterations == 1000));
+    let full = dry_run("pattern_targets", &dir.path().join("targets-full"), &["--full"]);
+    assert_eq!(full.len(), 4 * 2 * PAPER_RUNS_FIG2, "the paper's 10 runs");
+}
+
 #[test]
 fn seeds_and_set_options() {
     let dir = tempfile::tempdir().unwrap();

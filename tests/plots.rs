@@ -182,6 +182,20 @@ fn regression_runs_get_an_output_plot() {
         assert!(output.iter().any(|t| t == label), "no {label:?} in {output:?}");
     }
     assert!(!output.iter().any(|t| t == "repeat 3"));
+    // the data behind it: per readout (2) and step (0.4 s / 2 ms), its time, target, y and window
+    let csv = fs::read_to_string(run.join("plots/output.csv")).unwrap();
+    let mut lines = csv.lines();
+    assert_eq!(lines.next(), Some("output,time_ms,target,y,window"));
+    let rows: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
+    assert_eq!(rows.len(), 2 * 200);
+    assert_eq!((rows[0][0], rows[0][1], rows[399][0], rows[399][1]), ("0", "2", "1", "400"));
+    for r in &rows {
+        assert!(r[2].parse::<f64>().unwrap().is_finite() && r[3].parse::<f64>().unwrap().is_finite(), "{r:?}");
+    }
+    let in_window = |label: &str| rows.iter().filter(|r| r[0] == "0" && r[4] == label).count();
+    assert_eq!((in_window("repeat 1"), in_window("repeat 2"), in_window("")), (50, 50, 100));
+    // the two targets differ (each its own cosines)
+    assert!(rows[..200].iter().zip(&rows[200..]).any(|(a, b)| a[2] != b[2]));
 }
 
 /// HomNeu decays are fixed: their histograms show them alone, not learned against initial.

@@ -115,3 +115,56 @@ fn runs_accumulate_and_recorded_configs_are_pruned() {
     let msg = String::from_utf8_lossy(&err.stderr);
     assert!(msg.contains("has the columns") && msg.contains("short.csv"), "{msg}");
 }
+
+/// `--traces-to`: the readout traces of the runs that `hetsyn plot` drew,
+/// one row per readout and step, each run once.
+#[test]
+fn readout_traces_of_plotted_runs_are_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("pattern.toml");
+    let text = fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("configs/pattern.toml"))
+        .unwrap()
+        .replace("iterations = 1000", "iterations = 4")
+        .replace("eval_every = 50", "eval_every = 2")
+        .replace("duration = 2.0 ", "duration = 0.2 ")
+        .replace("repeat_starts = [0.0, 0.75, 1.5]", "repeat_starts = [0.0, 0.1]")
+        .replace("segment_duration = 0.5", "segment_duration = 0.05")
+        .replace("size = 100", "size = 10");
+    fs::write(&config, text).unwrap();
+    let runs = dir.path().join("runs");
+    train(&config, &runs.join("a"), &[]);
+    train(&config, &runs.join("b"), &["model.kind=\"homneulif\""]);
+    let plotted = hetsyn().arg("-q").arg("plot").arg(runs.join("a")).output().unwrap();
+    assert!(plotted.status.success(), "{}", String::from_utf8_lossy(&plotted.stderr));
+    let (to, traces) = (dir.path().join("results/p.csv"), dir.path().join("results/traces/p.csv"));
+    let call = || {
+        let out = hetsyn()
+            .args(["-q", "record"])
+            .arg(&runs)
+            .args(["--experiment", "p", "--keys", "model.kind", "--figures", "best_test_loss", "--to"])
+            .arg(&to)
+            .arg("--traces-to")
+            .arg(&traces)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    let first = call();
+    assert!(first.contains("traces of 1 runs recorded"), "{first}");
+    let kept = fs::read_to_string(&traces).unwrap();
+    let lines: Vec<&str> = kept.lines().collect();
+    assert_eq!(lines[0], "experiment,model.kind,seed,output,time_ms,target,y,window");
+    // 0.2 s of 1 ms steps, one readout; only the plotted run (a, hetsynlif, seed 0)
+    assert_eq!(lines.len(), 1 + 200);
+    assert!(lines[1].starts_with("p,hetsynlif,0,0,1,") && lines[1].ends_with(",repeat 1"), "{}", lines[1]);
+    assert!(lines[200].starts_with("p,hetsynlif,0,0,200,"), "{}", lines[200]);
+    let plotted_csv = fs::read_to_string(runs.join("a/plots/output.csv")).unwrap();
+    for (kept, plotted) in lines[1..].iter().zip(plotted_csv.lines().skip(1)) {
+        assert_eq!(kept.strip_prefix("p,hetsynlif,0,").unwrap(), plotted);
+    }
+    // again: nothing added, nothing rewritten
+    let second = call();
+    assert!(second.contains("traces of 0 runs recorded") && second.contains("1 recorded before"), "{second}");
+    assert_eq!(fs::read_to_string(&traces).unwrap(), kept);
+}

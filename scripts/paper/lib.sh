@@ -5,7 +5,7 @@
 # file, calls `paper_args "$@"`, then builds configs with `paper_grid BASE
 # [grid args]` (repeatable; same output directory), declares what it records
 # with `paper_results KEYS FIGURES [CURVES]`, and ends with `paper_run`,
-# optionally `paper_eval [eval args]`, then `paper_record` and
+# optionally `paper_eval [eval args]` and `paper_traces GLOB`, then `paper_record` and
 # `paper_summarize [summarize args]`.
 #
 # Results are kept as data: `paper_record` appends one row per complete run (the
@@ -42,7 +42,7 @@ paper_usage() {
 
 paper_args() {
   full=0 jobs=1 threads=1 out="" dry_run=0 seed_count="" extra_sets=() results=""
-  record_keys="" record_figures="" record_curves="" sweep_failed=0
+  record_keys="" record_figures="" record_curves="" record_traces=0 sweep_failed=0
   while [ $# -gt 0 ]; do
     case "$1" in
       --full) full=1; shift ;;
@@ -137,9 +137,27 @@ paper_record() {
     if [ -n "$record_curves" ]; then
       record_args+=(--curves "$record_curves" --curves-to "$results/curves/$name.csv")
     fi
+    if [ "$record_traces" = 1 ]; then
+      record_args+=(--traces-to "$results/traces/$name.csv")
+    fi
     "$bin" -q record "$out/runs" "${record_args[@]}"
   fi
   [ "$sweep_failed" = 0 ] || paper_die "some runs failed (see the sweep's tally above)"
+}
+
+# paper_traces GLOB: draws (`hetsyn plot`) the complete runs $out/runs/GLOB that
+# have no plots/output.csv yet, and has paper_record keep their readout traces
+# (the first test trial: target and output per step) in
+# $results/traces/<name>.csv.
+paper_traces() {
+  local run
+  record_traces=1
+  for run in "$out"/runs/$1/; do
+    run=${run%/}
+    [ -f "$run/summary.json" ] || continue
+    [ -f "$run/plots/output.csv" ] && continue
+    "$bin" -q plot "$run" > /dev/null
+  done
 }
 
 # paper_eval [hetsyn eval args]: evaluates the reported checkpoint of every complete run

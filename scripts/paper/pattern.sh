@@ -6,7 +6,8 @@
 # selected on validation and of the last one, and the normalised distances between
 # repeats (output of repeat 2 vs 1 and 3 vs 2, relative to the target's; App. B).
 # Recorded in docs/results/pattern.csv, MSE curves (Fig. 2D) in
-# docs/results/curves/pattern.csv.
+# docs/results/curves/pattern.csv, and the output traces of seed 0 at 2 Hz (Fig. 2A:
+# target and output of the first test trial) in docs/results/traces/pattern.csv.
 #
 #   scripts/paper/pattern.sh [--full] [--seeds N] [--jobs N] [--threads T] [--out DIR] [--dry-run]
 #
@@ -27,6 +28,7 @@ paper_results task.noise_rate,model.kind,model.layers.0.recurrent \
   test_loss_at_best_validation,last_test_loss,best_test_loss,test_metrics_at_best_validation.distance_2_1,test_metrics_at_best_validation.distance_3_2,last_test_metrics.distance_2_1,last_test_metrics.distance_3_2 \
   train_loss,test_loss
 paper_run
+paper_traces 'noise_rate-2_*_seed-0'
 paper_record
 paper_summarize --by task.noise_rate,model.kind,model.layers.0.recurrent \
   --metrics test_loss_at_best_validation,test_metrics_at_best_validation.distance_2_1,test_metrics_at_best_validation.distance_3_2 \
