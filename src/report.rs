@@ -250,10 +250,19 @@ fn successes(r: &Option<Results>, filter: &[(&str, &str)]) -> String {
 /// The paper's claims, one row each: its statement and number, and the
 /// measured figure computed from the results (the verdicts are in the text).
 fn headline(e: &Experiments) -> String {
-    let header: Vec<String> = ["#", "paper's claim", "paper", "measured (mean ± sd, runs)"].map(String::from).to_vec();
+    let header: Vec<String> =
+        ["#", "paper's claim", "paper", "measured (mean ± sd, runs)", "command", "the experiment's training time (sum of its runs)"]
+            .map(String::from)
+            .to_vec();
     let mut rows: Vec<Vec<String>> = Vec::new();
-    let mut push = |claim: &str, paper: &str, measured: String| {
-        rows.push(vec![(rows.len() + 1).to_string(), claim.to_string(), paper.to_string(), measured]);
+    // the experiment's script and the wall time of all its recorded runs
+    let source = |name: &str, r: &Option<Results>| {
+        let seconds: f64 =
+            r.iter().flat_map(|r| &r.rows).filter_map(|row| row.get("wall_s")?.parse::<f64>().ok()).sum();
+        (format!("`scripts/paper/{name}.sh`"), format!("{:.1} h", seconds / 3600.0))
+    };
+    let mut push = |claim: &str, paper: &str, measured: String, (command, time): (String, String)| {
+        rows.push(vec![(rows.len() + 1).to_string(), claim.to_string(), paper.to_string(), measured, command, time]);
     };
     // pattern: for each topology, at how many noise rates HetSynLIF has the lowest mean MSE
     let lowest = |rec: &str| -> String {
@@ -283,6 +292,7 @@ fn headline(e: &Experiments) -> String {
         "Pattern generation: HetSynLIF has the lowest MSE at every noise level (Fig. 2E/2F)",
         "lowest at 1–4 Hz",
         format!("F: {}; R: {}", lowest("false"), lowest("true")),
+        source("pattern", &e.pattern),
     );
     let distance = |kind: &str| {
         cell(
@@ -302,6 +312,7 @@ fn headline(e: &Experiments) -> String {
             distance("homneualif"),
             distance("homneulif")
         ),
+        source("pattern", &e.pattern),
     );
     push(
         "DMS: recurrent HetSynLIF (100 neurons) solves the task",
@@ -312,6 +323,7 @@ fn headline(e: &Experiments) -> String {
             "test_accuracy_at_best_validation",
             3,
         ),
+        source("dms_neurons", &e.neurons),
     );
     let five = |kind: &str, rec: &str| {
         successes(&e.neurons, &[("model.layers.0.size", "5"), ("model.kind", kind), ("model.layers.0.recurrent", rec)])
@@ -330,6 +342,7 @@ fn headline(e: &Experiments) -> String {
             five("homneulif", "false"),
             five("homneulif", "true")
         ),
+        source("dms_neurons", &e.neurons),
     );
     push(
         "DMS decay masking: with 80 % of the decays frozen HetSynLIF still solves the task (Fig. 3C)",
@@ -349,6 +362,7 @@ fn headline(e: &Experiments) -> String {
                 3
             )
         ),
+        source("dms_decay_masking", &e.masking),
     );
     let a3 = |kind: &str, key: &str, value: &str| {
         let fixed: Vec<(&str, &str)> =
@@ -367,6 +381,7 @@ fn headline(e: &Experiments) -> String {
             a3("hetsynlif", "task.addition_noise_rate", "20"),
             a3("hetsynlif", "task.noise_rate", "20")
         ),
+        source("dms_delay_noise", &e.delay_noise),
     );
     push(
         "DMS: HetSynLIF holds the cue over longer delays than the other models (Fig. A3)",
@@ -378,6 +393,7 @@ fn headline(e: &Experiments) -> String {
             a3("homneualif", "task.delay", "2.5"),
             a3("homneulif", "task.delay", "2.5")
         ),
+        source("dms_delay_noise", &e.delay_noise),
     );
     let change = |rec: &str, mu: &str, group: &str| {
         let Some(r) = &e.tau_init else { return "not run".to_string() };
@@ -410,6 +426,7 @@ fn headline(e: &Experiments) -> String {
             change("true", "0.4", "cue"),
             change("true", "0.4", "noise"),
         ),
+        source("dms_tau_init", &e.tau_init),
     );
     let reset = |rec: &str, column: &str| cell(&e.tau_init, &[("model.layers.0.recurrent", rec)], column, 3);
     push(
@@ -424,6 +441,7 @@ fn headline(e: &Experiments) -> String {
             reset("true", "eval.clean+reset_first_input_to_mean.test_accuracy"),
             reset("true", "eval.clean+reset_first_input_to_mean.reset_fraction"),
         ),
+        source("dms_tau_init", &e.tau_init),
     );
     table(&header, &rows)
 }
