@@ -11,8 +11,9 @@ use rand_chacha::ChaCha8Rng;
 use crate::io::atomic::peak_rss_bytes;
 use crate::model::init::{self, LayerSpec, ModelKind, NetworkSpec, TauInit};
 use crate::model::layer::LayerInput;
-use crate::model::network::{Objective, SampleSource};
-use crate::model::{Dropout, LossKind, Network, RateRegulariser, Surrogate, Target};
+use crate::model::{
+    Dropout, LossKind, Network, Objective, ParamKind, RateRegulariser, SampleSource, Surrogate, Target,
+};
 use crate::train::optim::{Adam, AdamConfig};
 
 /// A network shape of the paper with its task's settings: the defaults of
@@ -186,7 +187,7 @@ pub fn parse_layers(spec: &str) -> Result<(usize, Hidden, usize)> {
 
 /// Synapses of a network (input, recurrent and readout).
 pub fn synapse_count<F: crate::model::Float>(net: &Network<F>) -> usize {
-    net.layers.iter().map(|l| l.size * l.inputs + l.recurrent_weight.as_ref().map_or(0, |u| u.len())).sum()
+    net.params().iter().filter(|(info, _)| info.kind == ParamKind::Weight).map(|(_, w)| w.len()).sum()
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -284,14 +285,13 @@ pub fn run(options: &BenchOptions) -> Result<Vec<BenchResult>> {
             for r in 0..=options.repeats {
                 let start = Instant::now();
                 let dropout = Dropout::Random { p: dropout_p, seed: r as u64 };
-                let (_, grad) = net.loss_and_grad(&samples, options.steps, &objective, dropout, true);
-                let mut grad = grad.expect("gradient requested");
+                let (_, mut grad) = net.loss_and_grad(&samples, options.steps, &objective, dropout);
                 let grads: Vec<&[f32]> = grad.params_mut().into_iter().map(|g| &*g).collect();
                 let lrs = vec![1e-3; grads.len()];
                 adam.step(&mut net.params_mut(), &grads, &lrs);
                 let train = start.elapsed().as_secs_f64();
                 let start = Instant::now();
-                let _ = net.loss_and_grad(&samples, options.steps, &objective, Dropout::None, false);
+                let _ = net.loss(&samples, options.steps, &objective, Dropout::None);
                 let infer = start.elapsed().as_secs_f64();
                 if r > 0 {
                     train_times.push(train);

@@ -19,7 +19,7 @@ use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 use crate::io::atomic::write_atomic;
-use crate::model::{Decays, Network};
+use crate::model::{layer_name, Network, ParamKind, Part, Storage};
 use crate::tasks::{self, Sample, Target};
 use crate::train::evaluate::Trained;
 use crate::train::metrics::read_metrics;
@@ -258,7 +258,9 @@ impl SampleRun {
             .iter()
             .zip(&tape.layers)
             .enumerate()
-            .map(|(l, (layer, lt))| (format!("hidden.{l}"), layer.size, layer.is_recurrent(), lt.spikes.clone()))
+            .map(|(l, (layer, lt))| {
+                (layer_name(l, network.layers().len()), layer.size(), layer.is_recurrent(), lt.spikes.clone())
+            })
             .collect();
         Ok(SampleRun {
             steps,
@@ -767,45 +769,28 @@ struct DecayTensor {
     learned: bool,
 }
 
-/// The decay tensors of `network` in checkpoint order: a HetSyn layer's input
-/// and recurrent synapses apart; one tensor per neuron-level layer (its neurons'
-/// single decay serves input and recurrent synapses alike).
+/// The decay tensors of `network` in checkpoint order ([`Network::state`]): a
+/// HetSyn layer's input and recurrent synapses apart; one tensor per
+/// neuron-level layer (its neurons' single decay serves input and recurrent
+/// synapses alike, so its saved copy is left out).
 fn decay_tensors(network: &Network<f32>) -> Vec<DecayTensor> {
-    let last = network.layers.len() - 1;
-    let mut tensors = Vec::new();
-    for (l, layer) in network.layers.iter().enumerate() {
-        let prefix = if l == last { "readout".to_string() } else { format!("hidden.{l}.input") };
-        match &layer.decays {
-            Decays::Synapse { input, recurrent, .. } => {
-                let kind = if recurrent.is_some() { "input synapses" } else { "synapses" };
-                tensors.push(DecayTensor {
-                    name: format!("{prefix}.decay"),
-                    what: format!("{} {kind}", input.len()),
-                    values: input.clone(),
-                    learned: true,
-                });
-                if let Some(q) = recurrent {
-                    tensors.push(DecayTensor {
-                        name: format!("hidden.{l}.recurrent.decay"),
-                        what: format!("{} recurrent synapses", q.len()),
-                        values: q.clone(),
-                        learned: true,
-                    });
+    let stored = network.state().into_iter();
+    let decays = stored.filter(|s| s.info.kind == ParamKind::Decay && !matches!(s.storage, Storage::Copy(_)));
+    decays
+        .map(|s| {
+            let (layer, n) = (&network.layers()[s.layer], s.data.len());
+            let (what, values) = match (s.storage, s.part, s.info.shape.len()) {
+                (Storage::Fixed, ..) => {
+                    (format!("{} neurons, one decay for all", layer.size()), vec![s.data[0]; layer.size()])
                 }
-            }
-            Decays::Neuron { rho, learnable } => tensors.push(DecayTensor {
-                name: format!("{prefix}.decay"),
-                what: if *learnable {
-                    format!("{} neurons, one decay each", rho.len())
-                } else {
-                    format!("{} neurons, one decay for all", rho.len())
-                },
-                values: rho.clone(),
-                learned: *learnable,
-            }),
-        }
-    }
-    tensors
+                (_, _, 1) => (format!("{n} neurons, one decay each"), s.data.to_vec()),
+                (_, Part::RecurrentDecay, _) => (format!("{n} recurrent synapses"), s.data.to_vec()),
+                _ if layer.is_recurrent() => (format!("{n} input synapses"), s.data.to_vec()),
+                _ => (format!("{n} synapses"), s.data.to_vec()),
+            };
+            DecayTensor { learned: s.learnable(), name: s.info.name, what, values }
+        })
+        .collect()
 }
 
 /// A bar beside the log axis, of time constants the axis does not show.
@@ -1476,7 +1461,8 @@ mod tests {
     #[test]
     fn infinite_and_very_long_taus_are_off_the_axis() {
         let h = histograms("hetsynlif", true, |net| {
-            let Decays::Synapse { input, .. } = &mut net.layers[0].decays else { panic!() };
+            let (name, input) = &mut net.decays_mut()[0];
+            assert_eq!(name, "hidden.0.input.decay");
             input[0] = 1.0;
             input[1] = 1.0;
             input[2] = 0.999_999_9; // τ ≈ 4e4 s at dt = 5 ms: finite, beyond 10 × 350 ms

@@ -134,7 +134,8 @@ fn every_single_bit_flip_is_refused_or_harmless() {
     let want = fingerprint(&reference);
     // the fingerprint sees a change of one bit of a weight, of the step and of the trainer state
     let mut changed = reference.clone();
-    changed.network.layers[0].input_weight[0] = f32::from_bits(changed.network.layers[0].input_weight[0].to_bits() ^ 1);
+    let weight = &mut changed.network.params_mut()[0][0];
+    *weight = f32::from_bits(weight.to_bits() ^ 1);
     assert_ne!(fingerprint(&changed), want);
     let mut changed = reference.clone();
     changed.step += 1;

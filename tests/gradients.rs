@@ -75,10 +75,11 @@
 
 use std::time::Instant;
 
-use hetsyn::model::network::{Objective, Tape};
+use hetsyn::model::network::Tape;
 use hetsyn::model::Target;
 use hetsyn::model::{
-    Activation, Adaptation, Decays, Dropout, Float, Layer, LossKind, Network, RateRegulariser, Spiking, Surrogate,
+    Activation, Adaptation, Decays, Dropout, Float, Layer, LossKind, Network, Objective, Part, RateRegulariser,
+    Spiking, Surrogate,
 };
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -575,30 +576,30 @@ fn ref_loss_and_grad(
 
 fn to_crate<F: Float>(net: &RNet) -> Network<F> {
     let c = |v: &Vec<f64>| v.iter().map(|x| F::of(*x)).collect::<Vec<F>>();
-    Network {
-        dt: net.dt,
-        layers: net
-            .layers
-            .iter()
-            .map(|l| Layer {
-                inputs: l.m,
-                size: l.n,
-                input_weight: c(&l.w),
-                recurrent_weight: l.u.as_ref().map(c),
-                decays: match &l.share {
+    let layers = net
+        .layers
+        .iter()
+        .map(|l| {
+            Layer::new(
+                l.m,
+                l.n,
+                c(&l.w),
+                l.u.as_ref().map(c),
+                match &l.share {
                     Share::Synapse { r, q, kappa } => {
                         Decays::Synapse { input: c(r), recurrent: q.as_ref().map(c), reset: F::of(*kappa) }
                     }
                     Share::Neuron { rho, learnable } => Decays::Neuron { rho: c(rho), learnable: *learnable },
                 },
-                spiking: l.spike.map(|s| Spiking {
+                l.spike.map(|s| Spiking {
                     threshold: F::of(s.theta),
                     activation: s.act.to_crate(),
                     adaptation: s.adapt.map(|(d, a)| Adaptation { decay: F::of(d), strength: F::of(a) }),
                 }),
-            })
-            .collect(),
-    }
+            )
+        })
+        .collect();
+    Network::new(layers, net.dt)
 }
 
 /// The learnable tensors of a reference network (or gradient), named `l{layer}.{w,u,r,q,rho}`.
@@ -629,12 +630,12 @@ fn ref_tensors(net: &RNet) -> Vec<(String, Vec<f64>)> {
 /// The same tensors read from the fields of a crate network (or gradient).
 fn crate_tensors(net: &Network<f64>) -> Vec<(String, Vec<f64>)> {
     let mut out = Vec::new();
-    for (l, layer) in net.layers.iter().enumerate() {
-        out.push((format!("l{l}.w"), layer.input_weight.clone()));
-        if let Some(u) = &layer.recurrent_weight {
-            out.push((format!("l{l}.u"), u.clone()));
+    for (l, layer) in net.layers().iter().enumerate() {
+        out.push((format!("l{l}.w"), layer.input_weight().to_vec()));
+        if let Some(u) = layer.recurrent_weight() {
+            out.push((format!("l{l}.u"), u.to_vec()));
         }
-        match &layer.decays {
+        match layer.decays() {
             Decays::Synapse { input, recurrent, .. } => {
                 out.push((format!("l{l}.r"), input.clone()));
                 if let Some(q) = recurrent {
@@ -651,17 +652,17 @@ fn crate_tensors(net: &Network<f64>) -> Vec<(String, Vec<f64>)> {
     out
 }
 
-fn crate_tensor_mut<'a>(net: &'a mut Network<f64>, name: &str) -> &'a mut Vec<f64> {
+fn crate_tensor_mut<'a>(net: &'a mut Network<f64>, name: &str) -> &'a mut [f64] {
     let (l, field) = name[1..].split_once('.').unwrap();
-    let layer = &mut net.layers[l.parse::<usize>().unwrap()];
-    match (field, &mut layer.decays) {
-        ("w", _) => &mut layer.input_weight,
-        ("u", _) => layer.recurrent_weight.as_mut().unwrap(),
-        ("r", Decays::Synapse { input, .. }) => input,
-        ("q", Decays::Synapse { recurrent, .. }) => recurrent.as_mut().unwrap(),
-        ("rho", Decays::Neuron { rho, .. }) => rho,
+    let part = match field {
+        "w" => Part::InputWeight,
+        "u" => Part::RecurrentWeight,
+        "r" | "rho" => Part::InputDecay,
+        "q" => Part::RecurrentDecay,
         _ => panic!("no tensor {name}"),
-    }
+    };
+    let layer = net.layer_mut(l.parse::<usize>().unwrap());
+    layer.params_mut().into_iter().find(|(p, _)| *p == part).unwrap_or_else(|| panic!("no tensor {name}")).1
 }
 
 // ===================================================================================
@@ -855,9 +856,14 @@ fn problem(kind: Kind, recurrent: &[bool], act: Act, loss: LossKind, variant: Va
     panic!("no active network found for seed {seed}");
 }
 
-fn crate_loss(net: &Network<f64>, p: &Problem, with_grad: bool) -> (f64, Option<Network<f64>>) {
+fn crate_loss(net: &Network<f64>, p: &Problem) -> f64 {
     let samples: Vec<(&[f64], &Target)> = p.samples.iter().map(|(x, t)| (&x[..], t)).collect();
-    let (stats, grad) = net.loss_and_grad(&samples, STEPS, &p.objective, p.dropout(), with_grad);
+    net.loss(&samples, STEPS, &p.objective, p.dropout()).loss
+}
+
+fn crate_loss_and_grad(net: &Network<f64>, p: &Problem) -> (f64, Network<f64>) {
+    let samples: Vec<(&[f64], &Target)> = p.samples.iter().map(|(x, t)| (&x[..], t)).collect();
+    let (stats, grad) = net.loss_and_grad(&samples, STEPS, &p.objective, p.dropout());
     (stats.loss, grad)
 }
 
@@ -999,7 +1005,7 @@ fn reference_matches_fast_path() {
 
                         // loss
                         let samples: Vec<(&[f64], &Target)> = p.samples.iter().map(|(x, t)| (&x[..], t)).collect();
-                        let (stats, grad) = net.loss_and_grad(&samples, STEPS, &p.objective, p.dropout(), true);
+                        let (stats, grad) = net.loss_and_grad(&samples, STEPS, &p.objective, p.dropout());
                         for (what, got, want) in [
                             ("loss", stats.loss, r.loss),
                             ("task loss", stats.task_loss, r.task_loss),
@@ -1016,7 +1022,6 @@ fn reference_matches_fast_path() {
                         }
 
                         // gradients, every entry of every learnable tensor
-                        let grad = grad.expect("gradient requested");
                         let got = crate_tensors(&grad);
                         let want = ref_tensors(&r.grad);
                         for (name, t) in &want {
@@ -1064,13 +1069,13 @@ fn gradients_match_finite_differences() {
                 let tag = format!("{kind:?} rec={recurrent:?} sigmoid {loss:?} seed={seed}");
                 let net = to_crate::<f64>(&p.net);
                 let r = reference(&p);
-                let (l0, grad) = crate_loss(&net, &p, true);
+                let (l0, grad) = crate_loss_and_grad(&net, &p);
                 let e = rel_err(l0, r.loss, 1e-300);
                 worst_loss = worst_loss.max(e);
                 if e > 1e-12 {
                     failures.push(format!("{tag}: loss {l0} vs reference {}", r.loss));
                 }
-                let got = crate_tensors(&grad.unwrap());
+                let got = crate_tensors(&grad);
                 let reference = ref_tensors(&r.grad);
                 // central differences of the crate's loss, every entry of every tensor
                 let mut fd = Vec::new();
@@ -1081,7 +1086,7 @@ fn gradients_match_finite_differences() {
                         let loss_at = |dx: f64| {
                             let mut moved = net.clone();
                             crate_tensor_mut(&mut moved, &name)[k] += dx;
-                            crate_loss(&moved, &p, false).0
+                            crate_loss(&moved, &p)
                         };
                         // fourth-order central difference
                         d[k] =

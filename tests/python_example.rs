@@ -61,7 +61,7 @@ fn python_examples_read_a_checkpoint() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let checkpoint = run_dir.join("checkpoints/best.safetensors");
     let ckpt = hetsyn::io::checkpoint::load(&checkpoint).unwrap();
-    let hetsyn::model::Decays::Synapse { input, .. } = &ckpt.network.layers[0].decays else {
+    let hetsyn::model::Decays::Synapse { input, .. } = ckpt.network.layers()[0].decays() else {
         panic!("a hetsynlif layer has synapse decays")
     };
     let infinite = input.iter().filter(|d| **d >= 1.0).count();

@@ -4,13 +4,19 @@
 //! for per-synapse and per-neuron decays, and the counts are what the readout
 //! emitted.
 
-use hetsyn::model::network::Objective;
 use hetsyn::model::Target;
-use hetsyn::model::{Activation, Decays, Dropout, Layer, LossKind, Network, Spiking};
+use hetsyn::model::{Activation, Decays, Dropout, Layer, LossKind, Network, Objective, Spiking};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-fn layer(rng: &mut ChaCha8Rng, inputs: usize, size: usize, recurrent: bool, per_synapse: bool) -> Layer<f64> {
+fn layer(
+    rng: &mut ChaCha8Rng,
+    inputs: usize,
+    size: usize,
+    recurrent: bool,
+    per_synapse: bool,
+    activation: Activation,
+) -> Layer<f64> {
     let mut v = |n: usize, lo: f64, hi: f64| -> Vec<f64> { (0..n).map(|_| rng.gen_range(lo..hi)).collect() };
     let input_weight = v(size * inputs, -0.6, 1.2);
     let recurrent_weight = recurrent.then(|| v(size * size, -0.4, 0.4));
@@ -23,14 +29,14 @@ fn layer(rng: &mut ChaCha8Rng, inputs: usize, size: usize, recurrent: bool, per_
     } else {
         Decays::Neuron { rho: v(size, 0.4, 0.95), learnable: true }
     };
-    let spiking = Some(Spiking { threshold: 1.0, activation: Activation::Sigmoid { beta: 3.0 }, adaptation: None });
-    Layer { inputs, size, input_weight, recurrent_weight, decays, spiking }
+    let spiking = Some(Spiking { threshold: 1.0, activation, adaptation: None });
+    Layer::new(inputs, size, input_weight, recurrent_weight, decays, spiking)
 }
 
 fn loss(net: &Network<f64>, samples: &[(Vec<f64>, Target)], steps: usize) -> f64 {
     let batch: Vec<(&[f64], &Target)> = samples.iter().map(|(x, t)| (&x[..], t)).collect();
     let objective = Objective { loss: LossKind::SpikeCount, skip_steps: 0, rate_regulariser: None };
-    net.loss_and_grad(&batch, steps, &objective, Dropout::None, false).0.loss
+    net.loss(&batch, steps, &objective, Dropout::None).loss
 }
 
 #[test]
@@ -38,20 +44,20 @@ fn spike_count_gradients_match_finite_differences() {
     for per_synapse in [true, false] {
         let mut rng = ChaCha8Rng::seed_from_u64(if per_synapse { 1 } else { 2 });
         let (inputs, hidden, outputs, steps) = (4, 5, 3, 12);
-        let net = Network {
-            layers: vec![
-                layer(&mut rng, inputs, hidden, true, per_synapse),
-                layer(&mut rng, hidden, outputs, false, per_synapse),
+        let sigmoid = Activation::Sigmoid { beta: 3.0 };
+        let net = Network::new(
+            vec![
+                layer(&mut rng, inputs, hidden, true, per_synapse, sigmoid),
+                layer(&mut rng, hidden, outputs, false, per_synapse, sigmoid),
             ],
-            dt: 1e-3,
-        };
+            1e-3,
+        );
         let samples: Vec<(Vec<f64>, Target)> = (0..2)
             .map(|k| ((0..steps * inputs).map(|_| rng.gen_range(0.0..1.0)).collect(), Target::Class(k % outputs)))
             .collect();
         let batch: Vec<(&[f64], &Target)> = samples.iter().map(|(x, t)| (&x[..], t)).collect();
         let objective = Objective { loss: LossKind::SpikeCount, skip_steps: 0, rate_regulariser: None };
-        let (stats, grad) = net.loss_and_grad(&batch, steps, &objective, Dropout::None, true);
-        let mut grad = grad.unwrap();
+        let (stats, mut grad) = net.loss_and_grad(&batch, steps, &objective, Dropout::None);
         assert!(stats.loss.is_finite());
         let analytic: Vec<Vec<f64>> = grad.params_mut().into_iter().map(|g| g.to_vec()).collect();
         let mut checked = 0;
@@ -80,15 +86,10 @@ fn spike_count_gradients_match_finite_differences() {
 #[test]
 fn the_readout_spikes_and_its_counts_are_the_logits() {
     let mut rng = ChaCha8Rng::seed_from_u64(3);
-    let mut readout = layer(&mut rng, 5, 2, false, true);
-    readout.spiking = Some(Spiking {
-        threshold: 1.0,
-        activation: Activation::Step(hetsyn::model::Surrogate::Triangle),
-        adaptation: None,
-    });
-    let mut hidden = layer(&mut rng, 3, 5, false, true);
-    hidden.spiking = readout.spiking;
-    let net = Network { layers: vec![hidden, readout], dt: 1e-3 };
+    let step = Activation::Step(hetsyn::model::Surrogate::Triangle);
+    let readout = layer(&mut rng, 5, 2, false, true, step);
+    let hidden = layer(&mut rng, 3, 5, false, true, step);
+    let net = Network::new(vec![hidden, readout], 1e-3);
     let steps = 40;
     let x: Vec<f64> = (0..steps * 3).map(|_| 1.0).collect();
     let tape = net.forward(&x, steps, Vec::new());
@@ -98,7 +99,7 @@ fn the_readout_spikes_and_its_counts_are_the_logits() {
     let predicted = if counts[1] > counts[0] { 1 } else { 0 };
     let batch = [(&x[..], &Target::Class(predicted))];
     let objective = Objective { loss: LossKind::SpikeCount, skip_steps: 0, rate_regulariser: None };
-    let (stats, _) = net.loss_and_grad(&batch, steps, &objective, Dropout::None, false);
+    let stats = net.loss(&batch, steps, &objective, Dropout::None);
     assert!(counts.iter().sum::<f64>() > 0.0, "the test needs readout spikes");
     assert_eq!(stats.correct, 1, "prediction is the argmax of the counts {counts:?}");
 }

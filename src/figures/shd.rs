@@ -230,7 +230,7 @@ pub fn record(runs_root: &Path, results: &Path, experiment: &str) -> Result<Reco
                 }
                 let group = synapse_group(&info.name)?;
                 for (stage, decays) in [("before", before), ("after", after)] {
-                    for (k, count) in tau_bins(decays, net.dt).into_iter().enumerate().filter(|(_, c)| *c > 0) {
+                    for (k, count) in tau_bins(decays, net.dt()).into_iter().enumerate().filter(|(_, c)| *c > 0) {
                         let low = k as f64 * TAU_BIN_MS;
                         let high = if low >= TAU_TOP_MS { "inf".to_string() } else { (low + TAU_BIN_MS).to_string() };
                         tau.rows.push(vec![

@@ -13,7 +13,7 @@ use rand_chacha::ChaCha8Rng;
 use super::checksum::Integrity;
 use super::safetensors_file::{read_checked, write_file, NamedTensor};
 use crate::config::Config;
-use crate::model::{init, param_name, Decays, Network, Part};
+use crate::model::{init, param_name, Network, Part};
 use crate::provenance;
 
 pub const FORMAT: &str = "hetsyn-checkpoint/1";
@@ -70,34 +70,12 @@ pub enum Role<'a> {
     Resumable(ResumeData<'a>),
 }
 
-/// The network's tensors with their checkpoint names and shapes: the learnable
-/// ones of [`Network::params`], and for neuron-level decays what is not a
-/// learnable tensor of its own. Fixed decays (HomNeu) are scalars; per-neuron
-/// decays of a recurrent layer are stored under both `input.decay` and
-/// `recurrent.decay` (they are one tensor, model.md §2).
+/// The network's saved tensors ([`Network::state`]) as a checkpoint stores them.
 pub fn network_tensors(net: &Network<f32>) -> Vec<NamedTensor> {
-    let layers = net.layers.len();
-    let mut out = Vec::new();
-    for (l, layer) in net.layers.iter().enumerate() {
-        let tensor = |part: Part, shape: Vec<usize>, data: &[f32]| NamedTensor {
-            name: param_name(l, layers, part),
-            shape,
-            data: data.to_vec(),
-        };
-        for (part, data) in layer.params() {
-            out.push(tensor(part, layer.part_shape(part), data));
-        }
-        if let Decays::Neuron { rho, learnable } = &layer.decays {
-            let (shape, data) = if *learnable { (vec![rho.len()], &rho[..]) } else { (vec![], &rho[..1]) };
-            if !learnable {
-                out.push(tensor(Part::InputDecay, shape.clone(), data));
-            }
-            if layer.is_recurrent() {
-                out.push(tensor(Part::RecurrentDecay, shape, data));
-            }
-        }
-    }
-    out
+    net.state()
+        .into_iter()
+        .map(|stored| NamedTensor { name: stored.info.name, shape: stored.info.shape, data: stored.data.to_vec() })
+        .collect()
 }
 
 /// Writes a checkpoint atomically.
@@ -180,11 +158,13 @@ pub fn load(path: &Path) -> Result<Checkpoint> {
         Ok(t.data)
     };
     // the architecture: inputs and outputs from the outermost weights, the rest from the config
-    let first = by_name
-        .get("hidden.0.input.weight")
-        .ok_or_else(|| anyhow!("{}: tensor `hidden.0.input.weight` is missing", at()))?;
-    let readout =
-        by_name.get("readout.weight").ok_or_else(|| anyhow!("{}: tensor `readout.weight` is missing", at()))?;
+    let layers = config.model.layers.len() + 1;
+    let weight_name = |l: usize| param_name(l, layers, Part::InputWeight);
+    let weight = |l: usize| {
+        let name = weight_name(l);
+        by_name.get(&name).ok_or_else(|| anyhow!("{}: tensor `{name}` is missing", at()))
+    };
+    let (first, readout) = (weight(0)?, weight(layers - 1)?);
     let (inputs, outputs) = match (first.shape.as_slice(), readout.shape.as_slice()) {
         ([_, i], [o, _]) => (*i, *o),
         _ => bail!("{}: weights must be matrices, found shapes {:?} and {:?}", at(), first.shape, readout.shape),
@@ -196,7 +176,7 @@ pub fn load(path: &Path) -> Result<Checkpoint> {
     // that size is allocated
     let mut fan_in = inputs;
     for (l, layer) in config.model.layers.iter().enumerate() {
-        let name = format!("hidden.{l}.input.weight");
+        let name = weight_name(l);
         let shape = by_name.get(&name).map(|t| t.shape.clone());
         if shape.as_deref() != Some(&[layer.size, fan_in][..]) {
             bail!(
@@ -210,48 +190,15 @@ pub fn load(path: &Path) -> Result<Checkpoint> {
     }
     if readout.shape != [outputs, fan_in] {
         bail!(
-            "{}: tensor `readout.weight` has shape {:?}, the stored config needs [{outputs}, {fan_in}]",
+            "{}: tensor `{}` has shape {:?}, the stored config needs [{outputs}, {fan_in}]",
             at(),
+            weight_name(layers - 1),
             readout.shape
         );
     }
     let mut network: Network<f32> =
         init::build(&config.model.network_spec(), inputs, outputs, &mut ChaCha8Rng::seed_from_u64(0));
-    let finite = |name: &str, data: Vec<f32>| -> Result<Vec<f32>> {
-        if data.iter().any(|v| !v.is_finite()) {
-            bail!("{}: tensor `{name}` holds non-finite values", at());
-        }
-        Ok(data)
-    };
-    let layers = network.layers.len();
-    for (l, layer) in network.layers.iter_mut().enumerate() {
-        let shapes: Vec<Vec<usize>> = layer.params().iter().map(|(part, _)| layer.part_shape(*part)).collect();
-        for ((part, values), shape) in layer.params_mut().into_iter().zip(&shapes) {
-            let name = param_name(l, layers, part);
-            values.copy_from_slice(&finite(&name, take(&name, shape, &mut by_name)?)?);
-        }
-        let recurrent = layer.is_recurrent();
-        if let Decays::Neuron { rho, learnable } = &mut layer.decays {
-            let shape = if *learnable { vec![rho.len()] } else { vec![] };
-            if !*learnable {
-                let name = param_name(l, layers, Part::InputDecay);
-                let value = finite(&name, take(&name, &shape, &mut by_name)?)?;
-                rho.fill(value[0]);
-            }
-            if recurrent {
-                let name = param_name(l, layers, Part::RecurrentDecay);
-                let data = take(&name, &shape, &mut by_name)?;
-                let same = if *learnable { *rho == data } else { rho.iter().all(|r| *r == data[0]) };
-                if !same {
-                    bail!(
-                        "{}: tensor `{name}` differs from `{}`; a neuron-level model has one decay per neuron",
-                        at(),
-                        param_name(l, layers, Part::InputDecay)
-                    );
-                }
-            }
-        }
-    }
+    network.load_state(|name| by_name.remove(name).map(|t| (t.shape, t.data))).map_err(|e| anyhow!("{}: {e}", at()))?;
     let mut optimizer = None;
     if let Some(adam_step) = metadata.get("adam_step") {
         let adam_step: u64 = adam_step

@@ -52,14 +52,14 @@ pub struct Spiking<F> {
 /// A layer: hidden (`spiking` is `Some`) or the leaky readout (`None`, output `y^t = V^t`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Layer<F> {
-    pub inputs: usize,
-    pub size: usize,
+    pub(super) inputs: usize,
+    pub(super) size: usize,
     /// `w_ji`, `[size, inputs]`
-    pub input_weight: Vec<F>,
+    pub(super) input_weight: Vec<F>,
     /// `u_jk`, `[size, size]`, recurrent layers only
-    pub recurrent_weight: Option<Vec<F>>,
-    pub decays: Decays<F>,
-    pub spiking: Option<Spiking<F>>,
+    pub(super) recurrent_weight: Option<Vec<F>>,
+    pub(super) decays: Decays<F>,
+    pub(super) spiking: Option<Spiking<F>>,
 }
 
 /// The input of a layer over all steps.
@@ -223,6 +223,63 @@ pub struct LayerTape<F> {
 }
 
 impl<F: Float> Layer<F> {
+    /// A layer of `size` neurons reading `inputs` inputs; panics when a tensor
+    /// does not have the shape its doc comment gives.
+    pub fn new(
+        inputs: usize,
+        size: usize,
+        input_weight: Vec<F>,
+        recurrent_weight: Option<Vec<F>>,
+        decays: Decays<F>,
+        spiking: Option<Spiking<F>>,
+    ) -> Self {
+        assert_eq!(input_weight.len(), size * inputs, "input weights must be [size, inputs]");
+        assert!(
+            recurrent_weight.as_ref().is_none_or(|u| u.len() == size * size),
+            "recurrent weights must be [size, size]"
+        );
+        match &decays {
+            Decays::Synapse { input, recurrent, .. } => {
+                assert_eq!(input.len(), size * inputs, "input decays must be [size, inputs]");
+                assert!(
+                    recurrent.as_ref().is_none_or(|q| q.len() == size * size),
+                    "recurrent decays must be [size, size]"
+                );
+            }
+            Decays::Neuron { rho, .. } => assert_eq!(rho.len(), size, "neuron decays must be [size]"),
+        }
+        Layer { inputs, size, input_weight, recurrent_weight, decays, spiking }
+    }
+
+    /// Inputs per neuron.
+    pub fn inputs(&self) -> usize {
+        self.inputs
+    }
+
+    /// Neurons.
+    pub fn size(&self) -> usize {
+        self.size
+    }
+
+    /// `w_ji`, `[size, inputs]`.
+    pub fn input_weight(&self) -> &[F] {
+        &self.input_weight
+    }
+
+    /// `u_jk`, `[size, size]` (recurrent layers only).
+    pub fn recurrent_weight(&self) -> Option<&[F]> {
+        self.recurrent_weight.as_deref()
+    }
+
+    pub fn decays(&self) -> &Decays<F> {
+        &self.decays
+    }
+
+    /// `None` for the leaky readout.
+    pub fn spiking(&self) -> Option<&Spiking<F>> {
+        self.spiking.as_ref()
+    }
+
     pub fn is_recurrent(&self) -> bool {
         self.recurrent_weight.is_some()
     }

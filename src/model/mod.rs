@@ -7,11 +7,13 @@
 //! - [`kernels`]: the contiguous inner loops over synapses
 //! - [`activation`]: spike function and surrogate derivatives (§1, §5.1)
 //! - [`loss`]: readout losses and the firing-rate regulariser (§3)
-//! - [`network`]: the stack of layers, batch gradients split over samples
-//! - [`params`]: the learnable tensors, their names and the one walk over them
+//! - [`network`]: the stack of layers, one sample's forward pass and reverse sweep
+//! - [`batch`]: a batch's loss, readout figures and gradient, split over samples
+//! - [`params`]: the learnable and saved tensors, their names and the one walk over them
 //! - [`init`]: building a network from its [`init::NetworkSpec`]
 
 pub mod activation;
+pub mod batch;
 pub mod init;
 pub mod kernels;
 pub mod layer;
@@ -20,10 +22,11 @@ pub mod network;
 pub mod params;
 
 pub use activation::{Activation, Surrogate};
+pub use batch::{BatchStats, Dropout, Objective, SampleSource};
 pub use layer::{Adaptation, Decays, Layer, LayerInput, Spiking};
 pub use loss::{LossKind, RateRegulariser, Target};
-pub use network::{BatchStats, Dropout, Network};
-pub use params::{param_name, ParamInfo, ParamKind, Part};
+pub use network::Network;
+pub use params::{layer_name, param_name, ParamInfo, ParamKind, Part, StateError, Storage, Stored};
 
 /// The floating-point type of a network: `f32` for training, `f64` in the
 /// gradient tests.

@@ -1,9 +1,11 @@
-//! The learnable tensors of a network, walked in one place. Every walker
-//! (optimizer steps, gradient sums, clamping, decay masking, checkpoints, time-
-//! constant statistics) goes through [`Network::params`] or
-//! [`Network::params_mut`], which list a layer's tensors through one
-//! [`Parts`] value in the order of [`Parts::into_vec`], and names them with
-//! [`param_name`]. A new kind of parameter is one field of [`Parts`].
+//! The tensors of a network, walked in one place. [`Network::state`] lists
+//! every tensor a checkpoint saves, with its name ([`param_name`]) and how it
+//! holds the layer's numbers ([`Storage`]); [`Network::load_state`] sets them
+//! back. Every walker of the learnable ones (optimizer steps, gradient sums,
+//! clamping, decay masking, time-constant statistics) goes through
+//! [`Network::params`] or [`Network::params_mut`]. All of them list a layer's
+//! tensors through one [`Parts`] value in the order of [`Parts::into_vec`]; a
+//! new kind of parameter is one field of [`Parts`].
 
 use super::layer::{Decays, Layer};
 use super::network::Network;
@@ -61,9 +63,18 @@ pub struct ParamInfo {
 /// for the readout (which has no recurrent part).
 pub fn param_name(l: usize, layers: usize, part: Part) -> String {
     if l + 1 == layers {
-        format!("readout.{}", part.suffix().trim_start_matches("input."))
+        format!("{}.{}", layer_name(l, layers), part.suffix().trim_start_matches("input."))
     } else {
-        format!("hidden.{l}.{}", part.suffix())
+        format!("{}.{}", layer_name(l, layers), part.suffix())
+    }
+}
+
+/// The name of layer `l` of `layers`: `hidden.<l>`, or `readout` for the last.
+pub fn layer_name(l: usize, layers: usize) -> String {
+    if l + 1 == layers {
+        "readout".to_string()
+    } else {
+        format!("hidden.{l}")
     }
 }
 
@@ -87,24 +98,112 @@ impl<T> Parts<T> {
     }
 }
 
+/// How a saved tensor holds a layer's numbers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Storage {
+    /// A learnable tensor of the layer's own.
+    Learnable,
+    /// The layer's one fixed value (HomNeu decays), saved as a scalar.
+    Fixed,
+    /// The numbers of another part, saved again under this part's name: a
+    /// neuron-level layer's one decay per neuron serves its recurrent synapses
+    /// too (model.md §2).
+    Copy(Part),
+}
+
+/// One saved tensor of a network ([`Network::state`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Stored<'a, F> {
+    /// Its layer (the readout is the last).
+    pub layer: usize,
+    pub part: Part,
+    /// Name, kind and saved shape.
+    pub info: ParamInfo,
+    pub storage: Storage,
+    pub data: &'a [F],
+}
+
+impl<F> Stored<'_, F> {
+    /// Whether training changes it (it is one of [`Network::params`]).
+    pub fn learnable(&self) -> bool {
+        self.storage == Storage::Learnable
+    }
+}
+
+/// Why [`Network::load_state`] refused a tensor.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StateError {
+    Missing(String),
+    Shape {
+        name: String,
+        found: Vec<usize>,
+        want: Vec<usize>,
+    },
+    NonFinite(String),
+    /// A [`Storage::Copy`] that differs from its original.
+    Differs {
+        name: String,
+        original: String,
+    },
+}
+
+impl std::fmt::Display for StateError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StateError::Missing(name) => write!(f, "tensor `{name}` is missing (another architecture?)"),
+            StateError::Shape { name, found, want } => {
+                write!(f, "tensor `{name}` has shape {found:?}, but the config's architecture needs {want:?}")
+            }
+            StateError::NonFinite(name) => write!(f, "tensor `{name}` holds non-finite values"),
+            StateError::Differs { name, original } => {
+                write!(f, "tensor `{name}` differs from `{original}`; a neuron-level model has one decay per neuron")
+            }
+        }
+    }
+}
+
+impl std::error::Error for StateError {}
+
 impl<F: Float> Layer<F> {
-    /// The learnable tensors in the order of [`Parts::into_vec`]. Fixed decays
-    /// (HomNeu) are not learnable; HetSyn's recurrent decays exist with the
-    /// recurrent weights only.
-    pub fn params(&self) -> Vec<(Part, &[F])> {
+    /// The saved tensors in the order of [`Parts::into_vec`]. HetSyn's
+    /// recurrent decays exist with the recurrent weights only; a neuron-level
+    /// layer's decays are learnable (HetNeu) or one fixed value (HomNeu), and
+    /// serve its recurrent synapses too.
+    fn stored(&self) -> Vec<(Part, Storage, &[F])> {
+        fn learnable<F>(data: &[F]) -> (Storage, &[F]) {
+            (Storage::Learnable, data)
+        }
         let (input_decay, recurrent_decay) = match &self.decays {
             Decays::Synapse { input, recurrent, .. } => {
-                (Some(&input[..]), recurrent.as_deref().filter(|_| self.recurrent_weight.is_some()))
+                (learnable(input), recurrent.as_deref().filter(|_| self.is_recurrent()).map(learnable))
             }
-            Decays::Neuron { rho, learnable } => (learnable.then_some(&rho[..]), None),
+            Decays::Neuron { rho, learnable: true } => {
+                (learnable(rho), self.is_recurrent().then_some((Storage::Copy(Part::InputDecay), &rho[..])))
+            }
+            Decays::Neuron { rho, learnable: false } => {
+                let fixed = &rho[..1];
+                ((Storage::Fixed, fixed), self.is_recurrent().then_some((Storage::Copy(Part::InputDecay), fixed)))
+            }
         };
         Parts {
-            input_weight: &self.input_weight[..],
-            input_decay,
-            recurrent_weight: self.recurrent_weight.as_deref(),
+            input_weight: learnable(&self.input_weight),
+            input_decay: Some(input_decay),
+            recurrent_weight: self.recurrent_weight.as_deref().map(learnable),
             recurrent_decay,
         }
         .into_vec()
+        .into_iter()
+        .map(|(part, (storage, data))| (part, storage, data))
+        .collect()
+    }
+
+    /// The learnable tensors: those of [`Layer::stored`] that are [`Storage::Learnable`].
+    pub fn params(&self) -> Vec<(Part, &[F])> {
+        self.stored()
+            .into_iter()
+            .filter(|(_, storage, _)| *storage == Storage::Learnable)
+            .map(|(p, _, d)| (p, d))
+            .collect()
     }
 
     /// Mutable views of the tensors of [`Layer::params`], in the same order.
@@ -137,19 +236,74 @@ impl<F: Float> Layer<F> {
 }
 
 impl<F: Float> Network<F> {
-    /// The learnable tensors, layer by layer in the order of [`Layer::params`],
-    /// with their checkpoint names ([`param_name`]).
-    pub fn params(&self) -> Vec<(ParamInfo, &[F])> {
+    /// Every tensor a checkpoint saves, layer by layer in the order of
+    /// [`Parts::into_vec`], with its name ([`param_name`]).
+    pub fn state(&self) -> Vec<Stored<'_, F>> {
         let layers = self.layers.len();
-        let mut out = Vec::new();
+        let mut out: Vec<Stored<'_, F>> = Vec::new();
         for (l, layer) in self.layers.iter().enumerate() {
-            for (part, data) in layer.params() {
-                let info =
-                    ParamInfo { name: param_name(l, layers, part), kind: part.kind(), shape: layer.part_shape(part) };
-                out.push((info, data));
+            let first = out.len();
+            for (part, storage, data) in layer.stored() {
+                let shape = match storage {
+                    Storage::Learnable => layer.part_shape(part),
+                    Storage::Fixed => Vec::new(),
+                    Storage::Copy(of) => out[first..]
+                        .iter()
+                        .find(|s| s.part == of)
+                        .expect("a copy follows its original")
+                        .info
+                        .shape
+                        .clone(),
+                };
+                let info = ParamInfo { name: param_name(l, layers, part), kind: part.kind(), shape };
+                out.push(Stored { layer: l, part, info, storage, data });
             }
         }
         out
+    }
+
+    /// Sets every tensor of [`Network::state`] from `tensor(name)`, its shape
+    /// and values: the shape must be the saved one, the values finite, and a
+    /// [`Storage::Copy`] equal to its original.
+    pub fn load_state(
+        &mut self,
+        mut tensor: impl FnMut(&str) -> Option<(Vec<usize>, Vec<F>)>,
+    ) -> Result<(), StateError> {
+        let layers = self.layers.len();
+        let saved: Vec<(usize, Part, Storage, ParamInfo)> =
+            self.state().into_iter().map(|s| (s.layer, s.part, s.storage, s.info)).collect();
+        for (l, part, storage, ParamInfo { name, shape: want, .. }) in saved {
+            let Some((found, data)) = tensor(&name) else { return Err(StateError::Missing(name)) };
+            if found != want {
+                return Err(StateError::Shape { name, found, want });
+            }
+            let layer = &mut self.layers[l];
+            match storage {
+                Storage::Copy(of) => {
+                    let stored = layer.stored();
+                    let original = stored.iter().find(|(p, _, _)| *p == of).expect("a copy has its original").2;
+                    if original != &data[..] {
+                        return Err(StateError::Differs { name, original: param_name(l, layers, of) });
+                    }
+                }
+                _ if data.iter().any(|v| !v.is_finite()) => return Err(StateError::NonFinite(name)),
+                Storage::Learnable => {
+                    let mut params = layer.params_mut();
+                    let values = &mut params.iter_mut().find(|(p, _)| *p == part).expect("a learnable part").1;
+                    values.copy_from_slice(&data);
+                }
+                Storage::Fixed => match &mut layer.decays {
+                    Decays::Neuron { rho, .. } => rho.fill(data[0]),
+                    Decays::Synapse { .. } => unreachable!("per-synapse decays are learnable"),
+                },
+            }
+        }
+        Ok(())
+    }
+
+    /// The learnable tensors: those of [`Network::state`] that are [`Storage::Learnable`].
+    pub fn params(&self) -> Vec<(ParamInfo, &[F])> {
+        self.state().into_iter().filter(Stored::learnable).map(|s| (s.info, s.data)).collect()
     }
 
     /// Mutable views of the tensors of [`Network::params`], in the same order.
@@ -192,6 +346,10 @@ mod tests {
     use rand::SeedableRng;
 
     fn network(kind: ModelKind) -> Network<f64> {
+        network_seeded(kind, 1)
+    }
+
+    fn network_seeded(kind: ModelKind, seed: u64) -> Network<f64> {
         let tau_init = TauInit::Uniform { low: 0.005, high: 0.05 };
         let spec = NetworkSpec {
             kind,
@@ -211,7 +369,7 @@ mod tests {
             readout_tau_init: tau_init,
             spiking_readout: false,
         };
-        build(&spec, 4, 2, &mut rand_chacha::ChaCha8Rng::seed_from_u64(1))
+        build(&spec, 4, 2, &mut rand_chacha::ChaCha8Rng::seed_from_u64(seed))
     }
 
     #[test]
@@ -269,6 +427,95 @@ mod tests {
         twice.add_assign(&net);
         for ((_, a), (_, b)) in twice.params().into_iter().zip(net.params()) {
             assert!(a.iter().zip(b).all(|(x, y)| *x == 2.0 * y));
+        }
+    }
+
+    /// The saved tensors of a neuron-level network: the learnable ones, a fixed
+    /// decay as a scalar, and a recurrent layer's decays again under
+    /// `recurrent.decay`; they load back into a network of another draw.
+    #[test]
+    fn the_state_lists_every_saved_tensor_and_loads_back() {
+        use Storage::{Copy, Fixed, Learnable};
+        /// Changes a tensor's shape or values; `false`: leaves it out.
+        type Change<'a> = &'a dyn Fn(&str, &mut Vec<usize>, &mut Vec<f64>) -> bool;
+        let copy = Copy(Part::InputDecay);
+        for (kind, want) in [
+            (
+                ModelKind::Hetneulif,
+                &[
+                    ("hidden.0.input.weight", vec![3, 4], Learnable),
+                    ("hidden.0.input.decay", vec![3], Learnable),
+                    ("hidden.0.recurrent.weight", vec![3, 3], Learnable),
+                    ("hidden.0.recurrent.decay", vec![3], copy),
+                    ("hidden.1.input.weight", vec![2, 3], Learnable),
+                    ("hidden.1.input.decay", vec![2], Learnable),
+                    ("readout.weight", vec![2, 2], Learnable),
+                    ("readout.decay", vec![2], Learnable),
+                ][..],
+            ),
+            (
+                ModelKind::Homneualif,
+                &[
+                    ("hidden.0.input.weight", vec![3, 4], Learnable),
+                    ("hidden.0.input.decay", vec![], Fixed),
+                    ("hidden.0.recurrent.weight", vec![3, 3], Learnable),
+                    ("hidden.0.recurrent.decay", vec![], copy),
+                    ("hidden.1.input.weight", vec![2, 3], Learnable),
+                    ("hidden.1.input.decay", vec![], Fixed),
+                    ("readout.weight", vec![2, 2], Learnable),
+                    ("readout.decay", vec![], Fixed),
+                ][..],
+            ),
+        ] {
+            let net = network_seeded(kind, 1);
+            let state = net.state();
+            let listed: Vec<_> =
+                state.iter().map(|s| (s.info.name.as_str(), s.info.shape.clone(), s.storage)).collect();
+            assert_eq!(listed, want, "{kind:?}");
+            let learnable: Vec<String> = state.iter().filter(|s| s.learnable()).map(|s| s.info.name.clone()).collect();
+            let params: Vec<String> = net.params().into_iter().map(|(info, _)| info.name).collect();
+            assert_eq!(learnable, params, "{kind:?}: the learnable ones are the params");
+
+            let saved: Vec<(String, Vec<usize>, Vec<f64>)> =
+                state.iter().map(|s| (s.info.name.clone(), s.info.shape.clone(), s.data.to_vec())).collect();
+            let load = |change: Change<'_>| {
+                let mut other = network_seeded(kind, 2);
+                let result = other.load_state(|name| {
+                    let (_, shape, data) = saved.iter().find(|(n, _, _)| n == name)?;
+                    let (mut shape, mut data) = (shape.clone(), data.clone());
+                    change(name, &mut shape, &mut data).then_some((shape, data))
+                });
+                result.map(|()| other)
+            };
+            assert!(network_seeded(kind, 2) != net);
+            assert_eq!(load(&|_, _, _| true), Ok(net.clone()), "{kind:?}");
+            let error = |name: &str, change: &dyn Fn(&mut Vec<usize>, &mut Vec<f64>) -> bool| {
+                load(&|n, shape, data| n != name || change(shape, data)).unwrap_err()
+            };
+            let name = "hidden.0.recurrent.decay".to_string();
+            let original = "hidden.0.input.decay".to_string();
+            assert_eq!(error(&name, &|_, _| false), StateError::Missing(name.clone()));
+            assert_eq!(
+                error(&name, &|_, d| {
+                    d[0] += 0.01;
+                    true
+                }),
+                StateError::Differs { name: name.clone(), original: original.clone() }
+            );
+            assert!(matches!(
+                error(&original, &|s, _| {
+                    s.push(1);
+                    true
+                }),
+                StateError::Shape { .. }
+            ));
+            assert_eq!(
+                error(&original, &|_, d| {
+                    d[0] = f64::NAN;
+                    true
+                }),
+                StateError::NonFinite(original.clone())
+            );
         }
     }
 }

@@ -15,7 +15,7 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use crate::data::BinnedSample;
-use crate::model::network::SampleSource;
+use crate::model::SampleSource;
 use crate::model::LayerInput;
 use crate::model::LossKind;
 use dms::DmsConfig;

@@ -15,8 +15,7 @@ use crate::config::Config;
 use crate::io::atomic::write_atomic;
 use crate::io::checkpoint::{self, Checkpoint};
 use crate::model::init::TauInit;
-use crate::model::network::Objective;
-use crate::model::{BatchStats, Network, RateRegulariser};
+use crate::model::{BatchStats, Network, Objective, RateRegulariser};
 use crate::tasks::{Perturbation, Sample, Task, TaskKind};
 
 /// Samples evaluated together (bounds memory of evaluation).
@@ -65,7 +64,7 @@ pub fn evaluate_steps(
     let figures = |output: &[f32]| if regression { task.output_metrics(output) } else { Vec::new() };
     let mut per_sample: Vec<Vec<(String, f64)>> = Vec::new();
     for chunk in samples.chunks(EVAL_CHUNK) {
-        let (stats, chunk_figures) = net.evaluate_with(chunk, steps, &objective, &figures);
+        let (stats, chunk_figures) = net.loss_and_outputs(chunk, steps, &objective, &figures);
         loss += stats.loss * stats.samples as f64;
         rate += stats.mean_rate_hz * stats.samples as f64;
         total.samples += stats.samples;

@@ -50,7 +50,7 @@ pub fn tau_stats(net: &Network<f32>, threshold_ms: f64) -> BTreeMap<String, TauS
     net.params()
         .into_iter()
         .filter(|(info, _)| info.kind == ParamKind::Decay)
-        .map(|(info, decays)| (info.name, stats(decays, net.dt, threshold_ms)))
+        .map(|(info, decays)| (info.name, stats(decays, net.dt(), threshold_ms)))
         .collect()
 }
 
@@ -84,15 +84,15 @@ pub fn input_group_tau(
     groups: &[(String, Range<usize>)],
     threshold_ms: f64,
 ) -> BTreeMap<String, GroupTau> {
-    let layer = &net.layers[0];
-    let Decays::Synapse { input, .. } = &layer.decays else {
+    let layer = &net.layers()[0];
+    let Decays::Synapse { input, .. } = layer.decays() else {
         return BTreeMap::new();
     };
     let mut out = BTreeMap::new();
     for (name, channels) in groups {
-        let mut taus: Vec<f64> = (0..layer.size)
-            .flat_map(|j| channels.clone().map(move |i| j * layer.inputs + i))
-            .map(|k| tau_ms(input[k] as f64, net.dt))
+        let mut taus: Vec<f64> = (0..layer.size())
+            .flat_map(|j| channels.clone().map(move |i| j * layer.inputs() + i))
+            .map(|k| tau_ms(input[k] as f64, net.dt()))
             .collect();
         if taus.is_empty() {
             continue;
@@ -100,9 +100,10 @@ pub fn input_group_tau(
         taus.sort_by(|a, b| a.total_cmp(b));
         let finite: Vec<f64> = taus.iter().copied().filter(|t| t.is_finite()).collect();
         let median = taus[taus.len() / 2];
-        let decays: Vec<f64> =
-            (0..layer.size).flat_map(|j| channels.clone().map(move |i| input[j * layer.inputs + i] as f64)).collect();
-        let mean_decay_tau = tau_ms(decays.iter().sum::<f64>() / decays.len() as f64, net.dt);
+        let decays: Vec<f64> = (0..layer.size())
+            .flat_map(|j| channels.clone().map(move |i| input[j * layer.inputs() + i] as f64))
+            .collect();
+        let mean_decay_tau = tau_ms(decays.iter().sum::<f64>() / decays.len() as f64, net.dt());
         out.insert(
             name.clone(),
             GroupTau {
@@ -151,7 +152,7 @@ pub fn reset_long_taus(
     scope: ResetScope,
 ) -> Result<(usize, usize)> {
     let initial = target;
-    let dt = net.dt;
+    let dt = net.dt();
     let infos: Vec<_> = net.params().into_iter().map(|(info, _)| info).collect();
     let initial = initial.params();
     if infos.len() != initial.len() || infos.iter().zip(&initial).any(|(a, b)| *a != b.0) {
@@ -212,12 +213,15 @@ mod tests {
     #[test]
     fn group_statistics_of_input_synapses() {
         let mut n = net("hetsynlif");
-        let Decays::Synapse { input, .. } = &mut n.layers[0].decays else { panic!() };
+        let mut decays = n.decays_mut();
+        let (name, input) = &mut decays[0];
+        assert_eq!(name, "hidden.0.input.decay");
         // channel 0: 100, 200, 300 ms over the 3 neurons; channel 1: 1000 ms and two infinite
         for j in 0..3 {
             set_tau(&mut input[j * 4], 100.0 * (j + 1) as f64);
             input[j * 4 + 1] = if j == 0 { (-1.0f64 / 1000.0).exp() as f32 } else { 1.0 };
         }
+        drop(decays);
         let groups = vec![("a".to_string(), 0..1), ("b".to_string(), 1..2), ("rest".to_string(), 2..4)];
         let g = input_group_tau(&n, &groups, 700.0);
         assert_eq!(g["a"].count, 3);
@@ -239,11 +243,13 @@ mod tests {
         let initial = net("hetsynlif");
         let mut learned = initial.clone();
         learned.params_mut().iter_mut().for_each(|p| p.iter_mut().for_each(|v| *v *= 0.999));
-        let Decays::Synapse { input, recurrent, .. } = &mut learned.layers[0].decays else { panic!() };
-        set_tau(&mut input[5], 800.0);
-        recurrent.as_mut().unwrap()[2] = 1.0;
-        let Decays::Synapse { input: readout, .. } = &mut learned.layers[1].decays else { panic!() };
-        set_tau(&mut readout[0], 701.0);
+        let mut decays = learned.decays_mut();
+        let names: Vec<&str> = decays.iter().map(|(name, _)| name.as_str()).collect();
+        assert_eq!(names, ["hidden.0.input.decay", "hidden.0.recurrent.decay", "readout.decay"]);
+        set_tau(&mut decays[0].1[5], 800.0);
+        decays[1].1[2] = 1.0;
+        set_tau(&mut decays[2].1[0], 701.0);
+        drop(decays);
         let before = learned.clone();
         let mut first_input = learned.clone();
         let (reset, total) = reset_long_taus(&mut learned, &initial, 700.0, ResetScope::All).unwrap();

@@ -28,8 +28,7 @@ use crate::config::{Config, NonFinite, OptimizerKind, ScheduleConfig};
 use crate::io::atomic::write_atomic;
 use crate::io::checkpoint::{self, Checkpoint, ResumeData, Role};
 use crate::logging::sig4;
-use crate::model::network::Objective;
-use crate::model::{init, Dropout, Network, ParamKind};
+use crate::model::{init, Dropout, Network, Objective, ParamKind};
 use crate::tasks::{self, Task, TaskKind};
 
 /// RNG streams of a run, all from `config.seed`.
@@ -476,8 +475,7 @@ impl<'c> Trainer<'c> {
         let steps = self.task.shape().steps;
         let samples = self.task.training().batch(iteration, train.batch_size, &mut self.train_rng);
         let dropout = Dropout::Random { p: config.model.dropout, seed: dropout_seed(config.seed, iteration) };
-        let (stats, grad) = self.net.loss_and_grad(&samples, steps, &self.objective, dropout, true);
-        let mut grad = grad.context("gradient was requested")?;
+        let (stats, mut grad) = self.net.loss_and_grad(&samples, steps, &self.objective, dropout);
         let mut grads: Vec<&mut [f32]> = grad.params_mut();
         self.frozen.zero_gradients(&mut grads);
         let bad_gradient = grads.iter().position(|g| g.iter().any(|v| !v.is_finite()));
