@@ -212,7 +212,7 @@ struct BenchArgs {
 
 #[derive(Args)]
 struct TrainArgs {
-    /// The run's config file (see README: config reference).
+    /// The run's config file (see docs/configuration.md).
     #[arg(long, required_unless_present = "resume")]
     config: Option<PathBuf>,
     /// Continue the run in this directory from its last checkpoint (a run killed
