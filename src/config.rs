@@ -379,9 +379,8 @@ impl Config {
         let flat = |c: &Config| -> Result<std::collections::BTreeMap<String, String>> {
             let mut c = c.clone();
             c.threads = 0;
-            let mut out = std::collections::BTreeMap::new();
-            flatten("", &toml::Value::try_from(&c).context("cannot serialise the config")?, &mut out);
-            Ok(out)
+            let value = toml::Value::try_from(&c).context("cannot serialise the config")?;
+            Ok(flatten_toml(&value).into_iter().map(|(k, v)| (k, v.to_string())).collect())
         };
         let (a, b) = (flat(self)?, flat(other)?);
         let keys: std::collections::BTreeSet<&String> = a.keys().chain(b.keys()).collect();
@@ -552,16 +551,26 @@ fn plain_words(message: &str) -> String {
     text
 }
 
-/// `key = value` leaves of a TOML value, keys dotted (array items by index).
-fn flatten(prefix: &str, value: &toml::Value, out: &mut std::collections::BTreeMap<String, String>) {
-    let join = |k: &str| if prefix.is_empty() { k.to_string() } else { format!("{prefix}.{k}") };
-    match value {
-        toml::Value::Table(t) => t.iter().for_each(|(k, v)| flatten(&join(k), v, out)),
-        toml::Value::Array(a) => a.iter().enumerate().for_each(|(i, v)| flatten(&join(&i.to_string()), v, out)),
-        leaf => {
-            out.insert(prefix.to_string(), leaf.to_string());
+/// The leaves of a TOML value under dotted keys, the one flattening of a
+/// config (`--resume`/`--if-exists` differences, `hetsyn summarize --by`,
+/// `hetsyn record --keys`): tables by key, arrays of tables by index
+/// (`model.layers.0.size`); any other array is one leaf (`task.repeat_starts`).
+pub fn flatten_toml(value: &toml::Value) -> std::collections::BTreeMap<String, toml::Value> {
+    fn walk(prefix: &str, value: &toml::Value, out: &mut std::collections::BTreeMap<String, toml::Value>) {
+        let join = |k: &str| if prefix.is_empty() { k.to_string() } else { format!("{prefix}.{k}") };
+        match value {
+            toml::Value::Table(t) => t.iter().for_each(|(k, v)| walk(&join(k), v, out)),
+            toml::Value::Array(a) if a.iter().all(|v| v.is_table()) => {
+                a.iter().enumerate().for_each(|(i, v)| walk(&join(&i.to_string()), v, out))
+            }
+            leaf => {
+                out.insert(prefix.to_string(), leaf.clone());
+            }
         }
     }
+    let mut out = std::collections::BTreeMap::new();
+    walk("", value, &mut out);
+    out
 }
 
 /// Levenshtein distance (insertions, deletions, substitutions), by characters.

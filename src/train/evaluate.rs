@@ -244,6 +244,9 @@ impl EvalOptions {
     }
 }
 
+/// The prefix of the eval CSV columns that repeat what training logged.
+const LOGGED: &str = "logged_";
+
 /// One row of an eval CSV: a network under one condition.
 #[derive(Debug, Clone, Serialize)]
 pub struct EvalRow {
@@ -264,28 +267,39 @@ pub struct EvalRow {
     pub logged_test_accuracy: Option<f64>,
 }
 
+/// The columns of an eval CSV that name a row rather than give a figure:
+/// `checkpoint, step, condition, samples`, then the figures (`test_loss`,
+/// `test_accuracy`, the task's `test_<name>`, `reset_fraction`), then the
+/// `logged_*` figures training wrote for the checkpoint.
+pub const EVAL_ROW_KEYS: [&str; 4] = ["checkpoint", "step", "condition", "samples"];
+
 impl EvalRow {
-    fn header(&self) -> Vec<String> {
-        let mut header: Vec<String> =
-            ["checkpoint", "step", "condition", "samples", "test_loss", "test_accuracy"].map(String::from).to_vec();
-        header.extend(self.metrics.iter().map(|(name, _)| format!("test_{name}")));
-        header.extend(["reset_fraction", "logged_test_loss", "logged_test_accuracy"].map(String::from));
-        header
+    /// The row's columns, name and cell, in order: the one declaration of the
+    /// eval CSV's header and cells ([`EvalRow::is_figure`] reads them back).
+    fn columns(&self) -> Vec<(String, String)> {
+        let fmt = |v: Option<f64>| v.map(|v| v.to_string()).unwrap_or_default();
+        let [checkpoint, step, condition, samples] = EVAL_ROW_KEYS;
+        let mut columns = vec![
+            (checkpoint.to_string(), self.checkpoint.clone()),
+            (step.to_string(), self.step.to_string()),
+            (condition.to_string(), self.condition.clone()),
+            (samples.to_string(), self.samples.to_string()),
+            ("test_loss".to_string(), self.test_loss.to_string()),
+            ("test_accuracy".to_string(), fmt(self.test_accuracy)),
+        ];
+        columns.extend(self.metrics.iter().map(|(name, v)| (format!("test_{name}"), fmt(*v))));
+        columns.extend([
+            ("reset_fraction".to_string(), fmt(self.reset_fraction)),
+            (LOGGED.to_string() + "test_loss", fmt(self.logged_test_loss)),
+            (LOGGED.to_string() + "test_accuracy", fmt(self.logged_test_accuracy)),
+        ]);
+        columns
     }
 
-    fn cells(&self) -> Vec<String> {
-        let fmt = |v: Option<f64>| v.map(|v| v.to_string()).unwrap_or_default();
-        let mut cells = vec![
-            self.checkpoint.clone(),
-            self.step.to_string(),
-            self.condition.clone(),
-            self.samples.to_string(),
-            self.test_loss.to_string(),
-            fmt(self.test_accuracy),
-        ];
-        cells.extend(self.metrics.iter().map(|(_, v)| fmt(*v)));
-        cells.extend([fmt(self.reset_fraction), fmt(self.logged_test_loss), fmt(self.logged_test_accuracy)]);
-        cells
+    /// Whether an eval CSV column holds a figure of the evaluated network
+    /// (not a key of the row, nor a figure logged at training time).
+    pub fn is_figure(column: &str) -> bool {
+        !EVAL_ROW_KEYS.contains(&column) && !column.starts_with(LOGGED)
     }
 
     /// The line `hetsyn eval` prints for the row.
@@ -318,10 +332,10 @@ impl EvalRow {
 pub fn write_eval_csv(path: &Path, rows: &[EvalRow]) -> Result<()> {
     let mut writer = csv::Writer::from_writer(Vec::new());
     if let Some(first) = rows.first() {
-        writer.write_record(first.header())?;
+        writer.write_record(first.columns().into_iter().map(|(name, _)| name))?;
     }
     for row in rows {
-        writer.write_record(row.cells())?;
+        writer.write_record(row.columns().into_iter().map(|(_, cell)| cell))?;
     }
     write_atomic(path, &writer.into_inner().context("cannot format the CSV")?)
 }

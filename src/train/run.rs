@@ -69,6 +69,9 @@ impl std::ops::Deref for OpenRun {
     }
 }
 
+/// How many levels below a directory [`RunDir::find`] looks for runs.
+pub const SEARCH_DEPTH: usize = 4;
+
 /// The directory of one run.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RunDir {
@@ -98,6 +101,30 @@ impl RunDir {
             }
         }
         bail!("cannot find a free run directory name next to {}", base.display())
+    }
+
+    /// The runs at or below `root` (at most [`SEARCH_DEPTH`] levels down),
+    /// sorted: the directories `is_run` accepts, not looked into further (the
+    /// one scan of `hetsyn summarize`, `record`, `figures` and `verify`).
+    pub fn find(root: &Path, is_run: impl Fn(&RunDir) -> bool) -> Result<Vec<RunDir>> {
+        let mut runs = Vec::new();
+        let mut stack = vec![(root.to_path_buf(), 0)];
+        while let Some((dir, depth)) = stack.pop() {
+            let run = RunDir::at(dir);
+            if is_run(&run) {
+                runs.push(run);
+            } else if depth < SEARCH_DEPTH {
+                let entries = std::fs::read_dir(run.path())
+                    .with_context(|| format!("cannot read directory {}", run.path().display()))?;
+                for entry in entries.flatten() {
+                    if entry.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                        stack.push((entry.path(), depth + 1));
+                    }
+                }
+            }
+        }
+        runs.sort_by(|a, b| a.path.cmp(&b.path));
+        Ok(runs)
     }
 
     pub fn path(&self) -> &Path {
