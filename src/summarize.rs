@@ -25,16 +25,20 @@ const TABLE_METRICS: [&str; 6] = [
     "best_validation_loss",
 ];
 
-/// What the markdown table shows.
-#[derive(Debug, Clone, Default)]
+/// What the markdown table shows (`hetsyn summarize`'s options).
+#[derive(Debug, Clone, Default, clap::Args)]
 pub struct TableOptions {
-    /// Figures (summary.csv columns) of the table; empty: the default set.
+    /// Columns of the table, comma separated (summary.csv column names; default: the test and validation figures).
+    #[arg(long, value_delimiter = ',')]
     pub metrics: Vec<String>,
-    /// Add the fraction of each group's runs whose first figure is >= this.
+    /// Add a column: the fraction of each group's runs whose first table figure is >= this (e.g. 0.9).
+    #[arg(long, value_name = "VALUE")]
     pub success_at: Option<f64>,
-    /// Also draw `summary_lines.{png,svg}`: these figures (empty: the table's
-    /// first) against this `by` key, one line per value of the other `by` keys.
+    /// Also draw summary_lines.{png,svg}: figures against this --by key (numeric), one line per value of the other --by keys.
+    #[arg(long, value_name = "KEY")]
     pub plot_x: Option<String>,
+    /// The figures of that plot, comma separated (default: the first table figure).
+    #[arg(long, value_delimiter = ',', value_name = "FIGURES", requires = "plot_x")]
     pub plot_y: Vec<String>,
 }
 

@@ -137,37 +137,50 @@ pub fn checkpoint_path(path: &Path) -> Result<PathBuf> {
     }
 }
 
-/// What `hetsyn eval` evaluates besides the clean test set.
-#[derive(Debug, Clone, Default)]
+/// What `hetsyn eval` evaluates besides the clean test set (its options, as
+/// the command line takes them).
+#[derive(Debug, Clone, Default, clap::Args)]
 pub struct EvalOptions {
-    /// The task's background noise at these rates, Hz (tasks with noise channels).
+    /// Also evaluate with the task's background noise at these rates (Hz, comma separated); one CSV row each.
+    #[arg(long, value_delimiter = ',')]
     pub noise_rates: Vec<f64>,
-    /// Each input spike deleted with these probabilities (spike-data tasks).
+    /// Spike-data tasks: also evaluate with each input spike deleted with these probabilities; one row each.
+    #[arg(long, value_delimiter = ',')]
     pub delete_prob: Vec<f64>,
-    /// Each empty input bin set with these probabilities (spike-data tasks).
+    /// Spike-data tasks: also evaluate with each empty input bin set with these probabilities; one row each.
+    #[arg(long, value_delimiter = ',')]
     pub add_prob: Vec<f64>,
-    /// Spike times multiplied by these factors before binning.
+    /// Spike-data tasks: also evaluate with spike times multiplied by these factors before binning.
+    #[arg(long, value_delimiter = ',')]
     pub time_warp: Vec<f64>,
-    /// This many factors with `log2(factor) ~ U(-0.5, 0.5)`, and their mean as one more row.
+    /// Spike-data tasks: also evaluate this many time-warp factors with log2(factor) ~ U(-0.5, 0.5) (the paper: 20).
+    #[arg(long, default_value_t = 0)]
     pub time_warp_random: usize,
-    /// Seed of the perturbations and of the random factors.
+    /// Seed of the perturbations and of the random time-warp factors.
+    #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// Also evaluate the network whose learnable decays with tau above
-    /// `output.tau_threshold` are reset to their initial values.
+    /// Also evaluate, for each condition, the network with every learnable decay whose time constant exceeds
+    /// the config's output.tau_threshold reset to its initial value (rebuilt from the config's seed).
+    #[arg(long)]
     pub reset_long_tau: bool,
-    /// Targets of the reset (with `reset_long_tau` or alone; default: initial).
+    /// What the long time constants are reset to (implies the reset; comma separated, one set of rows each):
+    /// `initial` (each decay's own initial value) or `mean` (its tensor's initial mean, the paper's Table 4).
+    #[arg(long, value_delimiter = ',', value_enum)]
     pub reset_to: Vec<ResetTarget>,
-    /// Which decays the reset looks at (with `reset_long_tau` or alone; default: all).
+    /// Which decays the reset looks at (implies the reset; comma separated): `all` learnable decays, or
+    /// `first-input`, the first hidden layer's input synapses (HetSynLIF; the synapses of the paper's Table 4).
+    #[arg(long, value_delimiter = ',', value_enum)]
     pub reset_synapses: Vec<ResetScope>,
 }
 
 /// What a long time constant is reset to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum ResetTarget {
-    /// The decay's own initial value (the network rebuilt from the config's seed).
+    // (plain comments: `hetsyn eval --help` lists the names alone)
+    // The decay's own initial value (the network rebuilt from the config's seed).
     Initial,
-    /// The mean of its tensor's initial distribution, `exp(-dt / mu)` (the
-    /// paper's Table 4: "reset to the initial mean").
+    // The mean of its tensor's initial distribution, `exp(-dt / mu)` (the
+    // paper's Table 4: "reset to the initial mean").
     Mean,
 }
 
