@@ -8,8 +8,8 @@ use anyhow::{bail, Context, Result};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use crate::io::atomic::peak_rss_bytes;
 use crate::config::model_defaults;
+use crate::io::atomic::peak_rss_bytes;
 use crate::model::init::{self, LayerSpec, ModelKind, NetworkSpec, TauInit};
 use crate::model::layer::LayerInput;
 use crate::model::network::{Objective, SampleSource};

@@ -9,8 +9,8 @@ use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 
 use hetsyn::config::Config;
-use hetsyn::logging::ColorChoice;
 use hetsyn::config::ModelKind;
+use hetsyn::logging::ColorChoice;
 use hetsyn::record::RecordOptions;
 use hetsyn::summarize::TableOptions;
 use hetsyn::train::evaluate::{self, EvalOptions};

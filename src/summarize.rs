@@ -11,8 +11,8 @@ use anyhow::{bail, Context, Result};
 
 use crate::io::atomic::write_atomic;
 use crate::plot::{mean_sd, Series};
-use crate::train::run::{RunDir, Saved};
 use crate::train::evaluate::EvalRow;
+use crate::train::run::{RunDir, Saved};
 use crate::train::RunSummary;
 
 /// Figures of the table (those a run has), in this order.

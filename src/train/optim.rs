@@ -283,7 +283,10 @@ mod tests {
         let text = "[model]\nkind = \"homneulif\"\ntau_init = { dist = \"constant\", value = 0.02 }\nlayers = [{ size = 2 }]\n[model.readout]\nloss = \"last\"\n[task]\nkind = \"dms\"\n[train]\noptimizer = \"adamw\"\nbeta1 = 0.8\nweight_decay = 0.01\n";
         let config = crate::config::Config::from_toml(text, &[]).unwrap();
         let adam = AdamConfig::from(&config.train);
-        assert_eq!((adam.beta1, adam.beta2, adam.eps, adam.weight_decay, adam.decoupled), (0.8, 0.999, 1e-8, 0.01, true));
+        assert_eq!(
+            (adam.beta1, adam.beta2, adam.eps, adam.weight_decay, adam.decoupled),
+            (0.8, 0.999, 1e-8, 0.01, true)
+        );
         let config = crate::config::Config::from_toml(&text.replace("adamw", "adam"), &[]).unwrap();
         assert!(!AdamConfig::from(&config.train).decoupled);
     }

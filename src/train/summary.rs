@@ -182,7 +182,10 @@ mod tests {
     fn the_selection_is_described_with_and_without_a_validation_set() {
         let mut s = summary();
         s.describe_selection(256, true, false);
-        assert_eq!((s.selected_on.as_str(), s.selected_checkpoint.as_str()), ("validation_accuracy", "checkpoints/best.safetensors"));
+        assert_eq!(
+            (s.selected_on.as_str(), s.selected_checkpoint.as_str()),
+            ("validation_accuracy", "checkpoints/best.safetensors")
+        );
         assert!(s.selection.contains("256 held-out samples"), "{}", s.selection);
         assert_eq!((s.best_test_selected_on.as_str(), s.best_on_test_checkpoint.as_deref()), ("test_accuracy", None));
         s.describe_selection(0, false, true);
