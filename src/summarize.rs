@@ -368,11 +368,18 @@ mod tests {
         std::fs::create_dir_all(dir.path()).unwrap();
         std::fs::write(dir.config(), format!("seed = {seed}\n[model]\nkind = \"{kind}\"\nlayers = [{{ size = 5 }}]\n"))
             .unwrap();
-        std::fs::write(
-            dir.summary(),
-            format!(r#"{{"test_accuracy_at_best_validation": {accuracy}, "last_test_loss": 0.5, "test_metrics_at_best_validation": {{"distance_2_1": 0.25}}, "tau_last": {{"x": {{"count": 3}}}}}}"#),
-        )
-        .unwrap();
+        let mut summary = RunSummary { name: name.into(), model: kind.into(), seed, ..RunSummary::default() };
+        summary.figures.test_accuracy_at_best_validation = Some(accuracy);
+        summary.figures.last_test_loss = 0.5;
+        summary.figures.test_metrics_at_best_validation.insert("distance_2_1".into(), 0.25);
+        let tau = crate::train::tau_stats::TauStats {
+            count: 3,
+            quantiles_ms: BTreeMap::new(),
+            fraction_above: 0.0,
+            threshold_ms: 700.0,
+        };
+        summary.tau_last.insert("x".into(), tau);
+        std::fs::write(dir.summary(), serde_json::to_string(&summary).unwrap()).unwrap();
     }
 
     #[test]

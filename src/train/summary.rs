@@ -18,7 +18,7 @@ use crate::provenance::Provenance;
 /// (`selected_on = "last"`: the `*_at_best_validation` figures are then the
 /// last ones); test figures of the best-on-test evaluation are reported only
 /// because papers do, and are labelled as such.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct RunSummary {
     pub name: String,
     pub run_dir: String,
@@ -83,22 +83,7 @@ impl RunSummary {
             run_dir: run_dir.display().to_string(),
             model: format!("{:?}", config.model.kind).to_lowercase(),
             seed: config.seed,
-            steps: 0,
-            elapsed_s: 0.0,
-            validation_samples: 0,
-            selected_on: String::new(),
-            selection: String::new(),
-            selected_checkpoint: String::new(),
-            figures: Selection::default(),
-            best_test_selected_on: String::new(),
-            best_on_test_checkpoint: None,
-            epochs: None,
-            iterations_to_95: None,
-            tau_at_best_validation: BTreeMap::new(),
-            tau_last: BTreeMap::new(),
-            input_tau_at_best_validation: BTreeMap::new(),
-            input_tau_last: BTreeMap::new(),
-            provenance: Provenance::default(),
+            ..RunSummary::default()
         }
     }
 }
