@@ -8,6 +8,7 @@ use anyhow::{bail, Context, Result};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
+use crate::config::model_defaults;
 use crate::io::atomic::peak_rss_bytes;
 use crate::model::init::{self, LayerSpec, ModelKind, NetworkSpec, TauInit};
 use crate::model::layer::LayerInput;
@@ -227,14 +228,14 @@ fn preset_model(options: &BenchOptions, layers: Hidden) -> (NetworkSpec, Objecti
     let spec = NetworkSpec {
         kind: options.model,
         dt,
-        threshold: 1.0,
+        threshold: model_defaults::THRESHOLD,
         surrogate,
         tau_reset,
-        adaptation_tau: 0.5,
-        adaptation_strength: 0.01,
-        weight_scale: 1.0,
-        decay_min: 0.0,
-        decay_max: 1.0,
+        adaptation_tau: model_defaults::ADAPTATION_TAU,
+        adaptation_strength: model_defaults::ADAPTATION_STRENGTH,
+        weight_scale: model_defaults::WEIGHT_SCALE,
+        decay_min: model_defaults::DECAY_MIN,
+        decay_max: model_defaults::DECAY_MAX,
         layers: layers.into_iter().map(|(size, recurrent)| LayerSpec { size, recurrent, tau_init }).collect(),
         readout_tau_init: tau_init,
         spiking_readout: loss == LossKind::SpikeCount,

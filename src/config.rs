@@ -100,7 +100,7 @@ pub struct ModelConfig {
     #[serde(default = "default_dt")]
     pub dt: f64,
     /// Firing threshold `theta`.
-    #[serde(default = "one")]
+    #[serde(default = "default_threshold")]
     pub threshold: f64,
     #[serde(default = "default_surrogate")]
     pub surrogate: Surrogate,
@@ -119,12 +119,12 @@ pub struct ModelConfig {
     #[serde(default)]
     pub dropout: f64,
     /// Weights are drawn `N(0, weight_scale^2 / fan_in)`.
-    #[serde(default = "one")]
+    #[serde(default = "default_weight_scale")]
     pub weight_scale: f64,
     /// Learnable decays are clamped to `[decay_min, decay_max]` after every step.
-    #[serde(default)]
+    #[serde(default = "default_decay_min")]
     pub decay_min: f64,
-    #[serde(default = "one")]
+    #[serde(default = "default_decay_max")]
     pub decay_max: f64,
     /// Fraction of each learnable decay tensor frozen at its initial value
     /// (seeded choice, see `train::freeze`); 0 = none.
@@ -164,23 +164,69 @@ impl ModelConfig {
     }
 }
 
-fn default_dt() -> f64 {
-    1e-3
+/// `--model` of `hetsyn bench`: the config's names of the neuron models
+/// (`model.kind`).
+impl clap::ValueEnum for ModelKind {
+    fn value_variants<'a>() -> &'a [Self] {
+        &[ModelKind::Hetsynlif, ModelKind::Hetneulif, ModelKind::Homneulif, ModelKind::Homneualif]
+    }
+
+    fn to_possible_value(&self) -> Option<clap::builder::PossibleValue> {
+        let name = match self {
+            ModelKind::Hetsynlif => "hetsynlif",
+            ModelKind::Hetneulif => "hetneulif",
+            ModelKind::Homneulif => "homneulif",
+            ModelKind::Homneualif => "homneualif",
+        };
+        Some(clap::builder::PossibleValue::new(name))
+    }
 }
-fn one() -> f64 {
-    1.0
+
+/// The defaults of `[model]`'s optional keys, the one place they are spelled:
+/// the config reads them, and `hetsyn bench` builds its networks with them.
+pub mod model_defaults {
+    use crate::model::Surrogate;
+
+    /// Step length, seconds.
+    pub const DT: f64 = 1e-3;
+    pub const THRESHOLD: f64 = 1.0;
+    pub const SURROGATE: Surrogate = Surrogate::MultiGaussian;
+    /// Seconds.
+    pub const TAU_RESET: f64 = 0.02;
+    /// Seconds.
+    pub const ADAPTATION_TAU: f64 = 0.5;
+    pub const ADAPTATION_STRENGTH: f64 = 0.01;
+    pub const WEIGHT_SCALE: f64 = 1.0;
+    pub const DECAY_MIN: f64 = 0.0;
+    pub const DECAY_MAX: f64 = 1.0;
+}
+
+fn default_dt() -> f64 {
+    model_defaults::DT
+}
+fn default_threshold() -> f64 {
+    model_defaults::THRESHOLD
 }
 fn default_surrogate() -> Surrogate {
-    Surrogate::MultiGaussian
+    model_defaults::SURROGATE
 }
 fn default_tau_reset() -> f64 {
-    0.02
+    model_defaults::TAU_RESET
 }
 fn default_adaptation_tau() -> f64 {
-    0.5
+    model_defaults::ADAPTATION_TAU
 }
 fn default_adaptation_strength() -> f64 {
-    0.01
+    model_defaults::ADAPTATION_STRENGTH
+}
+fn default_weight_scale() -> f64 {
+    model_defaults::WEIGHT_SCALE
+}
+fn default_decay_min() -> f64 {
+    model_defaults::DECAY_MIN
+}
+fn default_decay_max() -> f64 {
+    model_defaults::DECAY_MAX
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -379,9 +425,8 @@ impl Config {
         let flat = |c: &Config| -> Result<std::collections::BTreeMap<String, String>> {
             let mut c = c.clone();
             c.threads = 0;
-            let mut out = std::collections::BTreeMap::new();
-            flatten("", &toml::Value::try_from(&c).context("cannot serialise the config")?, &mut out);
-            Ok(out)
+            let value = toml::Value::try_from(&c).context("cannot serialise the config")?;
+            Ok(flatten_toml(&value).into_iter().map(|(k, v)| (k, v.to_string())).collect())
         };
         let (a, b) = (flat(self)?, flat(other)?);
         let keys: std::collections::BTreeSet<&String> = a.keys().chain(b.keys()).collect();
@@ -552,16 +597,26 @@ fn plain_words(message: &str) -> String {
     text
 }
 
-/// `key = value` leaves of a TOML value, keys dotted (array items by index).
-fn flatten(prefix: &str, value: &toml::Value, out: &mut std::collections::BTreeMap<String, String>) {
-    let join = |k: &str| if prefix.is_empty() { k.to_string() } else { format!("{prefix}.{k}") };
-    match value {
-        toml::Value::Table(t) => t.iter().for_each(|(k, v)| flatten(&join(k), v, out)),
-        toml::Value::Array(a) => a.iter().enumerate().for_each(|(i, v)| flatten(&join(&i.to_string()), v, out)),
-        leaf => {
-            out.insert(prefix.to_string(), leaf.to_string());
+/// The leaves of a TOML value under dotted keys, the one flattening of a
+/// config (`--resume`/`--if-exists` differences, `hetsyn summarize --by`,
+/// `hetsyn record --keys`): tables by key, arrays of tables by index
+/// (`model.layers.0.size`); any other array is one leaf (`task.repeat_starts`).
+pub fn flatten_toml(value: &toml::Value) -> std::collections::BTreeMap<String, toml::Value> {
+    fn walk(prefix: &str, value: &toml::Value, out: &mut std::collections::BTreeMap<String, toml::Value>) {
+        let join = |k: &str| if prefix.is_empty() { k.to_string() } else { format!("{prefix}.{k}") };
+        match value {
+            toml::Value::Table(t) => t.iter().for_each(|(k, v)| walk(&join(k), v, out)),
+            toml::Value::Array(a) if a.iter().all(|v| v.is_table()) => {
+                a.iter().enumerate().for_each(|(i, v)| walk(&join(&i.to_string()), v, out))
+            }
+            leaf => {
+                out.insert(prefix.to_string(), leaf.clone());
+            }
         }
     }
+    let mut out = std::collections::BTreeMap::new();
+    walk("", value, &mut out);
+    out
 }
 
 /// Levenshtein distance (insertions, deletions, substitutions), by characters.

@@ -13,6 +13,7 @@ pub mod io;
 pub mod logging;
 pub mod model;
 pub mod plot;
+pub mod process;
 pub mod provenance;
 pub mod record;
 pub mod report;

@@ -9,10 +9,12 @@ use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 
 use hetsyn::config::Config;
+use hetsyn::config::ModelKind;
 use hetsyn::logging::ColorChoice;
-use hetsyn::train::evaluate::{self, EvalOptions, ResetTarget};
+use hetsyn::record::RecordOptions;
+use hetsyn::summarize::TableOptions;
+use hetsyn::train::evaluate::{self, EvalOptions};
 use hetsyn::train::run::{Claim, IfExists, RunDir, Saved};
-use hetsyn::train::tau_stats::ResetScope;
 use hetsyn::train::{self, TrainOptions};
 
 /// Spiking neural networks with heterogeneous, learnable synaptic time constants (HetSyn).
@@ -78,18 +80,8 @@ struct RecordArgs {
     /// The results CSV (created with its header; rows already in it are kept, never rewritten).
     #[arg(long)]
     to: PathBuf,
-    /// The experiment's name: the first column of every row.
-    #[arg(long)]
-    experiment: String,
-    /// Config keys that vary between the runs, comma separated; with the seed they identify a run.
-    #[arg(long, value_delimiter = ',')]
-    keys: Vec<String>,
-    /// summary.json figures to record, comma separated (dotted names as `hetsyn summarize` reads them).
-    #[arg(long, value_delimiter = ',')]
-    figures: Vec<String>,
-    /// metrics.csv columns to record per evaluation as learning curves, comma separated.
-    #[arg(long, value_delimiter = ',', requires = "curves_to")]
-    curves: Vec<String>,
+    #[command(flatten)]
+    options: RecordOptions,
     /// The learning-curve CSV.
     #[arg(long)]
     curves_to: Option<PathBuf>,
@@ -148,18 +140,8 @@ struct SummarizeArgs {
     /// Config keys whose values form the groups, comma separated (e.g. model.kind,model.layers.0.recurrent).
     #[arg(long, value_delimiter = ',')]
     by: Vec<String>,
-    /// Columns of the table, comma separated (summary.csv column names; default: the test and validation figures).
-    #[arg(long, value_delimiter = ',')]
-    metrics: Vec<String>,
-    /// Add a column: the fraction of each group's runs whose first table figure is >= this (e.g. 0.9).
-    #[arg(long, value_name = "VALUE")]
-    success_at: Option<f64>,
-    /// Also draw summary_lines.{png,svg}: figures against this --by key (numeric), one line per value of the other --by keys.
-    #[arg(long, value_name = "KEY")]
-    plot_x: Option<String>,
-    /// The figures of that plot, comma separated (default: the first table figure).
-    #[arg(long, value_delimiter = ',', value_name = "FIGURES", requires = "plot_x")]
-    plot_y: Vec<String>,
+    #[command(flatten)]
+    table: TableOptions,
 }
 
 #[derive(Args)]
@@ -190,8 +172,8 @@ struct BenchArgs {
     #[arg(long)]
     no_shd: bool,
     /// Neuron model.
-    #[arg(long, default_value = "hetsynlif")]
-    model: String,
+    #[arg(long, value_enum, default_value = "hetsynlif", hide_possible_values = true)]
+    model: ModelKind,
     /// Layer sizes, inputs-hidden-...-outputs; `R` marks a recurrent layer (default: the preset's).
     #[arg(long)]
     layers: Option<String>,
@@ -216,7 +198,7 @@ struct BenchArgs {
 
 #[derive(Args)]
 struct TrainArgs {
-    /// The run's config file (see README: config reference).
+    /// The run's config file (see docs/configuration.md).
     #[arg(long, required_unless_present = "resume")]
     config: Option<PathBuf>,
     /// Continue the run in this directory from its last checkpoint (a run killed
@@ -263,48 +245,8 @@ struct EvalArgs {
     /// Where to write the CSV (default: next to the checkpoint, `<name>.eval.csv`).
     #[arg(long)]
     csv: Option<PathBuf>,
-    /// Also evaluate with the task's background noise at these rates (Hz, comma separated); one CSV row each.
-    #[arg(long, value_delimiter = ',')]
-    noise_rates: Vec<f64>,
-    /// Spike-data tasks: also evaluate with each input spike deleted with these probabilities; one row each.
-    #[arg(long, value_delimiter = ',')]
-    delete_prob: Vec<f64>,
-    /// Spike-data tasks: also evaluate with each empty input bin set with these probabilities; one row each.
-    #[arg(long, value_delimiter = ',')]
-    add_prob: Vec<f64>,
-    /// Spike-data tasks: also evaluate with spike times multiplied by these factors before binning.
-    #[arg(long, value_delimiter = ',')]
-    time_warp: Vec<f64>,
-    /// Spike-data tasks: also evaluate this many time-warp factors with log2(factor) ~ U(-0.5, 0.5) (the paper: 20).
-    #[arg(long, default_value_t = 0)]
-    time_warp_random: usize,
-    /// Seed of the perturbations and of the random time-warp factors.
-    #[arg(long, default_value_t = 0)]
-    seed: u64,
-    /// Also evaluate, for each condition, the network with every learnable decay whose time constant exceeds
-    /// the config's output.tau_threshold reset to its initial value (rebuilt from the config's seed).
-    #[arg(long)]
-    reset_long_tau: bool,
-    /// What the long time constants are reset to (implies the reset; comma separated, one set of rows each):
-    /// `initial` (each decay's own initial value) or `mean` (its tensor's initial mean, the paper's Table 4).
-    #[arg(long, value_delimiter = ',', value_enum)]
-    reset_to: Vec<ResetToArg>,
-    /// Which decays the reset looks at (implies the reset; comma separated): `all` learnable decays, or
-    /// `first-input`, the first hidden layer's input synapses (HetSynLIF; the synapses of the paper's Table 4).
-    #[arg(long, value_delimiter = ',', value_enum)]
-    reset_synapses: Vec<ResetSynapsesArg>,
-}
-
-#[derive(Clone, Copy, clap::ValueEnum)]
-enum ResetToArg {
-    Initial,
-    Mean,
-}
-
-#[derive(Clone, Copy, clap::ValueEnum)]
-enum ResetSynapsesArg {
-    All,
-    FirstInput,
+    #[command(flatten)]
+    options: EvalOptions,
 }
 
 fn init_logging(quiet: bool, verbose: u8, color: ColorChoice) {
@@ -315,14 +257,6 @@ fn init_logging(quiet: bool, verbose: u8, color: ColorChoice) {
         _ => tracing::Level::TRACE,
     };
     hetsyn::logging::init(level, color);
-}
-
-fn init_threads(threads: usize) -> Result<()> {
-    rayon::ThreadPoolBuilder::new()
-        .num_threads(threads)
-        .start_handler(|_| hetsyn::model::flush_subnormals_to_zero())
-        .build_global()
-        .context("cannot start the worker threads")
 }
 
 fn run_train(args: TrainArgs, quiet: bool) -> Result<()> {
@@ -358,7 +292,7 @@ fn run_train(args: TrainArgs, quiet: bool) -> Result<()> {
         },
         _ => (resume, None),
     };
-    init_threads(config.threads)?;
+    hetsyn::process::init_threads(config.threads)?;
     train::interrupt::install()?;
     // the bar on a terminal; elsewhere (a file, a pipe, Slurm) one plain line per evaluation
     let progress = !quiet && !args.no_progress && std::io::stderr().is_terminal();
@@ -398,12 +332,7 @@ fn run_plot(args: PlotArgs) -> Result<()> {
 }
 
 fn run_record(args: RecordArgs) -> Result<()> {
-    let options = hetsyn::record::RecordOptions {
-        experiment: args.experiment,
-        keys: args.keys,
-        figures: args.figures,
-        curves: args.curves,
-    };
+    let options = args.options;
     if args.prune {
         let (removed, left) = hetsyn::record::prune_configs(&args.path, &args.to, &options)?;
         println!("{removed} configs already recorded in {} removed, {left} left", args.to.display());
@@ -431,32 +360,8 @@ fn run_report(args: ReportArgs) -> Result<()> {
 }
 
 fn run_eval(args: EvalArgs) -> Result<()> {
-    init_threads(args.threads)?;
-    let options = EvalOptions {
-        noise_rates: args.noise_rates,
-        delete_prob: args.delete_prob,
-        add_prob: args.add_prob,
-        time_warp: args.time_warp,
-        time_warp_random: args.time_warp_random,
-        seed: args.seed,
-        reset_long_tau: args.reset_long_tau,
-        reset_to: args
-            .reset_to
-            .iter()
-            .map(|t| match t {
-                ResetToArg::Initial => ResetTarget::Initial,
-                ResetToArg::Mean => ResetTarget::Mean,
-            })
-            .collect(),
-        reset_synapses: args
-            .reset_synapses
-            .iter()
-            .map(|s| match s {
-                ResetSynapsesArg::All => ResetScope::All,
-                ResetSynapsesArg::FirstInput => ResetScope::FirstInput,
-            })
-            .collect(),
-    };
+    hetsyn::process::init_threads(args.threads)?;
+    let options = args.options;
     options.perturbations()?;
     // before evaluating: a CSV that cannot be written fails now, not after the work
     let checkpoint = evaluate::checkpoint_path(&args.checkpoint)?;
@@ -527,11 +432,8 @@ fn run_grid(args: GridArgs) -> Result<()> {
 }
 
 fn run_bench(args: BenchArgs) -> Result<()> {
-    let model = toml::Value::String(args.model.clone()).try_into().map_err(|_| {
-        anyhow::anyhow!("--model {:?}: expected hetsynlif, hetneulif, homneulif or homneualif", args.model)
-    })?;
     let preset = hetsyn::bench::Preset::parse(&args.preset)?;
-    let defaults = preset.options(model, args.threads, args.repeats, args.seed);
+    let defaults = preset.options(args.model, args.threads, args.repeats, args.seed);
     let options = hetsyn::bench::BenchOptions {
         layers: args.layers.unwrap_or(defaults.layers.clone()),
         batch: args.batch.unwrap_or(defaults.batch),
@@ -546,43 +448,17 @@ fn run_bench(args: BenchArgs) -> Result<()> {
     }
 }
 
-/// Lets glibc keep freed blocks of up to 4 MiB for reuse instead of unmapping
-/// them (by default it maps every block above 128 KiB afresh and trims the
-/// heap's top). A training step allocates per-sample buffers of 100 KiB–1 MiB
-/// (tapes, chunk gradients, dropout words) and frees them again, and each fresh
-/// mapping costs zeroed pages: `hetsyn bench --threads 2` took 24,000–44,000
-/// page faults and 3–5 % of its CPU time in the kernel, with this about 4,100
-/// faults and under 1 %. Peak memory is the same (measured for every model); larger
-/// blocks (data sets) are still returned to the system.
-fn keep_freed_buffers() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt takes two integers and only changes allocator parameters
-    // (it returns 0 when it refuses, which leaves the defaults).
-    unsafe {
-        libc::mallopt(libc::M_MMAP_THRESHOLD, 4 << 20);
-        libc::mallopt(libc::M_TRIM_THRESHOLD, 8 << 20);
-    }
-}
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.quiet, cli.verbose, cli.color);
-    // this thread's, and every worker thread's (see init_threads)
-    hetsyn::model::flush_subnormals_to_zero();
-    keep_freed_buffers();
+    hetsyn::process::tune();
     let result = match cli.command {
         Command::Train(args) => run_train(args, cli.quiet),
         Command::Eval(args) => run_eval(args),
         Command::Bench(args) => run_bench(args),
         Command::Grid(args) => run_grid(args),
         Command::Summarize(args) => {
-            let table = hetsyn::summarize::TableOptions {
-                metrics: args.metrics,
-                success_at: args.success_at,
-                plot_x: args.plot_x,
-                plot_y: args.plot_y,
-            };
-            hetsyn::summarize::summarize(&args.results, &args.by, &table).map(|md| print!("{md}"))
+            hetsyn::summarize::summarize(&args.results, &args.by, &args.table).map(|md| print!("{md}"))
         }
         Command::Plot(args) => run_plot(args),
         Command::Verify(args) => run_verify(args),

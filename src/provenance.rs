@@ -2,6 +2,48 @@
 //! from, the command line and the host, recorded in `summary.json`, checkpoint
 //! metadata and `train.log`.
 
+use serde::{Deserialize, Serialize};
+
+/// Where a result comes from, as `summary.json` and checkpoint metadata record
+/// it (the same keys in both): [`Provenance::current`] is this process's.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Provenance {
+    /// hetsyn's version.
+    #[serde(default)]
+    pub hetsyn_version: String,
+    /// The git commit hetsyn was built from ("unknown" outside a checkout).
+    #[serde(default)]
+    pub git_commit: String,
+    /// The command line of the process.
+    #[serde(default)]
+    pub command_line: String,
+    /// The machine it ran on.
+    #[serde(default)]
+    pub host: String,
+}
+
+impl Provenance {
+    /// The provenance of this process.
+    pub fn current() -> Provenance {
+        Provenance {
+            hetsyn_version: VERSION.to_string(),
+            git_commit: GIT_COMMIT.to_string(),
+            command_line: command_line(),
+            host: host(),
+        }
+    }
+
+    /// The (key, value) pairs, named as in `summary.json`.
+    pub fn entries(self) -> [(&'static str, String); 4] {
+        [
+            ("hetsyn_version", self.hetsyn_version),
+            ("git_commit", self.git_commit),
+            ("command_line", self.command_line),
+            ("host", self.host),
+        ]
+    }
+}
+
 /// The version of hetsyn (Cargo.toml).
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 

@@ -16,16 +16,20 @@ use crate::io::atomic::write_atomic;
 use crate::summarize::{collect, compare_keys, flat_config, Run};
 use crate::train::metrics::read_metrics;
 
-/// What [`record`] writes.
-#[derive(Debug, Clone, Default)]
+/// What [`record`] writes (`hetsyn record`'s options).
+#[derive(Debug, Clone, Default, clap::Args)]
 pub struct RecordOptions {
-    /// The experiment's name (the first column).
+    /// The experiment's name: the first column of every row.
+    #[arg(long)]
     pub experiment: String,
-    /// Config keys that vary between the runs (dotted, as in `--vary`).
+    /// Config keys that vary between the runs, comma separated; with the seed they identify a run.
+    #[arg(long, value_delimiter = ',')]
     pub keys: Vec<String>,
-    /// summary.json figures (dotted; `eval.<condition>.<column>` from the eval CSV).
+    /// summary.json figures to record, comma separated (dotted names as `hetsyn summarize` reads them).
+    #[arg(long, value_delimiter = ',')]
     pub figures: Vec<String>,
-    /// metrics.csv columns to keep per evaluation as learning curves.
+    /// metrics.csv columns to record per evaluation as learning curves, comma separated.
+    #[arg(long, value_delimiter = ',', requires = "curves_to")]
     pub curves: Vec<String>,
 }
 

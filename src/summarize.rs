@@ -11,7 +11,9 @@ use anyhow::{bail, Context, Result};
 
 use crate::io::atomic::write_atomic;
 use crate::plot::{mean_sd, Series};
+use crate::train::evaluate::EvalRow;
 use crate::train::run::{RunDir, Saved};
+use crate::train::RunSummary;
 
 /// Figures of the table (those a run has), in this order.
 const TABLE_METRICS: [&str; 6] = [
@@ -23,16 +25,20 @@ const TABLE_METRICS: [&str; 6] = [
     "best_validation_loss",
 ];
 
-/// What the markdown table shows.
-#[derive(Debug, Clone, Default)]
+/// What the markdown table shows (`hetsyn summarize`'s options).
+#[derive(Debug, Clone, Default, clap::Args)]
 pub struct TableOptions {
-    /// Figures (summary.csv columns) of the table; empty: the default set.
+    /// Columns of the table, comma separated (summary.csv column names; default: the test and validation figures).
+    #[arg(long, value_delimiter = ',')]
     pub metrics: Vec<String>,
-    /// Add the fraction of each group's runs whose first figure is >= this.
+    /// Add a column: the fraction of each group's runs whose first table figure is >= this (e.g. 0.9).
+    #[arg(long, value_name = "VALUE")]
     pub success_at: Option<f64>,
-    /// Also draw `summary_lines.{png,svg}`: these figures (empty: the table's
-    /// first) against this `by` key, one line per value of the other `by` keys.
+    /// Also draw summary_lines.{png,svg}: figures against this --by key (numeric), one line per value of the other --by keys.
+    #[arg(long, value_name = "KEY")]
     pub plot_x: Option<String>,
+    /// The figures of that plot, comma separated (default: the first table figure).
+    #[arg(long, value_delimiter = ',', value_name = "FIGURES", requires = "plot_x")]
     pub plot_y: Vec<String>,
 }
 
@@ -47,7 +53,7 @@ fn eval_figures(path: &Path, out: &mut BTreeMap<String, f64>) -> Result<()> {
     for record in reader.records() {
         let record = record.with_context(|| format!("{} is not valid CSV", path.display()))?;
         for (column, value) in headers.iter().zip(record.iter()) {
-            if matches!(column, "checkpoint" | "step" | "condition" | "samples") || column.starts_with("logged_") {
+            if !EvalRow::is_figure(column) {
                 continue;
             }
             if let Ok(v) = value.parse::<f64>() {
@@ -76,30 +82,19 @@ pub struct Run {
 /// (the keys a run directory's config.toml gives [`Run::config`]).
 pub fn flat_config(config: &crate::config::Config) -> Result<BTreeMap<String, String>> {
     let table: toml::Table = config.to_toml()?.parse().context("cannot read the resolved config back")?;
-    let mut out = BTreeMap::new();
-    flatten_toml("", &toml::Value::Table(table), &mut out);
-    Ok(out)
+    Ok(config_keys(table))
 }
 
-fn flatten_toml(prefix: &str, value: &toml::Value, out: &mut BTreeMap<String, String>) {
-    match value {
-        toml::Value::Table(t) => {
-            for (k, v) in t {
-                flatten_toml(&if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") }, v, out);
-            }
-        }
-        toml::Value::Array(a) if a.iter().all(|v| v.is_table()) => {
-            for (i, v) in a.iter().enumerate() {
-                flatten_toml(&format!("{prefix}.{i}"), v, out);
-            }
-        }
-        toml::Value::String(s) => {
-            out.insert(prefix.to_string(), s.clone());
-        }
-        other => {
-            out.insert(prefix.to_string(), other.to_string());
-        }
-    }
+/// The dotted keys of a config table ([`crate::config::flatten_toml`]), strings
+/// as their text.
+fn config_keys(table: toml::Table) -> BTreeMap<String, String> {
+    crate::config::flatten_toml(&toml::Value::Table(table))
+        .into_iter()
+        .map(|(k, v)| match v {
+            toml::Value::String(s) => (k, s),
+            other => (k, other.to_string()),
+        })
+        .collect()
 }
 
 fn flatten_json(prefix: &str, value: &serde_json::Value, out: &mut BTreeMap<String, f64>) {
@@ -120,49 +115,36 @@ fn flatten_json(prefix: &str, value: &serde_json::Value, out: &mut BTreeMap<Stri
 
 /// Every run below `root` (directories holding both `summary.json` and `config.toml`).
 pub fn collect(root: &Path) -> Result<Vec<Run>> {
-    let mut runs = Vec::new();
-    let mut stack = vec![(root.to_path_buf(), 0)];
-    while let Some((dir, depth)) = stack.pop() {
-        let run_dir = RunDir::at(&dir);
-        let (summary, config) = (run_dir.summary(), run_dir.config());
-        if run_dir.is_finished() {
-            let text = std::fs::read_to_string(&config).with_context(|| format!("cannot read {}", config.display()))?;
-            let table: toml::Table = text.parse().with_context(|| format!("{} is not valid TOML", config.display()))?;
-            let json: serde_json::Value = serde_json::from_str(
-                &std::fs::read_to_string(&summary).with_context(|| format!("cannot read {}", summary.display()))?,
-            )
-            .with_context(|| format!("{} is not valid JSON", summary.display()))?;
-            let selected_on = json.get("selected_on").and_then(|v| v.as_str()).map(String::from);
-            let git_commit = json.get("git_commit").and_then(|v| v.as_str()).map(String::from);
-            let mut run = Run {
-                dir: dir.clone(),
-                config: BTreeMap::new(),
-                figures: BTreeMap::new(),
-                selected_on,
-                eval_csv: None,
-                git_commit,
-            };
-            flatten_toml("", &toml::Value::Table(table), &mut run.config);
-            flatten_json("", &json, &mut run.figures);
-            if let Some(eval) = run_dir.reported_eval_csv() {
-                eval_figures(&eval, &mut run.figures)?;
-                run.eval_csv = eval.strip_prefix(&dir).ok().map(|p| p.display().to_string());
-            }
-            runs.push(run);
-            continue;
-        }
-        if depth < 4 {
-            let entries =
-                std::fs::read_dir(&dir).with_context(|| format!("cannot read directory {}", dir.display()))?;
-            for entry in entries.flatten() {
-                if entry.file_type().map(|t| t.is_dir()).unwrap_or(false) {
-                    stack.push((entry.path(), depth + 1));
-                }
-            }
-        }
+    RunDir::find(root, RunDir::is_finished)?.iter().map(read_run).collect()
+}
+
+/// A finished run's config keys and figures: summary.json read as a
+/// [`RunSummary`], its numbers under dotted keys (`test_metrics_at_best_validation.distance_2_1`,
+/// `input_tau_last.cue.mean_ms`; the `tau_*` statistics left out), and the
+/// figures of its reported checkpoint's eval CSV.
+fn read_run(run_dir: &RunDir) -> Result<Run> {
+    let (summary, config) = (run_dir.summary(), run_dir.config());
+    let text = std::fs::read_to_string(&config).with_context(|| format!("cannot read {}", config.display()))?;
+    let table: toml::Table = text.parse().with_context(|| format!("{} is not valid TOML", config.display()))?;
+    let text = std::fs::read_to_string(&summary).with_context(|| format!("cannot read {}", summary.display()))?;
+    let typed: RunSummary =
+        serde_json::from_str(&text).with_context(|| format!("{} is not a valid summary", summary.display()))?;
+    let mut figures = BTreeMap::new();
+    flatten_json("", &serde_json::to_value(&typed)?, &mut figures);
+    let dir = run_dir.path().to_path_buf();
+    let mut eval_csv = None;
+    if let Some(eval) = run_dir.reported_eval_csv() {
+        eval_figures(&eval, &mut figures)?;
+        eval_csv = eval.strip_prefix(&dir).ok().map(|p| p.display().to_string());
     }
-    runs.sort_by(|a, b| a.dir.cmp(&b.dir));
-    Ok(runs)
+    Ok(Run {
+        dir,
+        config: config_keys(table),
+        figures,
+        selected_on: Some(typed.selected_on),
+        eval_csv,
+        git_commit: Some(typed.provenance.git_commit),
+    })
 }
 
 /// Group keys in order: numbers by value (`5 < 20 < 100`), other values as text.
@@ -386,11 +368,18 @@ mod tests {
         std::fs::create_dir_all(dir.path()).unwrap();
         std::fs::write(dir.config(), format!("seed = {seed}\n[model]\nkind = \"{kind}\"\nlayers = [{{ size = 5 }}]\n"))
             .unwrap();
-        std::fs::write(
-            dir.summary(),
-            format!(r#"{{"test_accuracy_at_best_validation": {accuracy}, "last_test_loss": 0.5, "test_metrics_at_best_validation": {{"distance_2_1": 0.25}}, "tau_last": {{"x": {{"count": 3}}}}}}"#),
-        )
-        .unwrap();
+        let mut summary = RunSummary { name: name.into(), model: kind.into(), seed, ..RunSummary::default() };
+        summary.figures.test_accuracy_at_best_validation = Some(accuracy);
+        summary.figures.last_test_loss = 0.5;
+        summary.figures.test_metrics_at_best_validation.insert("distance_2_1".into(), 0.25);
+        let tau = crate::train::tau_stats::TauStats {
+            count: 3,
+            quantiles_ms: BTreeMap::new(),
+            fraction_above: 0.0,
+            threshold_ms: 700.0,
+        };
+        summary.tau_last.insert("x".into(), tau);
+        std::fs::write(dir.summary(), serde_json::to_string(&summary).unwrap()).unwrap();
     }
 
     #[test]

@@ -11,9 +11,6 @@ use crate::io::checksum::Integrity;
 use crate::train::metrics::{read_metrics, MetricsRow};
 use crate::train::run::RunDir;
 
-/// Run directories are searched this many levels below the given directory.
-const MAX_DEPTH: usize = 4;
-
 /// The verdict on one file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
@@ -67,23 +64,7 @@ pub fn verify(path: &Path) -> Result<Vec<FileCheck>> {
 
 /// `dir` if it holds `checkpoints/`, else the run directories below it, sorted.
 fn run_dirs(dir: &Path) -> Result<Vec<PathBuf>> {
-    let mut runs = Vec::new();
-    let mut stack = vec![(dir.to_path_buf(), 0)];
-    while let Some((dir, depth)) = stack.pop() {
-        if RunDir::at(&dir).has_checkpoints() {
-            runs.push(dir);
-        } else if depth < MAX_DEPTH {
-            let entries =
-                std::fs::read_dir(&dir).with_context(|| format!("cannot read directory {}", dir.display()))?;
-            for entry in entries.flatten() {
-                if entry.file_type().map(|t| t.is_dir()).unwrap_or(false) {
-                    stack.push((entry.path(), depth + 1));
-                }
-            }
-        }
-    }
-    runs.sort();
-    Ok(runs)
+    Ok(RunDir::find(dir, RunDir::has_checkpoints)?.into_iter().map(|run| run.path().to_path_buf()).collect())
 }
 
 /// The checks of one run directory: `metrics.csv`, then each checkpoint.

@@ -1,4 +1,4 @@
-//! The README's Python example (and the snippet in docs/checkpoint.md) run on a
+//! The Python example of docs/checkpoint.md ("Loading in Python") runs on a
 //! fresh checkpoint, when a Python with numpy and safetensors is there
 //! (`HETSYN_PYTHON`, else `python3`); skipped, saying so, otherwise.
 
@@ -68,15 +68,14 @@ fn python_examples_read_a_checkpoint() {
     assert!(infinite > 0, "the examples are to meet tau = infinity");
 
     let path = checkpoint.to_str().unwrap();
-    let readme = python_block("README.md", "### Reading a checkpoint in Python").replace(EXAMPLE_PATH, path);
-    let printed = run(&python, &readme);
+    let example = python_block("docs/checkpoint.md", "## Loading in Python").replace(EXAMPLE_PATH, path);
+    let printed = run(&python, &example);
     let want = format!("weights (20, 30): {infinite} synapses with tau = inf, median of the finite tau ");
     assert!(printed.starts_with(&want) && printed.trim_end().ends_with(" ms"), "{printed:?}, want {want:?}…");
-
-    // the snippet in docs/checkpoint.md: +inf where decay is 1, never -inf or NaN
-    let docs = python_block("docs/checkpoint.md", "## Loading in Python").replace(EXAMPLE_PATH, path);
+    // +inf where decay is 1, never -inf or NaN
     let check = format!(
-        "{docs}\nassert not np.isnan(tau).any() and not np.isneginf(tau).any()\nprint(int(np.isposinf(tau).sum()))"
+        "{example}\nassert not np.isnan(tau).any() and not np.isneginf(tau).any()\nprint(int(np.isposinf(tau).sum()))"
     );
-    assert_eq!(run(&python, &check).trim(), infinite.to_string());
+    let printed = run(&python, &check);
+    assert_eq!(printed.lines().last().unwrap().trim(), infinite.to_string(), "{printed:?}");
 }

@@ -95,10 +95,7 @@ pub fn save(
     metadata.insert("step".to_string(), step.to_string());
     metadata.insert("epoch".to_string(), epoch.to_string());
     metadata.insert("metrics".to_string(), metrics.to_string());
-    metadata.insert("hetsyn_version".to_string(), provenance::VERSION.to_string());
-    metadata.insert("git_commit".to_string(), provenance::GIT_COMMIT.to_string());
-    metadata.insert("command_line".to_string(), provenance::command_line());
-    metadata.insert("host".to_string(), provenance::host());
+    metadata.extend(provenance::Provenance::current().entries().map(|(key, value)| (key.to_string(), value)));
     if let Role::Selected(figure) = role {
         metadata.insert("selected_on".to_string(), figure.to_string());
     }

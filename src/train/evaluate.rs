@@ -136,37 +136,50 @@ pub fn checkpoint_path(path: &Path) -> Result<PathBuf> {
     }
 }
 
-/// What `hetsyn eval` evaluates besides the clean test set.
-#[derive(Debug, Clone, Default)]
+/// What `hetsyn eval` evaluates besides the clean test set (its options, as
+/// the command line takes them).
+#[derive(Debug, Clone, Default, clap::Args)]
 pub struct EvalOptions {
-    /// The task's background noise at these rates, Hz (tasks with noise channels).
+    /// Also evaluate with the task's background noise at these rates (Hz, comma separated); one CSV row each.
+    #[arg(long, value_delimiter = ',')]
     pub noise_rates: Vec<f64>,
-    /// Each input spike deleted with these probabilities (spike-data tasks).
+    /// Spike-data tasks: also evaluate with each input spike deleted with these probabilities; one row each.
+    #[arg(long, value_delimiter = ',')]
     pub delete_prob: Vec<f64>,
-    /// Each empty input bin set with these probabilities (spike-data tasks).
+    /// Spike-data tasks: also evaluate with each empty input bin set with these probabilities; one row each.
+    #[arg(long, value_delimiter = ',')]
     pub add_prob: Vec<f64>,
-    /// Spike times multiplied by these factors before binning.
+    /// Spike-data tasks: also evaluate with spike times multiplied by these factors before binning.
+    #[arg(long, value_delimiter = ',')]
     pub time_warp: Vec<f64>,
-    /// This many factors with `log2(factor) ~ U(-0.5, 0.5)`, and their mean as one more row.
+    /// Spike-data tasks: also evaluate this many time-warp factors with log2(factor) ~ U(-0.5, 0.5) (the paper: 20).
+    #[arg(long, default_value_t = 0)]
     pub time_warp_random: usize,
-    /// Seed of the perturbations and of the random factors.
+    /// Seed of the perturbations and of the random time-warp factors.
+    #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// Also evaluate the network whose learnable decays with tau above
-    /// `output.tau_threshold` are reset to their initial values.
+    /// Also evaluate, for each condition, the network with every learnable decay whose time constant exceeds
+    /// the config's output.tau_threshold reset to its initial value (rebuilt from the config's seed).
+    #[arg(long)]
     pub reset_long_tau: bool,
-    /// Targets of the reset (with `reset_long_tau` or alone; default: initial).
+    /// What the long time constants are reset to (implies the reset; comma separated, one set of rows each):
+    /// `initial` (each decay's own initial value) or `mean` (its tensor's initial mean, the paper's Table 4).
+    #[arg(long, value_delimiter = ',', value_enum)]
     pub reset_to: Vec<ResetTarget>,
-    /// Which decays the reset looks at (with `reset_long_tau` or alone; default: all).
+    /// Which decays the reset looks at (implies the reset; comma separated): `all` learnable decays, or
+    /// `first-input`, the first hidden layer's input synapses (HetSynLIF; the synapses of the paper's Table 4).
+    #[arg(long, value_delimiter = ',', value_enum)]
     pub reset_synapses: Vec<ResetScope>,
 }
 
 /// What a long time constant is reset to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum ResetTarget {
-    /// The decay's own initial value (the network rebuilt from the config's seed).
+    // (plain comments: `hetsyn eval --help` lists the names alone)
+    // The decay's own initial value (the network rebuilt from the config's seed).
     Initial,
-    /// The mean of its tensor's initial distribution, `exp(-dt / mu)` (the
-    /// paper's Table 4: "reset to the initial mean").
+    // The mean of its tensor's initial distribution, `exp(-dt / mu)` (the
+    // paper's Table 4: "reset to the initial mean").
     Mean,
 }
 
@@ -243,6 +256,9 @@ impl EvalOptions {
     }
 }
 
+/// The prefix of the eval CSV columns that repeat what training logged.
+const LOGGED: &str = "logged_";
+
 /// One row of an eval CSV: a network under one condition.
 #[derive(Debug, Clone, Serialize)]
 pub struct EvalRow {
@@ -263,28 +279,39 @@ pub struct EvalRow {
     pub logged_test_accuracy: Option<f64>,
 }
 
+/// The columns of an eval CSV that name a row rather than give a figure:
+/// `checkpoint, step, condition, samples`, then the figures (`test_loss`,
+/// `test_accuracy`, the task's `test_<name>`, `reset_fraction`), then the
+/// `logged_*` figures training wrote for the checkpoint.
+pub const EVAL_ROW_KEYS: [&str; 4] = ["checkpoint", "step", "condition", "samples"];
+
 impl EvalRow {
-    fn header(&self) -> Vec<String> {
-        let mut header: Vec<String> =
-            ["checkpoint", "step", "condition", "samples", "test_loss", "test_accuracy"].map(String::from).to_vec();
-        header.extend(self.metrics.iter().map(|(name, _)| format!("test_{name}")));
-        header.extend(["reset_fraction", "logged_test_loss", "logged_test_accuracy"].map(String::from));
-        header
+    /// The row's columns, name and cell, in order: the one declaration of the
+    /// eval CSV's header and cells ([`EvalRow::is_figure`] reads them back).
+    fn columns(&self) -> Vec<(String, String)> {
+        let fmt = |v: Option<f64>| v.map(|v| v.to_string()).unwrap_or_default();
+        let [checkpoint, step, condition, samples] = EVAL_ROW_KEYS;
+        let mut columns = vec![
+            (checkpoint.to_string(), self.checkpoint.clone()),
+            (step.to_string(), self.step.to_string()),
+            (condition.to_string(), self.condition.clone()),
+            (samples.to_string(), self.samples.to_string()),
+            ("test_loss".to_string(), self.test_loss.to_string()),
+            ("test_accuracy".to_string(), fmt(self.test_accuracy)),
+        ];
+        columns.extend(self.metrics.iter().map(|(name, v)| (format!("test_{name}"), fmt(*v))));
+        columns.extend([
+            ("reset_fraction".to_string(), fmt(self.reset_fraction)),
+            (LOGGED.to_string() + "test_loss", fmt(self.logged_test_loss)),
+            (LOGGED.to_string() + "test_accuracy", fmt(self.logged_test_accuracy)),
+        ]);
+        columns
     }
 
-    fn cells(&self) -> Vec<String> {
-        let fmt = |v: Option<f64>| v.map(|v| v.to_string()).unwrap_or_default();
-        let mut cells = vec![
-            self.checkpoint.clone(),
-            self.step.to_string(),
-            self.condition.clone(),
-            self.samples.to_string(),
-            self.test_loss.to_string(),
-            fmt(self.test_accuracy),
-        ];
-        cells.extend(self.metrics.iter().map(|(_, v)| fmt(*v)));
-        cells.extend([fmt(self.reset_fraction), fmt(self.logged_test_loss), fmt(self.logged_test_accuracy)]);
-        cells
+    /// Whether an eval CSV column holds a figure of the evaluated network
+    /// (not a key of the row, nor a figure logged at training time).
+    pub fn is_figure(column: &str) -> bool {
+        !EVAL_ROW_KEYS.contains(&column) && !column.starts_with(LOGGED)
     }
 
     /// The line `hetsyn eval` prints for the row.
@@ -317,10 +344,10 @@ impl EvalRow {
 pub fn write_eval_csv(path: &Path, rows: &[EvalRow]) -> Result<()> {
     let mut writer = csv::Writer::from_writer(Vec::new());
     if let Some(first) = rows.first() {
-        writer.write_record(first.header())?;
+        writer.write_record(first.columns().into_iter().map(|(name, _)| name))?;
     }
     for row in rows {
-        writer.write_record(row.cells())?;
+        writer.write_record(row.columns().into_iter().map(|(_, cell)| cell))?;
     }
     write_atomic(path, &writer.into_inner().context("cannot format the CSV")?)
 }

@@ -8,9 +8,11 @@ pub mod metrics;
 pub mod optim;
 pub mod run;
 pub mod schedule;
+pub mod summary;
 pub mod tau_stats;
 pub mod trainer;
 
 pub use evaluate::{evaluate, evaluate_steps, objective, Evaluation};
 pub use run::RunDir;
-pub use trainer::{initial_network, train, RunSummary, TrainOptions, Trainer};
+pub use summary::RunSummary;
+pub use trainer::{initial_network, train, TrainOptions, Trainer};

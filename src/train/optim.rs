@@ -19,6 +19,8 @@
 
 use anyhow::{bail, ensure, Result};
 
+use crate::config::{OptimizerKind, TrainConfig};
+
 pub use crate::io::checkpoint::OptimizerState;
 
 /// Adam (Kingma & Ba 2015) with optional decoupled weight decay (AdamW,
@@ -35,6 +37,20 @@ pub struct AdamConfig {
     pub eps: f64,
     pub weight_decay: f64,
     pub decoupled: bool,
+}
+
+/// The optimizer of a run's `[train]` table: its Adam constants, weight decay,
+/// and `optimizer = "adamw"` for decoupled weight decay.
+impl From<&TrainConfig> for AdamConfig {
+    fn from(train: &TrainConfig) -> AdamConfig {
+        AdamConfig {
+            beta1: train.beta1,
+            beta2: train.beta2,
+            eps: train.eps,
+            weight_decay: train.weight_decay,
+            decoupled: train.optimizer == OptimizerKind::Adamw,
+        }
+    }
 }
 
 impl Default for AdamConfig {
@@ -261,6 +277,19 @@ mod tests {
     use super::*;
     use approx::assert_relative_eq;
     use proptest::prelude::*;
+
+    #[test]
+    fn the_train_table_gives_the_optimizer() {
+        let text = "[model]\nkind = \"homneulif\"\ntau_init = { dist = \"constant\", value = 0.02 }\nlayers = [{ size = 2 }]\n[model.readout]\nloss = \"last\"\n[task]\nkind = \"dms\"\n[train]\noptimizer = \"adamw\"\nbeta1 = 0.8\nweight_decay = 0.01\n";
+        let config = crate::config::Config::from_toml(text, &[]).unwrap();
+        let adam = AdamConfig::from(&config.train);
+        assert_eq!(
+            (adam.beta1, adam.beta2, adam.eps, adam.weight_decay, adam.decoupled),
+            (0.8, 0.999, 1e-8, 0.01, true)
+        );
+        let config = crate::config::Config::from_toml(&text.replace("adamw", "adam"), &[]).unwrap();
+        assert!(!AdamConfig::from(&config.train).decoupled);
+    }
 
     /// Independent f64 reference: Adam written directly from the paper's
     /// m_hat / v_hat form, with torch's two weight-decay conventions.

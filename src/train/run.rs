@@ -20,6 +20,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 
 use crate::config::Config;
+use crate::io::atomic::write_atomic;
 use crate::io::checkpoint::{self, Checkpoint};
 
 /// The checkpoints a run writes.
@@ -53,6 +54,24 @@ impl Saved {
     pub const REPORTED: [Saved; 3] = [Saved::Best, Saved::BestOnTest, Saved::Last];
 }
 
+/// A run directory opened for training by this process ([`RunDir::open`]);
+/// it holds the run's lock for as long as it lives.
+pub struct OpenRun {
+    dir: RunDir,
+    _lock: RunLock,
+}
+
+impl std::ops::Deref for OpenRun {
+    type Target = RunDir;
+
+    fn deref(&self) -> &RunDir {
+        &self.dir
+    }
+}
+
+/// How many levels below a directory [`RunDir::find`] looks for runs.
+pub const SEARCH_DEPTH: usize = 4;
+
 /// The directory of one run.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RunDir {
@@ -82,6 +101,30 @@ impl RunDir {
             }
         }
         bail!("cannot find a free run directory name next to {}", base.display())
+    }
+
+    /// The runs at or below `root` (at most [`SEARCH_DEPTH`] levels down),
+    /// sorted: the directories `is_run` accepts, not looked into further (the
+    /// one scan of `hetsyn summarize`, `record`, `figures` and `verify`).
+    pub fn find(root: &Path, is_run: impl Fn(&RunDir) -> bool) -> Result<Vec<RunDir>> {
+        let mut runs = Vec::new();
+        let mut stack = vec![(root.to_path_buf(), 0)];
+        while let Some((dir, depth)) = stack.pop() {
+            let run = RunDir::at(dir);
+            if is_run(&run) {
+                runs.push(run);
+            } else if depth < SEARCH_DEPTH {
+                let entries = std::fs::read_dir(run.path())
+                    .with_context(|| format!("cannot read directory {}", run.path().display()))?;
+                for entry in entries.flatten() {
+                    if entry.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                        stack.push((entry.path(), depth + 1));
+                    }
+                }
+            }
+        }
+        runs.sort_by(|a, b| a.path.cmp(&b.path));
+        Ok(runs)
     }
 
     pub fn path(&self) -> &Path {
@@ -191,6 +234,45 @@ impl RunDir {
             config.threads = threads;
         }
         Ok((config, Some(ckpt)))
+    }
+
+    /// Opens the run for training by this process: creates it and its
+    /// `checkpoints/`, takes its lock (unless `lock` is given, taken already by
+    /// [`RunDir::claim`]), appends the log to `train.log` under a banner line,
+    /// and for a fresh run (not `resuming`) refuses a directory that holds a
+    /// run and writes the resolved `config.toml`.
+    pub fn open(self, config: &Config, lock: Option<RunLock>, resuming: bool) -> Result<OpenRun> {
+        let checkpoints = self.checkpoints();
+        std::fs::create_dir_all(&checkpoints)
+            .with_context(|| format!("cannot create run directory {}", checkpoints.display()))?;
+        let lock = match lock {
+            Some(lock) => lock,
+            None => self.lock()?,
+        };
+        crate::logging::tee_to(&self.log())?;
+        crate::logging::line(&format!(
+            "=== {} {} at {} UTC on {}, hetsyn {} (commit {}): {}",
+            if resuming { "resumed" } else { "started" },
+            self.path.display(),
+            crate::io::atomic::utc_timestamp(),
+            crate::provenance::host(),
+            crate::provenance::VERSION,
+            crate::provenance::GIT_COMMIT,
+            crate::provenance::command_line()
+        ));
+        if !resuming {
+            let last = self.checkpoint(Saved::Last);
+            if last.exists() {
+                bail!(
+                    "run directory {} already holds a run ({}); continue it with --resume {} or choose another --out",
+                    self.path.display(),
+                    last.display(),
+                    self.path.display()
+                );
+            }
+            write_atomic(&self.config(), config.to_toml()?.as_bytes())?;
+        }
+        Ok(OpenRun { dir: self, _lock: lock })
     }
 
     /// Takes the run's lock for this process ([`RunLock`]).

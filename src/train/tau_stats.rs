@@ -121,12 +121,13 @@ pub fn input_group_tau(
 }
 
 /// Which learnable decays a reset of long time constants looks at.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum ResetScope {
-    /// Every learnable decay tensor.
+    // (plain comments: `hetsyn eval --help` lists the names alone)
+    // Every learnable decay tensor.
     All,
-    /// The first hidden layer's per-synapse input decays only
-    /// (`hidden.0.input.decay`, HetSynLIF): the synapses of the paper's Table 4.
+    // The first hidden layer's per-synapse input decays only
+    // (`hidden.0.input.decay`, HetSynLIF): the synapses of the paper's Table 4.
     FirstInput,
 }
 

@@ -6,7 +6,6 @@
 //! A task without a validation set (`validation = "none"`, `validation_size = 0`)
 //! selects the last evaluation and writes no `best.safetensors`.
 
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Instant;
 
@@ -19,16 +18,18 @@ use serde::{Deserialize, Serialize};
 use super::evaluate::{evaluate, objective};
 use super::freeze::FrozenDecays;
 use super::interrupt::{self, Interrupted};
-use super::metrics::{float_or_nan, MetricsLog, MetricsRow, Selection};
-use super::optim::{clip_grad_norm, Adam, AdamConfig};
-use super::run::{RunDir, RunLock, Saved};
+use super::metrics::{float_or_nan, MetricsLog, MetricsRow};
+use super::optim::{clip_grad_norm, Adam, AdamConfig, OptimizerState};
+use super::run::{OpenRun, RunDir, RunLock, Saved};
 use super::schedule::Schedule;
-use super::tau_stats::{input_group_tau, tau_stats, GroupTau, TauStats};
-use crate::config::{Config, NonFinite, OptimizerKind, ScheduleConfig};
+use super::summary::RunSummary;
+use super::tau_stats::{input_group_tau, tau_stats};
+use crate::config::{Config, NonFinite, ScheduleConfig};
 use crate::io::atomic::write_atomic;
 use crate::io::checkpoint::{self, Checkpoint, ResumeData, Role};
 use crate::logging::sig4;
 use crate::model::{init, Dropout, Network, Objective, ParamKind};
+use crate::provenance::Provenance;
 use crate::tasks::{self, Task, TaskKind};
 
 /// RNG streams of a run, all from `config.seed`.
@@ -39,106 +40,6 @@ const STREAM_TRAIN: u64 = 11;
 pub struct TrainOptions {
     /// Show the progress bar.
     pub progress: bool,
-}
-
-/// `summary.json`: the honest figures, labelled. The model is selected on the
-/// validation set (accuracy for classification, ties broken by lower loss; loss
-/// for regression), or, without a validation set, is the last evaluation's
-/// (`selected_on = "last"`: the `*_at_best_validation` figures are then the
-/// last ones); test figures of the best-on-test evaluation are reported only
-/// because papers do, and are labelled as such.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct RunSummary {
-    pub name: String,
-    pub run_dir: String,
-    pub model: String,
-    pub seed: u64,
-    pub steps: u64,
-    #[serde(deserialize_with = "float_or_nan")]
-    pub elapsed_s: f64,
-    /// Samples of the validation set (0: none, every training sample trained on).
-    #[serde(default)]
-    pub validation_samples: usize,
-    /// `validation_accuracy` or `validation_loss`; `last` without a validation set.
-    pub selected_on: String,
-    /// How the selected model was chosen and which figures are its, in words.
-    #[serde(default)]
-    pub selection: String,
-    /// The selected model's file in the run directory (`checkpoints/best.safetensors`,
-    /// or `checkpoints/last.safetensors` when `selected_on` is `last`).
-    #[serde(default)]
-    pub selected_checkpoint: String,
-    /// The selected, best-on-test and last figures.
-    #[serde(flatten)]
-    pub figures: Selection,
-    /// `test_accuracy` or `test_loss`: the `best_test_*` figures are selected
-    /// on the test set (optimistic; the published protocol).
-    #[serde(default)]
-    pub best_test_selected_on: String,
-    /// `checkpoints/best_on_test.safetensors` with `output.save_best_on_test`, else `null`.
-    #[serde(default)]
-    pub best_on_test_checkpoint: Option<String>,
-    /// Epochs trained (dataset tasks).
-    #[serde(default)]
-    pub epochs: Option<f64>,
-    /// Classification: the first iteration at which the training accuracy,
-    /// averaged over the last [`CONVERGENCE_WINDOW`] iterations, reached
-    /// [`CONVERGENCE_ACCURACY`] (the paper's "iterations to reach 95 %");
-    /// `null` if it never did.
-    #[serde(default)]
-    pub iterations_to_95: Option<u64>,
-    /// Learned time constants per decay tensor of the model selected on
-    /// validation and of the last model.
-    pub tau_at_best_validation: BTreeMap<String, TauStats>,
-    pub tau_last: BTreeMap<String, TauStats>,
-    /// Time constants of the first hidden layer's input synapses per input-channel
-    /// group of the task (e.g. DMS `left_cue`, `right_cue`, `noise`; HetSynLIF only).
-    #[serde(default)]
-    pub input_tau_at_best_validation: BTreeMap<String, GroupTau>,
-    #[serde(default)]
-    pub input_tau_last: BTreeMap<String, GroupTau>,
-    /// Provenance of the process that finished the run: hetsyn's version, the
-    /// git commit it was built from ("unknown" outside a checkout), its command
-    /// line and host.
-    #[serde(default)]
-    pub hetsyn_version: String,
-    #[serde(default)]
-    pub git_commit: String,
-    #[serde(default)]
-    pub command_line: String,
-    #[serde(default)]
-    pub host: String,
-}
-
-impl RunSummary {
-    /// The summary of a run of `config` in `run_dir` before its first evaluation.
-    fn new(config: &Config, run_dir: &Path) -> RunSummary {
-        RunSummary {
-            name: config.name.clone(),
-            run_dir: run_dir.display().to_string(),
-            model: format!("{:?}", config.model.kind).to_lowercase(),
-            seed: config.seed,
-            steps: 0,
-            elapsed_s: 0.0,
-            validation_samples: 0,
-            selected_on: String::new(),
-            selection: String::new(),
-            selected_checkpoint: String::new(),
-            figures: Selection::default(),
-            best_test_selected_on: String::new(),
-            best_on_test_checkpoint: None,
-            epochs: None,
-            iterations_to_95: None,
-            tau_at_best_validation: BTreeMap::new(),
-            tau_last: BTreeMap::new(),
-            input_tau_at_best_validation: BTreeMap::new(),
-            input_tau_last: BTreeMap::new(),
-            hetsyn_version: String::new(),
-            git_commit: String::new(),
-            command_line: String::new(),
-            host: String::new(),
-        }
-    }
 }
 
 /// How long a run is, in optimizer steps, resolved against the task (epochs
@@ -287,12 +188,51 @@ struct TrainerState {
     elapsed_s: f64,
 }
 
+impl TrainerState {
+    /// The state of a fresh run whose summary starts as `summary`.
+    fn fresh(summary: RunSummary) -> TrainerState {
+        TrainerState {
+            iteration: 0,
+            train_rng_word_pos: "0".into(),
+            window: Window::default(),
+            convergence: Convergence::default(),
+            summary,
+            metrics: MetricsLog::default(),
+            elapsed_s: 0.0,
+        }
+    }
+
+    /// The network, the optimizer's state and the trainer's state that a
+    /// resumable checkpoint holds.
+    fn restore(ckpt: Checkpoint) -> Result<(Network<f32>, OptimizerState, TrainerState)> {
+        let state = ckpt.trainer_state.as_deref().context("the checkpoint has no trainer state")?;
+        let state: TrainerState = serde_json::from_str(state).context("the trainer state is not valid")?;
+        state.word_pos()?;
+        let optimizer = ckpt.optimizer.context("the checkpoint has no optimizer state")?;
+        Ok((ckpt.network, optimizer, state))
+    }
+
+    fn word_pos(&self) -> Result<u128> {
+        self.train_rng_word_pos.parse().context("bad generator position")
+    }
+
+    /// The training-trial generator of a run seeded with `seed`, at this state's position.
+    fn train_rng(&self, seed: u64) -> Result<ChaCha8Rng> {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        rng.set_stream(STREAM_TRAIN);
+        if self.iteration > 0 {
+            rng.set_word_pos(self.word_pos()?);
+        }
+        Ok(rng)
+    }
+}
+
 /// A run in progress: its directory (locked), task, network, optimizer and
 /// everything the loop accumulates.
 pub struct Trainer<'c> {
     config: &'c Config,
-    run: RunDir,
-    _lock: RunLock,
+    /// The run's directory, locked while the trainer lives.
+    run: OpenRun,
     task: Box<dyn Task>,
     net: Network<f32>,
     adam: Adam,
@@ -336,113 +276,55 @@ impl<'c> Trainer<'c> {
         let started = Instant::now();
         // the task first: a config whose data is missing leaves no run directory behind
         let mut task: Box<dyn Task> = config.build_task()?;
-        let checkpoints = run.checkpoints();
-        std::fs::create_dir_all(&checkpoints)
-            .with_context(|| format!("cannot create run directory {}", checkpoints.display()))?;
-        let lock = match lock {
-            Some(lock) => lock,
-            None => run.lock()?,
-        };
-        crate::logging::tee_to(&run.log())?;
-        crate::logging::line(&format!(
-            "=== {} {} at {} UTC on {}, hetsyn {} (commit {}): {}",
-            if resume.is_some() { "resumed" } else { "started" },
-            run.path().display(),
-            crate::io::atomic::utc_timestamp(),
-            crate::provenance::host(),
-            crate::provenance::VERSION,
-            crate::provenance::GIT_COMMIT,
-            crate::provenance::command_line()
-        ));
-        let last_path = run.checkpoint(Saved::Last);
-        if resume.is_none() && last_path.exists() {
-            bail!(
-                "run directory {} already holds a run ({}); continue it with --resume {} or choose another --out",
-                run.path().display(),
-                last_path.display(),
-                run.path().display()
-            );
-        }
-        if resume.is_none() {
-            write_atomic(&run.config(), config.to_toml()?.as_bytes())?;
-        }
-
+        let run = run.open(config, lock, resume.is_some())?;
         let shape = task.shape();
-        let mut train_rng = ChaCha8Rng::seed_from_u64(config.seed);
-        train_rng.set_stream(STREAM_TRAIN);
-        let mut net = initial_network(config, shape.channels, shape.outputs);
-        let frozen = FrozenDecays::new(config, &net);
+        // the frozen decays keep the initial values, also on --resume
+        let initial = initial_network(config, shape.channels, shape.outputs);
+        let frozen = FrozenDecays::new(config, &initial);
         if config.model.frozen_decay_fraction > 0.0 && frozen.count() == 0 {
             tracing::warn!("model.frozen_decay_fraction has no effect: the model has no learnable decays");
         }
-        let train = &config.train;
-        let adam_config = AdamConfig {
-            beta1: train.beta1,
-            beta2: train.beta2,
-            eps: train.eps,
-            weight_decay: train.weight_decay,
-            decoupled: train.optimizer == OptimizerKind::Adamw,
+        let kinds: Vec<ParamKind> = initial.params().iter().map(|(info, _)| info.kind).collect();
+        let sizes: Vec<usize> = initial.params().iter().map(|(_, data)| data.len()).collect();
+        let adam_config = AdamConfig::from(&config.train);
+        let (net, adam, state) = match resume {
+            None => (initial, Adam::new(adam_config, &sizes), TrainerState::fresh(RunSummary::new(config, run.path()))),
+            Some(ckpt) => {
+                let at = || format!("cannot resume from {}", run.checkpoint(Saved::Last).display());
+                let (net, optimizer, state) = TrainerState::restore(ckpt).with_context(at)?;
+                let adam = Adam::from_state(adam_config, optimizer, &sizes).with_context(at)?;
+                state.metrics.write(&run.metrics())?;
+                tracing::info!(iteration = state.iteration, "resuming");
+                (net, adam, state)
+            }
         };
-        let kinds: Vec<ParamKind> = net.params().iter().map(|(info, _)| info.kind).collect();
-        let sizes: Vec<usize> = net.params().iter().map(|(_, data)| data.len()).collect();
-        let mut adam = Adam::new(adam_config, &sizes);
-        let mut iteration = 0;
-        let mut window = Window::default();
-        let mut convergence = Convergence::default();
-        let mut log = MetricsLog::default();
-        let mut elapsed_before = 0.0;
-        let mut summary = RunSummary::new(config, run.path());
-        if let Some(ckpt) = resume {
-            let at = || format!("cannot resume from {}", last_path.display());
-            let state: TrainerState = serde_json::from_str(
-                ckpt.trainer_state.as_deref().context("the checkpoint has no trainer state").with_context(at)?,
-            )
-            .context("the trainer state is not valid")
-            .with_context(at)?;
-            let optimizer = ckpt.optimizer.context("the checkpoint has no optimizer state").with_context(at)?;
-            adam = Adam::from_state(adam_config, optimizer, &sizes).with_context(at)?;
-            net = ckpt.network;
-            let word_pos: u128 = state.train_rng_word_pos.parse().context("bad generator position").with_context(at)?;
-            train_rng.set_word_pos(word_pos);
-            iteration = state.iteration;
-            window = state.window;
-            convergence = state.convergence;
-            log = state.metrics;
-            elapsed_before = state.elapsed_s;
-            summary = state.summary;
-            log.write(&run.metrics())?;
-            tracing::info!(iteration, "resuming");
-        }
         let plan = Plan::new(config, task.training().epoch_len());
-        let schedule = schedule(config, &plan);
-        summary.hetsyn_version = crate::provenance::VERSION.into();
-        summary.git_commit = crate::provenance::GIT_COMMIT.into();
-        summary.command_line = crate::provenance::command_line();
-        summary.host = crate::provenance::host();
+        let train_rng = state.train_rng(config.seed)?;
+        let mut summary = state.summary;
+        summary.provenance = Provenance::current();
         let classification = shape.kind == TaskKind::Classification;
-        describe_selection(&mut summary, task.validation().len(), classification, config.output.save_best_on_test);
+        summary.describe_selection(task.validation().len(), classification, config.output.save_best_on_test);
         Ok(Trainer {
             config,
             run,
-            _lock: lock,
             task,
             net,
             adam,
             frozen,
             kinds,
             objective: objective(config),
+            schedule: schedule(config, &plan),
             plan,
-            schedule,
             train_rng,
-            iteration,
-            window,
-            convergence,
-            log,
+            iteration: state.iteration,
+            window: state.window,
+            convergence: state.convergence,
+            log: state.metrics,
             summary,
             last_metrics: serde_json::Value::Null,
             factor: 1.0,
             started,
-            elapsed_before,
+            elapsed_before: state.elapsed_s,
         })
     }
 
@@ -625,41 +507,6 @@ impl<'c> Trainer<'c> {
     }
 }
 
-impl RunSummary {
-    /// The end-of-training line: the selected model's test figures, the last
-    /// ones and the best on test, each labelled with what it was selected on.
-    pub fn line(&self) -> String {
-        let f = &self.figures;
-        let percent = |a: Option<f64>| a.map(|a| format!("{:.2}%", 100.0 * a)).unwrap_or_else(|| "-".into());
-        let at = |step: u64, epoch: Option<f64>| match epoch {
-            Some(e) => format!("epoch {e}, step {step}"),
-            None => format!("step {step}"),
-        };
-        let selected_at = at(f.best_validation_step, f.best_validation_epoch);
-        let selected = match (self.selected_on.as_str(), f.best_validation_epoch) {
-            ("last", Some(_)) => format!("no validation set: selected the last epoch ({selected_at}):"),
-            ("last", None) => format!("no validation set: selected the last evaluation ({selected_at}):"),
-            _ => format!("at best validation ({selected_at})"),
-        };
-        let best_test = match f.best_test_accuracy {
-            Some(a) => percent(Some(a)),
-            None => format!("loss {:.6}", f.best_test_loss),
-        };
-        // regression runs have no accuracy: their figure is the test loss
-        let figures = |accuracy: Option<f64>, loss: f64| match accuracy {
-            Some(_) => format!("test accuracy {}, test loss {loss:.6}", percent(accuracy)),
-            None => format!("test loss {loss:.6}"),
-        };
-        format!(
-            "{selected} {}; last {}; best on test (selected on the test set) {best_test} at {}; {:.1} s",
-            figures(f.test_accuracy_at_best_validation, f.test_loss_at_best_validation),
-            figures(f.last_test_accuracy, f.last_test_loss),
-            at(f.best_test_step, f.best_test_epoch),
-            self.elapsed_s
-        )
-    }
-}
-
 /// Trains into `out`, or into a new default run directory
 /// (`<output.dir>/<name>-<UTC timestamp>`, see [`RunDir::reserve`]) that is
 /// removed again if the run fails before writing anything into it.
@@ -769,35 +616,6 @@ fn progress_message(row: &MetricsRow) -> String {
         percent(row.test_accuracy),
         row.mean_rate_hz
     )
-}
-
-/// Fills in the fields of `summary` that say how its model is selected (a
-/// function of the task and config, so also set on `--resume`).
-fn describe_selection(summary: &mut RunSummary, validation_samples: usize, classification: bool, best_on_test: bool) {
-    let test_figure = if classification { "test_accuracy" } else { "test_loss" };
-    let best_test = format!(
-        "best_test_* are selected on the test set ({test_figure}; optimistic, reported because papers do){}",
-        if best_on_test { format!(", saved as {}", Saved::BestOnTest.relative_path()) } else { String::new() }
-    );
-    summary.validation_samples = validation_samples;
-    if validation_samples > 0 {
-        let figure = if classification { "validation_accuracy" } else { "validation_loss" };
-        summary.selected_on = figure.into();
-        summary.selected_checkpoint = Saved::Best.relative_path();
-        summary.selection = format!(
-            "selected on the validation set ({figure}, {validation_samples} held-out samples): the *_at_best_validation figures are those of {}; {best_test}",
-            Saved::Best.relative_path()
-        );
-    } else {
-        summary.selected_on = "last".into();
-        summary.selected_checkpoint = Saved::Last.relative_path();
-        summary.selection = format!(
-            "no validation set (every training sample trained on): the selected model is the last evaluation's ({}), so the *_at_best_validation figures and best_validation_step/epoch are the last epoch's and best_validation_accuracy/loss are null; {best_test}",
-            Saved::Last.relative_path()
-        );
-    }
-    summary.best_test_selected_on = test_figure.into();
-    summary.best_on_test_checkpoint = best_on_test.then(|| Saved::BestOnTest.relative_path());
 }
 
 #[cfg(test)]
