@@ -202,21 +202,27 @@ fn curve_of(run: &Run, id: &Identity, options: &RecordOptions) -> Result<Vec<Vec
     Ok(rows)
 }
 
-fn trace_header(options: &RecordOptions) -> Vec<String> {
-    let mut h = vec!["experiment".to_string()];
-    h.extend(options.keys.iter().cloned());
-    h.push("seed".into());
-    h.extend(crate::plot::OUTPUT_CSV_COLUMNS.map(String::from));
-    h
+/// The header of a CSV file.
+fn csv_header(path: &Path) -> Result<Vec<String>> {
+    let mut reader = csv::Reader::from_path(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let header = reader.headers().with_context(|| format!("{} has no header", path.display()))?;
+    Ok(header.iter().map(String::from).collect())
 }
 
 /// Appends to `to` the readout traces of the first test trial (the run's
 /// `plots/output.csv`, written by `hetsyn plot`) of every complete run under
 /// `runs` that has them and whose key values and seed have no trace in `to`
-/// yet; `added` counts runs. Runs without `plots/output.csv` are left out.
+/// yet, each row prefixed with the experiment, key values and seed; `added`
+/// counts runs. Runs without `plots/output.csv` are left out.
 pub fn record_traces(runs: &Path, to: &Path, options: &RecordOptions) -> Result<Recorded> {
-    let header = trace_header(options);
-    let mut rows = read_rows(to, &header)?;
+    let mut prefix = vec!["experiment".to_string()];
+    prefix.extend(options.keys.iter().cloned());
+    prefix.push("seed".into());
+    let mut header = if to.exists() { Some(csv_header(to)?) } else { None };
+    let mut rows = match &header {
+        Some(h) => read_rows(to, h)?,
+        None => Vec::new(),
+    };
     let known: BTreeSet<Identity> = rows.iter().map(|r| row_identity(r, options.keys.len())).collect();
     let (mut added, mut kept) = (0, 0);
     for run in &collect(runs)? {
@@ -229,7 +235,19 @@ pub fn record_traces(runs: &Path, to: &Path, options: &RecordOptions) -> Result<
             kept += 1;
             continue;
         }
-        let columns: Vec<String> = crate::plot::OUTPUT_CSV_COLUMNS.map(String::from).to_vec();
+        let columns = csv_header(&path)?;
+        let full: Vec<String> = prefix.iter().chain(&columns).cloned().collect();
+        match &header {
+            Some(h) if *h != full => bail!(
+                "{} has the columns {} but {} gives {}: record into another file, or move it aside",
+                to.display(),
+                h.join(","),
+                path.display(),
+                full.join(",")
+            ),
+            Some(_) => {}
+            None => header = Some(full),
+        }
         for trace in read_rows(&path, &columns)? {
             let mut row = vec![options.experiment.clone()];
             row.extend(id.iter().cloned());
@@ -238,9 +256,11 @@ pub fn record_traces(runs: &Path, to: &Path, options: &RecordOptions) -> Result<
         }
         added += 1;
     }
-    // by run, then readout and time (numerically)
-    rows.sort_by(|a, b| compare_keys(&a[1..], &b[1..]));
-    write_rows(to, &header, &rows)?;
+    if let Some(header) = header {
+        // by run, then readout and time (numerically)
+        rows.sort_by(|a, b| compare_keys(&a[1..], &b[1..]));
+        write_rows(to, &header, &rows)?;
+    }
     Ok(Recorded { added, kept })
 }
 
