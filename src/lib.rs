@@ -5,6 +5,7 @@
 //! implements.
 
 pub mod bench;
+pub mod checkpoint;
 pub mod config;
 pub mod data;
 pub mod figures;

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Context, Result};
 
-use crate::io::checkpoint::{self, Checkpoint};
+use crate::checkpoint::{self, Checkpoint};
 use crate::io::checksum::Integrity;
 use crate::train::metrics::{read_metrics, MetricsRow};
 use crate::train::run::RunDir;

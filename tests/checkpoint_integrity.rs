@@ -13,7 +13,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
-use hetsyn::io::checkpoint::{self, network_tensors, Checkpoint};
+use hetsyn::checkpoint::{self, network_tensors, Checkpoint};
 use hetsyn::io::checksum::{Integrity, CHECKSUMS_KEY, METADATA_CHECKSUM_KEY};
 use hetsyn::io::safetensors_file::{decode, encode};
 

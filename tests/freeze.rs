@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use hetsyn::config::Config;
-use hetsyn::io::checkpoint;
+use hetsyn::checkpoint;
 use hetsyn::model::ParamKind;
 use hetsyn::train::freeze::FrozenDecays;
 use hetsyn::train::{initial_network, train, TrainOptions};

@@ -67,7 +67,7 @@ fn mutated_checkpoints_are_refused_without_panic() {
             }
         }
         fs::write(&path, &bytes).unwrap();
-        let result = std::panic::catch_unwind(|| hetsyn::io::checkpoint::load(&path));
+        let result = std::panic::catch_unwind(|| hetsyn::checkpoint::load(&path));
         match result {
             Err(_) => panic!("checkpoint::load panicked on mutant {k}"),
             Ok(Err(e)) => {

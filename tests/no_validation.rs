@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use assert_cmd::cargo::cargo_bin;
 use common::{hetsyn, separable_config};
-use hetsyn::io::checkpoint;
+use hetsyn::checkpoint;
 use serde_json::Value;
 
 /// Trains `config` with `sets` into `<dir>/<name>`; returns the run directory and stdout.

@@ -9,7 +9,7 @@ use std::process::Command;
 
 use assert_cmd::cargo::cargo_bin;
 use hetsyn::config::{Config, ModelKind, TaskConfig, TauInit};
-use hetsyn::io::checkpoint;
+use hetsyn::checkpoint;
 use hetsyn::tasks::speech::Validation;
 
 mod common;

@@ -261,12 +261,12 @@ fn missing_inputs_are_named() {
 fn initial_network_is_the_one_training_starts_from() {
     let dir = tempfile::tempdir().unwrap();
     let run = train(dir.path(), "frozen", &["--no-plots", "--set", "train.lr=1e-30", "--set", "train.decay_lr=1e-30"]);
-    let ckpt = hetsyn::io::checkpoint::load(&run.join("checkpoints/best.safetensors")).unwrap();
+    let ckpt = hetsyn::checkpoint::load(&run.join("checkpoints/best.safetensors")).unwrap();
     let rebuilt = hetsyn::train::initial_network(&ckpt.config, ckpt.network.inputs(), ckpt.network.outputs());
     assert!(rebuilt == ckpt.network, "the rebuilt initial network differs from the one trained with lr 1e-30");
     // and a run that learns moves away from it
     let moved = train(dir.path(), "moving", &["--no-plots"]);
-    let ckpt = hetsyn::io::checkpoint::load(&moved.join("checkpoints/best.safetensors")).unwrap();
+    let ckpt = hetsyn::checkpoint::load(&moved.join("checkpoints/best.safetensors")).unwrap();
     let rebuilt = hetsyn::train::initial_network(&ckpt.config, ckpt.network.inputs(), ckpt.network.outputs());
     assert!(rebuilt != ckpt.network);
 }

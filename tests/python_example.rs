@@ -60,7 +60,7 @@ fn python_examples_read_a_checkpoint() {
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let checkpoint = run_dir.join("checkpoints/best.safetensors");
-    let ckpt = hetsyn::io::checkpoint::load(&checkpoint).unwrap();
+    let ckpt = hetsyn::checkpoint::load(&checkpoint).unwrap();
     let hetsyn::model::Decays::Synapse { input, .. } = ckpt.network.layers()[0].decays() else {
         panic!("a hetsynlif layer has synapse decays")
     };

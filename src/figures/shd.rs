@@ -38,7 +38,7 @@ use plotters::prelude::*;
 
 use super::{in_paper_order, model_label, GroupedBars, Table};
 use crate::io::atomic::write_atomic;
-use crate::io::checkpoint;
+use crate::checkpoint;
 use crate::model::ParamKind;
 use crate::plot::{
     draw_legend, drawing, mean_sd, plot_series_within, spread_axis, spread_bar, tau_ms, tick, titled, write_figure,

@@ -11,7 +11,13 @@ use std::collections::BTreeMap;
 
 use anyhow::{anyhow, bail, Result};
 
-use super::safetensors_file::NamedTensor;
+/// One named f32 tensor, row-major; `shape == []` is a scalar.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NamedTensor {
+    pub name: String,
+    pub shape: Vec<usize>,
+    pub data: Vec<f32>,
+}
 
 /// Metadata key of the tensor checksums: a JSON object, tensor name -> CRC32.
 pub const CHECKSUMS_KEY: &str = "checksums";

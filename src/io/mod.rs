@@ -1,6 +1,5 @@
-//! Input/output at the edges: atomic files, safetensors, checkpoints and their integrity.
+//! File primitives at the bottom of the crate: atomic writes, safetensors files and their integrity (checkpoints, which know the config, are the `checkpoint` module above them).
 
 pub mod atomic;
-pub mod checkpoint;
 pub mod checksum;
 pub mod safetensors_file;

@@ -12,6 +12,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
 
 use super::atomic::write_atomic;
+pub use super::checksum::NamedTensor;
 use super::checksum::{self, Integrity};
 
 /// Size of the little-endian u64 header-length prefix.
@@ -19,13 +20,6 @@ const N_LEN: usize = 8;
 /// Key reserved by the format for the string metadata map.
 const METADATA_KEY: &str = "__metadata__";
 
-/// One named f32 tensor, row-major; `shape == []` is a scalar.
-#[derive(Debug, Clone, PartialEq)]
-pub struct NamedTensor {
-    pub name: String,
-    pub shape: Vec<usize>,
-    pub data: Vec<f32>,
-}
 
 /// Number of elements of `shape`, or None on overflow.
 fn numel(shape: &[usize]) -> Option<usize> {

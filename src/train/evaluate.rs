@@ -13,7 +13,7 @@ use super::run::RunDir;
 use super::tau_stats::{reset_long_taus, ResetScope};
 use crate::config::Config;
 use crate::io::atomic::write_atomic;
-use crate::io::checkpoint::{self, Checkpoint};
+use crate::checkpoint::{self, Checkpoint};
 use crate::model::init::TauInit;
 use crate::model::{BatchStats, Network, Objective, RateRegulariser};
 use crate::tasks::{Perturbation, Sample, Task, TaskKind};

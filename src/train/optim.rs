@@ -21,7 +21,7 @@ use anyhow::{bail, ensure, Result};
 
 use crate::config::{OptimizerKind, TrainConfig};
 
-pub use crate::io::checkpoint::OptimizerState;
+pub use crate::checkpoint::OptimizerState;
 
 /// Adam (Kingma & Ba 2015) with optional decoupled weight decay (AdamW,
 /// Loshchilov & Hutter 2019).

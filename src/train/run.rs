@@ -21,7 +21,7 @@ use anyhow::{bail, Context, Result};
 
 use crate::config::Config;
 use crate::io::atomic::write_atomic;
-use crate::io::checkpoint::{self, Checkpoint};
+use crate::checkpoint::{self, Checkpoint};
 
 /// The checkpoints a run writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

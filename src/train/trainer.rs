@@ -26,7 +26,7 @@ use super::summary::RunSummary;
 use super::tau_stats::{input_group_tau, tau_stats};
 use crate::config::{Config, NonFinite, ScheduleConfig};
 use crate::io::atomic::write_atomic;
-use crate::io::checkpoint::{self, Checkpoint, ResumeData, Role};
+use crate::checkpoint::{self, Checkpoint, ResumeData, Role};
 use crate::logging::sig4;
 use crate::model::{init, Dropout, Network, Objective, ParamKind};
 use crate::provenance::Provenance;

@@ -10,8 +10,8 @@ use anyhow::{anyhow, bail, Context, Result};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
-use super::checksum::Integrity;
-use super::safetensors_file::{read_checked, write_file, NamedTensor};
+use crate::io::checksum::Integrity;
+use crate::io::safetensors_file::{read_checked, write_file, NamedTensor};
 use crate::config::Config;
 use crate::model::{init, param_name, Network, Part};
 use crate::provenance;
