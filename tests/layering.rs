@@ -17,7 +17,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("train", &["model", "data", "tasks", "config", "io", "logging", "provenance"]),
     ("grid.rs", &["config", "io"]),
     ("bench.rs", &["model", "io", "train"]),
-    ("plot.rs", &["model", "tasks", "io", "train"]),
+    ("plot", &["model", "tasks", "io", "train"]),
     ("summarize.rs", &["config", "io", "plot", "train"]),
     ("verify.rs", &["io", "train"]),
     ("record.rs", &["config", "io", "summarize", "train"]),
