@@ -20,7 +20,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("plot", &["model", "tasks", "io", "train"]),
     ("summarize.rs", &["config", "io", "plot", "train"]),
     ("verify.rs", &["io", "train"]),
-    ("record.rs", &["config", "io", "summarize", "train"]),
+    ("record.rs", &["config", "io", "plot", "summarize", "train"]),
     ("report.rs", &["io", "plot", "summarize"]),
     ("figures", &["model", "io", "train", "plot", "summarize"]),
 ];
