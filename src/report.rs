@@ -503,24 +503,31 @@ fn model_series(r: &Results, x_key: &str, xs: &[String], filter: &[(&str, &str)]
         .collect()
 }
 
+/// A table of `column` (mean ± sd, runs) with a row per value of `x_key` and a
+/// column per model (paper's order) and topology.
+fn per_model_table(r: &Results, x_key: &str, x_label: &str, column: &str) -> String {
+    let xs = r.values(x_key);
+    let mut header = vec![x_label.to_string()];
+    let mut rows: Vec<Vec<String>> = xs.iter().map(|x| vec![x.clone()]).collect();
+    for (kind, name) in MODELS {
+        for rec in ["false", "true"] {
+            header.push(format!("{name} {}", topology(rec)));
+            for (row, x) in rows.iter_mut().zip(&xs) {
+                let sel = r.select(&[(x_key, x), ("model.kind", kind), ("model.layers.0.recurrent", rec)]);
+                let values = numbers(&sel, column);
+                row.push(format!("{} (n={})", mean_pm(&values, 3), values.len()));
+            }
+        }
+    }
+    table(&header, &rows)
+}
+
 /// Fig. 2B-F: MSE per noise rate and model, F and R; normalised distances
 /// between repeats; MSE against iteration.
 fn pattern(r: &Results, curves: &Option<Results>, dir: &Path, report: &mut Report) -> Result<()> {
     let noise = r.values("task.noise_rate");
     let mse = "test_loss_at_best_validation";
-    let mut header = vec!["noise (Hz)".to_string()];
-    let mut rows: Vec<Vec<String>> = noise.iter().map(|n| vec![n.clone()]).collect();
-    for (kind, name) in MODELS {
-        for rec in ["false", "true"] {
-            header.push(format!("{name} {}", topology(rec)));
-            for (row, n) in rows.iter_mut().zip(&noise) {
-                let sel = r.select(&[("task.noise_rate", n), ("model.kind", kind), ("model.layers.0.recurrent", rec)]);
-                let values = numbers(&sel, mse);
-                row.push(format!("{} (n={})", mean_pm(&values, 3), values.len()));
-            }
-        }
-    }
-    report.tables.insert("pattern_mse".into(), table(&header, &rows));
+    report.tables.insert("pattern_mse".into(), per_model_table(r, "task.noise_rate", "noise (Hz)", mse));
 
     let mut header = vec!["model".to_string()];
     for rec in ["false", "true"] {
@@ -666,19 +673,7 @@ fn pattern_traces(t: &Results, dir: &Path, report: &mut Report) -> Result<()> {
 fn learning_rates(r: &Results, curves: &Option<Results>, dir: &Path, report: &mut Report) -> Result<()> {
     let rates = r.values("train.lr");
     let mse = "test_loss_at_best_validation";
-    let mut header = vec!["learning rate".to_string()];
-    let mut rows: Vec<Vec<String>> = rates.iter().map(|x| vec![x.clone()]).collect();
-    for (kind, name) in MODELS {
-        for rec in ["false", "true"] {
-            header.push(format!("{name} {}", topology(rec)));
-            for (row, lr) in rows.iter_mut().zip(&rates) {
-                let sel = r.select(&[("train.lr", lr), ("model.kind", kind), ("model.layers.0.recurrent", rec)]);
-                let values = numbers(&sel, mse);
-                row.push(format!("{} (n={})", mean_pm(&values, 3), values.len()));
-            }
-        }
-    }
-    report.tables.insert("pattern_lr".into(), table(&header, &rows));
+    report.tables.insert("pattern_lr".into(), per_model_table(r, "train.lr", "learning rate", mse));
     for rec in ["false", "true"] {
         let topo = if rec == "false" { "feed-forward" } else { "recurrent" };
         let series = model_series(r, "train.lr", &rates, &[("model.layers.0.recurrent", rec)], mse);

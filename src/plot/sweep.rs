@@ -71,16 +71,22 @@ struct SeriesComparison<'a> {
     valid: Option<(f64, f64)>,
 }
 
+/// The x values of `series` placed evenly in order: the position of each (0, 1,
+/// …) and their tick labels.
+fn categories(series: &[Series]) -> (impl Fn(f64) -> f64, Vec<String>) {
+    let mut xs: Vec<f64> = series.iter().flat_map(|s| s.points.iter().map(|p| p.0)).collect();
+    xs.sort_by(f64::total_cmp);
+    xs.dedup();
+    let labels: Vec<String> = xs.iter().map(|x| tick(*x)).collect();
+    (move |x: f64| xs.iter().position(|v| *v == x).unwrap_or(0) as f64, labels)
+}
+
 impl Figure for SeriesComparison<'_> {
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<()> {
         let area = titled(root, self.title)?;
         // the legend in a column of its own, so it never hides data
         let (area, legend) = area.split_horizontally(WIDTH as i32 * 3 / 4);
-        let mut xs: Vec<f64> = self.series.iter().flat_map(|s| s.points.iter().map(|p| p.0)).collect();
-        xs.sort_by(f64::total_cmp);
-        xs.dedup();
-        let position = |x: f64| xs.iter().position(|v| *v == x).unwrap_or(0) as f64;
-        let labels: Vec<String> = xs.iter().map(|x| tick(*x)).collect();
+        let (position, labels) = categories(self.series);
         let y = spread_axis(self.series.iter().flat_map(|s| s.points.iter().map(|(_, v)| &v[..])), self.valid);
         let mut chart = category_chart(&area, None, &labels, self.x_label, self.y_label, y)?;
         let n = self.series.len().max(1) as f64;
@@ -337,11 +343,7 @@ impl Figure for BoxComparison<'_> {
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<()> {
         let area = titled(root, self.title)?;
         let (area, legend) = area.split_horizontally(WIDTH as i32 * 3 / 4);
-        let mut xs: Vec<f64> = self.series.iter().flat_map(|s| s.points.iter().map(|p| p.0)).collect();
-        xs.sort_by(f64::total_cmp);
-        xs.dedup();
-        let position = |x: f64| xs.iter().position(|v| *v == x).unwrap_or(0) as f64;
-        let labels: Vec<String> = xs.iter().map(|x| tick(*x)).collect();
+        let (position, labels) = categories(self.series);
         let all = self.series.iter().flat_map(|s| s.points.iter().flat_map(|(_, v)| v.iter().copied()));
         let (lo, hi) = finite_range(all).unwrap_or((0.0, 1.0));
         let mut chart = category_chart(&area, None, &labels, self.x_label, self.y_label, from_zero(lo, hi))?;
