@@ -12,7 +12,7 @@ use rayon::prelude::*;
 
 use super::layer::{LayerInput, Prepared};
 use super::loss::{LossKind, RateRegulariser, SampleLoss, Target};
-use super::network::{Network, Tape};
+use super::network::{Network, SampleReverse, Tape};
 use super::Float;
 
 /// Samples whose gradients are summed by one task before the ordered reduction.
@@ -201,7 +201,8 @@ impl<F: Float> Network<F> {
     /// firing-rate regulariser couples the samples through the batch's rates: its
     /// gradient needs every sample's forward pass first, so records are kept
     /// while they fit [`TAPE_BUDGET_BYTES`] and recomputed otherwise (the same
-    /// numbers either way).
+    /// numbers either way). Kept records of a chunk go through the reverse sweep
+    /// as one group ([`Network::backward_prepared`]).
     pub fn loss_and_grad<S: SampleSource<F>>(
         &self,
         samples: &[S],
@@ -222,23 +223,37 @@ impl<F: Float> Network<F> {
             size,
             GRADIENT_CHUNK,
             || Some(self.zeros_like()),
-            |b, grad| {
-                // a poisoned lock means another sample panicked, which rayon re-raises
-                let stored = kept.as_ref().and_then(|kept| kept.lock().ok()?.remove(&b));
-                let run = stored.unwrap_or_else(|| self.run_sample(&batch, b));
-                let summary = first.is_none().then(|| self.summarize(&run, steps, &|_| ()));
-                let d_output = run.loss.d_output.iter().map(|d| *d * scale).collect();
+            |chunk, grad| {
                 let grad = grad.expect("a gradient pass");
-                self.backward_prepared(
-                    &batch.prepared,
-                    samples[b].input(),
-                    steps,
-                    &run.tape,
-                    d_output,
-                    rate_grad,
-                    grad,
-                );
-                summary
+                let mut summaries = Vec::new();
+                // kept records go through the reverse sweep together (recurrent
+                // HetSyn layers share their loads, [`Layer::backward_prepared`]);
+                // otherwise each sample's sweep follows its forward pass while
+                // its record is still in cache, and memory holds one record
+                for group in chunk.chunks(if kept.is_some() { chunk.len() } else { 1 }) {
+                    let runs: Vec<SampleRun<F>> = group
+                        .iter()
+                        .map(|&b| {
+                            // a poisoned lock means another sample panicked, which rayon re-raises
+                            let stored = kept.as_ref().and_then(|kept| kept.lock().ok()?.remove(&b));
+                            stored.unwrap_or_else(|| self.run_sample(&batch, b))
+                        })
+                        .collect();
+                    if first.is_none() {
+                        summaries.extend(runs.iter().map(|run| self.summarize(run, steps, &|_| ())));
+                    }
+                    let reverse = runs
+                        .iter()
+                        .zip(group)
+                        .map(|(run, &b)| SampleReverse {
+                            input: samples[b].input(),
+                            tape: &run.tape,
+                            d_output: run.loss.d_output.iter().map(|d| *d * scale).collect(),
+                        })
+                        .collect();
+                    self.backward_prepared(&batch.prepared, reverse, steps, rate_grad, grad);
+                }
+                summaries
             },
         );
         let summaries = first.map_or(summed.samples, |first| first.samples);
@@ -261,14 +276,17 @@ impl<F: Float> Network<F> {
             size,
             1,
             || None,
-            |b, _| {
-                let run = self.run_sample(batch, b);
-                let summary = self.summarize(&run, steps, &|_| ());
-                // a poisoned lock means another sample panicked, which rayon re-raises
-                if let Some(Ok(mut kept)) = kept.map(Mutex::lock) {
-                    kept.insert(b, run);
+            |chunk, _| {
+                let mut summaries = Vec::with_capacity(chunk.len());
+                for &b in chunk {
+                    let run = self.run_sample(batch, b);
+                    summaries.push(self.summarize(&run, steps, &|_| ()));
+                    // a poisoned lock means another sample panicked, which rayon re-raises
+                    if let Some(Ok(mut kept)) = kept.map(Mutex::lock) {
+                        kept.insert(b, run);
+                    }
                 }
-                Some(summary)
+                summaries
             },
         );
         let counts = sum_counts(first.samples.iter().map(|s| &s.spike_counts), self.hidden_neurons());
@@ -296,32 +314,30 @@ impl<F: Float> Network<F> {
             samples.len(),
             GRADIENT_CHUNK,
             || None,
-            |b, _| Some(self.summarize(&self.run_sample(&batch, b), steps, figures)),
+            |chunk, _| chunk.iter().map(|&b| self.summarize(&self.run_sample(&batch, b), steps, figures)).collect(),
         );
         let stats = self.batch_stats(&summed.samples, steps, objective);
         (stats, summed.samples.into_iter().map(|s| s.figures).collect())
     }
 
     /// The one batch runner: samples `0..size` in fixed chunks of `chunk` on the
-    /// rayon pool. `run(b, grad)` does sample `b` (accumulating into the chunk's
-    /// gradient, which `start` makes, if any) and returns its summary, if it
-    /// makes one; chunk results are summed in chunk order.
+    /// rayon pool. `run(samples, grad)` does the samples of a chunk (accumulating
+    /// into the chunk's gradient, which `start` makes, if any) and returns their
+    /// summaries, if it makes them; chunk results are summed in chunk order.
     fn in_chunks<T: Send>(
         &self,
         size: usize,
         chunk: usize,
         start: impl Fn() -> Option<Network<F>> + Sync,
-        run: impl Fn(usize, Option<&mut Network<F>>) -> Option<SampleSummary<T>> + Sync,
+        run: impl Fn(&[usize], Option<&mut Network<F>>) -> Vec<SampleSummary<T>> + Sync,
     ) -> Summed<F, T> {
         let ordered = Mutex::new(OrderedSum::new());
         (0..size).collect::<Vec<_>>().par_chunks(chunk).enumerate().for_each(|(index, samples)| {
-            let mut result = Summed { samples: Vec::with_capacity(samples.len()), grad: start() };
-            for &b in samples {
-                result.samples.extend(run(b, result.grad.as_mut()));
-            }
+            let mut grad = start();
+            let summaries = run(samples, grad.as_mut());
             // a poisoned lock means another chunk panicked, which rayon re-raises
             if let Ok(mut ordered) = ordered.lock() {
-                ordered.add(index, result);
+                ordered.add(index, Summed { samples: summaries, grad });
             }
         });
         ordered.into_inner().expect("a chunk panicked").finish()

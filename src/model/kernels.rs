@@ -255,6 +255,48 @@ pub fn run_with<T: IsaTask>(set: InstructionSet, task: T) -> Result<T::Output, T
 pub type V<F, I> = <F as Float>::Lanes<I>;
 
 // ---------------------------------------------------------------------------
+// Buffers aligned to cache lines
+// ---------------------------------------------------------------------------
+
+/// A buffer of `len` numbers whose first entry lies on a 64-byte boundary, so
+/// that blocks of [`WIDTH`] `f32` at multiples of `WIDTH` never straddle two
+/// cache lines (where a block of a `Vec` falls depends on the allocator).
+pub struct Aligned<F> {
+    buffer: Vec<F>,
+    start: usize,
+    len: usize,
+}
+
+impl<F: Float> Aligned<F> {
+    /// `len` zeros.
+    pub fn zeros(len: usize) -> Self {
+        let buffer = vec![F::zero(); len + 64 / std::mem::size_of::<F>()];
+        let start = buffer.as_ptr().align_offset(64);
+        assert!(start + len <= buffer.len(), "64-byte alignment of the buffer");
+        Aligned { buffer, start, len }
+    }
+}
+
+impl<F> std::ops::Deref for Aligned<F> {
+    type Target = [F];
+    fn deref(&self) -> &[F] {
+        &self.buffer[self.start..self.start + self.len]
+    }
+}
+
+impl<F> std::ops::DerefMut for Aligned<F> {
+    fn deref_mut(&mut self) -> &mut [F] {
+        &mut self.buffer[self.start..self.start + self.len]
+    }
+}
+
+impl<F: std::fmt::Debug> std::fmt::Debug for Aligned<F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(&self.buffer[self.start..self.start + self.len]).finish()
+    }
+}
+
+// ---------------------------------------------------------------------------
 // Inputs of a set of synapses, in blocks of WIDTH
 // ---------------------------------------------------------------------------
 
@@ -867,13 +909,47 @@ pub fn recurrent_step<F: Float, I: Isa>(
 /// carry_k += u_jk lam_jk              (j = 0, 1, .. in order, fused)
 /// ```
 ///
-/// `weight`, `decay`, `lam` are `[n, stride]` with rows zero-padded to a
-/// multiple of [`WIDTH`]; `carry` has `stride` entries and is kept in registers
-/// while the rows pass. The weight and decay gradients are summed after the
-/// time loop by [`input_rows_sweep`] with the input `z^{t-1}`, which recomputes
-/// the same `lam`.
+/// `weight`, `decay` are `[n, stride]` with rows zero-padded to a multiple of
+/// [`WIDTH`]. The samples of a group go through the step together, each load of
+/// `u` and `q` serving all of them (the loop is bound by cache traffic, not
+/// arithmetic): `g` is `[samples, n]`, `lam` `[samples, n, stride]` and `carry`
+/// `[samples, stride]`, the carries kept in registers while the rows pass. Every
+/// sample's numbers are those of a step on its own. The weight and decay
+/// gradients are summed after the time loop by [`input_rows_sweep`] with the
+/// input `z^{t-1}`, which recomputes the same `lam`.
 #[inline(always)]
 pub fn recurrent_adjoint<F: Float, I: Isa>(
+    isa: I,
+    g: &[F],
+    weight: &[F],
+    decay: &[F],
+    stride: usize,
+    lam: &mut [F],
+    carry: &mut [F],
+) {
+    assert!(stride.is_multiple_of(WIDTH) && stride > 0 && carry.len().is_multiple_of(stride));
+    let samples = carry.len() / stride;
+    assert!(samples > 0 && g.len().is_multiple_of(samples));
+    let n = g.len() / samples;
+    assert!(n <= stride && weight.len() >= n * stride && decay.len() >= n * stride && lam.len() == samples * n * stride);
+    let mut s0 = 0;
+    while s0 < samples {
+        let group = (samples - s0).min(4);
+        let (g, lam, carry) =
+            (&g[s0 * n..(s0 + group) * n], &mut lam[s0 * n * stride..], &mut carry[s0 * stride..(s0 + group) * stride]);
+        match group {
+            1 => adjoint_group::<F, I, 1, 8>(isa, g, weight, decay, stride, lam, carry),
+            2 => adjoint_group::<F, I, 2, 4>(isa, g, weight, decay, stride, lam, carry),
+            3 => adjoint_group::<F, I, 3, 4>(isa, g, weight, decay, stride, lam, carry),
+            _ => adjoint_group::<F, I, 4, 4>(isa, g, weight, decay, stride, lam, carry),
+        }
+        s0 += group;
+    }
+}
+
+/// [`recurrent_adjoint`] for `S` samples, `G` blocks of each row at a time.
+#[inline(always)]
+fn adjoint_group<F: Float, I: Isa, const S: usize, const G: usize>(
     _isa: I,
     g: &[F],
     weight: &[F],
@@ -882,35 +958,44 @@ pub fn recurrent_adjoint<F: Float, I: Isa>(
     lam: &mut [F],
     carry: &mut [F],
 ) {
-    const R: usize = 8;
-    let n = g.len();
-    assert!(stride.is_multiple_of(WIDTH) && n <= stride && carry.len() >= stride);
-    assert!(weight.len() >= n * stride && decay.len() >= n * stride && lam.len() >= n * stride);
+    let n = g.len() / S;
+    assert!(g.len() == S * n && lam.len() >= S * n * stride && carry.len() == S * stride);
+    assert!(weight.len() >= n * stride && decay.len() >= n * stride);
     let blocks = stride / WIDTH;
     let mut b0 = 0;
     while b0 < blocks {
-        let nb = R.min(blocks - b0);
-        // SAFETY: rows `j < n` of `stride` entries (asserted), blocks `b0..b0+nb`
-        // within them; the token of `I` proves the instruction set.
+        let nb = G.min(blocks - b0);
+        // SAFETY: rows `j < n` of `stride` entries in `weight` and `decay`, of
+        // each sample's `lam` (asserted), blocks `b0..b0+nb` within them; the
+        // token of `I` proves the instruction set.
         unsafe {
-            let pcarry = carry.as_mut_ptr().add(b0 * WIDTH);
-            let mut acc = [V::<F, I>::zero(); R];
-            for (b, a) in acc.iter_mut().enumerate().take(nb) {
-                *a = V::<F, I>::load(pcarry.add(b * WIDTH));
-            }
-            for (j, &gj) in g.iter().enumerate() {
-                let gv = V::<F, I>::splat(gj);
-                let offset = j * stride + b0 * WIDTH;
-                let (pl, pq, pw) =
-                    (lam.as_mut_ptr().add(offset), decay.as_ptr().add(offset), weight.as_ptr().add(offset));
+            let mut acc = [[V::<F, I>::zero(); G]; S];
+            for (s, acc) in acc.iter_mut().enumerate() {
                 for (b, a) in acc.iter_mut().enumerate().take(nb) {
-                    let l = V::<F, I>::load(pq.add(b * WIDTH)).mul_add(V::<F, I>::load(pl.add(b * WIDTH)), gv);
-                    l.store(pl.add(b * WIDTH));
-                    *a = V::<F, I>::load(pw.add(b * WIDTH)).mul_add(l, *a);
+                    *a = V::<F, I>::load(carry.as_ptr().add(s * stride + (b0 + b) * WIDTH));
                 }
             }
-            for (b, a) in acc.iter().enumerate().take(nb) {
-                a.store(pcarry.add(b * WIDTH));
+            for j in 0..n {
+                let offset = j * stride + b0 * WIDTH;
+                let mut gv = [V::<F, I>::zero(); S];
+                for (s, v) in gv.iter_mut().enumerate() {
+                    *v = V::<F, I>::splat(*g.get_unchecked(s * n + j));
+                }
+                let (pq, pw) = (decay.as_ptr().add(offset), weight.as_ptr().add(offset));
+                for b in 0..nb {
+                    let (q, w) = (V::<F, I>::load(pq.add(b * WIDTH)), V::<F, I>::load(pw.add(b * WIDTH)));
+                    for s in 0..S {
+                        let pl = lam.as_mut_ptr().add(s * n * stride + offset + b * WIDTH);
+                        let l = q.mul_add(V::<F, I>::load(pl), gv[s]);
+                        l.store(pl);
+                        acc[s][b] = w.mul_add(l, acc[s][b]);
+                    }
+                }
+            }
+            for (s, acc) in acc.iter().enumerate() {
+                for (b, a) in acc.iter().enumerate().take(nb) {
+                    a.store(carry.as_mut_ptr().add(s * stride + (b0 + b) * WIDTH));
+                }
             }
         }
         b0 += nb;

@@ -6,7 +6,7 @@
 use super::activation::Activation;
 use super::kernels::{
     adjoint_product, channel_outer_product, dispatch, for_each_nonzero, input_columns_drive, input_rows_drive,
-    input_rows_sweep, recurrent_adjoint, recurrent_step, sparse_row_sum, BlockInput, ChannelEvents, Isa, IsaTask,
+    input_rows_sweep, recurrent_adjoint, recurrent_step, sparse_row_sum, Aligned, BlockInput, ChannelEvents, Isa, IsaTask,
     StepRows, WIDTH,
 };
 use super::Float;
@@ -222,6 +222,17 @@ pub struct LayerTape<F> {
     pub input: BlockInput<F>,
 }
 
+/// One sample's part of a layer's reverse sweep ([`Layer::backward_prepared`]).
+pub struct SampleGrad<'a, F> {
+    /// The layer's input, as in the forward pass.
+    pub input: LayerInput<'a, F>,
+    pub tape: &'a LayerTape<F>,
+    /// `dL/dz^t` (or `dL/dy^t`), `[steps, size]`; overwritten with the adjoints.
+    pub d_output: &'a mut [F],
+    /// Receives `dL/dx^t` (added to it), `[steps, inputs]`, when given.
+    pub d_input: Option<&'a mut [F]>,
+}
+
 impl<F: Float> Layer<F> {
     /// A layer of `size` neurons reading `inputs` inputs; panics when a tensor
     /// does not have the shape its doc comment gives.
@@ -395,7 +406,7 @@ impl<F: Float> Layer<F> {
                 if let (Some(_), Some(_)) = (&self.recurrent_weight, q) {
                     // transposed: the sums over k run down the lanes
                     let matrices = prepared.recurrent_columns.as_ref().expect("prepared for another layer");
-                    recurrent = Some((matrices, vec![F::zero(); n * np], vec![false; n]));
+                    recurrent = Some((matrices, Aligned::zeros(n * np), vec![false; n]));
                 }
             }
             Decays::Neuron { .. } => {
@@ -511,80 +522,90 @@ impl<F: Float> Layer<F> {
         d_input: Option<&mut [F]>,
     ) {
         let mut d_output = d_output.to_vec();
-        self.backward_prepared(&self.prepare(), input, steps, tape, &mut d_output, rate_grad, grad, d_input)
+        let mut sample = [SampleGrad { input, tape, d_output: &mut d_output, d_input }];
+        self.backward_prepared(&self.prepare(), &mut sample, steps, rate_grad, grad)
     }
 
-    /// [`Layer::backward`] with the parameters arranged once by [`Layer::prepare`].
-    /// `d_output` is overwritten: row `t` receives the adjoints of step `t`
-    /// (`g^t`, or `mu^t` of the collapsed form), which the sweeps after the time
-    /// loop read, so that no other `[steps, size]` record is needed.
-    #[allow(clippy::too_many_arguments)]
+    /// [`Layer::backward`] for a group of samples, their gradients added to
+    /// `grad` in the group's order, with the parameters arranged once by
+    /// [`Layer::prepare`]. Each sample's `d_output` is overwritten: row `t`
+    /// receives the adjoints of step `t` (`g^t`, or `mu^t` of the collapsed
+    /// form), which the sweeps after the time loop read, so that no other
+    /// `[steps, size]` record is needed.
+    ///
+    /// The samples of a layer with per-synapse recurrent decays go through the
+    /// time loop together ([`recurrent_adjoint`] shares each load of `u` and `q`);
+    /// the gradients are summed after it, sample by sample, so the numbers are
+    /// those of one sample at a time. Other layers take one sample at a time.
     pub fn backward_prepared(
         &self,
         prepared: &Prepared<F>,
-        input: LayerInput<'_, F>,
+        samples: &mut [SampleGrad<'_, F>],
         steps: usize,
-        tape: &LayerTape<F>,
-        d_output: &mut [F],
         rate_grad: Option<&[F]>,
         grad: &mut Layer<F>,
-        d_input: Option<&mut [F]>,
     ) {
-        dispatch(Backward { layer: self, prepared, input, steps, tape, d_output, rate_grad, grad, d_input })
+        let together = matches!(self.decays, Decays::Synapse { recurrent: Some(_), .. }) && self.is_recurrent();
+        for group in samples.chunks_mut(if together { 4 } else { 1 }) {
+            dispatch(Backward { layer: self, prepared, samples: group, steps, rate_grad, grad })
+        }
     }
 
-    /// The body of [`Layer::backward`], compiled once per instruction set.
-    #[allow(clippy::too_many_arguments)]
+    /// The body of [`Layer::backward_prepared`] for one group, compiled once per
+    /// instruction set.
     #[inline(always)]
     fn backward_body<I: Isa>(
         &self,
         isa: I,
         prepared: &Prepared<F>,
-        input: LayerInput<'_, F>,
+        samples: &mut [SampleGrad<'_, F>],
         steps: usize,
-        tape: &LayerTape<F>,
-        d_output: &mut [F],
         rate_grad: Option<&[F]>,
         grad: &mut Layer<F>,
-        d_input: Option<&mut [F]>,
     ) {
-        let (n, m) = (self.size, self.inputs);
-        assert_eq!(d_output.len(), steps * n);
-        let mut g = vec![F::zero(); n];
+        let (n, group) = (self.size, samples.len());
+        for sample in samples.iter() {
+            assert_eq!(sample.d_output.len(), steps * n);
+        }
+        // per sample s: g, mu, nu at [s * n..], the carries at [s * np..]
+        let mut g = vec![F::zero(); group * n];
         // dL/dz_j^{t} arriving from step t+1 (recurrence, reset, adaptation),
         // padded to whole blocks for the recurrent kernel
         let np = n.div_ceil(WIDTH) * WIDTH;
-        let mut carry = vec![F::zero(); np];
-        let mut next_carry = vec![F::zero(); np];
+        let mut carry = vec![F::zero(); group * np];
+        let mut next_carry = vec![F::zero(); group * np];
         let mut lam_rec = None;
         if let (Decays::Synapse { recurrent: Some(_), .. }, Some(_)) = (&self.decays, &self.recurrent_weight) {
             let rows = prepared.recurrent_rows.as_ref().expect("prepared for another layer");
-            lam_rec = Some((rows, vec![F::zero(); n * np]));
+            lam_rec = Some((rows, Aligned::zeros(group * n * np)));
         }
-        let mut mu = vec![F::zero(); n]; // adjoint of J (HetSyn reset) or of S (collapsed)
-        let mut nu = vec![F::zero(); n]; // adjoint of A
+        let mut mu = vec![F::zero(); group * n]; // adjoint of J (HetSyn reset) or of S (collapsed)
+        let mut nu = vec![F::zero(); group * n]; // adjoint of A
 
         for t in (0..steps).rev() {
-            let potential = &tape.potential[t * n..(t + 1) * n];
-            // row t of d_output is read here and then holds g^t or mu^t
-            let dz = &mut d_output[t * n..(t + 1) * n];
-            match &self.spiking {
-                Some(spiking) => {
-                    for j in 0..n {
-                        g[j] = dz[j] + carry[j];
-                        if let Some(r) = rate_grad {
-                            g[j] += r[j];
+            for (s, sample) in samples.iter_mut().enumerate() {
+                let (g, carry) = (&mut g[s * n..(s + 1) * n], &carry[s * np..]);
+                let potential = &sample.tape.potential[t * n..(t + 1) * n];
+                // row t of d_output is read here and then holds g^t (or mu^t, below)
+                let dz = &mut sample.d_output[t * n..(t + 1) * n];
+                match &self.spiking {
+                    Some(spiking) => {
+                        for j in 0..n {
+                            g[j] = dz[j] + carry[j];
+                            if let Some(r) = rate_grad {
+                                g[j] += r[j];
+                            }
                         }
+                        spiking.activation.scale_by_derivatives(potential, spiking.threshold.f64(), g);
                     }
-                    spiking.activation.scale_by_derivatives(potential, spiking.threshold.f64(), &mut g);
+                    None => g.copy_from_slice(dz),
                 }
-                None => g.copy_from_slice(dz),
+                dz.copy_from_slice(g);
             }
             next_carry.fill(F::zero());
 
             match (&self.decays, &mut grad.decays) {
                 (Decays::Synapse { reset: kappa, .. }, _) => {
-                    dz.copy_from_slice(&g);
                     // recurrent synapses: only lam feeds the carry; their gradients
                     // are summed after the loop (`input_rows_sweep` on z^{t-1})
                     if let (Some((rec, lam)), true) = (lam_rec.as_mut(), t > 0) {
@@ -592,31 +613,38 @@ impl<F: Float> Layer<F> {
                     }
                     if let Some(spiking) = &self.spiking {
                         // J = kappa J + theta z^{t-1}, V -= J:  mu^t = -g^t + kappa mu^{t+1}
-                        for j in 0..n {
-                            mu[j] = *kappa * mu[j] - g[j];
-                            next_carry[j] += spiking.threshold * mu[j];
+                        for s in 0..group {
+                            for j in 0..n {
+                                mu[s * n + j] = *kappa * mu[s * n + j] - g[s * n + j];
+                                next_carry[s * np + j] += spiking.threshold * mu[s * n + j];
+                            }
                         }
                     }
                 }
                 (Decays::Neuron { rho, learnable }, Decays::Neuron { rho: drho, .. }) => {
-                    for j in 0..n {
-                        mu[j] = g[j] + rho[j] * mu[j];
-                    }
-                    if *learnable && t > 0 {
-                        let s = if tape.membrane.is_empty() { &tape.potential } else { &tape.membrane };
-                        let s_prev = &s[(t - 1) * n..t * n];
+                    for (s, sample) in samples.iter_mut().enumerate() {
+                        let (g, mu) = (&g[s * n..(s + 1) * n], &mut mu[s * n..(s + 1) * n]);
+                        let next_carry = &mut next_carry[s * np..s * np + n];
                         for j in 0..n {
-                            drho[j] += mu[j] * s_prev[j];
+                            mu[j] = g[j] + rho[j] * mu[j];
                         }
-                    }
-                    dz.copy_from_slice(&mu);
-                    // C^{t-1} = U^T mu^t (next_carry is zero here)
-                    if let (Some(u), true) = (&self.recurrent_weight, t > 0 && self.spiking.is_some()) {
-                        adjoint_product(isa, &mu, n, u, n, n, &mut next_carry[..n]);
-                    }
-                    if let Some(spiking) = &self.spiking {
-                        for j in 0..n {
-                            next_carry[j] -= spiking.threshold * mu[j];
+                        if *learnable && t > 0 {
+                            let tape = sample.tape;
+                            let s = if tape.membrane.is_empty() { &tape.potential } else { &tape.membrane };
+                            let s_prev = &s[(t - 1) * n..t * n];
+                            for j in 0..n {
+                                drho[j] += mu[j] * s_prev[j];
+                            }
+                        }
+                        sample.d_output[t * n..(t + 1) * n].copy_from_slice(mu);
+                        // C^{t-1} = U^T mu^t (next_carry is zero here)
+                        if let (Some(u), true) = (&self.recurrent_weight, t > 0 && self.spiking.is_some()) {
+                            adjoint_product(isa, mu, n, u, n, n, next_carry);
+                        }
+                        if let Some(spiking) = &self.spiking {
+                            for j in 0..n {
+                                next_carry[j] -= spiking.threshold * mu[j];
+                            }
                         }
                     }
                 }
@@ -624,14 +652,30 @@ impl<F: Float> Layer<F> {
             }
 
             if let Some(Spiking { adaptation: Some(adaptation), .. }) = &self.spiking {
-                for j in 0..n {
-                    nu[j] = adaptation.decay * nu[j] - g[j];
-                    next_carry[j] += adaptation.strength * nu[j];
+                for s in 0..group {
+                    for j in 0..n {
+                        nu[s * n + j] = adaptation.decay * nu[s * n + j] - g[s * n + j];
+                        next_carry[s * np + j] += adaptation.strength * nu[s * n + j];
+                    }
                 }
             }
             std::mem::swap(&mut carry, &mut next_carry);
         }
 
+        // the gradients, one sample after the other
+        for sample in samples.iter_mut() {
+            self.sum_gradients(isa, sample, steps, grad);
+        }
+    }
+
+    /// After the time loop of [`Layer::backward_body`]: one sample's weight
+    /// and decay gradients added to `grad`, and its `dL/dx`, from the adjoints
+    /// left in its `d_output`.
+    #[inline(always)]
+    fn sum_gradients<I: Isa>(&self, isa: I, sample: &mut SampleGrad<'_, F>, steps: usize, grad: &mut Layer<F>) {
+        let (n, m) = (self.size, self.inputs);
+        let SampleGrad { input, tape, d_output, d_input } = sample;
+        let (input, tape, d_output, d_input) = (*input, *tape, &**d_output, d_input.as_deref_mut());
         match (&self.decays, &mut grad.decays) {
             (Decays::Synapse { input: r, recurrent: q, .. }, Decays::Synapse { input: dr, recurrent: dq, .. }) => {
                 // Input synapses, one neuron at a time over all steps (their adjoints
@@ -715,10 +759,10 @@ fn block_input<F: Float, I: Isa>(isa: I, input: LayerInput<'_, F>, steps: usize,
 }
 
 /// A layer's parameters arranged for the kernels ([`Layer::prepare`]).
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Default)]
 pub struct Prepared<F> {
     /// Collapsed form: `u` transposed, `[size, stride]`.
-    recurrent_t: Option<Vec<F>>,
+    recurrent_t: Option<Aligned<F>>,
     /// HetSyn: `u`, `q` transposed (forward).
     recurrent_columns: Option<RecurrentMatrices<F>>,
     /// HetSyn: `u`, `q` in rows padded to whole blocks (reverse sweep).
@@ -727,16 +771,16 @@ pub struct Prepared<F> {
 
 /// The recurrent weights `u` and decays `q` of a HetSyn layer, `[n, stride]`:
 /// rows zero-padded to whole blocks, or transposed.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 struct RecurrentMatrices<F> {
-    weight: Vec<F>,
-    decay: Vec<F>,
+    weight: Aligned<F>,
+    decay: Aligned<F>,
 }
 
 impl<F: Float> RecurrentMatrices<F> {
     fn padded(u: &[F], q: &[F], n: usize, stride: usize) -> Self {
         let pad = |v: &[F]| {
-            let mut out = vec![F::zero(); n * stride];
+            let mut out = Aligned::zeros(n * stride);
             for (o, row) in out.chunks_exact_mut(stride).zip(v.chunks_exact(n.max(1))) {
                 o[..n].copy_from_slice(row);
             }
@@ -748,10 +792,10 @@ impl<F: Float> RecurrentMatrices<F> {
 
 /// `w` (`[rows, cols]`) transposed to `[cols, stride]`, rows zero-padded; in
 /// tiles of 16 x 16 so that reads and writes stay within a few cache lines.
-fn transposed<F: Float>(w: &[F], rows: usize, cols: usize, stride: usize) -> Vec<F> {
+fn transposed<F: Float>(w: &[F], rows: usize, cols: usize, stride: usize) -> Aligned<F> {
     const TILE: usize = 16;
     assert!(w.len() >= rows * cols && stride >= rows);
-    let mut out = vec![F::zero(); cols * stride];
+    let mut out = Aligned::zeros(cols * stride);
     for j0 in (0..rows).step_by(TILE) {
         for i0 in (0..cols).step_by(TILE) {
             for j in j0..(j0 + TILE).min(rows) {
@@ -796,24 +840,21 @@ impl<F: Float> IsaTask for Forward<'_, '_, '_, F> {
 }
 
 /// [`Layer::backward_body`] as a task for [`dispatch`].
-struct Backward<'l, 'x, 'a, F> {
+struct Backward<'l, 's, 'a, F> {
     layer: &'l Layer<F>,
     prepared: &'l Prepared<F>,
-    input: LayerInput<'x, F>,
+    samples: &'s mut [SampleGrad<'a, F>],
     steps: usize,
-    tape: &'a LayerTape<F>,
-    d_output: &'a mut [F],
-    rate_grad: Option<&'a [F]>,
-    grad: &'a mut Layer<F>,
-    d_input: Option<&'a mut [F]>,
+    rate_grad: Option<&'l [F]>,
+    grad: &'l mut Layer<F>,
 }
 
 impl<F: Float> IsaTask for Backward<'_, '_, '_, F> {
     type Output = ();
     #[inline(always)]
     fn run<I: Isa>(self, isa: I) {
-        let Backward { layer, prepared, input, steps, tape, d_output, rate_grad, grad, d_input } = self;
-        layer.backward_body(isa, prepared, input, steps, tape, d_output, rate_grad, grad, d_input)
+        let Backward { layer, prepared, samples, steps, rate_grad, grad } = self;
+        layer.backward_body(isa, prepared, samples, steps, rate_grad, grad)
     }
 }
 
@@ -874,8 +915,63 @@ mod tests {
             let prepared = layer.prepare();
             layer.forward_body(isa, &prepared, input, steps, &mut tape);
             let mut d_out = self.d_out.to_vec();
-            layer.backward_body(isa, &prepared, input, steps, &tape, &mut d_out, None, &mut grad, Some(&mut dx));
+            let mut sample = [SampleGrad { input, tape: &tape, d_output: &mut d_out, d_input: Some(&mut dx) }];
+            layer.backward_body(isa, &prepared, &mut sample, steps, None, &mut grad);
             (tape.potential, tape.spikes, grad, dx)
+        }
+    }
+
+    /// Samples swept as one group give the bits of samples swept one after the
+    /// other: gradients, adjoints and input gradients (groups of 4 and 1 here).
+    #[test]
+    fn a_group_sweep_equals_samples_one_by_one() {
+        for per_synapse in [true, false] {
+            let mut rng = ChaCha8Rng::seed_from_u64(11);
+            let (inputs, size, steps, samples) = (23, 37, 41, 5);
+            let layer = random_layer(&mut rng, inputs, size, per_synapse);
+            let x: Vec<Vec<f32>> = (0..samples)
+                .map(|_| (0..steps * inputs).map(|_| if rng.gen::<f64>() < 0.2 { 1.0 } else { 0.0 }).collect())
+                .collect();
+            let d_out: Vec<Vec<f32>> =
+                (0..samples).map(|_| (0..steps * size).map(|_| rng.gen_range(-1.0..1.0)).collect()).collect();
+            let rate: Vec<f32> = (0..size).map(|_| rng.gen_range(-0.1..0.1)).collect();
+            let tapes: Vec<LayerTape<f32>> = x
+                .iter()
+                .map(|x| {
+                    let mut tape = LayerTape::default();
+                    layer.forward(LayerInput::Dense(x), steps, &mut tape);
+                    tape
+                })
+                .collect();
+            assert!(tapes.iter().all(|t| t.spikes.iter().any(|z| *z > 0.0)), "the layer must spike");
+            let mut one_by_one = (layer.zeros_like(), d_out.clone(), vec![vec![0.0f32; steps * inputs]; samples]);
+            for b in 0..samples {
+                let mut sample = [SampleGrad {
+                    input: LayerInput::Dense(&x[b]),
+                    tape: &tapes[b],
+                    d_output: &mut one_by_one.1[b],
+                    d_input: Some(&mut one_by_one.2[b]),
+                }];
+                layer.backward_prepared(&layer.prepare(), &mut sample, steps, Some(&rate), &mut one_by_one.0);
+            }
+            let mut together = (layer.zeros_like(), d_out.clone(), vec![vec![0.0f32; steps * inputs]; samples]);
+            let mut group: Vec<SampleGrad<'_, f32>> = x
+                .iter()
+                .zip(&tapes)
+                .zip(together.1.iter_mut().zip(together.2.iter_mut()))
+                .map(|((x, tape), (d_output, d_input))| SampleGrad {
+                    input: LayerInput::Dense(x),
+                    tape,
+                    d_output,
+                    d_input: Some(d_input),
+                })
+                .collect();
+            layer.backward_prepared(&layer.prepare(), &mut group, steps, Some(&rate), &mut together.0);
+            drop(group);
+            let bits = |v: &[Vec<f32>]| v.iter().flatten().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert!(together.0 == one_by_one.0, "gradients, per-synapse {per_synapse}");
+            assert_eq!(bits(&together.1), bits(&one_by_one.1), "adjoints, per-synapse {per_synapse}");
+            assert_eq!(bits(&together.2), bits(&one_by_one.2), "input gradients, per-synapse {per_synapse}");
         }
     }
 

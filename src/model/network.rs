@@ -1,7 +1,7 @@
 //! The network: hidden layers and the readout, one sample's forward pass and
 //! reverse sweep (batches are [`super::batch`]'s).
 
-use super::layer::{Decays, Layer, LayerInput, LayerTape, Prepared};
+use super::layer::{Decays, Layer, LayerInput, LayerTape, Prepared, SampleGrad};
 use super::Float;
 
 /// A stack of layers: `layers[..L-1]` hidden, `layers[L-1]` the leaky readout.
@@ -20,6 +20,15 @@ pub struct Tape<F> {
     pub masks: Vec<Vec<F>>,
     /// Masked spikes fed to the next layer (only with dropout).
     pub emitted: Vec<Vec<F>>,
+}
+
+/// One sample of a group's reverse sweep ([`Network::backward_prepared`]).
+pub struct SampleReverse<'a, F> {
+    /// The sample's input, as in its forward pass.
+    pub input: LayerInput<'a, F>,
+    pub tape: &'a Tape<F>,
+    /// `dL/dy^t` of the readout trace ([`Network::output`]), `[steps, outputs]`.
+    pub d_output: Vec<F>,
 }
 
 impl<F: Float> Network<F> {
@@ -94,21 +103,15 @@ impl<F: Float> Network<F> {
         masks: Vec<Vec<F>>,
     ) -> Tape<F> {
         assert_eq!(prepared.len(), self.layers.len(), "prepared for another network");
-        let mut tape = Tape { layers: vec![LayerTape::default(); self.layers.len()], masks, emitted: Vec::new() };
+        let mut tape = Tape { layers: Vec::with_capacity(self.layers.len()), masks, emitted: Vec::new() };
         for (l, layer) in self.layers.iter().enumerate() {
-            let (below, rest) = tape.layers.split_at_mut(l);
-            let x = if l == 0 {
-                input
-            } else if tape.masks.is_empty() {
-                LayerInput::Dense(&below[l - 1].spikes)
-            } else {
-                LayerInput::Dense(&tape.emitted[l - 1])
-            };
-            layer.forward_prepared(&prepared[l], x, steps, &mut rest[0]);
+            let mut record = LayerTape::default();
+            layer.forward_prepared(&prepared[l], Self::layer_input(input, &tape, l), steps, &mut record);
             if !tape.masks.is_empty() && l + 1 < self.layers.len() {
-                let emitted = rest[0].spikes.iter().zip(&tape.masks[l]).map(|(z, m)| *z * *m).collect();
+                let emitted = record.spikes.iter().zip(&tape.masks[l]).map(|(z, m)| *z * *m).collect();
                 tape.emitted.push(emitted);
             }
+            tape.layers.push(record);
         }
         tape
     }
@@ -136,53 +139,65 @@ impl<F: Float> Network<F> {
         rate_grad: Option<&[Vec<F>]>,
         grad: &mut Network<F>,
     ) {
-        self.backward_prepared(&self.prepare(), input.into(), steps, tape, d_output, rate_grad, grad)
+        let sample = SampleReverse { input: input.into(), tape, d_output };
+        self.backward_prepared(&self.prepare(), vec![sample], steps, rate_grad, grad)
     }
 
-    /// [`Network::backward`] with the layers prepared by [`Network::prepare`].
-    #[allow(clippy::too_many_arguments)]
+    /// [`Network::backward`] for a group of samples, with the layers prepared by
+    /// [`Network::prepare`]: each layer takes the whole group
+    /// ([`Layer::backward_prepared`]), and every gradient receives the samples'
+    /// terms in the group's order, as if they came one after the other.
     pub fn backward_prepared(
         &self,
         prepared: &[Prepared<F>],
-        input: LayerInput<'_, F>,
+        samples: Vec<SampleReverse<'_, F>>,
         steps: usize,
-        tape: &Tape<F>,
-        d_output: Vec<F>,
         rate_grad: Option<&[Vec<F>]>,
         grad: &mut Network<F>,
     ) {
         assert_eq!(prepared.len(), self.layers.len(), "prepared for another network");
-        let mut d_out = d_output;
+        let (inputs, tapes): (Vec<_>, Vec<_>) = samples.iter().map(|s| (s.input, s.tape)).unzip();
+        let mut d_out: Vec<Vec<F>> = samples.into_iter().map(|s| s.d_output).collect();
         for l in (0..self.layers.len()).rev() {
             let layer = &self.layers[l];
-            let x = if l == 0 {
-                input
-            } else if tape.masks.is_empty() {
-                LayerInput::Dense(&tape.layers[l - 1].spikes)
-            } else {
-                LayerInput::Dense(&tape.emitted[l - 1])
-            };
-            let mut d_input = (l > 0).then(|| vec![F::zero(); steps * layer.inputs]);
+            let mut d_inputs: Vec<Option<Vec<F>>> =
+                tapes.iter().map(|_| (l > 0).then(|| vec![F::zero(); steps * layer.inputs])).collect();
             let rate = rate_grad.and_then(|r| r.get(l)).map(|v| &v[..]);
             let rate = if layer.spiking.is_some() { rate } else { None };
-            layer.backward_prepared(
-                &prepared[l],
-                x,
-                steps,
-                &tape.layers[l],
-                &mut d_out,
-                rate,
-                &mut grad.layers[l],
-                d_input.as_deref_mut(),
-            );
-            if let Some(mut d) = d_input {
-                if !tape.masks.is_empty() {
-                    for (d, m) in d.iter_mut().zip(&tape.masks[l - 1]) {
-                        *d *= *m;
+            let mut group: Vec<SampleGrad<'_, F>> = inputs
+                .iter()
+                .zip(&tapes)
+                .zip(d_out.iter_mut().zip(d_inputs.iter_mut()))
+                .map(|((input, tape), (d_output, d_input))| SampleGrad {
+                    input: Self::layer_input(*input, tape, l),
+                    tape: &tape.layers[l],
+                    d_output,
+                    d_input: d_input.as_deref_mut(),
+                })
+                .collect();
+            layer.backward_prepared(&prepared[l], &mut group, steps, rate, &mut grad.layers[l]);
+            drop(group);
+            for ((tape, d_out), d_input) in tapes.iter().zip(d_out.iter_mut()).zip(d_inputs) {
+                if let Some(mut d) = d_input {
+                    if !tape.masks.is_empty() {
+                        for (d, m) in d.iter_mut().zip(&tape.masks[l - 1]) {
+                            *d *= *m;
+                        }
                     }
+                    *d_out = d;
                 }
-                d_out = d;
             }
+        }
+    }
+
+    /// The input of layer `l` in a sample's forward pass.
+    fn layer_input<'a>(input: LayerInput<'a, F>, tape: &'a Tape<F>, l: usize) -> LayerInput<'a, F> {
+        if l == 0 {
+            input
+        } else if tape.masks.is_empty() {
+            LayerInput::Dense(&tape.layers[l - 1].spikes)
+        } else {
+            LayerInput::Dense(&tape.emitted[l - 1])
         }
     }
 
