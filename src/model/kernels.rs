@@ -600,6 +600,55 @@ pub fn input_rows_drive<F: Float, I: Isa>(
     }
 }
 
+/// The summed input currents of a layer with a single input (e.g. a pixel
+/// stream), all its `n` neurons at once, the lanes running over neurons:
+///
+/// ```text
+/// I_j^t = r_j I_j^{t-1} + w_j x^t      (the input term only where x^t != 0)
+/// drive_j^t = I_j^t + 0
+/// ```
+///
+/// These are the bits of [`input_rows_drive`] on a one-entry row, whose sums
+/// add the row's zero padding (`+0` turns a `-0` into `+0` and changes nothing
+/// else), at a sixteenth of its work. `weight`, `decay` are `[n]`; `drive[t * n
+/// + j]` receives `drive_j^t`.
+#[inline(always)]
+pub fn single_input_drive<F: Float, I: Isa>(
+    _isa: I,
+    weight: &[F],
+    decay: &[F],
+    input: &BlockInput<F>,
+    drive: &mut [F],
+) {
+    let (n, steps) = (weight.len(), input.steps);
+    assert!(input.width == 1 && decay.len() == n && drive.len() >= steps * n);
+    let (uniform, values) = input.value_rows();
+    let binary = input.is_binary();
+    let row = (input.blocks + 1) * WIDTH;
+    for b in 0..n.div_ceil(WIDTH) {
+        // SAFETY: `load_block`/`store_block` stay within the `n` entries of
+        // `weight`, `decay` and each step's row of `drive` (asserted); the
+        // values of a dense input are `[steps, row]`; the token of `I` proves
+        // the instruction set.
+        unsafe {
+            let (w, r) = (load_block::<F, V<F, I>>(weight.as_ptr(), b, n), load_block(decay.as_ptr(), b, n));
+            let mut current = V::<F, I>::zero();
+            for t in 0..steps {
+                current = current.mul(r);
+                if *input.masks.get_unchecked(t) & 1 != 0 {
+                    let term = match (binary, uniform) {
+                        (true, _) => w,
+                        (false, Some(v)) => w.mul(V::<F, I>::splat(v)),
+                        (false, None) => w.mul(V::<F, I>::splat(*values.get_unchecked(t * row))),
+                    };
+                    current = current.add(term);
+                }
+                store_block(current.add(V::<F, I>::zero()), drive.as_mut_ptr().add(t * n), b, n);
+            }
+        }
+    }
+}
+
 /// `R` rows of [`input_rows_drive`], `G` blocks of each in registers at a time.
 #[inline(always)]
 fn drive_groups<F: Float, I: Isa, const R: usize, const G: usize, const BINARY: bool>(
@@ -948,6 +997,7 @@ pub fn recurrent_adjoint<F: Float, I: Isa>(
 }
 
 /// [`recurrent_adjoint`] for `S` samples, `G` blocks of each row at a time.
+#[allow(clippy::needless_range_loop)] // `acc[s][b]`: two indices into registers
 #[inline(always)]
 fn adjoint_group<F: Float, I: Isa, const S: usize, const G: usize>(
     _isa: I,
@@ -1849,6 +1899,95 @@ mod tests {
             }
             for (k, (got, want)) in p.3.iter().zip(&carry).take(n).enumerate() {
                 assert!((f64::from(*got) - want).abs() < 1e-4 * (1.0 + want.abs()), "carry n {n} k {k}");
+            }
+        }
+    }
+
+    /// [`single_input_drive`] and [`input_rows_drive`] on the same one-input layer.
+    #[derive(Clone)]
+    struct SingleInputTask(Rows);
+
+    impl IsaTask for SingleInputTask {
+        type Output = [Vec<f32>; 2];
+        fn run<I: Isa>(self, isa: I) -> [Vec<f32>; 2] {
+            let r = self.0;
+            let input = BlockInput::from_dense(isa, &r.x, r.steps, 1, 0);
+            let mut rows = vec![0.0; r.steps * r.rows];
+            let mut acc = vec![0.0; r.rows * r.steps * WIDTH];
+            input_rows_drive(isa, &r.weight, &r.decay, r.rows, &input, &mut acc, &mut rows, r.rows);
+            let mut single = vec![7.0; r.steps * r.rows];
+            single_input_drive(isa, &r.weight, &r.decay, &input, &mut single);
+            [rows, single]
+        }
+    }
+
+    /// A one-input layer's drive has the bits of the row kernel's, for spikes,
+    /// uniform and analog values, a silent input, and on every instruction set.
+    #[test]
+    fn single_input_drive_equals_the_row_kernel() {
+        for (n, density, kind) in [
+            (1, 0.3, Kind::Ones),
+            (5, 0.3, Kind::Uniform),
+            (16, 0.5, Kind::Analog),
+            (37, 0.2, Kind::Analog),
+            (64, 0.0, Kind::Analog),
+            (70, 0.9, Kind::Ones),
+        ] {
+            let mut rows = Rows::new(n, 1, 50, density, kind, 21);
+            // some weights negative, so that currents cross zero
+            rows.weight.iter_mut().step_by(3).for_each(|w| *w = -*w);
+            let results = on_every_set(SingleInputTask(rows));
+            for (set, [by_rows, single]) in &results {
+                assert_eq!(bits(single), bits(by_rows), "{set:?} n {n} {kind:?}");
+                assert_eq!(bits(single), bits(&results[0].1[0]), "{set:?} against portable");
+            }
+        }
+    }
+
+    /// Three steps of [`recurrent_adjoint`] for a group of samples at once, and
+    /// for each sample on its own: `(lam, carry)` of both.
+    #[derive(Clone)]
+    struct GroupAdjointTask {
+        n: usize,
+        samples: usize,
+    }
+
+    impl IsaTask for GroupAdjointTask {
+        type Output = [(Vec<f32>, Vec<f32>); 2];
+        fn run<I: Isa>(self, isa: I) -> Self::Output {
+            let (n, samples) = (self.n, self.samples);
+            let stride = n.div_ceil(WIDTH) * WIDTH;
+            let step = StepTask { n };
+            let (u, q) = (step.matrix(0, -0.5, 0.5), step.matrix(1, 0.3, 0.99));
+            let lam: Vec<f32> = (0..samples).flat_map(|s| step.matrix(3 + 10 * s as u64, -1.0, 1.0)).collect();
+            let carry: Vec<f32> = (0..samples * stride).map(|e| (unit(e, 4) * 2.0 - 1.0) as f32).collect();
+            let g = |t: usize| -> Vec<f32> { (0..samples * n).map(|e| (unit(e + 1000 * t, 6) - 0.5) as f32).collect() };
+            let (mut lam_group, mut carry_group) = (lam.clone(), carry.clone());
+            let (mut lam_alone, mut carry_alone) = (lam, carry);
+            for t in 0..3 {
+                let g = g(t);
+                recurrent_adjoint(isa, &g, &u, &q, stride, &mut lam_group, &mut carry_group);
+                for s in 0..samples {
+                    let lam = &mut lam_alone[s * n * stride..(s + 1) * n * stride];
+                    let carry = &mut carry_alone[s * stride..(s + 1) * stride];
+                    recurrent_adjoint(isa, &g[s * n..(s + 1) * n], &u, &q, stride, lam, carry);
+                }
+            }
+            [(lam_group, carry_group), (lam_alone, carry_alone)]
+        }
+    }
+
+    /// Samples through [`recurrent_adjoint`] together (groups of up to 4) get
+    /// the bits each gets on its own, on every instruction set.
+    #[test]
+    fn recurrent_adjoint_of_a_group_equals_each_sample_alone() {
+        for (n, samples) in [(1, 3), (16, 4), (37, 6), (100, 5), (128, 2)] {
+            let results = on_every_set(GroupAdjointTask { n, samples });
+            for (set, [(lam_group, carry_group), (lam_alone, carry_alone)]) in &results {
+                assert_eq!(bits(lam_group), bits(lam_alone), "lam, {set:?} n {n} samples {samples}");
+                assert_eq!(bits(carry_group), bits(carry_alone), "carry, {set:?} n {n} samples {samples}");
+                assert_eq!(bits(lam_group), bits(&results[0].1[0].0), "lam, {set:?} against portable");
+                assert_eq!(bits(carry_group), bits(&results[0].1[0].1), "carry, {set:?} against portable");
             }
         }
     }
