@@ -471,6 +471,39 @@ impl<F: Float> Seen<F> {
     }
 }
 
+/// A scratch buffer of values kept per thread, lent out by [`Scratch::take`]
+/// and given back when dropped. It is reused from use to use, so it holds what
+/// the previous user left there (only new entries are zero): each entry must
+/// be written before it is read. (A guard rather than a closure: a closure
+/// that is not inlined would lose the instruction set of its caller.)
+pub struct Scratch<F: Float>(Vec<F>);
+
+thread_local! {
+    static SCRATCH: std::cell::Cell<Option<Box<dyn std::any::Any>>> = const { std::cell::Cell::new(None) };
+}
+
+impl<F: Float> Scratch<F> {
+    /// At least `len` values (a nested take, which none makes, gets a new buffer).
+    pub fn take(len: usize) -> Self {
+        let mut buffer: Vec<F> = SCRATCH.take().and_then(|b| b.downcast().ok()).map_or_else(Vec::new, |b| *b);
+        if buffer.len() < len {
+            buffer.resize(len, F::zero());
+        }
+        Scratch(buffer)
+    }
+
+    #[inline]
+    pub fn as_mut_slice(&mut self) -> &mut [F] {
+        &mut self.0
+    }
+}
+
+impl<F: Float> Drop for Scratch<F> {
+    fn drop(&mut self) {
+        SCRATCH.set(Some(Box::new(std::mem::take(&mut self.0))));
+    }
+}
+
 /// Calls `f(i)` for the index `i` of every non-zero entry of `x`, in
 /// increasing order: a bit mask per block of [`WIDTH`] entries (the compare
 /// vectorises), then its set bits.
