@@ -383,13 +383,25 @@ impl<F: Float> BlockInput<F> {
         assert!(x.len() >= steps.saturating_sub(shift) * width, "layer input must be [steps, inputs]");
         let mut input = Self::empty(steps, width);
         let mut seen = Seen::default();
-        for pass in 0..2 {
-            for t in shift..steps {
-                let row = &x[(t - shift) * width..(t - shift + 1) * width];
-                for_each_nonzero(isa, row, |i| input.note(pass, t, i, row[i], &mut seen));
+        let rows = || (shift..steps).map(|t| (t, &x[(t - shift) * width..(t - shift + 1) * width]));
+        // the masks word by word; the values are only looked at in blocks with a non-zero input
+        for (t, row) in rows() {
+            for (b, chunk) in row.chunks(WIDTH).enumerate() {
+                let mut mask = nonzero_bits(isa, chunk);
+                if mask == 0 {
+                    continue;
+                }
+                input.masks[b * steps + t] = mask as u16;
+                input.first[b] = input.first[b].min(t);
+                while mask != 0 {
+                    seen.note(chunk[mask.trailing_zeros() as usize]);
+                    mask &= mask - 1;
+                }
             }
-            if !input.finish(pass, seen) {
-                break;
+        }
+        if input.finish(0, seen) {
+            for (t, row) in rows() {
+                for_each_nonzero(isa, row, |i| input.note(1, t, i, row[i], &mut seen));
             }
         }
         input
@@ -403,10 +415,7 @@ impl<F: Float> BlockInput<F> {
         if pass == 0 {
             self.masks[b * self.steps + t] |= 1 << (i % WIDTH);
             self.first[b] = self.first[b].min(t);
-            match seen.value {
-                None => seen.value = Some(value),
-                Some(v) => seen.differ |= v != value,
-            }
+            seen.note(value);
         } else if let Values::Dense(values) = &mut self.values {
             values[(t * (self.blocks + 1)) * WIDTH + i] = value;
         }
@@ -448,6 +457,51 @@ impl<F: Float> BlockInput<F> {
 struct Seen<F> {
     value: Option<F>,
     differ: bool,
+}
+
+impl<F: Float> Seen<F> {
+    /// Takes in the non-zero value of one more input: the first is kept, and
+    /// `differ` set once another is not equal to it.
+    #[inline(always)]
+    fn note(&mut self, value: F) {
+        match self.value {
+            None => self.value = Some(value),
+            Some(v) => self.differ |= v != value,
+        }
+    }
+}
+
+/// A scratch buffer of values kept per thread, lent out by [`Scratch::take`]
+/// and given back when dropped. It is reused from use to use, so it holds what
+/// the previous user left there (only new entries are zero): each entry must
+/// be written before it is read. (A guard rather than a closure: a closure
+/// that is not inlined would lose the instruction set of its caller.)
+pub struct Scratch<F: Float>(Vec<F>);
+
+thread_local! {
+    static SCRATCH: std::cell::Cell<Option<Box<dyn std::any::Any>>> = const { std::cell::Cell::new(None) };
+}
+
+impl<F: Float> Scratch<F> {
+    /// At least `len` values (a nested take, which none makes, gets a new buffer).
+    pub fn take(len: usize) -> Self {
+        let mut buffer: Vec<F> = SCRATCH.take().and_then(|b| b.downcast().ok()).map_or_else(Vec::new, |b| *b);
+        if buffer.len() < len {
+            buffer.resize(len, F::zero());
+        }
+        Scratch(buffer)
+    }
+
+    #[inline]
+    pub fn as_mut_slice(&mut self) -> &mut [F] {
+        &mut self.0
+    }
+}
+
+impl<F: Float> Drop for Scratch<F> {
+    fn drop(&mut self) {
+        SCRATCH.set(Some(Box::new(std::mem::take(&mut self.0))));
+    }
 }
 
 /// Calls `f(i)` for the index `i` of every non-zero entry of `x`, in

@@ -6,8 +6,8 @@
 use super::activation::Activation;
 use super::kernels::{
     adjoint_product, channel_outer_product, dispatch, for_each_nonzero, input_columns_drive, input_rows_drive,
-    input_rows_sweep, recurrent_adjoint, recurrent_step, single_input_drive, sparse_row_sum, Aligned, BlockInput, ChannelEvents, Isa, IsaTask,
-    StepRows, WIDTH,
+    input_rows_sweep, recurrent_adjoint, recurrent_step, single_input_drive, sparse_row_sum, Aligned, BlockInput,
+    ChannelEvents, Isa, IsaTask, Scratch, StepRows, WIDTH,
 };
 use super::Float;
 
@@ -399,11 +399,13 @@ impl<F: Float> Layer<F> {
                 if m == 1 {
                     single_input_drive(isa, &self.input_weight, r, &x, &mut tape.potential);
                 } else {
-                    let mut acc = vec![F::zero(); I::ROWS * steps * WIDTH];
+                    // `input_rows_drive` writes every entry of `acc` before reading it
+                    let mut scratch = Scratch::take(I::ROWS * steps * WIDTH);
+                    let acc = scratch.as_mut_slice();
                     for j0 in (0..n).step_by(I::ROWS) {
                         let (j1, span) = ((j0 + I::ROWS).min(n), j0 * m..(j0 + I::ROWS).min(n) * m);
                         let (w, decay, drive) = (&self.input_weight[span.clone()], &r[span], &mut tape.potential[j0..]);
-                        input_rows_drive(isa, w, decay, j1 - j0, &x, &mut acc, drive, n);
+                        input_rows_drive(isa, w, decay, j1 - j0, &x, acc, drive, n);
                     }
                 }
                 tape.input = x;

@@ -30,7 +30,7 @@ use crate::checkpoint::{self, Checkpoint, ResumeData, Role};
 use crate::logging::sig4;
 use crate::model::{init, Dropout, Network, Objective, ParamKind};
 use crate::provenance::Provenance;
-use crate::tasks::{self, Task, TaskKind};
+use crate::tasks::{self, Sample, Task, TaskKind, Training};
 
 /// RNG streams of a run, all from `config.seed`.
 const STREAM_INIT: u64 = 10;
@@ -242,7 +242,11 @@ pub struct Trainer<'c> {
     objective: Objective,
     pub plan: Plan,
     schedule: Schedule,
+    /// The training generator after the batches of the iterations completed.
     train_rng: ChaCha8Rng,
+    /// The fresh trials of the next iteration, drawn while this one computed,
+    /// and the generator after them.
+    ahead: Option<(Vec<Sample>, ChaCha8Rng)>,
     /// Iterations completed.
     pub iteration: u64,
     window: Window,
@@ -316,6 +320,7 @@ impl<'c> Trainer<'c> {
             schedule: schedule(config, &plan),
             plan,
             train_rng,
+            ahead: None,
             iteration: state.iteration,
             window: state.window,
             convergence: state.convergence,
@@ -355,9 +360,26 @@ impl<'c> Trainer<'c> {
         let (config, train) = (self.config, &self.config.train);
         let iteration = self.iteration;
         let steps = self.task.shape().steps;
-        let samples = self.task.training().batch(iteration, train.batch_size, &mut self.train_rng);
+        let samples = match self.ahead.take() {
+            Some((samples, rng)) => {
+                self.train_rng = rng;
+                samples
+            }
+            None => self.task.training().batch(iteration, train.batch_size, &mut self.train_rng),
+        };
         let dropout = Dropout::Random { p: config.model.dropout, seed: dropout_seed(config.seed, iteration) };
-        let (stats, mut grad) = self.net.loss_and_grad(&samples, steps, &self.objective, dropout);
+        let (net, objective) = (&self.net, &self.objective);
+        let gradient = || net.loss_and_grad(&samples, steps, objective, dropout);
+        // fresh trials of the next iteration are drawn meanwhile, from the same stream
+        let (stats, mut grad) = match self.task.training() {
+            Training::Trials(source) if iteration + 1 < self.plan.iterations => {
+                let mut rng = self.train_rng.clone();
+                let (result, next) = rayon::join(gradient, || source.trials(train.batch_size, &mut rng));
+                self.ahead = Some((next, rng));
+                result
+            }
+            _ => gradient(),
+        };
         let mut grads: Vec<&mut [f32]> = grad.params_mut();
         self.frozen.zero_gradients(&mut grads);
         let bad_gradient = grads.iter().position(|g| g.iter().any(|v| !v.is_finite()));
