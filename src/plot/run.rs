@@ -7,7 +7,7 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Context, Result};
-use plotters::coord::ranged1d::ValueFormatter;
+use plotters::coord::ranged1d::{AsRangedCoord, ValueFormatter};
 use plotters::coord::types::RangedCoordf64;
 use plotters::coord::Shift;
 use plotters::prelude::*;
@@ -432,42 +432,38 @@ impl LearningCurves {
         LearningCurves { title, loss, accuracy, steps: 0.0..last.max(1.0) }
     }
 
+    /// A panel's chart, the steps across and `y` up, in the panels' one layout.
+    fn chart<'a, DB: DrawingBackend, Y: AsRangedCoord>(
+        &self,
+        area: &'a DrawingArea<DB, Shift>,
+        caption: &str,
+        y: Y,
+    ) -> Result<ChartContext<'a, DB, Cartesian2d<RangedCoordf64, Y::CoordDescType>>> {
+        ChartBuilder::on(area)
+            .caption(caption, (FAMILY, CAPTION_SIZE))
+            .margin(12)
+            .margin_right(24)
+            .x_label_area_size(40)
+            .y_label_area_size(70)
+            .build_cartesian_2d(self.steps.clone(), y)
+            .map_err(drawing)
+    }
+
     fn loss_panel<DB: DrawingBackend>(&self, area: &DrawingArea<DB, Shift>) -> Result<()> {
         let values = || self.loss.iter().flat_map(|(_, _, p)| p.iter().map(|(_, v)| *v));
         let (lo, hi) = finite_range(values()).unwrap_or((0.0, 1.0));
         if lo > 0.0 {
             let (lo, hi) = if hi > lo * 1.01 { (lo / 1.15, hi * 1.15) } else { (lo / 2.0, hi * 2.0) };
-            let mut chart = ChartBuilder::on(area)
-                .caption("loss (log scale)", (FAMILY, CAPTION_SIZE))
-                .margin(12)
-                .margin_right(24)
-                .x_label_area_size(40)
-                .y_label_area_size(70)
-                .build_cartesian_2d(self.steps.clone(), LogAxis::new(lo, hi))
-                .map_err(drawing)?;
+            let mut chart = self.chart(area, "loss (log scale)", LogAxis::new(lo, hi))?;
             self.curves(&mut chart, &self.loss, "loss", SeriesLabelPosition::UpperRight)
         } else {
-            let mut chart = ChartBuilder::on(area)
-                .caption("loss", (FAMILY, CAPTION_SIZE))
-                .margin(12)
-                .margin_right(24)
-                .x_label_area_size(40)
-                .y_label_area_size(70)
-                .build_cartesian_2d(self.steps.clone(), padded(lo, hi))
-                .map_err(drawing)?;
+            let mut chart = self.chart(area, "loss", padded(lo, hi))?;
             self.curves(&mut chart, &self.loss, "loss", SeriesLabelPosition::UpperRight)
         }
     }
 
     fn accuracy_panel<DB: DrawingBackend>(&self, area: &DrawingArea<DB, Shift>) -> Result<()> {
-        let mut chart = ChartBuilder::on(area)
-            .caption("accuracy", (FAMILY, CAPTION_SIZE))
-            .margin(12)
-            .margin_right(24)
-            .x_label_area_size(40)
-            .y_label_area_size(70)
-            .build_cartesian_2d(self.steps.clone(), -2.0..102.0)
-            .map_err(drawing)?;
+        let mut chart = self.chart(area, "accuracy", -2.0..102.0)?;
         self.curves(&mut chart, &self.accuracy, "accuracy (%)", SeriesLabelPosition::LowerRight)
     }
 
