@@ -592,7 +592,7 @@ impl<F: Float> Layer<F> {
             for (s, sample) in samples.iter_mut().enumerate() {
                 let (g, carry) = (&mut g[s * n..(s + 1) * n], &carry[s * np..]);
                 let potential = &sample.tape.potential[t * n..(t + 1) * n];
-                // row t of d_output is read here and then holds g^t (or mu^t, below)
+                // row t of d_output is read here and then holds g^t (HetSyn) or mu^t
                 let dz = &mut sample.d_output[t * n..(t + 1) * n];
                 match &self.spiking {
                     Some(spiking) => {
@@ -606,7 +606,10 @@ impl<F: Float> Layer<F> {
                     }
                     None => g.copy_from_slice(dz),
                 }
-                dz.copy_from_slice(g);
+                // (the collapsed form writes mu^t there below)
+                if let Decays::Synapse { .. } = self.decays {
+                    dz.copy_from_slice(g);
+                }
             }
             next_carry.fill(F::zero());
 
