@@ -297,7 +297,9 @@ fn run_train(args: TrainArgs, quiet: bool) -> Result<()> {
     // the bar on a terminal; elsewhere (a file, a pipe, Slurm) one plain line per evaluation
     let progress = !quiet && !args.no_progress && std::io::stderr().is_terminal();
     let out = args.resume.as_deref().or(args.out.as_deref());
-    let (run, summary) = train::trainer::train_into(&config, out, &TrainOptions { progress }, resume, lock)?;
+    let (run, summary) = hetsyn::process::in_pool(|| {
+        train::trainer::train_into(&config, out, &TrainOptions { progress }, resume, lock)
+    })?;
     let line = format!("{}: {}", run.path().display(), summary.line());
     println!("{line}");
     hetsyn::logging::line(&line);

@@ -45,8 +45,13 @@ pub trait Lanes<F: Copy>: Copy {
     /// The sum of the lanes in a fixed tree: `a_l += a_{l+w}` for `w = 8, 4, 2, 1`,
     /// then `a_0`.
     unsafe fn sum(self) -> F;
-    /// Bit `l` set where lane `l` is not zero (NaN included, as `!=` has it).
-    unsafe fn nonzero(self) -> u16;
+    /// Bit `l` set where lane `l` differs from `other`'s (NaN included, as `!=` has it).
+    unsafe fn unequal(self, other: Self) -> u16;
+    /// Bit `l` set where lane `l` is not zero (NaN included).
+    #[inline(always)]
+    unsafe fn nonzero(self) -> u16 {
+        self.unequal(Self::zero())
+    }
     /// The `len < WIDTH` entries at `p` in the first lanes, zeros in the others
     /// (entries past `len` are not read).
     #[inline(always)]
@@ -131,10 +136,10 @@ impl<F: Float> Lanes<F> for Portable16<F> {
         self
     }
     #[inline(always)]
-    unsafe fn nonzero(self) -> u16 {
+    unsafe fn unequal(self, other: Self) -> u16 {
         let mut mask = 0u16;
-        for (l, v) in self.0.iter().enumerate() {
-            mask |= u16::from(*v != F::zero()) << l;
+        for (l, (v, o)) in self.0.iter().zip(&other.0).enumerate() {
+            mask |= u16::from(v != o) << l;
         }
         mask
     }
@@ -358,6 +363,19 @@ impl<F: Float> BlockInput<F> {
         }
         let mut input = Self::empty(steps, width);
         let mut seen = Seen::default();
+        if counts.is_none() {
+            // spikes: every value is 1, the masks are all there is to build
+            for t in 0..steps {
+                for &i in &active[offsets[t] as usize..offsets[t + 1] as usize] {
+                    let i = i as usize;
+                    assert!(i < width, "spike input channel {i} out of range");
+                    input.masks[(i / WIDTH) * steps + t] |= 1 << (i % WIDTH);
+                    input.first[i / WIDTH] = input.first[i / WIDTH].min(t);
+                }
+            }
+            input.finish(0, seen);
+            return input;
+        }
         for pass in 0..2 {
             for t in 0..steps {
                 for k in offsets[t] as usize..offsets[t + 1] as usize {
@@ -384,19 +402,26 @@ impl<F: Float> BlockInput<F> {
         let mut input = Self::empty(steps, width);
         let mut seen = Seen::default();
         let rows = || (shift..steps).map(|t| (t, &x[(t - shift) * width..(t - shift + 1) * width]));
-        // the masks word by word; the values are only looked at in blocks with a non-zero input
+        // the masks block by block, without a branch on the values (a block of
+        // spikes is non-empty at random); the values are looked at again only
+        // if some non-zero one is not 1
+        // SAFETY (the vector operations): `load_block` reads the entries of
+        // `chunk` that exist; the token of `I` proves the instruction set.
+        let one = unsafe { V::<F, I>::splat(F::one()) };
+        let mut not_one = 0;
         for (t, row) in rows() {
             for (b, chunk) in row.chunks(WIDTH).enumerate() {
-                let mut mask = nonzero_bits(isa, chunk);
-                if mask == 0 {
-                    continue;
-                }
-                input.masks[b * steps + t] = mask as u16;
-                input.first[b] = input.first[b].min(t);
-                while mask != 0 {
-                    seen.note(chunk[mask.trailing_zeros() as usize]);
-                    mask &= mask - 1;
-                }
+                let block = unsafe { load_block::<F, V<F, I>>(chunk.as_ptr(), 0, chunk.len()) };
+                let mask = unsafe { block.nonzero() };
+                input.masks[b * steps + t] = mask;
+                let first = input.first[b];
+                input.first[b] = if mask != 0 { first.min(t) } else { first };
+                not_one |= unsafe { block.unequal(one) } & mask;
+            }
+        }
+        if not_one != 0 {
+            for (_, row) in rows() {
+                for_each_nonzero(isa, row, |i| seen.note(row[i]));
             }
         }
         if input.finish(0, seen) {
@@ -1515,8 +1540,8 @@ pub mod x86 {
             sum8(_mm256_add_ps(lo, hi))
         }
         #[inline(always)]
-        unsafe fn nonzero(self) -> u16 {
-            _mm512_cmp_ps_mask::<_CMP_NEQ_UQ>(self.0, _mm512_setzero_ps())
+        unsafe fn unequal(self, other: Self) -> u16 {
+            _mm512_cmp_ps_mask::<_CMP_NEQ_UQ>(self.0, other.0)
         }
         /// A masked load: the lanes past `len` are neither read nor faulted on.
         #[inline(always)]
@@ -1629,10 +1654,9 @@ pub mod x86 {
             sum8(_mm256_add_ps(self.0, self.1))
         }
         #[inline(always)]
-        unsafe fn nonzero(self) -> u16 {
-            let zero = _mm256_setzero_ps();
-            let lo = _mm256_movemask_ps(_mm256_cmp_ps::<_CMP_NEQ_UQ>(self.0, zero)) as u16;
-            let hi = _mm256_movemask_ps(_mm256_cmp_ps::<_CMP_NEQ_UQ>(self.1, zero)) as u16;
+        unsafe fn unequal(self, other: Self) -> u16 {
+            let lo = _mm256_movemask_ps(_mm256_cmp_ps::<_CMP_NEQ_UQ>(self.0, other.0)) as u16;
+            let hi = _mm256_movemask_ps(_mm256_cmp_ps::<_CMP_NEQ_UQ>(self.1, other.1)) as u16;
             lo | hi << 8
         }
         /// Masked loads: the lanes past `len` are neither read nor faulted on.

@@ -23,6 +23,7 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use super::{Input, Sample, Target, Task, TaskKind, TaskShape, Training, TrialSource};
+use crate::data::BinnedSample;
 use crate::model::BulkUniform;
 
 /// Class index of a match trial (both cues on the same side).
@@ -270,17 +271,31 @@ impl Dms {
         let added_draws = if p_added > 0.0 { channels } else { 0 };
         let draws = cue.iter().map(|c| noise_draws + added_draws + c.map_or(0, |_| cue_draws)).sum();
         let mut draws = BulkUniform::draw(rng, draws);
-        let mut input = vec![0.0f32; steps * channels];
-        for (step, row) in input.chunks_exact_mut(channels).enumerate() {
-            match cue[step] {
-                Some(Cue::Left) => bernoulli_fill(&mut row[..g], p_cue, &mut draws),
-                Some(Cue::Right) => bernoulli_fill(&mut row[g..2 * g], p_cue, &mut draws),
-                None => {}
+        // the spiking channels of each step, in increasing order, as the
+        // events the network reads
+        let mut events = BinnedSample { offsets: Vec::with_capacity(steps + 1), active: Vec::new(), counts: None };
+        events.offsets.push(0);
+        let mut row = vec![0.0f32; channels];
+        for step_cue in &cue {
+            let cue_channels = match step_cue {
+                Some(Cue::Left) => 0..g,
+                Some(Cue::Right) => g..2 * g,
+                None => 0..0,
+            };
+            if p_added > 0.0 {
+                // added spikes may fall on any channel: through a row of values
+                row.fill(0.0);
+                bernoulli_fill(&mut row[cue_channels], p_cue, &mut draws);
+                bernoulli_fill(&mut row[2 * g..], p_noise, &mut draws);
+                bernoulli_fill(&mut row, p_added, &mut draws);
+                events.active.extend((0..channels as u32).filter(|&c| row[c as usize] != 0.0));
+            } else {
+                push_spikes(&mut events.active, cue_channels, p_cue, &mut draws);
+                push_spikes(&mut events.active, 2 * g..channels, p_noise, &mut draws);
             }
-            bernoulli_fill(&mut row[2 * g..], p_noise, &mut draws);
-            bernoulli_fill(row, p_added, &mut draws);
+            events.offsets.push(events.active.len() as u32);
         }
-        Sample { input: Input::Dense(input), target: Target::Class(label(first, second)) }
+        Sample { input: Input::Events(events), target: Target::Class(label(first, second)) }
     }
 }
 
@@ -295,6 +310,23 @@ fn bernoulli_fill(values: &mut [f32], p: f64, draws: &mut BulkUniform) {
             *v = 1.0;
         }
     }
+}
+
+/// Appends each channel of `channels` with probability `p` (one draw each, in
+/// order, as [`bernoulli_fill`]).
+fn push_spikes(active: &mut Vec<u32>, channels: Range<usize>, p: f64, draws: &mut BulkUniform) {
+    if p <= 0.0 || channels.is_empty() {
+        return;
+    }
+    // written without a branch on the draw (spikes fall at random)
+    let start = active.len();
+    active.resize(start + channels.len(), 0);
+    let mut end = start;
+    for (c, spike) in channels.clone().zip(draws.below(p, channels.len())) {
+        active[end] = c as u32;
+        end += usize::from(spike);
+    }
+    active.truncate(end);
 }
 
 /// Cue pairs for `n` trials: a random cycle alternating match and mismatch
@@ -394,10 +426,8 @@ mod tests {
 
     /// Spike count of channels `chans` over steps `steps`.
     fn count(s: &Sample, channels: usize, steps: Range<usize>, chans: Range<usize>) -> f64 {
-        steps
-            .flat_map(|t| chans.clone().map(move |c| t * channels + c))
-            .map(|i| s.input.dense().unwrap()[i] as f64)
-            .sum()
+        let x = s.input.to_dense(channels);
+        steps.flat_map(|t| chans.clone().map(move |c| t * channels + c)).map(|i| x[i] as f64).sum()
     }
 
     /// Cue side read from the spikes in `window`; None if ambiguous.
@@ -418,12 +448,12 @@ mod tests {
         assert_eq!(shape, TaskShape { channels: 30, outputs: 2, steps: 210, kind: TaskKind::Classification });
         assert_eq!(dms.config().cue_windows(DT), [10..30, 190..210]);
         for s in dms.validation().iter().chain(dms.test()) {
-            assert_eq!(s.input.dense().unwrap().len(), 210 * 30);
-            assert!(s.input.dense().unwrap().iter().all(|&v| v == 0.0 || v == 1.0));
+            assert_eq!(s.input.to_dense(30).len(), 210 * 30);
+            assert!(s.input.to_dense(30).iter().all(|&v| v == 0.0 || v == 1.0));
         }
         let batch = Dms::new(small(0, 1), DT, 1).unwrap().training().batch(0, 3, &mut rng(5));
         assert_eq!(batch.len(), 3);
-        assert!(batch.iter().all(|s| s.input.dense().unwrap().len() == 210 * 30));
+        assert!(batch.iter().all(|s| s.input.to_dense(30).len() == 210 * 30));
     }
 
     /// The named groups are the channels that fire for a left cue, a right cue
@@ -509,7 +539,7 @@ mod tests {
         assert_eq!(cfg.cue_windows(DT), [10..30, 530..550]);
         let dms = Dms::new(cfg, DT, 0).unwrap();
         assert_eq!(dms.shape().steps, 550);
-        assert_eq!(dms.test()[0].input.dense().unwrap().len(), 550 * 30);
+        assert_eq!(dms.test()[0].input.to_dense(30).len(), 550 * 30);
         // Other step sizes.
         assert_eq!(DmsConfig::default().steps(0.001), 1050);
         assert_eq!(DmsConfig::default().steps(0.01), 105);
@@ -770,8 +800,8 @@ mod tests {
             let matches = trials.iter().filter(|s| class(s) == MATCH).count();
             prop_assert!(matches.abs_diff(n - matches) <= 1);
             for s in &trials {
-                prop_assert_eq!(s.input.dense().unwrap().len(), steps * 3 * g);
-                prop_assert!(s.input.dense().unwrap().iter().all(|&v| v == 0.0 || v == 1.0));
+                prop_assert_eq!(s.input.to_dense(3 * g).len(), steps * 3 * g);
+                prop_assert!(s.input.to_dense(3 * g).iter().all(|&v| v == 0.0 || v == 1.0));
                 for t in 0..steps {
                     let left = count(s, 3 * g, t..t + 1, 0..g);
                     let right = count(s, 3 * g, t..t + 1, g..2 * g);
