@@ -5,6 +5,7 @@
 //!
 //! - [`layer`]: one layer's state, forward step and reverse sweep (§1, §2, §5)
 //! - [`kernels`]: the contiguous inner loops over synapses
+//! - [`keystream`]: a ChaCha8 stream's words computed 16 blocks at a time ([`BulkUniform`])
 //! - [`activation`]: spike function and surrogate derivatives (§1, §5.1)
 //! - [`loss`]: readout losses and the firing-rate regulariser (§3)
 //! - [`network`]: the stack of layers, one sample's forward pass and reverse sweep
@@ -16,6 +17,7 @@ pub mod activation;
 pub mod batch;
 pub mod init;
 pub mod kernels;
+pub mod keystream;
 pub mod layer;
 pub mod loss;
 pub mod network;
@@ -87,7 +89,8 @@ impl Float for f64 {
     }
 }
 
-/// Uniform numbers of a ChaCha8 stream drawn in bulk (`rng.fill`), which
+/// Uniform numbers of a ChaCha8 stream drawn in bulk (the words of `rng.fill`,
+/// computed by [`keystream::fill_words`]), which
 /// gives the same numbers as one `rng.gen::<f64>()` each: that is the next
 /// 64-bit word `w`, as `(w >> 11) * 2^-53`, and `(w >> 11) * 2^-53 < p`
 /// exactly when the integer `w >> 11` is below `ceil(p * 2^53)` (scaling by a
@@ -100,9 +103,8 @@ pub struct BulkUniform {
 impl BulkUniform {
     /// The next `n` numbers of `rng`.
     pub fn draw(rng: &mut rand_chacha::ChaCha8Rng, n: usize) -> Self {
-        use rand::Rng;
         let mut words = vec![0u64; n];
-        rng.fill(&mut words[..]);
+        keystream::fill_words(rng, &mut words);
         BulkUniform { words, next: 0 }
     }
 
