@@ -111,10 +111,30 @@ impl BulkUniform {
     /// Whether each of the next `n` numbers is below `p` (`rng.gen::<f64>() < p`).
     #[inline]
     pub fn below(&mut self, p: f64, n: usize) -> impl Iterator<Item = bool> + '_ {
-        let threshold = (p.clamp(0.0, 1.0) * (1u64 << 53) as f64).ceil() as u64;
-        let words = &self.words[self.next..self.next + n];
+        let threshold = Self::threshold(p);
+        self.take(n).iter().map(move |w| w >> 11 < threshold)
+    }
+
+    /// [`BulkUniform::below`] for the next `n` numbers as bit masks: bit `k`
+    /// of mask `i` for number `64 i + k` (the decisions of a mask are computed
+    /// side by side, without a branch).
+    #[inline]
+    pub fn below_bits(&mut self, p: f64, n: usize) -> impl Iterator<Item = u64> + '_ {
+        let threshold = Self::threshold(p);
+        self.take(n).chunks(64).map(move |words| {
+            words.iter().enumerate().fold(0, |mask, (k, w)| mask | u64::from(w >> 11 < threshold) << k)
+        })
+    }
+
+    /// `ceil(p 2^53)`, with `p` clamped to `[0, 1]`.
+    fn threshold(p: f64) -> u64 {
+        (p.clamp(0.0, 1.0) * (1u64 << 53) as f64).ceil() as u64
+    }
+
+    /// The next `n` words.
+    fn take(&mut self, n: usize) -> &[u64] {
         self.next += n;
-        words.iter().map(move |w| w >> 11 < threshold)
+        &self.words[self.next - n..self.next]
     }
 }
 
@@ -161,6 +181,23 @@ mod tests {
             let want: Vec<bool> = (0..n).map(|_| b.gen::<f64>() < p).collect();
             assert_eq!(got, want);
             assert_eq!(a.gen::<u64>(), b.gen::<u64>());
+        }
+    }
+
+    /// The bit masks hold the decisions of `below`, 64 to a mask.
+    #[test]
+    fn bulk_bits_are_the_decisions() {
+        for (n, p) in [(1usize, 0.5), (63, 0.1), (64, 0.3), (65, 0.05), (200, 0.9), (130, 1.0), (70, 0.0)] {
+            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(n as u64);
+            let (mut a, mut b) = (super::BulkUniform::draw(&mut rng.clone(), n + 3), super::BulkUniform::draw(&mut rng, n + 3));
+            let want: Vec<bool> = a.below(p, n).collect();
+            let masks: Vec<u64> = b.below_bits(p, n).collect();
+            assert_eq!(masks.len(), n.div_ceil(64));
+            let got: Vec<bool> = (0..n).map(|k| masks[k / 64] >> (k % 64) & 1 == 1).collect();
+            assert_eq!(got, want);
+            assert!(masks.last().is_some_and(|m| n % 64 == 0 || m >> (n % 64) == 0), "no bits past n");
+            // both leave the same numbers
+            assert_eq!(a.below(0.5, 3).collect::<Vec<_>>(), b.below(0.5, 3).collect::<Vec<_>>());
         }
     }
 

@@ -318,15 +318,12 @@ fn push_spikes(active: &mut Vec<u32>, channels: Range<usize>, p: f64, draws: &mu
     if p <= 0.0 || channels.is_empty() {
         return;
     }
-    // written without a branch on the draw (spikes fall at random)
-    let start = active.len();
-    active.resize(start + channels.len(), 0);
-    let mut end = start;
-    for (c, spike) in channels.clone().zip(draws.below(p, channels.len())) {
-        active[end] = c as u32;
-        end += usize::from(spike);
+    for (first, mut mask) in channels.clone().step_by(64).zip(draws.below_bits(p, channels.len())) {
+        while mask != 0 {
+            active.push((first + mask.trailing_zeros() as usize) as u32);
+            mask &= mask - 1;
+        }
     }
-    active.truncate(end);
 }
 
 /// Cue pairs for `n` trials: a random cycle alternating match and mismatch
