@@ -4,6 +4,7 @@
 //! are summed in chunk order ([`OrderedSum`]).
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 use rand::SeedableRng;
@@ -324,6 +325,11 @@ impl<F: Float> Network<F> {
     /// rayon pool. `run(samples, grad)` does the samples of a chunk (accumulating
     /// into the chunk's gradient, which `start` makes, if any) and returns their
     /// summaries, if it makes them; chunk results are summed in chunk order.
+    ///
+    /// Each worker takes the next chunk in order from a shared counter, so the
+    /// chunks finish nearly in order and few wait to be summed: split in halves
+    /// (rayon's `par_chunks`), the second half's chunks, each with a gradient
+    /// the size of the network, waited for the whole first half.
     fn in_chunks<T: Send>(
         &self,
         size: usize,
@@ -331,10 +337,17 @@ impl<F: Float> Network<F> {
         start: impl Fn() -> Option<Network<F>> + Sync,
         run: impl Fn(&[usize], Option<&mut Network<F>>) -> Vec<SampleSummary<T>> + Sync,
     ) -> Summed<F, T> {
+        let samples: Vec<usize> = (0..size).collect();
+        let chunks = size.div_ceil(chunk);
+        let next = AtomicUsize::new(0);
         let ordered = Mutex::new(OrderedSum::new());
-        (0..size).collect::<Vec<_>>().par_chunks(chunk).enumerate().for_each(|(index, samples)| {
+        (0..rayon::current_num_threads().min(chunks)).into_par_iter().for_each(|_| loop {
+            let index = next.fetch_add(1, Ordering::Relaxed);
+            if index >= chunks {
+                break;
+            }
             let mut grad = start();
-            let summaries = run(samples, grad.as_mut());
+            let summaries = run(&samples[index * chunk..((index + 1) * chunk).min(size)], grad.as_mut());
             // a poisoned lock means another chunk panicked, which rayon re-raises
             if let Ok(mut ordered) = ordered.lock() {
                 ordered.add(index, Summed { samples: summaries, grad });
