@@ -33,9 +33,10 @@
 #   checkpoints/best_on_test.safetensors (last.safetensors without it). Results go to
 #   results/paper/shd_authors[-full]; the rows' experiment column: shd_authors.
 # Every run: the paper's 100 epochs (the schedule spanning 40).
-# Default: 3 seeds (12 runs), about 18 h on 2 cores (estimated: an SHD-sized epoch
-# takes 50-60 s with 2 threads; authors: 11 % more samples per epoch). --full: the
-# paper's 10 runs per model (40 runs), about 60 h. This belongs on a cluster:
+# Default: 3 seeds (12 runs), about 5 h on 2 cores (estimated: an SHD-sized epoch
+# took 13.6 s with 2 threads on a 2-vCPU Intel VM, 2026-12-07; authors: 11 % more
+# samples per epoch). --full: the paper's 10 runs per model (40 runs), about 15 h.
+# This belongs on a cluster:
 # scripts/slurm_array.sh runs the configs this writes (--dry-run); then run this script
 # again to evaluate, record and draw.
 set -euo pipefail
