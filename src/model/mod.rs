@@ -189,7 +189,8 @@ mod tests {
     fn bulk_bits_are_the_decisions() {
         for (n, p) in [(1usize, 0.5), (63, 0.1), (64, 0.3), (65, 0.05), (200, 0.9), (130, 1.0), (70, 0.0)] {
             let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(n as u64);
-            let (mut a, mut b) = (super::BulkUniform::draw(&mut rng.clone(), n + 3), super::BulkUniform::draw(&mut rng, n + 3));
+            let (mut a, mut b) =
+                (super::BulkUniform::draw(&mut rng.clone(), n + 3), super::BulkUniform::draw(&mut rng, n + 3));
             let want: Vec<bool> = a.below(p, n).collect();
             let masks: Vec<u64> = b.below_bits(p, n).collect();
             assert_eq!(masks.len(), n.div_ceil(64));
