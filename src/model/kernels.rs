@@ -369,8 +369,7 @@ impl<F: Float> BlockInput<F> {
                 for &i in &active[offsets[t] as usize..offsets[t + 1] as usize] {
                     let i = i as usize;
                     assert!(i < width, "spike input channel {i} out of range");
-                    input.masks[(i / WIDTH) * steps + t] |= 1 << (i % WIDTH);
-                    input.first[i / WIDTH] = input.first[i / WIDTH].min(t);
+                    input.mark(t, i);
                 }
             }
             input.finish(0, seen);
@@ -436,14 +435,21 @@ impl<F: Float> BlockInput<F> {
     /// when they differ) the values.
     #[inline(always)]
     fn note(&mut self, pass: usize, t: usize, i: usize, value: F, seen: &mut Seen<F>) {
-        let b = i / WIDTH;
         if pass == 0 {
-            self.masks[b * self.steps + t] |= 1 << (i % WIDTH);
-            self.first[b] = self.first[b].min(t);
+            self.mark(t, i);
             seen.note(value);
         } else if let Values::Dense(values) = &mut self.values {
             values[(t * (self.blocks + 1)) * WIDTH + i] = value;
         }
+    }
+
+    /// Input `i` is non-zero at step `t`: its bit in the mask of its block and
+    /// step, and the block's first step.
+    #[inline(always)]
+    fn mark(&mut self, t: usize, i: usize) {
+        let b = i / WIDTH;
+        self.masks[b * self.steps + t] |= 1 << (i % WIDTH);
+        self.first[b] = self.first[b].min(t);
     }
 
     /// Ends a pass; whether another is needed (for the values).

@@ -421,6 +421,23 @@ mod tests {
         }
     }
 
+    /// Whether `s` is a trial of `steps` steps of binary spikes on `channels`
+    /// channels: events without counts, each step's channels increasing and
+    /// in range.
+    fn is_spike_trial(s: &Sample, steps: usize, channels: usize) -> bool {
+        match &s.input {
+            Input::Events(e) => {
+                e.counts.is_none()
+                    && e.steps() == steps
+                    && (0..steps).all(|t| {
+                        let active = e.active_at(t);
+                        active.windows(2).all(|w| w[0] < w[1]) && active.iter().all(|&c| (c as usize) < channels)
+                    })
+            }
+            Input::Dense(_) => false,
+        }
+    }
+
     /// Spike count of channels `chans` over steps `steps`.
     fn count(s: &Sample, channels: usize, steps: Range<usize>, chans: Range<usize>) -> f64 {
         let x = s.input.to_dense(channels);
@@ -445,12 +462,11 @@ mod tests {
         assert_eq!(shape, TaskShape { channels: 30, outputs: 2, steps: 210, kind: TaskKind::Classification });
         assert_eq!(dms.config().cue_windows(DT), [10..30, 190..210]);
         for s in dms.validation().iter().chain(dms.test()) {
-            assert_eq!(s.input.to_dense(30).len(), 210 * 30);
-            assert!(s.input.to_dense(30).iter().all(|&v| v == 0.0 || v == 1.0));
+            assert!(is_spike_trial(s, 210, 30));
         }
         let batch = Dms::new(small(0, 1), DT, 1).unwrap().training().batch(0, 3, &mut rng(5));
         assert_eq!(batch.len(), 3);
-        assert!(batch.iter().all(|s| s.input.to_dense(30).len() == 210 * 30));
+        assert!(batch.iter().all(|s| is_spike_trial(s, 210, 30)));
     }
 
     /// The named groups are the channels that fire for a left cue, a right cue
@@ -509,6 +525,7 @@ mod tests {
         let rate_of = |cfg: DmsConfig, chans: Range<usize>| {
             let dms = Dms::new(cfg, DT, 0).unwrap();
             let trials = dms.draw_trials(400, &mut rng(8));
+            assert!(trials.iter().all(|s| is_spike_trial(s, steps, 3 * g)));
             let spikes: f64 = trials.iter().map(|s| count(s, 3 * g, 0..steps, chans.clone())).sum();
             spikes / (trials.len() * steps * chans.len()) as f64 / DT
         };
@@ -536,7 +553,7 @@ mod tests {
         assert_eq!(cfg.cue_windows(DT), [10..30, 530..550]);
         let dms = Dms::new(cfg, DT, 0).unwrap();
         assert_eq!(dms.shape().steps, 550);
-        assert_eq!(dms.test()[0].input.to_dense(30).len(), 550 * 30);
+        assert!(is_spike_trial(&dms.test()[0], 550, 30));
         // Other step sizes.
         assert_eq!(DmsConfig::default().steps(0.001), 1050);
         assert_eq!(DmsConfig::default().steps(0.01), 105);
@@ -797,8 +814,7 @@ mod tests {
             let matches = trials.iter().filter(|s| class(s) == MATCH).count();
             prop_assert!(matches.abs_diff(n - matches) <= 1);
             for s in &trials {
-                prop_assert_eq!(s.input.to_dense(3 * g).len(), steps * 3 * g);
-                prop_assert!(s.input.to_dense(3 * g).iter().all(|&v| v == 0.0 || v == 1.0));
+                prop_assert!(is_spike_trial(s, steps, 3 * g));
                 for t in 0..steps {
                     let left = count(s, 3 * g, t..t + 1, 0..g);
                     let right = count(s, 3 * g, t..t + 1, g..2 * g);
